@@ -1,0 +1,116 @@
+"""Node and Flow: the whole execution model in three ideas.
+
+1. A node runs ``prep(shared) -> exec(prep_result) -> post(shared, prep_result, exec_result)``.
+2. :class:`Node` retries ``exec`` up to ``max_retries`` attempts, waiting ``wait`` seconds between
+   them. The attempt counter is a local variable, never instance state, so one node object can
+   run on several threads at once without its retries racing.
+3. :class:`Flow` runs its start node and follows the action each node returns to a successor.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import MutableMapping
+from typing import Any
+
+Shared = MutableMapping[str, Any]
+
+DEFAULT_ACTION = "default"
+
+
+class BaseNode:
+    """A step with parameters and successors keyed by action name."""
+
+    def __init__(self) -> None:
+        self.params: dict[str, Any] = {}
+        self.successors: dict[str, BaseNode] = {}
+
+    def set_params(self, params: dict[str, Any]) -> None:
+        self.params = params
+
+    def next(self, node: BaseNode, action: str = DEFAULT_ACTION) -> BaseNode:
+        """Make ``node`` the successor for ``action``; returns it so calls chain."""
+        self.successors[action] = node
+        return node
+
+    def prep(self, shared: Shared) -> Any:
+        return None
+
+    def exec(self, prep_result: Any) -> Any:
+        return None
+
+    def post(self, shared: Shared, prep_result: Any, exec_result: Any) -> str | None:
+        return None
+
+    def _exec(self, prep_result: Any) -> Any:
+        return self.exec(prep_result)
+
+    def _run(self, shared: Shared) -> str | None:
+        prep_result = self.prep(shared)
+        exec_result = self._exec(prep_result)
+        return self.post(shared, prep_result, exec_result)
+
+    def run(self, shared: Shared) -> str | None:
+        """Run this node alone (successors are followed only by a :class:`Flow`)."""
+        return self._run(shared)
+
+
+class Node(BaseNode):
+    """A node whose ``exec`` is retried; ``exec_fallback`` decides what the last failure means."""
+
+    def __init__(self, max_retries: int = 1, wait: float = 0.0) -> None:
+        super().__init__()
+        self.max_retries = max(1, max_retries)
+        self.wait = wait
+
+    def exec_fallback(self, prep_result: Any, exc: Exception) -> Any:
+        raise exc
+
+    def _exec(self, prep_result: Any) -> Any:
+        for attempt in range(1, self.max_retries + 1):
+            try:
+                return self.exec(prep_result)
+            except Exception as exc:
+                if attempt == self.max_retries:
+                    return self.exec_fallback(prep_result, exc)
+                if self.wait > 0:
+                    time.sleep(self.wait)
+        raise AssertionError("unreachable: the loop returns or raises")
+
+
+class Flow(BaseNode):
+    """Runs nodes from ``start``, following the action each returns until none matches.
+
+    With ``follow_actions=False`` every node goes to its ``default`` successor whatever it
+    returns: a plain sequence.
+    """
+
+    def __init__(self, start: BaseNode | None = None, follow_actions: bool = True) -> None:
+        super().__init__()
+        self.start_node = start
+        self.follow_actions = follow_actions
+
+    def start(self, node: BaseNode) -> BaseNode:
+        self.start_node = node
+        return node
+
+    def next_node(self, current: BaseNode, action: str | None) -> BaseNode | None:
+        if not self.follow_actions:
+            action = DEFAULT_ACTION
+        return current.successors.get(action or DEFAULT_ACTION)
+
+    def _orchestrate(self, shared: Shared) -> str | None:
+        current = self.start_node
+        last_action: str | None = None
+        while current is not None:
+            last_action = current._run(shared)
+            current = self.next_node(current, last_action)
+        return last_action
+
+    def _run(self, shared: Shared) -> str | None:
+        prep_result = self.prep(shared)
+        last_action = self._orchestrate(shared)
+        return self.post(shared, prep_result, last_action)
+
+    def post(self, shared: Shared, prep_result: Any, exec_result: Any) -> str | None:
+        return exec_result

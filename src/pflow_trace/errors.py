@@ -1,0 +1,58 @@
+"""One error hierarchy for everything a user can get wrong.
+
+Each error carries the one-line message the CLI prints and the exit code it exits with, so the
+command line catches :class:`PflowTraceError` once at the top and never shows a traceback for a
+user mistake. Anything else that escapes is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_WORKFLOW_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class PflowTraceError(Exception):
+    """Base class: a problem the user can fix, with the exit code the CLI should use."""
+
+    exit_code: int = EXIT_USAGE
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class UsageError(PflowTraceError):
+    """A bad argument, a missing file, an input that does not parse."""
+
+
+class WorkflowValidationError(PflowTraceError):
+    """The workflow file failed validation; every problem is kept so all are reported at once."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        count = len(problems)
+        noun = "problem" if count == 1 else "problems"
+        super().__init__(f"{source}: {count} {noun}: " + "; ".join(problems))
+
+
+class TraceReadError(PflowTraceError):
+    """A trace file that is missing, not JSON, truncated or of an unknown format."""
+
+
+class NodeExecutionError(PflowTraceError):
+    """A node failed while the workflow ran; the workflow fails with exit code 1."""
+
+    exit_code = EXIT_WORKFLOW_FAILED
+
+    def __init__(self, node_id: str, message: str) -> None:
+        self.node_id = node_id
+        super().__init__(f"node '{node_id}' failed: {message}")
+
+
+class TemplateError(PflowTraceError):
+    """A template could not be resolved: names the template and the closest available names."""
+
+    exit_code = EXIT_WORKFLOW_FAILED

@@ -1,0 +1,204 @@
+"""Workflow loading and validation: every problem found, each named by its JSON path.
+
+Validation runs before anything executes: first the JSON Schema shipped in this package, then
+the checks a schema cannot express (ids, node types, edges, which node a template may read, alias
+shadowing). All problems are collected and reported together.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+from pflow_trace.errors import UsageError, WorkflowValidationError
+from pflow_trace.nodes.registry import NodeRegistry, default_registry
+from pflow_trace.runtime.store import is_root_key
+from pflow_trace.runtime.templates import TemplateSyntaxError, compile_value, iter_references
+
+
+@lru_cache(maxsize=1)
+def workflow_schema() -> dict[str, Any]:
+    text = resources.files("pflow_trace.ir").joinpath("schemas/workflow.schema.json").read_text()
+    return json.loads(text)
+
+
+@lru_cache(maxsize=1)
+def _schema_validator() -> Any:
+    return jsonschema.Draft202012Validator(workflow_schema())
+
+
+def json_path(parts: Any) -> str:
+    """``["nodes", 2, "batch"]`` → ``nodes[2].batch``."""
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(root)"
+
+
+def _schema_message(error: jsonschema.ValidationError) -> str:
+    path = list(error.absolute_path)
+    if path[-2:-1] == ["batch"] and path[-1:] == ["items"] and error.validator == "oneOf":
+        return "expected a single ${...} template or a JSON array"
+    if error.validator == "pattern" and isinstance(error.instance, str):
+        if path and path[-1] == "id" or (len(path) > 1 and path[-1] == "as"):
+            return f"{error.instance!r} is not an identifier (letters, digits, _ and -)"
+    if error.validator == "const" and path == ["ir_version"]:
+        return f"expected \"0.1.0\", got {json.dumps(error.instance)}"
+    return error.message
+
+
+def schema_problems(workflow: Any) -> list[str]:
+    errors = sorted(_schema_validator().iter_errors(workflow), key=lambda e: list(map(str, e.absolute_path)))
+    return [f"{json_path(error.absolute_path)}: {_schema_message(error)}" for error in errors]
+
+
+def _predecessors(node_ids: list[str], edges: list[dict[str, Any]]) -> dict[str, set[str]]:
+    """For each node, the nodes that can have run before it."""
+    if not edges:
+        return {node_id: set(node_ids[:index]) for index, node_id in enumerate(node_ids)}
+    successors: dict[str, set[str]] = {node_id: set() for node_id in node_ids}
+    for edge in edges:
+        if edge.get("from") in successors and edge.get("to") in successors:
+            successors[edge["from"]].add(edge["to"])
+    result: dict[str, set[str]] = {node_id: set() for node_id in node_ids}
+    for origin in node_ids:  # everything reachable from ``origin`` may run after it
+        stack, seen = list(successors[origin]), set()
+        while stack:
+            current = stack.pop()
+            if current in seen:
+                continue
+            seen.add(current)
+            result[current].add(origin)
+            stack.extend(successors[current])
+    return result
+
+
+def semantic_problems(workflow: dict[str, Any], registry: NodeRegistry) -> list[str]:
+    problems: list[str] = []
+    nodes = [node for node in workflow.get("nodes", []) if isinstance(node, dict)]
+    inputs = set((workflow.get("inputs") or {}).keys())
+    seen: dict[str, int] = {}
+    for index, node in enumerate(nodes):
+        node_id = node.get("id")
+        if not isinstance(node_id, str):
+            continue
+        if node_id in seen:
+            problems.append(f"nodes[{index}].id: duplicate id '{node_id}' (first at nodes[{seen[node_id]}])")
+        else:
+            seen[node_id] = index
+        if node_id in inputs:
+            problems.append(f"nodes[{index}].id: '{node_id}' is also the name of an input")
+        node_type = node.get("type")
+        if isinstance(node_type, str) and registry.get(node_type) is None:
+            closest = registry.closest(node_type)
+            hint = f"did you mean {', '.join(closest)}?" if closest else f"known: {', '.join(registry.names())}"
+            problems.append(f"nodes[{index}].type: unknown node type '{node_type}' ({hint})")
+    node_ids = list(seen)
+    edges = [edge for edge in workflow.get("edges") or [] if isinstance(edge, dict)]
+    pairs: dict[tuple[str, str], int] = {}
+    for index, edge in enumerate(edges):
+        for end in ("from", "to"):
+            target = edge.get(end)
+            if isinstance(target, str) and target not in seen:
+                closest = difflib.get_close_matches(target, node_ids, n=1)
+                hint = f" (did you mean '{closest[0]}'?)" if closest else ""
+                problems.append(f"edges[{index}].{end}: unknown node '{target}'{hint}")
+        key = (str(edge.get("from")), str(edge.get("action", "default")))
+        if key in pairs:
+            problems.append(
+                f"edges[{index}]: a second edge from '{key[0]}' for action '{key[1]}' "
+                f"(first at edges[{pairs[key]}])"
+            )
+        else:
+            pairs[key] = index
+    before = _predecessors(node_ids, edges)
+    for index, node in enumerate(nodes):
+        node_id = node.get("id")
+        if not isinstance(node_id, str):
+            continue
+        batch = node.get("batch") if isinstance(node.get("batch"), dict) else None
+        alias = batch.get("as", "item") if batch else None
+        if alias is not None and isinstance(alias, str):
+            if alias in seen:
+                problems.append(f"nodes[{index}].batch.as: alias '{alias}' shadows node '{alias}'")
+            if alias in inputs:
+                problems.append(f"nodes[{index}].batch.as: alias '{alias}' shadows input '{alias}'")
+        visible = inputs | before.get(node_id, set())
+        sources: list[tuple[str, Any, set[str]]] = [
+            (f"nodes[{index}].params.{key}", value, visible | ({alias} if alias else set()))
+            for key, value in (node.get("params") or {}).items()
+        ] if isinstance(node.get("params"), dict) else []
+        if batch is not None and isinstance(batch.get("items"), str):
+            sources.append((f"nodes[{index}].batch.items", batch["items"], visible))
+        for path, value, names in sources:
+            problems.extend(_template_problems(path, value, names, seen, node_id))
+    all_names = inputs | set(node_ids)
+    for name, template in (workflow.get("outputs") or {}).items():
+        if isinstance(template, str):
+            problems.extend(_template_problems(f"outputs.{name}", template, all_names, seen, None))
+    return problems
+
+
+def _template_problems(
+    path: str, value: Any, visible: set[str], node_ids: dict[str, int], node_id: str | None
+) -> list[str]:
+    try:
+        compiled = compile_value(value)
+    except TemplateSyntaxError as exc:
+        return [f"{path}: {exc}"]
+    problems = []
+    for reference in iter_references(compiled):
+        head = reference.head
+        if head in visible or is_root_key(head):
+            continue
+        if head in node_ids:
+            when = "itself" if head == node_id else "a node that cannot have run before it"
+            problems.append(f"{path}: {reference.text} reads '{head}', {when}")
+            continue
+        closest = difflib.get_close_matches(head, sorted(visible), n=3)
+        hint = f" (closest: {', '.join(closest)})" if closest else ""
+        problems.append(f"{path}: {reference.text} names unknown '{head}'{hint}")
+    return problems
+
+
+def load_workflow_file(path: str | Path) -> dict[str, Any]:
+    """Read and parse a workflow file; unreadable or non-JSON files are one-line errors."""
+    source = Path(path)
+    try:
+        text = source.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"{source}: no such workflow file") from None
+    except IsADirectoryError:
+        raise UsageError(f"{source}: is a directory, not a workflow file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{source}: cannot read workflow: {exc}") from None
+    try:
+        workflow = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise WorkflowValidationError(
+            str(source), [f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"]
+        ) from None
+    return workflow
+
+
+def validate_workflow(
+    workflow: Any, source: str = "workflow", registry: NodeRegistry | None = None
+) -> dict[str, Any]:
+    """Return the workflow when valid; else raise with every problem found."""
+    registry = registry or default_registry()
+    problems = schema_problems(workflow)
+    if isinstance(workflow, dict):
+        problems += semantic_problems(workflow, registry)
+    if problems:
+        raise WorkflowValidationError(source, problems)
+    return workflow
+
+
+def load_and_validate(path: str | Path, registry: NodeRegistry | None = None) -> dict[str, Any]:
+    return validate_workflow(load_workflow_file(path), str(path), registry)

@@ -1,0 +1,61 @@
+"""The contract every workflow node type implements.
+
+A node type is an engine :class:`~pflow_trace.engine.Node` whose ``exec`` receives the node's
+parameters, already template-resolved, and returns a dict of outputs. ``post`` writes each output
+key into the store it is given; the runtime hands it a namespaced view, so the keys land in
+``shared[node_id]``. Node types never see templates, namespaces, batches or tracing.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from pflow_trace.engine import Node
+from pflow_trace.engine.core import Shared
+
+
+#: The 1-based attempt of the batch item running on this thread. The batch runtime sets it; a
+#: node may read it (``echo``'s ``fail_times`` does) but must never keep a counter of its own.
+current_attempt: contextvars.ContextVar[int] = contextvars.ContextVar(
+    "pflow_trace_current_attempt", default=1
+)
+
+
+class NodeFailure(Exception):
+    """A node's work failed. ``outputs`` keeps whatever it produced (stderr, a status code)."""
+
+    def __init__(self, message: str, outputs: Mapping[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.outputs = dict(outputs or {})
+
+
+class WorkflowNode(Node):
+    """Base class for node types: subclasses set ``type_name`` and implement :meth:`exec`."""
+
+    type_name: ClassVar[str] = ""
+    #: JSON Schema for the resolved params; checked before ``exec`` so bad params fail clearly.
+    params_schema: ClassVar[dict[str, Any] | None] = None
+
+    def __init__(self, node_id: str = "") -> None:
+        super().__init__()
+        self.node_id = node_id
+
+    def prep(self, shared: Shared) -> dict[str, Any]:
+        if self.params_schema is not None:
+            from pflow_trace.nodes.params import check_params
+
+            check_params(self.type_name, self.params_schema, self.params)
+        return self.params
+
+    def exec(self, params: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError(f"node type '{self.type_name}' does not implement exec")
+
+    def post(self, shared: Shared, prep_result: Any, exec_result: Any) -> str | None:
+        outputs: Mapping[str, Any] = exec_result or {}
+        for key, value in outputs.items():
+            shared[key] = value
+        action = outputs.get("__action__") if isinstance(outputs, Mapping) else None
+        return action if isinstance(action, str) else None

@@ -1,0 +1,312 @@
+"""The Batch layer: runs the inner chain once per item, in order or on a thread pool.
+
+It sits outside Namespaced so each item's alias lands at the root of that item's store, where
+``${item}`` resolves. Every item runs on a shallow copy of the store; parallel workers each get
+a deep copy of the inner chain (made once per worker thread) and the batch span's context, so
+item spans are children of the batch span on any thread. Each item is timed once; the same
+timestamps become the item span's start and end, the item's ``batch_items`` record and the
+``batch_metadata`` timing, so every view agrees.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import copy
+import itertools
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Status, StatusCode
+
+from pflow_trace.errors import TemplateError
+from pflow_trace.nodes.base import NodeFailure
+from pflow_trace.runtime.context import current_attempt, current_execution
+from pflow_trace.runtime.facts import ItemOutcome
+from pflow_trace.runtime.layers import LayerWrapper, describe_error
+from pflow_trace.runtime.templates import Reference, compile_value, resolve_param
+from pflow_trace.tracing import conventions as conv
+
+ErrorHandling = Literal["fail_fast", "continue"]
+
+
+@dataclass(frozen=True, slots=True)
+class BatchConfig:
+    """A node's ``batch`` block with its defaults applied."""
+
+    items: Any
+    alias: str = "item"
+    parallel: bool = False
+    max_concurrent: int = 10
+    max_retries: int = 1
+    retry_wait: float = 0.0
+    error_handling: ErrorHandling = "fail_fast"
+
+    @classmethod
+    def from_ir(cls, block: dict[str, Any]) -> BatchConfig:
+        return cls(
+            items=block["items"],
+            alias=block.get("as", "item"),
+            parallel=bool(block.get("parallel", False)),
+            max_concurrent=int(block.get("max_concurrent", 10)),
+            max_retries=int(block.get("max_retries", 1)),
+            retry_wait=float(block.get("retry_wait", 0)),
+            error_handling=block.get("error_handling", "fail_fast"),
+        )
+
+    @property
+    def execution_mode(self) -> str:
+        return "parallel" if self.parallel else "sequential"
+
+
+def timing_stats(outcomes: list[ItemOutcome]) -> dict[str, float]:
+    """``batch_metadata.timing`` from the items that ran; ``{}`` for an empty batch."""
+    durations = [o.duration_ms for o in outcomes if o.status != "skipped"]
+    if not durations:
+        return {}
+    total = sum(durations)
+    return {
+        "total_items_ms": round(total, 2),
+        "avg_item_ms": round(total / len(durations), 2),
+        "min_item_ms": round(min(durations), 2),
+        "max_item_ms": round(max(durations), 2),
+    }
+
+
+_TYPE_NAMES = {dict: "object", str: "string", int: "number", float: "number", bool: "boolean"}
+
+
+class BatchNode(LayerWrapper):
+    layer = conv.LAYER_BATCH
+
+    def __init__(self, inner: Any, node_id: str, node_type: str, run: Any, config: BatchConfig):
+        super().__init__(inner, node_id, node_type, run)
+        self.config = config
+        self.compiled_items = compile_value(config.items)
+        self.item_span_name = conv.span_name(conv.LAYER_BATCH_ITEM, node_id)
+        self.item_base_attributes = {**self.span_attributes, conv.ATTR_LAYER: conv.LAYER_BATCH_ITEM}
+
+    # -- items ---------------------------------------------------------------------------------
+
+    def resolve_items(self, shared: Any) -> list[Any]:
+        items = resolve_param(self.node_id, "batch.items", self.compiled_items, shared)
+        if not isinstance(items, list):
+            source = self.compiled_items.text if isinstance(self.compiled_items, Reference) else ""
+            got = "null" if items is None else _TYPE_NAMES.get(type(items), type(items).__name__)
+            raise NodeFailure(
+                f"batch.items {source} must resolve to a list, got {got}".replace("  ", " ")
+            )
+        return items
+
+    # -- one item ------------------------------------------------------------------------------
+
+    def run_item(self, chain: Any, shared: Any, index: int, item: Any, worker: int) -> tuple[
+        ItemOutcome, Any
+    ]:
+        run = self.run_context
+        config = self.config
+        attributes = dict(self.item_base_attributes)
+        attributes[conv.ATTR_BATCH_INDEX] = index
+        attributes[conv.ATTR_BATCH_WORKER] = worker
+        recording = run.recording
+        if recording:
+            attributes[conv.ATTR_BATCH_ITEM_PREVIEW] = run.sanitizer.preview(item)
+        start_ns = time.time_ns()
+        span = run.tracer.start_span(
+            self.item_span_name,
+            attributes=attributes,
+            start_time=start_ns,
+            record_exception=False,
+            set_status_on_exception=False,
+        )
+        token = otel_context.attach(trace.set_span_in_context(span))
+        result: Any = None
+        error: str | None = None
+        attempt = 0
+        try:
+            for attempt in range(1, config.max_retries + 1):  # noqa: B007 - kept for the record
+                item_shared = dict(shared)
+                item_shared[config.alias] = item
+                attempt_token = current_attempt.set(attempt)
+                try:
+                    chain._run(item_shared)
+                    result = item_shared.get(self.node_id)
+                    error = None
+                    break
+                except Exception as exc:
+                    error = run.sanitizer.text(describe_error(exc))
+                    if attempt < config.max_retries:
+                        if recording:
+                            span.add_event(
+                                conv.EVENT_RETRY,
+                                {conv.ATTR_RETRY_ATTEMPT: attempt, conv.ATTR_RETRY_ERROR: error},
+                            )
+                        if config.retry_wait > 0:
+                            time.sleep(config.retry_wait)
+                finally:
+                    current_attempt.reset(attempt_token)
+        finally:
+            end_ns = time.time_ns()
+            if recording:
+                span.set_attribute(conv.ATTR_BATCH_ATTEMPTS, attempt)
+                if error is not None:
+                    span.set_status(Status(StatusCode.ERROR, error))
+            otel_context.detach(token)
+            span.end(end_time=end_ns)
+        outcome = ItemOutcome(
+            index=index,
+            item=item,
+            status="success" if error is None else "failed",
+            attempts=attempt,
+            start_ns=start_ns,
+            end_ns=end_ns,
+            worker=worker,
+            error=error,
+            span_id=span.get_span_context().span_id,
+        )
+        return outcome, result
+
+    # -- the batch -----------------------------------------------------------------------------
+
+    def _run(self, shared: Any) -> str | None:
+        config = self.config
+        span, token = self.start_span()
+        failure: BaseException | None = None
+        try:
+            items = self.resolve_items(shared)
+            count = len(items)
+            if span.is_recording():
+                span.set_attributes(
+                    {
+                        conv.ATTR_BATCH_SIZE: count,
+                        conv.ATTR_BATCH_PARALLEL: config.parallel,
+                        conv.ATTR_BATCH_MAX_CONCURRENT: config.max_concurrent
+                        if config.parallel
+                        else 1,
+                        conv.ATTR_BATCH_EXECUTION_MODE: config.execution_mode,
+                        conv.ATTR_BATCH_ERROR_HANDLING: config.error_handling,
+                    }
+                )
+            outcomes: list[ItemOutcome] = []
+            execution = current_execution.get()
+            if execution is not None:
+                execution.batch_items = outcomes  # filled live: an interrupted run keeps them
+            results: list[Any] = [None] * count
+            try:
+                if config.parallel and count > 1:
+                    self.run_parallel(shared, items, outcomes, results)
+                else:
+                    self.run_sequential(shared, items, outcomes, results)
+            finally:
+                outcomes.sort(key=lambda outcome: outcome.index)
+                output = self.batch_output(items, outcomes, results)
+                shared[self.node_id] = output
+                if span.is_recording():
+                    span.set_attribute(conv.ATTR_BATCH_SUCCESS_COUNT, output["success_count"])
+                    span.set_attribute(conv.ATTR_BATCH_ERROR_COUNT, output["error_count"])
+            if output["error_count"] and config.error_handling == "fail_fast":
+                first = output["errors"][0]
+                raise NodeFailure(f"item {first['index']} failed: {first['error']}")
+            return None
+        except BaseException as exc:
+            failure = exc
+            raise
+        finally:
+            self.end_span(span, token, failure, record_exception=isinstance(
+                failure, (TemplateError, NodeFailure)
+            ))
+
+    def notify(self, outcome: ItemOutcome, count: int) -> None:
+        observer = self.run_context.observer
+        if observer is not None:
+            observer.item_finished(self.node_id, outcome, count)
+
+    def run_sequential(
+        self, shared: Any, items: list[Any], outcomes: list[ItemOutcome], results: list[Any]
+    ) -> None:
+        stop_on_error = self.config.error_handling == "fail_fast"
+        count = len(items)
+        for index, item in enumerate(items):
+            outcome, result = self.run_item(self.inner, shared, index, item, 0)
+            outcomes.append(outcome)
+            results[index] = result if outcome.status == "success" else None
+            self.notify(outcome, count)
+            if stop_on_error and outcome.status == "failed":
+                break
+
+    def run_parallel(
+        self, shared: Any, items: list[Any], outcomes: list[ItemOutcome], results: list[Any]
+    ) -> None:
+        count = len(items)
+        workers = min(self.config.max_concurrent, count)
+        stop = threading.Event()
+        lane = threading.local()
+        lane_numbers = itertools.count()
+        parent_context = contextvars.copy_context()
+        memo_seed = {id(self.run_context): self.run_context}
+
+        def start_worker() -> None:
+            # Runs once in each worker thread: adopt the batch span's context and own a chain.
+            for variable, value in parent_context.items():
+                variable.set(value)
+            lane.number = next(lane_numbers)
+            lane.chain = copy.deepcopy(self.inner, dict(memo_seed))
+
+        def task(index: int, item: Any) -> tuple[ItemOutcome, Any] | None:
+            if stop.is_set():
+                return None
+            return self.run_item(lane.chain, shared, index, item, lane.number)
+
+        stop_on_error = self.config.error_handling == "fail_fast"
+        pool = ThreadPoolExecutor(
+            max_workers=workers, thread_name_prefix=f"pflow-{self.node_id}", initializer=start_worker
+        )
+        futures: list[Future[Any]] = []
+        try:
+            futures = [pool.submit(task, index, item) for index, item in enumerate(items)]
+            for future in as_completed(futures):
+                finished = future.result()
+                if finished is None:
+                    continue
+                outcome, result = finished
+                outcomes.append(outcome)
+                if outcome.status == "success":
+                    results[outcome.index] = result
+                self.notify(outcome, count)
+                if stop_on_error and outcome.status == "failed":
+                    stop.set()
+        except BaseException:
+            stop.set()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
+
+    def batch_output(
+        self, items: list[Any], outcomes: list[ItemOutcome], results: list[Any]
+    ) -> dict[str, Any]:
+        errors = [
+            {"index": o.index, "item": items[o.index], "error": o.error}
+            for o in outcomes
+            if o.status == "failed"
+        ]
+        success_count = sum(1 for o in outcomes if o.status == "success")
+        config = self.config
+        return {
+            "results": results,
+            "count": len(items),
+            "success_count": success_count,
+            "error_count": len(errors),
+            "errors": errors or None,
+            "batch_metadata": {
+                "parallel": config.parallel,
+                "max_concurrent": config.max_concurrent if config.parallel else None,
+                "max_retries": config.max_retries,
+                "retry_wait": config.retry_wait,
+                "execution_mode": config.execution_mode,
+                "timing": timing_stats(outcomes),
+            },
+        }

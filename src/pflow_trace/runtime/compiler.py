@@ -1,0 +1,52 @@
+"""Compiles a validated workflow into a :class:`~pflow_trace.engine.Flow` of wrapper chains.
+
+Each node becomes, outermost first: Instrumented → Batch (only with a ``batch`` block) →
+Namespaced → TemplateAware → the node. Edges (or list order when there are none) become the
+flow's successors.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pflow_trace.engine import BaseNode, Flow
+from pflow_trace.engine.core import DEFAULT_ACTION
+from pflow_trace.errors import UsageError
+from pflow_trace.nodes.registry import NodeRegistry, default_registry
+from pflow_trace.runtime.batch import BatchConfig, BatchNode
+from pflow_trace.runtime.context import RunContext
+from pflow_trace.runtime.instrumented import InstrumentedNode
+from pflow_trace.runtime.namespaced import NamespacedNode
+from pflow_trace.runtime.template_aware import TemplateAwareNode
+
+
+def build_chain(node: dict[str, Any], registry: NodeRegistry, run: RunContext) -> BaseNode:
+    """One node's wrapper chain, with its params set (and forwarded) through every layer."""
+    node_id, node_type = node["id"], node["type"]
+    node_class = registry.get(node_type)
+    if node_class is None:
+        raise UsageError(f"unknown node type '{node_type}' for node '{node_id}'")
+    chain: BaseNode = TemplateAwareNode(node_class(node_id), node_id, node_type, run)
+    chain = NamespacedNode(chain, node_id, node_type, run)
+    if "batch" in node:
+        chain = BatchNode(chain, node_id, node_type, run, BatchConfig.from_ir(node["batch"]))
+    chain = InstrumentedNode(chain, node_id, node_type, run)
+    chain.set_params(dict(node.get("params") or {}))
+    return chain
+
+
+def compile_workflow(
+    workflow: dict[str, Any], registry: NodeRegistry | None = None, run: RunContext | None = None
+) -> Flow:
+    registry = registry or default_registry()
+    run = run or RunContext()
+    chains = {node["id"]: build_chain(node, registry, run) for node in workflow["nodes"]}
+    ordered = list(chains.values())
+    edges = workflow.get("edges") or []
+    if edges:
+        for edge in edges:
+            chains[edge["from"]].next(chains[edge["to"]], edge.get("action", DEFAULT_ACTION))
+    else:
+        for current, following in zip(ordered, ordered[1:], strict=False):
+            current.next(following)
+    return Flow(start=ordered[0], follow_actions=bool(edges))

@@ -1,0 +1,136 @@
+"""Runs a workflow: inputs, the root span, the flow, the outcome and the declared outputs.
+
+This is the library entry point. It never exits the process and never prints; it returns a
+:class:`RunResult` (also for failed and interrupted runs) so every caller, the CLI included,
+renders the same facts.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Status, StatusCode
+
+from pflow_trace.errors import NodeExecutionError
+from pflow_trace.nodes.registry import NodeRegistry
+from pflow_trace.runtime.compiler import compile_workflow
+from pflow_trace.runtime.context import RunContext
+from pflow_trace.runtime.facts import RunRecord
+from pflow_trace.runtime.inputs import resolve_inputs
+from pflow_trace.runtime.templates import UnresolvedTemplate, parse_string, resolve
+from pflow_trace.tracing import conventions as conv
+
+
+@dataclass(slots=True)
+class RunResult:
+    """How a run ended and what it produced."""
+
+    record: RunRecord
+    outputs: dict[str, Any]
+    nodes: dict[str, Any]
+    shared: dict[str, Any] = field(repr=False)
+
+    @property
+    def status(self) -> str:
+        return self.record.status
+
+    @property
+    def duration_ms(self) -> float:
+        return self.record.duration_ms
+
+    @property
+    def error(self) -> str | None:
+        return self.record.error
+
+
+def workflow_name(workflow: Mapping[str, Any], fallback: str = "workflow") -> str:
+    return str(workflow.get("name") or fallback)
+
+
+def _degraded(workflow: Mapping[str, Any], shared: Mapping[str, Any]) -> bool:
+    """A run is degraded when a ``continue`` batch finished with failed items."""
+    for node in workflow["nodes"]:
+        if "batch" in node:
+            output = shared.get(node["id"])
+            if isinstance(output, Mapping) and output.get("error_count"):
+                return True
+    return False
+
+
+def _outputs(workflow: Mapping[str, Any], shared: Mapping[str, Any]) -> dict[str, Any]:
+    outputs: dict[str, Any] = {}
+    for name, template in (workflow.get("outputs") or {}).items():
+        try:
+            outputs[name] = resolve(parse_string(template), shared)
+        except UnresolvedTemplate:
+            outputs[name] = None
+    return outputs
+
+
+def run_workflow(
+    workflow: dict[str, Any],
+    inputs: dict[str, Any] | None = None,
+    *,
+    registry: NodeRegistry | None = None,
+    run: RunContext | None = None,
+    parent_context: otel_context.Context | None = None,
+    execution_id: str | None = None,
+    resolved_inputs: dict[str, Any] | None = None,
+) -> RunResult:
+    """Run a validated workflow; raises only for bad inputs, before anything runs."""
+    run = run or RunContext()
+    values = resolved_inputs if resolved_inputs is not None else resolve_inputs(workflow, inputs or {})
+    flow = compile_workflow(workflow, registry, run)
+    shared: dict[str, Any] = dict(values)
+    name = workflow_name(workflow)
+    record = RunRecord(execution_id or str(uuid.uuid4()), name, start_ns=time.time_ns())
+    span = run.tracer.start_span(
+        conv.span_name(conv.LAYER_WORKFLOW, name),
+        context=parent_context,
+        attributes={
+            conv.ATTR_LAYER: conv.LAYER_WORKFLOW,
+            conv.ATTR_WORKFLOW_NAME: name,
+            conv.ATTR_EXECUTION_ID: record.execution_id,
+        },
+        start_time=record.start_ns,
+    )
+    span_context = span.get_span_context()
+    record.trace_id, record.span_id = span_context.trace_id, span_context.span_id
+    parent_span = trace.get_current_span(parent_context).get_span_context() if parent_context else None
+    if parent_span is not None and parent_span.is_valid:
+        record.parent_span_id = parent_span.span_id
+    if run.observer is not None:
+        run.observer.run_started(record)
+    token = otel_context.attach(trace.set_span_in_context(span, parent_context))
+    try:
+        flow._run(shared)
+        record.status = "degraded" if _degraded(workflow, shared) else "success"
+    except NodeExecutionError as exc:
+        record.status, record.error, record.failed_node = "failed", exc.message, exc.node_id
+    except KeyboardInterrupt:
+        record.status, record.error = "interrupted", "interrupted by the user (Ctrl-C)"
+    finally:
+        record.end_ns = time.time_ns()
+        if record.status == "running":  # an unexpected exception: a bug, but keep the facts
+            record.status, record.error = "failed", "internal error"
+        if span.is_recording():
+            span.set_attribute(conv.ATTR_FINAL_STATUS, record.status)
+            if record.status in ("failed", "interrupted"):
+                span.set_status(Status(StatusCode.ERROR, run.sanitizer.text(record.error or "")))
+        otel_context.detach(token)
+        span.end(end_time=record.end_ns)
+        if run.observer is not None:
+            run.observer.run_finished(record, shared)
+    node_ids = [node["id"] for node in workflow["nodes"]]
+    return RunResult(
+        record=record,
+        outputs=_outputs(workflow, shared),
+        nodes={node_id: shared[node_id] for node_id in node_ids if node_id in shared},
+        shared=shared,
+    )

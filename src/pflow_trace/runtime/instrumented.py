@@ -1,0 +1,53 @@
+"""The Instrumented layer: the outermost wrapper, where one node execution becomes facts.
+
+It times the node, opens the node's top span, publishes the :class:`NodeExecution` record to
+the observer before and after, and turns any failure into a :class:`NodeExecutionError` that
+names the node. Everything the trace file and the terminal know about a node comes from here.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from pflow_trace.errors import NodeExecutionError
+from pflow_trace.runtime.context import current_execution
+from pflow_trace.runtime.facts import NodeExecution
+from pflow_trace.runtime.layers import LayerWrapper, describe_error
+from pflow_trace.tracing import conventions as conv
+
+
+class InstrumentedNode(LayerWrapper):
+    layer = conv.LAYER_INSTRUMENTED
+
+    def _run(self, shared: Any) -> str | None:
+        run = self.run_context
+        observer = run.observer
+        execution = NodeExecution(self.node_id, self.node_type)
+        if observer is not None:
+            observer.node_started(execution, shared)
+        execution_token = current_execution.set(execution)
+        execution.start_ns = time.time_ns()
+        span, token = self.start_span(start_time=execution.start_ns)
+        execution.span_id = span.get_span_context().span_id
+        error: BaseException | None = None
+        try:
+            action = self.inner._run(shared)
+            execution.success = True
+            return action
+        except Exception as exc:
+            error = exc
+            execution.error = run.sanitizer.text(describe_error(exc))
+            if isinstance(exc, NodeExecutionError):
+                raise
+            raise NodeExecutionError(self.node_id, execution.error) from exc
+        except BaseException as exc:  # KeyboardInterrupt, SystemExit: record, never wrap
+            error = exc
+            execution.error = describe_error(exc)
+            raise
+        finally:
+            execution.end_ns = time.time_ns()
+            self.end_span(span, token, error, end_time=execution.end_ns)
+            current_execution.reset(execution_token)
+            if observer is not None:
+                observer.node_finished(execution, shared)

@@ -1,0 +1,119 @@
+"""What every wrapper layer has in common: it wraps one inner node and is one span.
+
+A layer forwards ``set_params`` down the chain, opens its span as the current span (so anything
+started inside, on this thread or a worker that copies the context, is its child), marks the
+span ERROR when the inner chain raises, and shares the run's tracer, observer and sanitizer
+with its deep copies instead of copying them.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, ClassVar
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Span, Status, StatusCode
+
+from pflow_trace.engine import BaseNode
+from pflow_trace.errors import PflowTraceError
+from pflow_trace.nodes.base import NodeFailure
+from pflow_trace.runtime.context import RunContext
+from pflow_trace.tracing import conventions as conv
+
+_ERROR = StatusCode.ERROR
+
+
+def describe_error(exc: BaseException) -> str:
+    """The one-line message a person reads for a failure, without the exception's plumbing."""
+    if isinstance(exc, NodeFailure):
+        return exc.message
+    if isinstance(exc, PflowTraceError):
+        return exc.message
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class LayerWrapper(BaseNode):
+    """Base for the runtime's wrappers; subclasses set ``layer`` and implement ``_run``."""
+
+    layer: ClassVar[str] = ""
+
+    def __init__(self, inner: BaseNode, node_id: str, node_type: str, run: RunContext) -> None:
+        super().__init__()
+        self.inner = inner
+        self.node_id = node_id
+        self.node_type = node_type
+        self.run_context = run
+        self.span_name = conv.span_name(self.layer, node_id)
+        self.span_attributes: dict[str, Any] = {
+            conv.ATTR_LAYER: self.layer,
+            conv.ATTR_NODE_ID: node_id,
+            conv.ATTR_NODE_TYPE: node_type,
+        }
+
+    def set_params(self, params: dict[str, Any]) -> None:
+        self.params = params
+        self.inner.set_params(params)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> LayerWrapper:
+        """Copy the chain for a worker thread, but share the run's collaborators."""
+        memo.setdefault(id(self.run_context), self.run_context)
+        clone = copy.copy(self)
+        memo[id(self)] = clone
+        clone.inner = copy.deepcopy(self.inner, memo)
+        clone.params = copy.deepcopy(self.params, memo)
+        clone.successors = {}
+        return clone
+
+    def start_span(
+        self,
+        attributes: dict[str, Any] | None = None,
+        start_time: int | None = None,
+        name: str | None = None,
+    ) -> tuple[Span, object]:
+        """Start this layer's span as the current one; returns it with the token to detach."""
+        span = self.run_context.tracer.start_span(
+            name or self.span_name,
+            attributes=attributes if attributes is not None else self.span_attributes,
+            start_time=start_time,
+            record_exception=False,
+            set_status_on_exception=False,
+        )
+        token = otel_context.attach(trace.set_span_in_context(span))
+        return span, token
+
+    def end_span(
+        self,
+        span: Span,
+        token: object,
+        error: BaseException | None = None,
+        end_time: int | None = None,
+        record_exception: bool = False,
+    ) -> None:
+        if error is not None and span.is_recording():
+            message = self.run_context.sanitizer.text(describe_error(error))
+            span.set_status(Status(_ERROR, message))
+            if record_exception:
+                span.add_event(
+                    "exception",
+                    {
+                        "exception.type": type(error).__name__,
+                        "exception.message": message,
+                    },
+                )
+        otel_context.detach(token)
+        span.end(end_time=end_time)
+
+    def run_inner_in_span(self, shared: Any, record_exception: bool = False) -> str | None:
+        """The common case: this layer's span around the inner chain."""
+        span, token = self.start_span()
+        try:
+            action = self.inner._run(shared)
+        except BaseException as exc:
+            self.end_span(span, token, exc, record_exception=record_exception)
+            raise
+        self.end_span(span, token)
+        return action

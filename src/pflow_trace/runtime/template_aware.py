@@ -1,0 +1,67 @@
+"""The TemplateAware layer: resolves ``${...}`` params, then runs the node in its own span.
+
+Params are parsed once in ``set_params``; a node whose params hold no template skips
+resolution entirely. The resolved params are handed to the inner node right before it runs;
+parallel batches give every worker thread its own copy of the chain, so this never races.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pflow_trace.runtime.context import current_execution
+from pflow_trace.runtime.layers import LayerWrapper
+from pflow_trace.runtime.templates import compile_value, has_templates, resolve_param
+from pflow_trace.tracing import conventions as conv
+
+
+class TemplateAwareNode(LayerWrapper):
+    layer = conv.LAYER_TEMPLATE
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.templated: dict[str, Any] = {}
+        self.node_span_name = conv.span_name(conv.LAYER_NODE, self.node_id)
+        self.node_span_attributes = {**self.span_attributes, conv.ATTR_LAYER: conv.LAYER_NODE}
+
+    def set_params(self, params: dict[str, Any]) -> None:
+        self.params = params
+        compiled = {key: compile_value(value) for key, value in params.items()}
+        self.templated = {key: value for key, value in compiled.items() if has_templates(value)}
+        self.inner.set_params(params)
+
+    def resolve(self, store: Any) -> dict[str, Any]:
+        resolved = dict(self.params)
+        for param, compiled in self.templated.items():
+            resolved[param] = resolve_param(self.node_id, param, compiled, store)
+        execution = current_execution.get()
+        if execution is not None and not execution.template_resolutions:
+            execution.template_resolutions = {
+                param: {"template": self.params[param], "resolved": resolved[param]}
+                for param in self.templated
+            }
+        return resolved
+
+    def _run(self, shared: Any) -> str | None:
+        span, token = self.start_span()
+        try:
+            if self.templated:
+                self.inner.set_params(self.resolve(shared))
+        except BaseException as exc:  # resolution failed: this span is the failing one
+            self.end_span(span, token, exc, record_exception=True)
+            raise
+        try:
+            node_span, node_token = self.start_span(
+                self.node_span_attributes, name=self.node_span_name
+            )
+            try:
+                action = self.inner._run(shared)
+            except BaseException as exc:
+                self.end_span(node_span, node_token, exc, record_exception=True)
+                raise
+            self.end_span(node_span, node_token)
+        except BaseException as exc:
+            self.end_span(span, token, exc)
+            raise
+        self.end_span(span, token)
+        return action

@@ -1,0 +1,90 @@
+"""Span names and attribute keys: the single place they are spelled.
+
+The runtime, the trace-file sink, the exporters, the dashboards' tests and the docs test all
+import from here, so a renamed attribute cannot drift between what we emit and what we document
+(``docs/spans.md``; ``tests/test_span_docs.py`` checks every name below appears there).
+"""
+
+from __future__ import annotations
+
+INSTRUMENTATION_NAME = "pflow_trace"
+
+# -- pflow.layer values, one per wrapper layer (outermost first) ---------------------------
+LAYER_WORKFLOW = "workflow"
+LAYER_INSTRUMENTED = "instrumented"
+LAYER_BATCH = "batch"
+LAYER_BATCH_ITEM = "batch.item"
+LAYER_NAMESPACED = "namespaced"
+LAYER_TEMPLATE = "template"
+LAYER_NODE = "node"
+LAYERS = (
+    LAYER_WORKFLOW,
+    LAYER_INSTRUMENTED,
+    LAYER_BATCH,
+    LAYER_BATCH_ITEM,
+    LAYER_NAMESPACED,
+    LAYER_TEMPLATE,
+    LAYER_NODE,
+)
+
+# -- attributes on every span ------------------------------------------------------------------
+ATTR_LAYER = "pflow.layer"
+
+# -- root span ---------------------------------------------------------------------------------
+ATTR_WORKFLOW_NAME = "pflow.workflow.name"
+ATTR_EXECUTION_ID = "pflow.execution_id"
+ATTR_FINAL_STATUS = "pflow.final_status"
+
+# -- every node-level span (instrumented, batch, item, namespaced, template, node) ---------------
+ATTR_NODE_ID = "pflow.node.id"
+ATTR_NODE_TYPE = "pflow.node.type"
+
+# -- batch span --------------------------------------------------------------------------------
+ATTR_BATCH_SIZE = "pflow.batch.size"
+ATTR_BATCH_PARALLEL = "pflow.batch.parallel"
+ATTR_BATCH_MAX_CONCURRENT = "pflow.batch.max_concurrent"
+ATTR_BATCH_EXECUTION_MODE = "pflow.batch.execution_mode"
+ATTR_BATCH_ERROR_HANDLING = "pflow.batch.error_handling"
+ATTR_BATCH_SUCCESS_COUNT = "pflow.batch.success_count"
+ATTR_BATCH_ERROR_COUNT = "pflow.batch.error_count"
+
+# -- batch item span ---------------------------------------------------------------------------
+ATTR_BATCH_INDEX = "pflow.batch.index"
+ATTR_BATCH_ATTEMPTS = "pflow.batch.attempts"
+ATTR_BATCH_ITEM_PREVIEW = "pflow.batch.item"
+ATTR_BATCH_WORKER = "pflow.batch.worker"
+
+# -- retry events on an item span ----------------------------------------------------------------
+EVENT_RETRY = "pflow.retry"
+ATTR_RETRY_ATTEMPT = "pflow.retry.attempt"
+ATTR_RETRY_ERROR = "pflow.retry.error"
+
+#: Every attribute key the runtime may set; docs and dashboard tests read this.
+ALL_ATTRIBUTES = (
+    ATTR_LAYER,
+    ATTR_WORKFLOW_NAME,
+    ATTR_EXECUTION_ID,
+    ATTR_FINAL_STATUS,
+    ATTR_NODE_ID,
+    ATTR_NODE_TYPE,
+    ATTR_BATCH_SIZE,
+    ATTR_BATCH_PARALLEL,
+    ATTR_BATCH_MAX_CONCURRENT,
+    ATTR_BATCH_EXECUTION_MODE,
+    ATTR_BATCH_ERROR_HANDLING,
+    ATTR_BATCH_SUCCESS_COUNT,
+    ATTR_BATCH_ERROR_COUNT,
+    ATTR_BATCH_INDEX,
+    ATTR_BATCH_ATTEMPTS,
+    ATTR_BATCH_ITEM_PREVIEW,
+    ATTR_BATCH_WORKER,
+    ATTR_RETRY_ATTEMPT,
+    ATTR_RETRY_ERROR,
+)
+
+
+def span_name(layer: str, node_id: str | None = None) -> str:
+    """Low-cardinality span names: the layer and at most the node id, never an item."""
+    if layer == LAYER_WORKFLOW:
+        return f"workflow {node_id}" if node_id else "workflow"
+    return f"{node_id} {layer}" if node_id else layer

@@ -1,0 +1,108 @@
+"""Turns live values into safe, bounded, JSON-ready copies for the trace file and previews.
+
+One pass does everything a value needs before it leaves the process: secret keys and values
+are redacted, long strings are cut with a visible marker, bytes become ``<binary: N bytes>``,
+long lists and deep nesting are capped, and anything JSON cannot hold becomes its ``repr``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from pflow_trace.tracing.redaction import REDACTED, Redactor, is_secret_key
+
+_JSON_SCALARS = (bool, int, float, type(None))
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        return max(1, int(raw))
+    except ValueError:
+        return default
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotLimits:
+    """How much of a value a trace keeps. Environment variables override the defaults."""
+
+    max_string_chars: int = 2000
+    max_list_items: int = 10_000
+    max_depth: int = 32
+    preview_chars: int = 120
+
+    @classmethod
+    def from_env(cls, **overrides: int | None) -> SnapshotLimits:
+        values = {
+            "max_string_chars": _env_int("PFLOW_TRACE_MAX_STRING", cls.max_string_chars),
+            "max_list_items": _env_int("PFLOW_TRACE_MAX_LIST", cls.max_list_items),
+            "max_depth": _env_int("PFLOW_TRACE_MAX_DEPTH", cls.max_depth),
+            "preview_chars": _env_int("PFLOW_TRACE_PREVIEW_CHARS", cls.preview_chars),
+        }
+        values.update({key: value for key, value in overrides.items() if value is not None})
+        return cls(**values)
+
+
+def truncate(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}…<truncated {len(text) - limit} chars>"
+
+
+class Sanitizer:
+    """Applies :class:`SnapshotLimits` and a :class:`Redactor` to values, returning copies."""
+
+    __slots__ = ("limits", "redactor")
+
+    def __init__(self, redactor: Redactor, limits: SnapshotLimits | None = None) -> None:
+        self.redactor = redactor
+        self.limits = limits or SnapshotLimits()
+
+    def value(self, value: Any, depth: int = 0) -> Any:
+        if isinstance(value, str):
+            return truncate(self.redactor.text(value), self.limits.max_string_chars)
+        if isinstance(value, _JSON_SCALARS):
+            if isinstance(value, float) and value != value:  # NaN is not JSON
+                return repr(value)
+            return value
+        if depth >= self.limits.max_depth:
+            return f"<max depth {self.limits.max_depth} reached>"
+        if isinstance(value, dict):
+            return {
+                str(key): REDACTED
+                if isinstance(key, str) and is_secret_key(key)
+                else self.value(item, depth + 1)
+                for key, item in value.items()
+            }
+        if isinstance(value, (list, tuple)):
+            limit = self.limits.max_list_items
+            kept = [self.value(item, depth + 1) for item in value[:limit]]
+            if len(value) > limit:
+                kept.append(f"<{len(value) - limit} more items>")
+            return kept
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            return f"<binary: {len(value)} bytes>"
+        return truncate(self.redactor.text(repr(value)), self.limits.max_string_chars)
+
+    def text(self, text: str) -> str:
+        """A redacted, length-capped message (errors, status descriptions)."""
+        return truncate(self.redactor.text(text), self.limits.max_string_chars)
+
+    def preview(self, value: Any) -> str:
+        """A short one-line rendering of a batch item for spans, the trace and the terminal."""
+        if isinstance(value, str):
+            text = self.redactor.text(value)
+        elif isinstance(value, _JSON_SCALARS):
+            text = "null" if value is None else str(value).lower() if isinstance(value, bool) \
+                else str(value)
+        else:
+            import json
+
+            safe = self.value(value)
+            text = json.dumps(safe, ensure_ascii=False, separators=(",", ":"), default=str)
+        text = text.replace("\n", "\\n")
+        return truncate(text, self.limits.preview_chars)
