@@ -86,7 +86,9 @@ class BatchNode(LayerWrapper):
     def __init__(self, inner: Any, node_id: str, node_type: str, run: Any, config: BatchConfig):
         super().__init__(inner, node_id, node_type, run)
         self.config = config
-        self.compiled_items = compile_value(config.items)
+        # The schema allows blanks around a whole-value ``${...}``; keep it whole (a list).
+        items = config.items.strip() if isinstance(config.items, str) else config.items
+        self.compiled_items = compile_value(items)
         self.item_span_name = conv.span_name(conv.LAYER_BATCH_ITEM, node_id)
         self.item_base_attributes = {**self.span_attributes, conv.ATTR_LAYER: conv.LAYER_BATCH_ITEM}
 
@@ -256,12 +258,18 @@ class BatchNode(LayerWrapper):
             lane.number = next(lane_numbers)
             lane.chain = copy.deepcopy(self.inner, dict(memo_seed))
 
+        stop_on_error = self.config.error_handling == "fail_fast"
+
         def task(index: int, item: Any) -> tuple[ItemOutcome, Any] | None:
             if stop.is_set():
                 return None
-            return self.run_item(lane.chain, shared, index, item, lane.number)
+            finished = self.run_item(lane.chain, shared, index, item, lane.number)
+            # Stop here, on the worker, not when the main thread gets round to the result: this
+            # worker would otherwise pick up the next item before anyone saw the failure.
+            if stop_on_error and finished[0].status == "failed":
+                stop.set()
+            return finished
 
-        stop_on_error = self.config.error_handling == "fail_fast"
         pool = ThreadPoolExecutor(
             max_workers=workers, thread_name_prefix=f"pflow-{self.node_id}", initializer=start_worker
         )

@@ -27,7 +27,13 @@ class TemplateAwareNode(LayerWrapper):
     def set_params(self, params: dict[str, Any]) -> None:
         self.params = params
         compiled = {key: compile_value(value) for key, value in params.items()}
-        self.templated = {key: value for key, value in compiled.items() if has_templates(value)}
+        # A param changed by compiling holds a template or an escaped ``$${`` that must become
+        # a literal ``${``; either way the node must get the resolved value, not the source.
+        self.templated = {
+            key: value
+            for key, value in compiled.items()
+            if has_templates(value) or value != params[key]
+        }
         self.inner.set_params(params)
 
     def resolve(self, store: Any) -> dict[str, Any]:

@@ -15,6 +15,11 @@ from pflow_trace.tracing.redaction import REDACTED, Redactor, is_secret_key
 
 _JSON_SCALARS = (bool, int, float, type(None))
 
+DEFAULT_MAX_STRING_CHARS = 2000
+DEFAULT_MAX_LIST_ITEMS = 10_000
+DEFAULT_MAX_DEPTH = 32
+DEFAULT_PREVIEW_CHARS = 120
+
 
 def _env_int(name: str, default: int) -> int:
     raw = os.environ.get(name)
@@ -30,18 +35,18 @@ def _env_int(name: str, default: int) -> int:
 class SnapshotLimits:
     """How much of a value a trace keeps. Environment variables override the defaults."""
 
-    max_string_chars: int = 2000
-    max_list_items: int = 10_000
-    max_depth: int = 32
-    preview_chars: int = 120
+    max_string_chars: int = DEFAULT_MAX_STRING_CHARS
+    max_list_items: int = DEFAULT_MAX_LIST_ITEMS
+    max_depth: int = DEFAULT_MAX_DEPTH
+    preview_chars: int = DEFAULT_PREVIEW_CHARS
 
     @classmethod
     def from_env(cls, **overrides: int | None) -> SnapshotLimits:
         values = {
-            "max_string_chars": _env_int("PFLOW_TRACE_MAX_STRING", cls.max_string_chars),
-            "max_list_items": _env_int("PFLOW_TRACE_MAX_LIST", cls.max_list_items),
-            "max_depth": _env_int("PFLOW_TRACE_MAX_DEPTH", cls.max_depth),
-            "preview_chars": _env_int("PFLOW_TRACE_PREVIEW_CHARS", cls.preview_chars),
+            "max_string_chars": _env_int("PFLOW_TRACE_MAX_STRING", DEFAULT_MAX_STRING_CHARS),
+            "max_list_items": _env_int("PFLOW_TRACE_MAX_LIST", DEFAULT_MAX_LIST_ITEMS),
+            "max_depth": _env_int("PFLOW_TRACE_MAX_DEPTH", DEFAULT_MAX_DEPTH),
+            "preview_chars": _env_int("PFLOW_TRACE_PREVIEW_CHARS", DEFAULT_PREVIEW_CHARS),
         }
         values.update({key: value for key, value in overrides.items() if value is not None})
         return cls(**values)

@@ -1,0 +1,116 @@
+"""The terminal view of a running workflow: one status line per node as it finishes.
+
+An observer of the run's facts like the trace file is. On a terminal a long batch also shows a
+transient progress bar; when output is piped only the plain lines are written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, TextIO
+
+import click
+
+from pflow_trace.runtime.facts import ItemOutcome, NodeExecution, RunRecord
+
+MAX_ERRORS_SHOWN = 5
+PROGRESS_MIN_ITEMS = 20
+
+
+def format_duration(ms: float) -> str:
+    if ms < 1000:
+        return f"{ms:.0f}ms" if ms >= 10 else f"{ms:.1f}ms"
+    if ms < 60_000:
+        return f"{ms / 1000:.2f}s"
+    minutes, seconds = divmod(ms / 1000, 60)
+    return f"{int(minutes)}m{seconds:04.1f}s"
+
+
+def batch_line(execution: NodeExecution) -> str | None:
+    items = execution.batch_items
+    if items is None:
+        return None
+    ok = sum(1 for item in items if item.status == "success")
+    failed = sum(1 for item in items if item.status == "failed")
+    text = f"{ok}/{len(items)} items ok"
+    return f"{text}, {failed} failed" if failed else text
+
+
+def error_lines(execution: NodeExecution) -> list[str]:
+    failed = [item for item in execution.batch_items or () if item.status == "failed"]
+    failed.sort(key=lambda item: item.index)
+    lines = [f"item {item.index}: {item.error}" for item in failed[:MAX_ERRORS_SHOWN]]
+    if len(failed) > MAX_ERRORS_SHOWN:
+        lines.append(f"+{len(failed) - MAX_ERRORS_SHOWN} more")
+    return lines
+
+
+class NodeStatusDisplay:
+    """Prints ``✓ work  8/10 items ok, 2 failed  1.2s`` lines; a RunObserver."""
+
+    def __init__(self, stream: TextIO, is_terminal: bool) -> None:
+        self.stream = stream
+        self.is_terminal = is_terminal
+        self.id_width = 12
+        self._progress: Any = None
+        self._task: Any = None
+
+    def set_width(self, node_ids: list[str]) -> None:
+        self.id_width = max([len(node_id) for node_id in node_ids] + [4])
+
+    def _echo(self, text: str, style: str | None = None) -> None:
+        if self.is_terminal and style:
+            text = click.style(text, fg=style)
+        click.echo(text, file=self.stream)
+
+    def run_started(self, run: RunRecord) -> None:
+        return None
+
+    def run_finished(self, run: RunRecord, shared: Mapping[str, Any]) -> None:
+        self._stop_progress()
+
+    def node_started(self, execution: NodeExecution, shared: Mapping[str, Any]) -> None:
+        return None
+
+    def item_finished(self, node_id: str, outcome: ItemOutcome, total: int) -> None:
+        if not self.is_terminal or total < PROGRESS_MIN_ITEMS:
+            return
+        if self._progress is None:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+            self._progress = Progress(
+                f"  {node_id}",
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=Console(file=self.stream),
+                transient=True,
+            )
+            self._progress.start()
+            self._task = self._progress.add_task(node_id, total=total)
+        self._progress.advance(self._task)
+
+    def _stop_progress(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+    def node_finished(self, execution: NodeExecution, shared: Mapping[str, Any]) -> None:
+        self._stop_progress()
+        mark = "✓" if execution.success else "✗"
+        detail = batch_line(execution) or execution.node_type
+        line = (
+            f"{mark} {execution.node_id:<{self.id_width}}  {detail:<28}  "
+            f"{format_duration(execution.duration_ms):>8}"
+        )
+        degraded = execution.success and any(
+            item.status == "failed" for item in execution.batch_items or ()
+        )
+        self._echo(line.rstrip(), "red" if not execution.success else "yellow" if degraded else "green")
+        for text in error_lines(execution):
+            self._echo(f"    {text}", "red")
+        if not execution.success and execution.error and not execution.batch_items:
+            self._echo(f"    {execution.error}", "red")
+        elif not execution.success and execution.error:
+            self._echo(f"    node failed: {execution.error}", "red")

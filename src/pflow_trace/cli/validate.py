@@ -1,0 +1,24 @@
+"""``pflow-trace validate``: every problem of a workflow file, without running anything."""
+
+from __future__ import annotations
+
+import click
+
+from pflow_trace.errors import EXIT_USAGE, WorkflowValidationError
+from pflow_trace.ir.validation import load_and_validate
+
+
+@click.command("validate")
+@click.argument("workflow", type=click.Path(dir_okay=False))
+def validate(workflow: str) -> None:
+    """Check WORKFLOW against the schema and the semantic rules; exit 2 on any problem."""
+    try:
+        loaded = load_and_validate(workflow)
+    except WorkflowValidationError as exc:
+        noun = "problem" if len(exc.problems) == 1 else "problems"
+        click.echo(f"{workflow}: {len(exc.problems)} {noun}", err=True)
+        for problem in exc.problems:
+            click.echo(f"  - {problem}", err=True)
+        raise SystemExit(EXIT_USAGE) from None
+    batches = sum(1 for node in loaded["nodes"] if "batch" in node)
+    click.echo(f"{workflow}: valid ({len(loaded['nodes'])} nodes, {batches} batch)")

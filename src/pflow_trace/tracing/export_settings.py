@@ -1,0 +1,82 @@
+"""Where spans go: the exporter choice, the OTLP endpoint and protocol, the service name.
+
+Command-line options win, then the standard ``OTEL_*`` environment variables, then defaults.
+Endpoint rules follow the OTLP exporter specification: a signal-specific endpoint
+(``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``) is used as given; a base endpoint (``--otlp-endpoint``
+or ``OTEL_EXPORTER_OTLP_ENDPOINT``) gets ``/v1/traces`` appended for HTTP.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from pflow_trace.errors import UsageError
+
+ExporterName = Literal["none", "console", "otlp"]
+Protocol = Literal["http/protobuf", "grpc"]
+
+EXPORTERS: tuple[str, ...] = ("none", "console", "otlp")
+PROTOCOLS: tuple[str, ...] = ("http/protobuf", "grpc")
+DEFAULT_SERVICE_NAME = "pflow-trace"
+DEFAULT_HTTP_ENDPOINT = "http://localhost:4318"
+DEFAULT_GRPC_ENDPOINT = "http://localhost:4317"
+#: Seconds one export may take; a down backend costs at most about this much at exit.
+DEFAULT_EXPORT_TIMEOUT_S = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class ExportSettings:
+    exporter: ExporterName
+    protocol: Protocol
+    endpoint: str | None
+    service_name: str
+    timeout_s: float = DEFAULT_EXPORT_TIMEOUT_S
+
+
+def _http_traces_url(base: str) -> str:
+    base = base.rstrip("/")
+    return base if base.endswith("/v1/traces") else f"{base}/v1/traces"
+
+
+def resolve_export_settings(
+    exporter: str | None = None,
+    endpoint: str | None = None,
+    protocol: str | None = None,
+    service_name: str | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout_s: float = DEFAULT_EXPORT_TIMEOUT_S,
+) -> ExportSettings:
+    env = os.environ if env is None else env
+    traces_endpoint = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or None
+    base_endpoint = env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None
+    if exporter is None:
+        exporter = "otlp" if (endpoint or traces_endpoint or base_endpoint) else "none"
+    if exporter not in EXPORTERS:
+        raise UsageError(f"unknown exporter '{exporter}' (choose from {', '.join(EXPORTERS)})")
+    protocol = (
+        protocol
+        or env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+        or env.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+        or "http/protobuf"
+    )
+    if protocol not in PROTOCOLS:
+        raise UsageError(f"unknown OTLP protocol '{protocol}' (choose from {', '.join(PROTOCOLS)})")
+    resolved: str | None = None
+    if exporter == "otlp":
+        if endpoint:
+            resolved = _http_traces_url(endpoint) if protocol == "http/protobuf" else endpoint
+        elif traces_endpoint:
+            resolved = traces_endpoint
+        elif base_endpoint:
+            resolved = _http_traces_url(base_endpoint) if protocol == "http/protobuf" else base_endpoint
+        elif protocol == "http/protobuf":
+            resolved = _http_traces_url(DEFAULT_HTTP_ENDPOINT)
+        else:
+            resolved = DEFAULT_GRPC_ENDPOINT
+        if "://" not in resolved:
+            raise UsageError(f"OTLP endpoint '{resolved}' needs a scheme, e.g. http://{resolved}")
+    name = service_name or env.get("OTEL_SERVICE_NAME") or DEFAULT_SERVICE_NAME
+    return ExportSettings(exporter, protocol, resolved, name, timeout_s)  # type: ignore[arg-type]

@@ -1,0 +1,161 @@
+"""Builds the OpenTelemetry pipeline for one process: provider, resource, processors, exporter.
+
+Exporters are imported only when asked for (the gRPC stack is slow to import). An OTLP exporter
+is wrapped in :class:`GuardedExporter`, which gives the backend one chance per export with a
+short timeout and, once it has failed, stops trying: a down collector then costs about one
+second at exit and yields exactly one warning line, printed by the caller.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry.context import Context
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    SimpleSpanProcessor,
+    SpanExporter,
+    SpanExportResult,
+)
+from opentelemetry.trace import Tracer
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from pflow_trace import __version__
+from pflow_trace.tracing.conventions import INSTRUMENTATION_NAME
+from pflow_trace.tracing.export_settings import ExportSettings
+
+_QUIET_LOGGERS = (
+    "opentelemetry.exporter.otlp",
+    "opentelemetry.sdk.trace.export",
+    "opentelemetry.exporter.otlp.proto.grpc.exporter",
+    "opentelemetry.exporter.otlp.proto.http",
+)
+
+
+class GuardedExporter(SpanExporter):
+    """Wraps an exporter: remembers the first failure and drops later batches at once."""
+
+    def __init__(self, inner: SpanExporter, target: str) -> None:
+        self.inner = inner
+        self.target = target
+        self.failure: str | None = None
+        self.exported_spans = 0
+        self._lock = threading.Lock()
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        if self.failure is not None:
+            return SpanExportResult.FAILURE
+        try:
+            result = self.inner.export(spans)
+        except Exception as exc:  # an exporter bug or transport error must not reach the run
+            result = SpanExportResult.FAILURE
+            reason = f"{type(exc).__name__}: {exc}"
+        else:
+            reason = "the backend did not accept them (is it running?)"
+        with self._lock:
+            if result is SpanExportResult.SUCCESS:
+                self.exported_spans += len(spans)
+            elif self.failure is None:
+                self.failure = reason
+        return result
+
+    def shutdown(self) -> None:
+        try:
+            self.inner.shutdown()
+        except Exception:  # shutting down a broken transport is best effort
+            pass
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.failure is None
+
+
+def make_otlp_exporter(settings: ExportSettings) -> SpanExporter:
+    """The stock OTLP exporter for the chosen protocol, with our short timeout."""
+    if settings.protocol == "grpc":
+        os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+            OTLPSpanExporter as GrpcExporter,
+        )
+
+        insecure = (settings.endpoint or "").startswith("http://")
+        return GrpcExporter(
+            endpoint=settings.endpoint, insecure=insecure, timeout=settings.timeout_s
+        )
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+        OTLPSpanExporter as HttpExporter,
+    )
+
+    return HttpExporter(endpoint=settings.endpoint, timeout=settings.timeout_s)
+
+
+def parent_context_from_env(env: Mapping[str, str] | None = None) -> Context | None:
+    """The W3C ``TRACEPARENT``/``TRACESTATE`` context to join, when the environment has one."""
+    env = os.environ if env is None else env
+    traceparent = env.get("TRACEPARENT")
+    if not traceparent:
+        return None
+    carrier = {"traceparent": traceparent}
+    if env.get("TRACESTATE"):
+        carrier["tracestate"] = env["TRACESTATE"]
+    return TraceContextTextMapPropagator().extract(carrier)
+
+
+@dataclass
+class Tracing:
+    """One configured pipeline: a tracer for the runtime and a clean shutdown for the CLI."""
+
+    provider: TracerProvider
+    settings: ExportSettings
+    guard: GuardedExporter | None = None
+    extra_processors: list[SpanProcessor] = field(default_factory=list)
+
+    @property
+    def tracer(self) -> Tracer:
+        return self.provider.get_tracer(INSTRUMENTATION_NAME, __version__)
+
+    def shutdown(self) -> str | None:
+        """Flush and stop every processor; returns the export failure, if any, as one line."""
+        self.provider.shutdown()
+        if self.guard is not None and self.guard.failure is not None:
+            return f"spans were not exported to {self.guard.target}: {self.guard.failure}"
+        return None
+
+
+def setup_tracing(
+    settings: ExportSettings,
+    extra_processors: Sequence[SpanProcessor] = (),
+    resource_attributes: Mapping[str, Any] | None = None,
+) -> Tracing:
+    """A private provider (the global one is left alone) wired to the chosen exporter."""
+    attributes = {SERVICE_NAME: settings.service_name, **(resource_attributes or {})}
+    # Resource.create merges OTEL_RESOURCE_ATTRIBUTES; an explicit service name still wins.
+    provider = TracerProvider(resource=Resource.create(attributes))
+    guard: GuardedExporter | None = None
+    if settings.exporter == "console":
+        from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+        provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter(out=sys.stderr)))
+    elif settings.exporter == "otlp":
+        for name in _QUIET_LOGGERS:
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+        guard = GuardedExporter(make_otlp_exporter(settings), settings.endpoint or "")
+        provider.add_span_processor(
+            BatchSpanProcessor(
+                guard,
+                max_queue_size=1_000_000,
+                max_export_batch_size=4096,
+                schedule_delay_millis=1000,
+                export_timeout_millis=settings.timeout_s * 1000,
+            )
+        )
+    for processor in extra_processors:
+        provider.add_span_processor(processor)
+    return Tracing(provider, settings, guard, list(extra_processors))

@@ -1,0 +1,75 @@
+"""Where trace files go and how they are written: atomically, always valid JSON.
+
+Location: ``--trace-file PATH``; else ``--trace-dir DIR`` or ``PFLOW_TRACE_DIR``; else
+``~/.pflow-trace/traces/``. Name: ``workflow-trace-<name>-<YYYYmmdd-HHMMSS>-<short id>.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pflow_trace.errors import UsageError
+
+TRACE_DIR_ENV = "PFLOW_TRACE_DIR"
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def default_trace_dir(env: dict[str, str] | None = None) -> Path:
+    env = dict(os.environ) if env is None else env
+    configured = env.get(TRACE_DIR_ENV)
+    if configured:
+        return Path(configured).expanduser()
+    return Path.home() / ".pflow-trace" / "traces"
+
+
+def trace_file_name(workflow_name: str, start_ns: int, execution_id: str) -> str:
+    stamp = datetime.fromtimestamp(start_ns / 1e9, tz=UTC).astimezone().strftime("%Y%m%d-%H%M%S")
+    safe_name = _UNSAFE.sub("-", workflow_name).strip("-") or "workflow"
+    return f"workflow-trace-{safe_name}-{stamp}-{execution_id.replace('-', '')[:8]}.json"
+
+
+def resolve_trace_path(
+    trace_file: str | None,
+    trace_dir: str | None,
+    workflow_name: str,
+    start_ns: int,
+    execution_id: str,
+) -> Path:
+    if trace_file:
+        return Path(trace_file).expanduser()
+    directory = Path(trace_dir).expanduser() if trace_dir else default_trace_dir()
+    return directory / trace_file_name(workflow_name, start_ns, execution_id)
+
+
+def ensure_writable_dir(path: Path) -> None:
+    """Fail before the run starts when the trace cannot be written, not after."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create trace directory {path.parent}: {exc.strerror}") from None
+    if not os.access(path.parent, os.W_OK):
+        raise UsageError(f"trace directory {path.parent} is not writable")
+
+
+def write_trace(path: Path, document: dict[str, Any]) -> Path:
+    """Write to a temporary file beside ``path``, then rename: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(prefix=".trace-", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            json.dump(document, handle, ensure_ascii=False, default=str)
+            handle.write("\n")
+        os.replace(temporary, path)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise
+    return path

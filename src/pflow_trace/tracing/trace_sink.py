@@ -1,0 +1,186 @@
+"""The trace-file view of a run: pflow trace format 1.2.0 plus our documented extensions.
+
+An observer of the run's facts (:mod:`pflow_trace.runtime.facts`). It snapshots the store
+before and after each node, turns batch item outcomes into ``batch_items`` records and, when the
+run ends, hands the finished document to the writer. Everything passes through the run's
+:class:`~pflow_trace.tracing.snapshot.Sanitizer`, so secrets and huge values never reach the file.
+
+Snapshots stay linear in the run's size: each value is sanitized once (cached by identity) and
+a node namespace already written in full by an earlier event is written again as a short marker,
+``"<unchanged since node 'X'>"``, instead of its content.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from pflow_trace import __version__
+from pflow_trace.runtime.facts import ItemOutcome, NodeExecution, RunRecord
+from pflow_trace.tracing.snapshot import Sanitizer
+
+FORMAT_VERSION = "1.2.0"
+GENERATOR = f"pflow-trace {__version__}"
+
+
+def iso_time(time_ns: int) -> str:
+    return datetime.fromtimestamp(time_ns / 1e9, tz=UTC).isoformat()
+
+
+def hex_span_id(span_id: int) -> str | None:
+    return format(span_id, "016x") if span_id else None
+
+
+def hex_trace_id(trace_id: int) -> str | None:
+    return format(trace_id, "032x") if trace_id else None
+
+
+class _Snapshot:
+    """A store snapshot: the raw identities (for mutations) and the sanitized view (for JSON)."""
+
+    __slots__ = ("identities", "view")
+
+    def __init__(self, identities: dict[str, int], view: dict[str, Any]) -> None:
+        self.identities = identities
+        self.view = view
+
+
+class TraceDocumentBuilder:
+    """A :class:`~pflow_trace.runtime.facts.RunObserver` that builds the trace document."""
+
+    def __init__(self, sanitizer: Sanitizer, service_name: str = "pflow-trace") -> None:
+        self.sanitizer = sanitizer
+        self.service_name = service_name
+        self.run: RunRecord | None = None
+        self.events: list[dict[str, Any]] = []
+        self.document: dict[str, Any] | None = None
+        self.inputs: dict[str, Any] = {}
+        # key -> (raw value kept alive, its sanitized form, node whose event wrote it in full)
+        self._cache: dict[str, tuple[Any, Any, str | None]] = {}
+        self._lock = threading.Lock()
+
+    # -- snapshots -----------------------------------------------------------------------------
+
+    def _snapshot(self, shared: Mapping[str, Any], writer: str | None, own_key: str) -> _Snapshot:
+        identities: dict[str, int] = {}
+        view: dict[str, Any] = {}
+        cache = self._cache
+        for key, value in shared.items():
+            identities[key] = id(value)
+            cached = cache.get(key)
+            if cached is not None and cached[0] is value:
+                written_by = cached[2]
+                if written_by is not None and key != own_key and isinstance(value, dict):
+                    view[key] = f"<unchanged since node '{written_by}'>"
+                else:
+                    view[key] = cached[1]
+                continue
+            sanitized = self.sanitizer.value(value)
+            cache[key] = (value, sanitized, writer if isinstance(value, dict) else None)
+            view[key] = sanitized
+        return _Snapshot(identities, view)
+
+    @staticmethod
+    def _mutations(before: _Snapshot, after: _Snapshot) -> dict[str, list[str]]:
+        old, new = before.identities, after.identities
+        return {
+            "added": sorted(key for key in new if key not in old),
+            "removed": sorted(key for key in old if key not in new),
+            "modified": sorted(key for key in new if key in old and new[key] != old[key]),
+        }
+
+    # -- observer protocol ---------------------------------------------------------------------
+
+    def run_started(self, run: RunRecord) -> None:
+        self.run = run
+
+    def node_started(self, execution: NodeExecution, shared: Mapping[str, Any]) -> None:
+        execution.observer_state = self._snapshot(shared, None, execution.node_id)
+
+    def item_finished(self, node_id: str, outcome: ItemOutcome, total: int) -> None:
+        return None
+
+    def node_finished(self, execution: NodeExecution, shared: Mapping[str, Any]) -> None:
+        before: _Snapshot = execution.observer_state
+        after = self._snapshot(shared, execution.node_id, execution.node_id)
+        execution.observer_state = None
+        run_start = self.run.start_ns if self.run is not None else execution.start_ns
+        event: dict[str, Any] = {
+            "node_id": execution.node_id,
+            "node_type": execution.node_type,
+            "duration_ms": round(execution.duration_ms, 3),
+            "success": execution.success,
+            "shared_before": before.view,
+            "shared_after": after.view,
+            "mutations": self._mutations(before, after),
+            "timestamp": iso_time(execution.end_ns),
+            "start_offset_ms": round((execution.start_ns - run_start) / 1e6, 3),
+            "span_id": hex_span_id(execution.span_id),
+            "template_resolutions": self.sanitizer.value(execution.template_resolutions),
+        }
+        if execution.error is not None:
+            event["error"] = execution.error
+        if execution.batch_items is not None:
+            event["batch_items"] = self._batch_items(execution)
+        with self._lock:
+            self.events.append(event)
+
+    def _batch_items(self, execution: NodeExecution) -> list[dict[str, Any]]:
+        outcomes = sorted(execution.batch_items or (), key=lambda outcome: outcome.index)
+        if not outcomes:
+            return []
+        batch_start = min(outcome.start_ns for outcome in outcomes)
+        preview = self.sanitizer.preview
+        return [
+            {
+                "index": outcome.index,
+                "item": preview(outcome.item),
+                "status": outcome.status,
+                "attempts": outcome.attempts,
+                "duration_ms": round((outcome.end_ns - outcome.start_ns) / 1e6, 3),
+                "start_offset_ms": round((outcome.start_ns - batch_start) / 1e6, 3),
+                "worker": outcome.worker,
+                "error": outcome.error,
+                "span_id": hex_span_id(outcome.span_id),
+            }
+            for outcome in outcomes
+        ]
+
+    def run_finished(self, run: RunRecord, shared: Mapping[str, Any]) -> None:
+        self.run = run
+        self.document = self.build()
+
+    # -- the document --------------------------------------------------------------------------
+
+    def build(self) -> dict[str, Any]:
+        """The trace document as it stands (also mid-run, for an interrupted or crashed run)."""
+        run = self.run
+        if run is None:
+            raise RuntimeError("the run has not started")
+        end_ns = run.end_ns or time.time_ns()
+        with self._lock:
+            events = list(self.events)
+        return {
+            "format_version": FORMAT_VERSION,
+            "generator": GENERATOR,
+            "execution_id": run.execution_id,
+            "workflow_name": run.workflow_name,
+            "start_time": iso_time(run.start_ns),
+            "end_time": iso_time(end_ns),
+            "duration_ms": round((end_ns - run.start_ns) / 1e6, 3),
+            "final_status": run.status if run.status != "running" else "interrupted",
+            "nodes_executed": len(events),
+            "nodes_failed": sum(1 for event in events if not event["success"]),
+            "error": run.error,
+            "failed_node": run.failed_node,
+            "otel": {
+                "trace_id": hex_trace_id(run.trace_id),
+                "span_id": hex_span_id(run.span_id),
+                "parent_span_id": hex_span_id(run.parent_span_id),
+                "service_name": self.service_name,
+            },
+            "nodes": events,
+        }
