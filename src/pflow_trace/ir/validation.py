@@ -46,8 +46,14 @@ def _schema_message(error: jsonschema.ValidationError) -> str:
     if path[-2:-1] == ["batch"] and path[-1:] == ["items"] and error.validator == "oneOf":
         return "expected a single ${...} template or a JSON array"
     if error.validator == "pattern" and isinstance(error.instance, str):
-        if path and path[-1] == "id" or (len(path) > 1 and path[-1] == "as"):
+        if path == ["inputs"]:  # propertyNames: the bad name is the instance
+            return f"input name {error.instance!r} is not an identifier (letters, digits, _ and -)"
+        if path and path[-1] == "id":
             return f"{error.instance!r} is not an identifier (letters, digits, _ and -)"
+        if len(path) > 1 and path[-1] == "as":
+            return f"{error.instance!r} is not an identifier (letters, digits and _)"
+        if len(path) == 2 and path[0] == "outputs":
+            return f"expected a ${{node.key}} template, got {error.instance!r}"
     if error.validator == "const" and path == ["ir_version"]:
         return f"expected \"0.1.0\", got {json.dumps(error.instance)}"
     return error.message

@@ -15,7 +15,7 @@ import copy
 import itertools
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -24,7 +24,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
 from pflow_trace.errors import TemplateError
-from pflow_trace.nodes.base import NodeFailure
+from pflow_trace.nodes.base import NodeFailure, cancel_running_work
 from pflow_trace.runtime.context import current_attempt, current_execution
 from pflow_trace.runtime.facts import ItemOutcome
 from pflow_trace.runtime.layers import LayerWrapper, describe_error
@@ -32,6 +32,9 @@ from pflow_trace.runtime.templates import Reference, compile_value, resolve_para
 from pflow_trace.tracing import conventions as conv
 
 ErrorHandling = Literal["fail_fast", "continue"]
+
+#: After Ctrl-C, how long in-flight items get to finish once their work has been cancelled.
+INTERRUPT_GRACE_S = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,9 +109,9 @@ class BatchNode(LayerWrapper):
 
     # -- one item ------------------------------------------------------------------------------
 
-    def run_item(self, chain: Any, shared: Any, index: int, item: Any, worker: int) -> tuple[
-        ItemOutcome, Any
-    ]:
+    def run_item(
+        self, chain: Any, shared: Any, index: int, item: Any, worker: int
+    ) -> tuple[ItemOutcome, Any]:
         run = self.run_context
         config = self.config
         attributes = dict(self.item_base_attributes)
@@ -218,9 +221,12 @@ class BatchNode(LayerWrapper):
             failure = exc
             raise
         finally:
-            self.end_span(span, token, failure, record_exception=isinstance(
-                failure, (TemplateError, NodeFailure)
-            ))
+            self.end_span(
+                span,
+                token,
+                failure,
+                record_exception=isinstance(failure, (TemplateError, NodeFailure)),
+            )
 
     def notify(self, outcome: ItemOutcome, count: int) -> None:
         observer = self.run_context.observer
@@ -271,27 +277,58 @@ class BatchNode(LayerWrapper):
             return finished
 
         pool = ThreadPoolExecutor(
-            max_workers=workers, thread_name_prefix=f"pflow-{self.node_id}", initializer=start_worker
+            max_workers=workers,
+            thread_name_prefix=f"pflow-{self.node_id}",
+            initializer=start_worker,
         )
         futures: list[Future[Any]] = []
+        collected: set[Future[Any]] = set()
         try:
             futures = [pool.submit(task, index, item) for index, item in enumerate(items)]
             for future in as_completed(futures):
-                finished = future.result()
-                if finished is None:
-                    continue
-                outcome, result = finished
-                outcomes.append(outcome)
-                if outcome.status == "success":
-                    results[outcome.index] = result
-                self.notify(outcome, count)
-                if stop_on_error and outcome.status == "failed":
+                collected.add(future)
+                outcome = self.collect(future, outcomes, results, count)
+                if outcome is not None and stop_on_error and outcome.status == "failed":
                     stop.set()
-        except BaseException:
+        except BaseException as exc:
             stop.set()
             pool.shutdown(wait=False, cancel_futures=True)
+            if isinstance(exc, KeyboardInterrupt):
+                # Stop child processes on worker threads, then give in-flight items a moment
+                # to end so their spans close inside the batch span.
+                cancel_running_work()
+                running = [future for future in futures if not future.cancelled()]
+                wait(running, timeout=INTERRUPT_GRACE_S)
+                self.collect_finished(running, collected, outcomes, results, count)
             raise
         pool.shutdown(wait=True)
+
+    def collect(
+        self, future: Future[Any], outcomes: list[ItemOutcome], results: list[Any], count: int
+    ) -> ItemOutcome | None:
+        """Record one finished item (``None`` when it was skipped after a fail_fast stop)."""
+        finished = future.result()
+        if finished is None:
+            return None
+        outcome, result = finished
+        outcomes.append(outcome)
+        if outcome.status == "success":
+            results[outcome.index] = result
+        self.notify(outcome, count)
+        return outcome
+
+    def collect_finished(
+        self,
+        futures: list[Future[Any]],
+        collected: set[Future[Any]],
+        outcomes: list[ItemOutcome],
+        results: list[Any],
+        count: int,
+    ) -> None:
+        """After an interrupt: keep the items that ended in the grace period."""
+        for future in futures:
+            if future.done() and future not in collected and future.exception() is None:
+                self.collect(future, outcomes, results, count)
 
     def batch_output(
         self, items: list[Any], outcomes: list[ItemOutcome], results: list[Any]
