@@ -12,6 +12,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
+from urllib.parse import unquote
 
 from pflow_trace.errors import UsageError
 
@@ -39,6 +40,15 @@ class ExportSettings:
 def _http_traces_url(base: str) -> str:
     base = base.rstrip("/")
     return base if base.endswith("/v1/traces") else f"{base}/v1/traces"
+
+
+def _resource_service_name(env: Mapping[str, str]) -> str | None:
+    """``service.name`` from ``OTEL_RESOURCE_ATTRIBUTES`` (``k=v,k=v``, values percent-encoded)."""
+    for pair in (env.get("OTEL_RESOURCE_ATTRIBUTES") or "").split(","):
+        key, sep, value = pair.partition("=")
+        if sep and key.strip() == "service.name" and value.strip():
+            return unquote(value.strip())
+    return None
 
 
 def resolve_export_settings(
@@ -78,5 +88,10 @@ def resolve_export_settings(
             resolved = DEFAULT_GRPC_ENDPOINT
         if "://" not in resolved:
             raise UsageError(f"OTLP endpoint '{resolved}' needs a scheme, e.g. http://{resolved}")
-    name = service_name or env.get("OTEL_SERVICE_NAME") or DEFAULT_SERVICE_NAME
+    name = (
+        service_name
+        or env.get("OTEL_SERVICE_NAME")
+        or _resource_service_name(env)
+        or DEFAULT_SERVICE_NAME
+    )
     return ExportSettings(exporter, protocol, resolved, name, timeout_s)  # type: ignore[arg-type]
