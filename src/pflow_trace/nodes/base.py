@@ -9,7 +9,8 @@ key into the store it is given; the runtime hands it a namespaced view, so the k
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 from pflow_trace.engine import Node
@@ -21,6 +22,38 @@ from pflow_trace.engine.core import Shared
 current_attempt: contextvars.ContextVar[int] = contextvars.ContextVar(
     "pflow_trace_current_attempt", default=1
 )
+
+
+_cancel_lock = threading.Lock()
+_cancel_callbacks: dict[int, Callable[[], None]] = {}
+
+
+def register_cancel(key: int, callback: Callable[[], None]) -> None:
+    """Register how to stop work in flight (a child process) if the run is interrupted.
+
+    Ctrl-C reaches only the main thread; work running on batch worker threads would otherwise
+    keep the process alive until it finished. Nodes register a callback while such work runs.
+    """
+    with _cancel_lock:
+        _cancel_callbacks[key] = callback
+
+
+def unregister_cancel(key: int) -> None:
+    with _cancel_lock:
+        _cancel_callbacks.pop(key, None)
+
+
+def cancel_running_work() -> int:
+    """Call every registered cancel callback once; returns how many there were."""
+    with _cancel_lock:
+        callbacks = list(_cancel_callbacks.values())
+        _cancel_callbacks.clear()
+    for callback in callbacks:
+        try:
+            callback()
+        except Exception:  # cancelling is best effort; the run is already ending
+            pass
+    return len(callbacks)
 
 
 class NodeFailure(Exception):

@@ -6,6 +6,7 @@ program it starts can attach its own spans under the node's span.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -15,7 +16,7 @@ from typing import Any, ClassVar
 from opentelemetry import propagate, trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from pflow_trace.nodes.base import NodeFailure, WorkflowNode
+from pflow_trace.nodes.base import NodeFailure, WorkflowNode, register_cancel, unregister_cancel
 
 STDERR_EXCERPT_CHARS = 500
 DEFAULT_TIMEOUT_S = 60.0
@@ -128,6 +129,7 @@ class ShellNode(WorkflowNode):
             where = f" in '{cwd}'" if cwd else ""
             raise NodeFailure(f"cannot start command{where}: {exc.strerror or exc}") from None
 
+        register_cancel(id(proc), functools.partial(_kill_group, proc))
         try:
             stdout, stderr = proc.communicate(stdin, timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -141,6 +143,8 @@ class ShellNode(WorkflowNode):
             _kill_group(proc)
             proc.wait()
             raise
+        finally:
+            unregister_cancel(id(proc))
 
         code = proc.returncode
         outputs: dict[str, Any] = {"stdout": stdout, "stderr": stderr, "exit_code": code}

@@ -39,11 +39,12 @@ def is_secret_key(key: str) -> bool:
 class Redactor:
     """Redacts by key name and by known secret values; cheap when there are no values."""
 
-    __slots__ = ("_pattern", "secret_values")
+    __slots__ = ("_pattern", "_secret_set", "secret_values")
 
     def __init__(self, secret_values: Iterable[Any] = ()) -> None:
         values = {str(value) for value in secret_values if value is not None and str(value)}
         self.secret_values = tuple(sorted(values, key=len, reverse=True))
+        self._secret_set = frozenset(values)
         self._pattern = (
             re.compile("|".join(re.escape(value) for value in self.secret_values))
             if self.secret_values
@@ -56,6 +57,15 @@ class Redactor:
             return text
         return self._pattern.sub(REDACTED, text)
 
+    def is_secret_number(self, value: Any) -> bool:
+        """True for a number equal to a secret value (a sensitive numeric input, e.g. a PIN)."""
+        return (
+            bool(self._secret_set)
+            and isinstance(value, (int, float))
+            and not isinstance(value, bool)
+            and str(value) in self._secret_set
+        )
+
     def value(self, value: Any) -> Any:
         """A redacted copy of a JSON-like value (dicts, lists, strings); others unchanged."""
         if isinstance(value, str):
@@ -67,6 +77,8 @@ class Redactor:
             }
         if isinstance(value, (list, tuple)):
             return [self.value(item) for item in value]
+        if self.is_secret_number(value):
+            return REDACTED
         return value
 
 

@@ -7,6 +7,7 @@ long lists and deep nesting are capped, and anything JSON cannot hold becomes it
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -71,8 +72,10 @@ class Sanitizer:
         if isinstance(value, str):
             return truncate(self.redactor.text(value), self.limits.max_string_chars)
         if isinstance(value, _JSON_SCALARS):
-            if isinstance(value, float) and value != value:  # NaN is not JSON
+            if isinstance(value, float) and not math.isfinite(value):  # NaN, inf: not JSON
                 return repr(value)
+            if self.redactor.is_secret_number(value):
+                return REDACTED
             return value
         if depth >= self.limits.max_depth:
             return f"<max depth {self.limits.max_depth} reached>"
@@ -101,6 +104,8 @@ class Sanitizer:
         """A short one-line rendering of a batch item for spans, the trace and the terminal."""
         if isinstance(value, str):
             text = self.redactor.text(value)
+        elif self.redactor.is_secret_number(value):
+            text = REDACTED
         elif isinstance(value, _JSON_SCALARS):
             text = "null" if value is None else str(value).lower() if isinstance(value, bool) \
                 else str(value)

@@ -62,8 +62,10 @@ def write_trace(path: Path, document: dict[str, Any]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(prefix=".trace-", suffix=".tmp", dir=path.parent)
     try:
+        # json.dumps takes the C encoder; json.dump to a file would take the pure-Python one.
+        text = json.dumps(document, ensure_ascii=False, default=str)
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            json.dump(document, handle, ensure_ascii=False, default=str)
+            handle.write(text)
             handle.write("\n")
         os.replace(temporary, path)
     except BaseException:

@@ -20,7 +20,9 @@ from typing import Any
 
 from pflow_trace import __version__
 from pflow_trace.runtime.facts import ItemOutcome, NodeExecution, RunRecord
+from pflow_trace.tracing.redaction import REDACTED, is_secret_key
 from pflow_trace.tracing.snapshot import Sanitizer
+from pflow_trace.tracing.span_recorder import SpanRecorder
 
 FORMAT_VERSION = "1.2.0"
 GENERATOR = f"pflow-trace {__version__}"
@@ -51,14 +53,21 @@ class _Snapshot:
 class TraceDocumentBuilder:
     """A :class:`~pflow_trace.runtime.facts.RunObserver` that builds the trace document."""
 
-    def __init__(self, sanitizer: Sanitizer, service_name: str = "pflow-trace") -> None:
+    def __init__(
+        self,
+        sanitizer: Sanitizer,
+        service_name: str = "pflow-trace",
+        spans: SpanRecorder | None = None,
+    ) -> None:
         self.sanitizer = sanitizer
         self.service_name = service_name
+        self.spans = spans
         self.run: RunRecord | None = None
         self.events: list[dict[str, Any]] = []
         self.document: dict[str, Any] | None = None
         self.inputs: dict[str, Any] = {}
-        # key -> (raw value kept alive, its sanitized form, node whose event wrote it in full)
+        # key -> (raw value kept alive, its sanitized form, the "<unchanged since node 'X'>"
+        # marker when event X wrote it in full, else None)
         self._cache: dict[str, tuple[Any, Any, str | None]] = {}
         self._lock = threading.Lock()
 
@@ -72,14 +81,17 @@ class TraceDocumentBuilder:
             identities[key] = id(value)
             cached = cache.get(key)
             if cached is not None and cached[0] is value:
-                written_by = cached[2]
-                if written_by is not None and key != own_key and isinstance(value, dict):
-                    view[key] = f"<unchanged since node '{written_by}'>"
-                else:
-                    view[key] = cached[1]
+                marker = cached[2]
+                view[key] = marker if marker is not None and key != own_key else cached[1]
                 continue
             sanitized = self.sanitizer.value(value)
-            cache[key] = (value, sanitized, writer if isinstance(value, dict) else None)
+            # One marker string per namespace, shared by every later event that shows it.
+            marker = (
+                f"<unchanged since node '{writer}'>"
+                if writer is not None and isinstance(value, dict)
+                else None
+            )
+            cache[key] = (value, sanitized, marker)
             view[key] = sanitized
         return _Snapshot(identities, view)
 
@@ -119,7 +131,7 @@ class TraceDocumentBuilder:
             "timestamp": iso_time(execution.end_ns),
             "start_offset_ms": round((execution.start_ns - run_start) / 1e6, 3),
             "span_id": hex_span_id(execution.span_id),
-            "template_resolutions": self.sanitizer.value(execution.template_resolutions),
+            "template_resolutions": self._template_resolutions(execution),
         }
         if execution.error is not None:
             event["error"] = execution.error
@@ -127,6 +139,20 @@ class TraceDocumentBuilder:
             event["batch_items"] = self._batch_items(execution)
         with self._lock:
             self.events.append(event)
+
+    def _template_resolutions(self, execution: NodeExecution) -> dict[str, Any]:
+        """``{param: {template, resolved}}``; a param named like a secret keeps the shape."""
+        value = self.sanitizer.value
+        resolutions: dict[str, Any] = {}
+        for param, resolution in execution.template_resolutions.items():
+            if is_secret_key(param):
+                resolutions[param] = {"template": REDACTED, "resolved": REDACTED}
+            else:
+                resolutions[param] = {
+                    "template": value(resolution.get("template"), 1),
+                    "resolved": value(resolution.get("resolved"), 1),
+                }
+        return resolutions
 
     def _batch_items(self, execution: NodeExecution) -> list[dict[str, Any]]:
         outcomes = sorted(execution.batch_items or (), key=lambda outcome: outcome.index)
@@ -163,6 +189,15 @@ class TraceDocumentBuilder:
         end_ns = run.end_ns or time.time_ns()
         with self._lock:
             events = list(self.events)
+        otel: dict[str, Any] = {
+            "trace_id": hex_trace_id(run.trace_id),
+            "span_id": hex_span_id(run.span_id),
+            "parent_span_id": hex_span_id(run.parent_span_id),
+            "service_name": self.service_name,
+            "start_time_unix_nano": run.start_ns,
+        }
+        if self.spans is not None:
+            otel["spans"] = self.spans.table(run.start_ns)
         return {
             "format_version": FORMAT_VERSION,
             "generator": GENERATOR,
@@ -176,11 +211,6 @@ class TraceDocumentBuilder:
             "nodes_failed": sum(1 for event in events if not event["success"]),
             "error": run.error,
             "failed_node": run.failed_node,
-            "otel": {
-                "trace_id": hex_trace_id(run.trace_id),
-                "span_id": hex_span_id(run.span_id),
-                "parent_span_id": hex_span_id(run.parent_span_id),
-                "service_name": self.service_name,
-            },
+            "otel": otel,
             "nodes": events,
         }

@@ -26,6 +26,7 @@ from pflow_trace.tracing.export_settings import ExportSettings, resolve_export_s
 from pflow_trace.tracing.redaction import Redactor
 from pflow_trace.tracing.setup import parent_context_from_env, setup_tracing
 from pflow_trace.tracing.snapshot import Sanitizer, SnapshotLimits
+from pflow_trace.tracing.span_recorder import SpanRecorder
 from pflow_trace.tracing.trace_file import ensure_writable_dir, resolve_trace_path, write_trace
 from pflow_trace.tracing.trace_sink import TraceDocumentBuilder, hex_trace_id
 
@@ -71,8 +72,10 @@ def traced_run(
             execution_id,
         )
         ensure_writable_dir(trace_path)
-    builder = TraceDocumentBuilder(sanitizer, options.export.service_name)
-    tracing = setup_tracing(options.export, options.extra_processors)
+    recorder = SpanRecorder() if options.write_trace_file else None
+    builder = TraceDocumentBuilder(sanitizer, options.export.service_name, recorder)
+    processors = [*options.extra_processors, *([recorder] if recorder is not None else [])]
+    tracing = setup_tracing(options.export, processors)
     observers: list[RunObserver] = [builder, *options.observers]
     run = RunContext(tracer=tracing.tracer, observer=Observers(observers), sanitizer=sanitizer)
     parent = parent_context_from_env() if options.join_env_trace_context else None

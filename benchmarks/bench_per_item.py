@@ -1,0 +1,123 @@
+"""Per-item cost of the runtime and of tracing, four ways over the same sequential batch.
+
+1. a plain Python loop running the same code-node snippet per item;
+2. the runtime with tracing off (no-op tracer, no observers);
+3. the runtime with everything on (all spans, span table and trace file; exporter none);
+4. the bare OpenTelemetry SDK creating the same spans with the same attributes.
+
+Target: traced cost per item <= 1.5 x (untraced runtime + bare SDK): our own bookkeeping adds
+at most half again what the spans themselves cost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from common import best_of, ratio
+
+SNIPPET = "result = x * 2"
+
+
+def workflow(count: int) -> dict[str, Any]:
+    return {
+        "ir_version": "0.1.0",
+        "name": "per-item",
+        "nodes": [
+            {
+                "id": "work",
+                "type": "code",
+                "params": {"code": SNIPPET, "inputs": {"x": "${item}"}},
+                "batch": {"items": list(range(count))},
+            }
+        ],
+    }
+
+
+def plain_loop(count: int) -> None:
+    compiled = compile(SNIPPET, "<snippet>", "exec")
+    for item in range(count):
+        namespace = {"x": item}
+        exec(compiled, namespace)
+
+
+def bare_sdk(count: int) -> None:
+    """Same span tree shape and attributes as a traced batch item, without the runtime."""
+    from opentelemetry import context, trace
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from pflow_trace.tracing import conventions as conv
+
+    tracer = TracerProvider().get_tracer("bench")
+    base = {conv.ATTR_NODE_ID: "work", conv.ATTR_NODE_TYPE: "code"}
+    layers = (conv.LAYER_NAMESPACED, conv.LAYER_TEMPLATE, conv.LAYER_NODE)
+    with tracer.start_as_current_span("work batch", attributes={**base, conv.ATTR_LAYER: "batch"}):
+        for index in range(count):
+            item = tracer.start_span(
+                "work batch.item",
+                attributes={
+                    **base,
+                    conv.ATTR_LAYER: conv.LAYER_BATCH_ITEM,
+                    conv.ATTR_BATCH_INDEX: index,
+                    conv.ATTR_BATCH_WORKER: 0,
+                    conv.ATTR_BATCH_ITEM_PREVIEW: str(index),
+                },
+            )
+            tokens = [context.attach(trace.set_span_in_context(item))]
+            spans = [item]
+            for layer in layers:
+                span = tracer.start_span(f"work {layer}", attributes={**base, conv.ATTR_LAYER: layer})
+                tokens.append(context.attach(trace.set_span_in_context(span)))
+                spans.append(span)
+            item.set_attribute(conv.ATTR_BATCH_ATTEMPTS, 1)
+            for span, token in zip(reversed(spans), reversed(tokens), strict=True):
+                context.detach(token)
+                span.end()
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    from pflow_trace.ir.validation import validate_workflow
+    from pflow_trace.runtime.executor import run_workflow
+    from pflow_trace.tracing.export_settings import resolve_export_settings
+    from pflow_trace.tracing.traced_run import TraceOptions, traced_run
+
+    count = 500 if quick else 20_000
+    repeats = 1 if quick else 3
+    wf = validate_workflow(workflow(count))
+    with tempfile.TemporaryDirectory() as directory:
+        options = TraceOptions(
+            export=resolve_export_settings("none", env={}),
+            trace_file=str(Path(directory) / "bench.json"),
+        )
+        seconds = {
+            "plain_loop": best_of(repeats, lambda: plain_loop(count)),
+            "runtime_untraced": best_of(repeats, lambda: run_workflow(wf, {})),
+            "runtime_traced": best_of(repeats, lambda: traced_run(wf, {}, options)),
+            "bare_sdk_spans": best_of(repeats, lambda: bare_sdk(count)),
+        }
+    per_item_us = {name: round(value / count * 1e6, 2) for name, value in seconds.items()}
+    budget = per_item_us["runtime_untraced"] + per_item_us["bare_sdk_spans"]
+    return {
+        "benchmark": "per_item",
+        "items": count,
+        "per_item_us": per_item_us,
+        "ratios": {
+            "untraced_vs_plain": ratio(per_item_us["runtime_untraced"], per_item_us["plain_loop"]),
+            "traced_vs_untraced": ratio(per_item_us["runtime_traced"], per_item_us["runtime_untraced"]),
+            "traced_vs_untraced_plus_sdk": ratio(per_item_us["runtime_traced"], budget),
+        },
+        "target": {"traced_vs_untraced_plus_sdk": 1.5},
+        "met": per_item_us["runtime_traced"] <= 1.5 * budget,
+    }
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    arguments = parser.parse_args()
+    json.dump(run(arguments.quick), sys.stdout, indent=2)
+    print()

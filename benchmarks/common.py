@@ -1,0 +1,35 @@
+"""Shared helpers for the benchmarks: best-of-N timing and peak memory, nothing else."""
+
+from __future__ import annotations
+
+import gc
+import time
+import tracemalloc
+from collections.abc import Callable
+from typing import Any
+
+
+def best_of(repeats: int, action: Callable[[], Any]) -> float:
+    """The fastest of ``repeats`` runs, in seconds: the least disturbed by a noisy machine."""
+    best = float("inf")
+    for _ in range(repeats):
+        gc.collect()
+        started = time.perf_counter()
+        action()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def peak_memory_bytes(action: Callable[[], Any]) -> int:
+    """Peak traced Python allocation while ``action`` runs."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        action()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def ratio(numerator: float, denominator: float) -> float:
+    return round(numerator / denominator, 3) if denominator else float("inf")

@@ -1,0 +1,150 @@
+"""Keeps every finished span of a run, compactly, so the trace file can replay them exactly.
+
+A :class:`SpanProcessor` like any exporter's: it sees the same spans Jaeger would. Spans that
+share a name share their static attributes (layer, node id, node type), so each span is stored
+as a short tuple: its *kind* (name plus static attributes, stored once), ids, times relative
+to the run's start, status, the attributes that differ from its kind's, and its events. The
+trace file's ``otel.spans`` table is this, serialised; ``pflow-trace export`` rebuilds real
+spans from it with their original ids and timestamps.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+
+from pflow_trace.tracing import conventions as conv
+
+#: Attributes that vary per span of the same name; everything else is part of the kind.
+_VARYING = frozenset(
+    {
+        conv.ATTR_BATCH_INDEX,
+        conv.ATTR_BATCH_ATTEMPTS,
+        conv.ATTR_BATCH_ITEM_PREVIEW,
+        conv.ATTR_BATCH_WORKER,
+        conv.ATTR_BATCH_SIZE,
+        conv.ATTR_BATCH_SUCCESS_COUNT,
+        conv.ATTR_BATCH_ERROR_COUNT,
+        conv.ATTR_EXECUTION_ID,
+        conv.ATTR_FINAL_STATUS,
+    }
+)
+
+_VARYING_ORDER = tuple(sorted(_VARYING))
+
+_STATUS_CODES = {"UNSET": 0, "OK": 1, "ERROR": 2}
+
+
+class SpanRecorder(SpanProcessor):
+    """Records ended spans as rows of the trace file's span table; thread-safe and cheap."""
+
+    def __init__(self) -> None:
+        self._kinds: dict[tuple[str, tuple[tuple[str, Any], ...]], int] = {}
+        self.kinds: list[dict[str, Any]] = []
+        self._rows: list[tuple[Any, ...]] = []
+        self._lock = threading.Lock()
+        self.resource_attributes: dict[str, Any] = {}
+        self.scope: dict[str, str | None] = {}
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        return None
+
+    def on_end(self, span: ReadableSpan) -> None:
+        # The SDK's attributes are a read-only proxy over a BoundedAttributes over a plain dict;
+        # reading that dict directly avoids three layers of the Mapping protocol per key. If
+        # the SDK's internals change, the public (slower) mapping is used instead.
+        raw: Mapping[str, Any] | None = getattr(getattr(span, "_attributes", None), "_dict", None)
+        if not isinstance(raw, dict):
+            raw = span.attributes or {}
+        static = tuple(item for item in raw.items() if item[0] not in _VARYING)
+        varying = {key: raw[key] for key in _VARYING_ORDER if key in raw} or None
+        key = (span.name, static)
+        events = (
+            [(event.name, event.timestamp, dict(event.attributes or {})) for event in span.events]
+            if span.events
+            else None
+        )
+        parent = span.parent.span_id if span.parent is not None else 0
+        status = span.status
+        row = (
+            key,
+            span.context.span_id,
+            parent,
+            span.start_time,
+            span.end_time,
+            _STATUS_CODES.get(status.status_code.name, 0),
+            status.description,
+            varying,
+            events,
+        )
+        with self._lock:
+            if not self.scope and span.instrumentation_scope is not None:
+                self.scope = {
+                    "name": span.instrumentation_scope.name,
+                    "version": span.instrumentation_scope.version,
+                }
+                self.resource_attributes = dict(span.resource.attributes)
+            self._rows.append(row)
+
+    def shutdown(self) -> None:
+        return None
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+    def table(self, origin_ns: int) -> dict[str, Any]:
+        """The ``otel.spans`` table: kinds once, then one row per span, times from ``origin_ns``."""
+        with self._lock:
+            rows = list(self._rows)
+        kind_index: dict[Any, int] = {}
+        kinds: list[dict[str, Any]] = []
+        encoded: list[list[Any]] = []
+        for key, span_id, parent, start, end, code, description, varying, events in rows:
+            index = kind_index.get(key)
+            if index is None:
+                index = kind_index[key] = len(kinds)
+                kinds.append(
+                    {
+                        "name": key[0],
+                        "attributes": {
+                            name: list(value) if isinstance(value, tuple) else value
+                            for name, value in key[1]
+                        },
+                    }
+                )
+            encoded.append(
+                [
+                    index,
+                    format(span_id, "016x"),
+                    format(parent, "016x") if parent else None,
+                    (start or 0) - origin_ns,
+                    (end or 0) - (start or 0),
+                    code,
+                    description,
+                    varying,
+                    [[name, time - origin_ns, attrs] for name, time, attrs in events]
+                    if events
+                    else None,
+                ]
+            )
+        return {
+            "resource": self.resource_attributes,
+            "scope": self.scope,
+            "kinds": kinds,
+            "columns": [
+                "kind",
+                "span_id",
+                "parent_span_id",
+                "start_offset_ns",
+                "duration_ns",
+                "status_code",
+                "status_message",
+                "attributes",
+                "events",
+            ],
+            "rows": encoded,
+        }
