@@ -70,7 +70,9 @@ def bare_sdk(count: int) -> None:
             tokens = [context.attach(trace.set_span_in_context(item))]
             spans = [item]
             for layer in layers:
-                span = tracer.start_span(f"work {layer}", attributes={**base, conv.ATTR_LAYER: layer})
+                span = tracer.start_span(
+                    f"work {layer}", attributes={**base, conv.ATTR_LAYER: layer}
+                )
                 tokens.append(context.attach(trace.set_span_in_context(span)))
                 spans.append(span)
             item.set_attribute(conv.ATTR_BATCH_ATTEMPTS, 1)
@@ -107,7 +109,9 @@ def run(quick: bool = False) -> dict[str, Any]:
         "per_item_us": per_item_us,
         "ratios": {
             "untraced_vs_plain": ratio(per_item_us["runtime_untraced"], per_item_us["plain_loop"]),
-            "traced_vs_untraced": ratio(per_item_us["runtime_traced"], per_item_us["runtime_untraced"]),
+            "traced_vs_untraced": ratio(
+                per_item_us["runtime_traced"], per_item_us["runtime_untraced"]
+            ),
             "traced_vs_untraced_plus_sdk": ratio(per_item_us["runtime_traced"], budget),
         },
         "target": {"traced_vs_untraced_plus_sdk": 1.5},

@@ -107,7 +107,9 @@ class NodeStatusDisplay:
         degraded = execution.success and any(
             item.status == "failed" for item in execution.batch_items or ()
         )
-        self._echo(line.rstrip(), "red" if not execution.success else "yellow" if degraded else "green")
+        self._echo(
+            line.rstrip(), "red" if not execution.success else "yellow" if degraded else "green"
+        )
         for text in error_lines(execution):
             self._echo(f"    {text}", "red")
         if not execution.success and execution.error and not execution.batch_items:

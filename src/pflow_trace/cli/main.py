@@ -18,8 +18,16 @@ from pflow_trace.errors import EXIT_INTERRUPTED, PflowTraceError
 
 #: command name -> (module, attribute, one-line help shown by --help without importing it)
 COMMANDS: dict[str, tuple[str, str, str]] = {
-    "run": ("pflow_trace.cli.run", "run", "Run a workflow; write its trace file; export its spans."),
-    "validate": ("pflow_trace.cli.validate", "validate", "Check a workflow file without running it."),
+    "run": (
+        "pflow_trace.cli.run",
+        "run",
+        "Run a workflow; write its trace file; export its spans.",
+    ),
+    "validate": (
+        "pflow_trace.cli.validate",
+        "validate",
+        "Check a workflow file without running it.",
+    ),
     "show": ("pflow_trace.cli.show", "show", "Summarise one or more trace files."),
     "export": ("pflow_trace.cli.export", "export", "Replay or convert a saved trace."),
 }

@@ -55,12 +55,14 @@ def _schema_message(error: jsonschema.ValidationError) -> str:
         if len(path) == 2 and path[0] == "outputs":
             return f"expected a ${{node.key}} template, got {error.instance!r}"
     if error.validator == "const" and path == ["ir_version"]:
-        return f"expected \"0.1.0\", got {json.dumps(error.instance)}"
+        return f'expected "0.1.0", got {json.dumps(error.instance)}'
     return error.message
 
 
 def schema_problems(workflow: Any) -> list[str]:
-    errors = sorted(_schema_validator().iter_errors(workflow), key=lambda e: list(map(str, e.absolute_path)))
+    errors = sorted(
+        _schema_validator().iter_errors(workflow), key=lambda e: list(map(str, e.absolute_path))
+    )
     return [f"{json_path(error.absolute_path)}: {_schema_message(error)}" for error in errors]
 
 
@@ -95,7 +97,9 @@ def semantic_problems(workflow: dict[str, Any], registry: NodeRegistry) -> list[
         if not isinstance(node_id, str):
             continue
         if node_id in seen:
-            problems.append(f"nodes[{index}].id: duplicate id '{node_id}' (first at nodes[{seen[node_id]}])")
+            problems.append(
+                f"nodes[{index}].id: duplicate id '{node_id}' (first at nodes[{seen[node_id]}])"
+            )
         else:
             seen[node_id] = index
         if node_id in inputs:
@@ -103,7 +107,11 @@ def semantic_problems(workflow: dict[str, Any], registry: NodeRegistry) -> list[
         node_type = node.get("type")
         if isinstance(node_type, str) and registry.get(node_type) is None:
             closest = registry.closest(node_type)
-            hint = f"did you mean {', '.join(closest)}?" if closest else f"known: {', '.join(registry.names())}"
+            hint = (
+                f"did you mean {', '.join(closest)}?"
+                if closest
+                else f"known: {', '.join(registry.names())}"
+            )
             problems.append(f"nodes[{index}].type: unknown node type '{node_type}' ({hint})")
     node_ids = list(seen)
     edges = [edge for edge in workflow.get("edges") or [] if isinstance(edge, dict)]
@@ -136,10 +144,14 @@ def semantic_problems(workflow: dict[str, Any], registry: NodeRegistry) -> list[
             if alias in inputs:
                 problems.append(f"nodes[{index}].batch.as: alias '{alias}' shadows input '{alias}'")
         visible = inputs | before.get(node_id, set())
-        sources: list[tuple[str, Any, set[str]]] = [
-            (f"nodes[{index}].params.{key}", value, visible | ({alias} if alias else set()))
-            for key, value in (node.get("params") or {}).items()
-        ] if isinstance(node.get("params"), dict) else []
+        sources: list[tuple[str, Any, set[str]]] = (
+            [
+                (f"nodes[{index}].params.{key}", value, visible | ({alias} if alias else set()))
+                for key, value in (node.get("params") or {}).items()
+            ]
+            if isinstance(node.get("params"), dict)
+            else []
+        )
         if batch is not None and isinstance(batch.get("items"), str):
             sources.append((f"nodes[{index}].batch.items", batch["items"], visible))
         for path, value, names in sources:

@@ -16,7 +16,6 @@ from typing import Any, ClassVar
 from pflow_trace.engine import Node
 from pflow_trace.engine.core import Shared
 
-
 #: The 1-based attempt of the batch item running on this thread. The batch runtime sets it; a
 #: node may read it (``echo``'s ``fail_times`` does) but must never keep a counter of its own.
 current_attempt: contextvars.ContextVar[int] = contextvars.ContextVar(

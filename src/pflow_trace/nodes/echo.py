@@ -12,7 +12,7 @@ import json
 import time
 from typing import Any, ClassVar
 
-from pflow_trace.nodes.base import current_attempt, NodeFailure, WorkflowNode
+from pflow_trace.nodes.base import NodeFailure, WorkflowNode, current_attempt
 
 #: Params that steer the node rather than being echoed back.
 CONTROL_PARAMS = frozenset({"delay_ms", "fail", "fail_times", "fail_if"})

@@ -133,7 +133,7 @@ class BatchNode(LayerWrapper):
         error: str | None = None
         attempt = 0
         try:
-            for attempt in range(1, config.max_retries + 1):  # noqa: B007 - kept for the record
+            for attempt in range(1, config.max_retries + 1):
                 item_shared = dict(shared)
                 item_shared[config.alias] = item
                 attempt_token = current_attempt.set(attempt)

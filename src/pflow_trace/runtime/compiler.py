@@ -7,6 +7,7 @@ flow's successors.
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from pflow_trace.engine import BaseNode, Flow
@@ -47,6 +48,6 @@ def compile_workflow(
         for edge in edges:
             chains[edge["from"]].next(chains[edge["to"]], edge.get("action", DEFAULT_ACTION))
     else:
-        for current, following in zip(ordered, ordered[1:], strict=False):
+        for current, following in itertools.pairwise(ordered):
             current.next(following)
     return Flow(start=ordered[0], follow_actions=bool(edges))

@@ -85,7 +85,9 @@ def run_workflow(
 ) -> RunResult:
     """Run a validated workflow; raises only for bad inputs, before anything runs."""
     run = run or RunContext()
-    values = resolved_inputs if resolved_inputs is not None else resolve_inputs(workflow, inputs or {})
+    values = (
+        resolved_inputs if resolved_inputs is not None else resolve_inputs(workflow, inputs or {})
+    )
     flow = compile_workflow(workflow, registry, run)
     shared: dict[str, Any] = dict(values)
     name = workflow_name(workflow)
@@ -102,7 +104,9 @@ def run_workflow(
     )
     span_context = span.get_span_context()
     record.trace_id, record.span_id = span_context.trace_id, span_context.span_id
-    parent_span = trace.get_current_span(parent_context).get_span_context() if parent_context else None
+    parent_span = (
+        trace.get_current_span(parent_context).get_span_context() if parent_context else None
+    )
     if parent_span is not None and parent_span.is_valid:
         record.parent_span_id = parent_span.span_id
     if run.observer is not None:

@@ -53,7 +53,9 @@ def resolve_inputs(workflow: dict[str, Any], provided: dict[str, Any]) -> dict[s
         if expected == "string" and not isinstance(value, str):
             value = json.dumps(value) if not isinstance(value, str) else value
         checks = _TYPE_CHECKS.get(expected or "")
-        if checks and (not isinstance(value, checks) or (expected == "number" and isinstance(value, bool))):
+        if checks and (
+            not isinstance(value, checks) or (expected == "number" and isinstance(value, bool))
+        ):
             problems.append(f"input '{name}' must be {expected}, got {json.dumps(value)}")
             continue
         values[name] = value
@@ -65,4 +67,6 @@ def resolve_inputs(workflow: dict[str, Any], provided: dict[str, Any]) -> dict[s
 def sensitive_values(workflow: dict[str, Any], values: dict[str, Any]) -> list[Any]:
     """The values of inputs declared ``"sensitive": true``: redacted wherever they appear."""
     declared: dict[str, dict[str, Any]] = workflow.get("inputs") or {}
-    return [values[name] for name, spec in declared.items() if spec.get("sensitive") and name in values]
+    return [
+        values[name] for name, spec in declared.items() if spec.get("sensitive") and name in values
+    ]

@@ -151,7 +151,9 @@ class UnresolvedTemplate(LookupError):
         hint = closest or sorted(self.available)[:8]
         label = "closest" if closest else "available"
         names = ", ".join(hint) if hint else "none"
-        return f"cannot resolve {self.reference.text}: '{self.missing}' not found ({label}: {names})"
+        return (
+            f"cannot resolve {self.reference.text}: '{self.missing}' not found ({label}: {names})"
+        )
 
 
 def lookup(reference: Reference, store: Mapping[str, Any]) -> Any:
@@ -198,9 +200,7 @@ def resolve(compiled: Any, store: Mapping[str, Any]) -> Any:
     return compiled
 
 
-def resolve_param(
-    node_id: str, param: str, compiled: Any, store: Mapping[str, Any]
-) -> Any:
+def resolve_param(node_id: str, param: str, compiled: Any, store: Mapping[str, Any]) -> Any:
     """Resolve one param, turning a miss into a :class:`TemplateError` naming node and param."""
     try:
         return resolve(compiled, store)

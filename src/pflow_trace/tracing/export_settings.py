@@ -81,7 +81,9 @@ def resolve_export_settings(
         elif traces_endpoint:
             resolved = traces_endpoint
         elif base_endpoint:
-            resolved = _http_traces_url(base_endpoint) if protocol == "http/protobuf" else base_endpoint
+            resolved = (
+                _http_traces_url(base_endpoint) if protocol == "http/protobuf" else base_endpoint
+            )
         elif protocol == "http/protobuf":
             resolved = _http_traces_url(DEFAULT_HTTP_ENDPOINT)
         else:

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -57,15 +58,45 @@ def ensure_writable_dir(path: Path) -> None:
         raise UsageError(f"trace directory {path.parent} is not writable")
 
 
+def _encode(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def iter_json_chunks(value: Any, depth: int = 0) -> Iterator[str]:
+    """JSON text in pieces: containers near the top are walked, everything below is encoded
+    whole by the C encoder. Peak memory is then the largest node event or span row, not the
+    whole file, while the encoding stays at C speed (``json.dump`` to a file would take the
+    pure-Python encoder)."""
+    if depth >= _STREAM_DEPTH or not isinstance(value, (dict, list)) or not value:
+        yield _encode(value)
+        return
+    if isinstance(value, dict):
+        yield "{"
+        for position, (key, item) in enumerate(value.items()):
+            yield (", " if position else "") + _encode(str(key)) + ": "
+            yield from iter_json_chunks(item, depth + 1)
+        yield "}"
+        return
+    yield "["
+    for position, item in enumerate(value):
+        if position:
+            yield ", "
+        yield from iter_json_chunks(item, depth + 1)
+    yield "]"
+
+
+#: Depth down to which containers are streamed: document → otel → spans → rows.
+_STREAM_DEPTH = 3
+
+
 def write_trace(path: Path, document: dict[str, Any]) -> Path:
     """Write to a temporary file beside ``path``, then rename: readers never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(prefix=".trace-", suffix=".tmp", dir=path.parent)
     try:
-        # json.dumps takes the C encoder; json.dump to a file would take the pure-Python one.
-        text = json.dumps(document, ensure_ascii=False, default=str)
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(descriptor, "w", encoding="utf-8", buffering=1 << 20) as handle:
+            for chunk in iter_json_chunks(document):
+                handle.write(chunk)
             handle.write("\n")
         os.replace(temporary, path)
     except BaseException:

@@ -1,0 +1,192 @@
+"""Suite-wide fixtures: no test writes to ``~/.pflow-trace``, and every trace it writes is valid.
+
+Each test gets its own ``PFLOW_TRACE_DIR`` (so subprocesses inherit it too). When the test
+ends, every trace file our runtime wrote during it is validated against the schema that ships
+in the package (``pflow_trace/tracing/schemas/trace.schema.json``); a departure fails the test
+at teardown, naming the file and the JSON path of each problem. A trace is found three ways:
+
+* it was written in this process (``write_trace`` is wrapped to record its path);
+* it lies in the test's trace directory (runs in a subprocess without ``--trace-file``);
+* it lies in the test's ``tmp_path`` and looks like ours: named ``workflow-trace-*.json`` or
+  ``*.trace.json``, or starting with our ``generator`` (``--trace-file`` in a subprocess).
+
+Files that are not JSON, or are JSON without a ``generator`` starting with "pflow-trace"
+(pflow's own traces, fixtures, workflows), are skipped unless this process wrote them. A test
+that deliberately writes a broken trace of ours opts out with ``@pytest.mark.no_trace_validation``.
+Tests that write traces somewhere else can validate them with the ``validate_trace`` fixture.
+
+To keep teardown cheap, a very long ``batch_items`` list or span table is checked on its first
+and last ``SAMPLE_EDGE`` entries (jsonschema needs ~0.2 ms per item record; a 100,000-item
+trace would otherwise add 20 s to a test). Every other part is checked in full.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pflow_trace.tracing import traced_run as traced_run_module
+from pflow_trace.tracing.trace_schema import TraceSchemaError, validate_trace_document
+
+OUR_GENERATOR = "pflow-trace"
+_GENERATOR_MARK = b'"generator": "pflow-trace'
+_HEAD_BYTES = 256
+_TMP_PATH_PATTERNS = ("workflow-trace-*.json", "*.trace.json")
+SAMPLE_EDGE = 1000
+
+validated_trace_count = 0
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "no_trace_validation: do not validate the trace files this test writes (for tests "
+        "that write broken traces on purpose)",
+    )
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if validated_trace_count:
+        terminalreporter.write_line(
+            f"trace files validated against the trace schema: {validated_trace_count}"
+        )
+
+
+def _load(path: Path) -> Any:
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def _is_ours(document: Any) -> bool:
+    generator = document.get("generator") if isinstance(document, dict) else None
+    return isinstance(generator, str) and generator.startswith(OUR_GENERATOR)
+
+
+def _sampled(records: Any) -> Any:
+    if isinstance(records, list) and len(records) > 2 * SAMPLE_EDGE:
+        return records[:SAMPLE_EDGE] + records[-SAMPLE_EDGE:]
+    return records
+
+
+def _sample_long_lists(document: dict[str, Any]) -> dict[str, Any]:
+    """A shallow copy whose long per-item and per-span lists keep only their two ends."""
+    copy = dict(document)
+    nodes = document.get("nodes")
+    if isinstance(nodes, list):
+        copy["nodes"] = [
+            {**node, "batch_items": _sampled(node["batch_items"])}
+            if isinstance(node, dict) and "batch_items" in node
+            else node
+            for node in nodes
+        ]
+    otel = document.get("otel")
+    spans = otel.get("spans") if isinstance(otel, dict) else None
+    if isinstance(spans, dict) and "rows" in spans:
+        copy["otel"] = {**otel, "spans": {**spans, "rows": _sampled(spans["rows"])}}
+    return copy
+
+
+def validate_trace_file(path: Path, written_by_runtime: bool = False) -> dict[str, Any] | None:
+    """Validate ``path`` when it is one of our traces; return the document (``None``: skipped)."""
+    global validated_trace_count
+    try:
+        document = _load(path)
+    except (OSError, ValueError):
+        if written_by_runtime:
+            raise AssertionError(f"{path}: the runtime wrote a file that is not JSON") from None
+        return None
+    if not _is_ours(document):
+        if written_by_runtime:
+            raise AssertionError(f"{path}: the runtime wrote a trace without our generator")
+        return None
+    validate_trace_document(_sample_long_lists(document), str(path))
+    validated_trace_count += 1
+    return document
+
+
+def _looks_like_our_trace(path: Path) -> bool:
+    if any(path.match(pattern) for pattern in _TMP_PATH_PATTERNS):
+        return True
+    try:
+        with open(path, "rb") as handle:
+            return _GENERATOR_MARK in handle.read(_HEAD_BYTES)
+    except OSError:
+        return False
+
+
+def _candidates(trace_dir: Path, tmp_path: Path | None) -> Iterator[Path]:
+    if trace_dir.is_dir():
+        yield from trace_dir.rglob("*.json")
+    if tmp_path is not None and tmp_path.is_dir():
+        for path in tmp_path.rglob("*.json"):
+            if path.is_file() and _looks_like_our_trace(path):
+                yield path
+
+
+@pytest.fixture(autouse=True)
+def _checked_trace_dir(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Path]:
+    """This test's ``PFLOW_TRACE_DIR``; every trace written during the test is validated after."""
+    directory = tmp_path_factory.mktemp("traces", numbered=True)
+    monkeypatch.setenv("PFLOW_TRACE_DIR", str(directory))
+    written: list[Path] = []
+    real_write_trace = traced_run_module.write_trace
+
+    def recording_write_trace(path: Path, document: dict[str, Any]) -> Path:
+        result = real_write_trace(path, document)
+        written.append(Path(result))
+        return result
+
+    monkeypatch.setattr(traced_run_module, "write_trace", recording_write_trace)
+    yield directory
+    if request.node.get_closest_marker("no_trace_validation") is not None:
+        return
+    tmp_path = getattr(request.node, "funcargs", {}).get("tmp_path")
+    seen: set[Path] = set()
+    problems: list[str] = []
+    found = [(path, True) for path in written]
+    found += [(path, False) for path in _candidates(directory, tmp_path)]
+    for path, by_runtime in found:
+        key = Path(os.path.abspath(path))
+        if key in seen or not path.exists():
+            continue
+        seen.add(key)
+        try:
+            validate_trace_file(path, written_by_runtime=by_runtime)
+        except (TraceSchemaError, AssertionError) as exc:
+            problems.append(str(exc))
+    if problems:
+        pytest.fail("trace files that do not match the trace schema:\n" + "\n".join(problems))
+
+
+@pytest.fixture
+def trace_dir(_checked_trace_dir: Path) -> Path:
+    """The directory ``PFLOW_TRACE_DIR`` points at during this test."""
+    return _checked_trace_dir
+
+
+@pytest.fixture
+def validate_trace() -> Callable[[Any], dict[str, Any]]:
+    """Validate a trace (a path or an already-loaded document) and return the document."""
+
+    def validate(trace: Any) -> dict[str, Any]:
+        global validated_trace_count
+        if isinstance(trace, (str, os.PathLike)):
+            path = Path(trace)
+            document = _load(path)
+            validate_trace_document(document, str(path))
+        else:
+            document = trace
+            validate_trace_document(document)
+        validated_trace_count += 1
+        return document
+
+    return validate
