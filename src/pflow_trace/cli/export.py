@@ -1,0 +1,134 @@
+"""``pflow-trace export``: replay a saved trace to an OTLP backend, or convert it to a file."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from pflow_trace.errors import UsageError
+from pflow_trace.exporters import FILE_FORMATS
+from pflow_trace.tracing.export_settings import PROTOCOLS
+
+#: Seconds one OTLP request may take before the replay gives up.
+DEFAULT_TIMEOUT_S = 2.0
+
+
+@click.command("export")
+@click.argument("trace", metavar="TRACE")
+@click.option(
+    "--to", "target", type=click.Choice(["otlp"]), default=None, help="Replay to a backend."
+)
+@click.option(
+    "--format",
+    "file_format",
+    type=click.Choice(FILE_FORMATS),
+    default=None,
+    help="Convert to a file.",
+)
+@click.option("-o", "--output", default=None, help="File to write with --format ('-' for stdout).")
+@click.option(
+    "--endpoint",
+    default=None,
+    help="OTLP endpoint. Default: OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT, else localhost.",
+)
+@click.option(
+    "--protocol",
+    type=click.Choice(PROTOCOLS),
+    default=None,
+    help="Default: OTEL_EXPORTER_OTLP_PROTOCOL, else http/protobuf.",
+)
+@click.option(
+    "--timeout",
+    "timeout_s",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help=f"Seconds an OTLP request may take (default {DEFAULT_TIMEOUT_S:g}).",
+)
+@click.option(
+    "--service-name",
+    default=None,
+    help="Service of a pflow trace's synthesized spans (default OTEL_SERVICE_NAME, else "
+    "pflow-trace); a pflow-trace file keeps the service it was recorded with.",
+)
+def export(
+    trace: str,
+    target: str | None,
+    file_format: str | None,
+    output: str | None,
+    endpoint: str | None,
+    protocol: str | None,
+    timeout_s: float | None,
+    service_name: str | None,
+) -> None:
+    """Replay TRACE as OTLP spans (--to otlp) or write it as jaeger-json, otlp-json or chrome.
+
+    TRACE is a pflow-trace file (replayed with its original ids and times) or a pflow trace
+    (1.2.0 JSON or JSON lines: a tree is built from its timings, with ids derived from its
+    execution id, so exporting it twice does not duplicate it).
+    """
+    from pflow_trace.exporters.replay_model import load_replay_trace
+    from pflow_trace.tracing.export_settings import resolve_export_settings
+
+    if (target is None) == (file_format is None):
+        raise UsageError(
+            "export needs exactly one of --to otlp (replay to a backend) or "
+            f"--format {{{','.join(FILE_FORMATS)}}} -o FILE"
+        )
+    if target is not None:
+        if output is not None:
+            raise UsageError("-o/--output goes with --format; --to otlp sends the spans instead")
+        settings = resolve_export_settings(
+            "otlp",
+            endpoint,
+            protocol,
+            service_name,
+            timeout_s=timeout_s if timeout_s is not None else DEFAULT_TIMEOUT_S,
+        )
+        from pflow_trace.exporters.otlp_replay import replay_to_otlp
+
+        replay = load_replay_trace(trace, settings.service_name)
+        result = replay_to_otlp(replay, settings)
+        click.echo(
+            f"exported {result.span_count} spans of trace {result.trace_id} to "
+            f"{result.endpoint} ({result.protocol})"
+        )
+        return
+    if output is None:
+        raise UsageError(f"--format {file_format} needs -o FILE (or -o - for stdout)")
+    unused = [
+        flag
+        for flag, value in (
+            ("--endpoint", endpoint),
+            ("--protocol", protocol),
+            ("--timeout", timeout_s),
+        )
+        if value is not None
+    ]
+    if unused:
+        raise UsageError(f"{', '.join(unused)} goes with --to otlp, not --format")
+    from pflow_trace.exporters import render
+
+    name = resolve_export_settings("none", service_name=service_name).service_name
+    replay = load_replay_trace(trace, name)
+    assert file_format is not None
+    _write_json(render(replay, file_format), output)
+    where = "stdout" if output == "-" else output
+    click.echo(f"wrote {len(replay.spans)} spans ({file_format}) to {where}", err=output == "-")
+
+
+def _write_json(document: dict[str, Any], output: str) -> None:
+    # json.dumps, not json.dump: dump streams through the pure-Python encoder, which is several
+    # times slower on a 100,000-item run than building the text with the C encoder.
+    text = json.dumps(document, ensure_ascii=False, separators=(",", ":")) + "\n"
+    if output == "-":
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    try:
+        with open(output, "w", encoding="utf-8") as stream:
+            stream.write(text)
+    except OSError as exc:
+        raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from None

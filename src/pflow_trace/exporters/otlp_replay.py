@@ -1,0 +1,123 @@
+"""Replays a saved run to an OTLP backend, as if its spans were being exported live.
+
+The spans are rebuilt as SDK :class:`ReadableSpan` objects carrying their original trace id,
+span ids, parents, timestamps, status, attributes, events, resource and scope, and handed to
+the stock OTLP exporter the ``run`` command uses (:func:`make_otlp_exporter`, wrapped in
+:class:`GuardedExporter`). So the endpoint rules, the protocols and the short timeout are the
+same as ``run``'s, and a down backend costs one timeout and one error line, not a hang.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
+from opentelemetry.trace.status import Status, StatusCode
+
+from pflow_trace.errors import EXIT_WORKFLOW_FAILED, PflowTraceError
+from pflow_trace.exporters.replay_model import STATUS_ERROR, STATUS_OK, ReplaySpan, ReplayTrace
+from pflow_trace.tracing.export_settings import ExportSettings
+from pflow_trace.tracing.setup import GuardedExporter, make_otlp_exporter
+
+#: Spans per OTLP request: well under common 4 MiB request limits for our span sizes.
+SPANS_PER_REQUEST = 2048
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+
+
+class ExportError(PflowTraceError):
+    """The backend did not take the spans (down, refused, timed out)."""
+
+    exit_code = EXIT_WORKFLOW_FAILED
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    span_count: int
+    endpoint: str
+    protocol: str
+    trace_id: str
+
+
+def to_readable_spans(trace: ReplayTrace) -> list[ReadableSpan]:
+    """SDK spans with the original ids and times; one resource and scope object shared by all."""
+    resource = Resource(dict(trace.resource))
+    scope = InstrumentationScope(trace.scope_name, trace.scope_version)
+    trace_id = int(trace.trace_id, 16)
+    return [_readable(span, trace, trace_id, resource, scope) for span in trace.spans]
+
+
+def _readable(
+    span: ReplaySpan,
+    trace: ReplayTrace,
+    trace_id: int,
+    resource: Resource,
+    scope: InstrumentationScope,
+) -> ReadableSpan:
+    parent = None
+    if span.parent_span_id is not None:
+        parent = SpanContext(
+            trace_id,
+            int(span.parent_span_id, 16),
+            is_remote=trace.has_remote_parent(span),
+            trace_flags=_SAMPLED,
+        )
+    return ReadableSpan(
+        name=span.name,
+        context=SpanContext(trace_id, int(span.span_id, 16), is_remote=False, trace_flags=_SAMPLED),
+        parent=parent,
+        resource=resource,
+        attributes=dict(span.attributes),
+        events=[Event(event.name, dict(event.attributes), event.time_ns) for event in span.events],
+        kind=SpanKind.INTERNAL,
+        status=_status(span),
+        start_time=span.start_ns,
+        end_time=span.end_ns,
+        instrumentation_scope=scope,
+    )
+
+
+def _status(span: ReplaySpan) -> Status:
+    if span.status_code == STATUS_ERROR:
+        return Status(StatusCode.ERROR, span.status_message)
+    if span.status_code == STATUS_OK:
+        return Status(StatusCode.OK)
+    return Status(StatusCode.UNSET)
+
+
+def _chunks(spans: Sequence[ReadableSpan], size: int) -> Iterator[Sequence[ReadableSpan]]:
+    for start in range(0, len(spans), size):
+        yield spans[start : start + size]
+
+
+def replay_to_otlp(trace: ReplayTrace, settings: ExportSettings) -> ReplayResult:
+    """Send every span; raise :class:`ExportError` (one line) when the backend does not take them.
+
+    The first failed request stops the replay (the guard drops the rest at once), so an
+    unreachable endpoint costs about ``settings.timeout_s``.
+    """
+    # The exporters log their own tracebacks on failure; the one error line is ours to print.
+    logging.getLogger("opentelemetry.exporter").setLevel(logging.CRITICAL)
+    endpoint = settings.endpoint or ""
+    guard = GuardedExporter(make_otlp_exporter(settings), endpoint)
+    spans = to_readable_spans(trace)
+    try:
+        for chunk in _chunks(spans, SPANS_PER_REQUEST):
+            guard.export(chunk)
+            if guard.failure is not None:
+                break
+    finally:
+        guard.shutdown()
+    if guard.failure is not None:
+        sent = (
+            f" ({guard.exported_spans} of {len(spans)} spans sent)" if guard.exported_spans else ""
+        )
+        raise ExportError(
+            f"could not export {trace.source} to {endpoint} ({settings.protocol}): "
+            f"{guard.failure}{sent}"
+        )
+    return ReplayResult(len(spans), endpoint, settings.protocol, trace.trace_id)
