@@ -9,7 +9,9 @@ and the terminal table.
 
 The trace is generated with ``tests/trace_factory.py`` (the same builder the tests use) in a
 temporary directory: a parallel batch of 100,000 items (10,000 with ``--quick``), shared-store
-snapshots capped at 10,000 list entries like the runtime's.
+snapshots capped at 10,000 list entries like the runtime's. It has no ``otel.spans`` table,
+which a real run writes (about five span rows per item) and ``show`` never reads: without it
+``json.load`` has the least to do, so this is the hard case for the ratio.
 
     python benchmarks/bench_show.py [--quick] [--output benchmarks/results/show.json]
 """
@@ -114,12 +116,15 @@ def run(quick: bool = False) -> dict[str, Any]:
         "ratio": round(ratio, 3),
         "json_load_cpu_s": round(load_cpu_s, 4),
         "show_cpu_s": round(show_cpu_s, 4),
-        "cpu_ratio": round(cpu_ratio, 3),
         "json_load_peak_bytes": load_peak,
         "show_peak_bytes": show_peak,
-        "memory_ratio": round(memory_ratio, 3),
+        "ratios": {
+            "time": round(ratio, 3),
+            "cpu": round(cpu_ratio, 3),
+            "memory": round(memory_ratio, 3),
+        },
         "target_ratio": TARGET_RATIO,
-        "ok": ratio <= TARGET_RATIO and memory_ratio <= TARGET_RATIO,
+        "met": ratio <= TARGET_RATIO and memory_ratio <= TARGET_RATIO,
         "python": platform.python_version(),
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
@@ -133,13 +138,14 @@ def main(argv: list[str] | None = None) -> int:
     results = run(quick=args.quick)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    verdict = "within" if results["ok"] else "OVER"
+    verdict = "within" if results["met"] else "OVER"
+    ratios = results["ratios"]
     print(
         f"show on {results['items']:,} items ({results['file_bytes'] / 1e6:.1f} MB): "
         f"json.load {results['json_load_s'] * 1000:.0f} ms, "
         f"show {results['show_s'] * 1000:.0f} ms, "
-        f"time ratio {results['ratio']:.2f} (CPU {results['cpu_ratio']:.2f}), "
-        f"memory ratio {results['memory_ratio']:.2f} "
+        f"time ratio {ratios['time']:.2f} (CPU {ratios['cpu']:.2f}), "
+        f"memory ratio {ratios['memory']:.2f} "
         f"({verdict} the {TARGET_RATIO} target); results in {args.output}"
     )
     return 0

@@ -1,0 +1,120 @@
+"""The one in-memory model every trace format is read into.
+
+Readers (``readers.py``) know the file formats; everything after them (statistics, summary,
+rendering) sees only these classes, so a new format means a new reader and nothing else.
+The classes use ``__slots__`` because a batch can hold 100,000 items: a slotted object costs
+about a third of a dict, and ``show`` has to stay within twice the cost of ``json.load``.
+
+Fields a format does not record are ``None``, never a guessed value: the summary says what
+cannot be known instead of inventing it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Item statuses as written by the runtime and by pflow.
+ITEM_SUCCESS = "success"
+ITEM_FAILED = "failed"
+ITEM_SKIPPED = "skipped"
+
+
+@dataclass(slots=True)
+class BatchItem:
+    """One item of a batch node, as recorded per item (``batch_items``).
+
+    The numeric fields are type-checked by the reader (statistics compute with them);
+    ``index``, ``item``, ``status`` and ``error`` are kept as written, since they are only
+    compared or shown, and the summary turns them into text itself.
+    """
+
+    index: int | None
+    #: The item itself (pflow) or its short preview (ours); turned into text only for display.
+    item: Any
+    status: str
+    duration_ms: float | None
+    error: str | None = None
+    #: How many times the item ran; ``None`` when the format does not say.
+    attempts: int | None = None
+    #: Offset from the batch start; only our format records it.
+    start_offset_ms: float | None = None
+    #: The worker lane (0..max_concurrent-1) that ran the item; only our format records it.
+    worker: int | None = None
+
+
+@dataclass(slots=True)
+class ReportedError:
+    """One failed item as listed in the batch output's ``errors``: what pflow 1.2.0 keeps."""
+
+    index: int | None
+    item: Any
+    message: str
+
+
+@dataclass(slots=True)
+class BatchInfo:
+    """What a batch node reported about itself, plus its per-item records when there are any."""
+
+    #: Totals from the batch output; ``None`` when the node never wrote its output
+    #: (an interrupted or failed batch).
+    count: int | None = None
+    success_count: int | None = None
+    error_count: int | None = None
+    parallel: bool | None = None
+    execution_mode: str | None = None
+    max_concurrent: int | None = None
+    max_retries: int | None = None
+    retry_wait: float | None = None
+    #: ``batch_metadata.timing`` as reported: total/avg/min/max item time in milliseconds.
+    reported_timing_ms: dict[str, float] = field(default_factory=dict)
+    #: The batch output's ``errors`` list; used when there are no per-item records.
+    reported_errors: list[ReportedError] = field(default_factory=list)
+    #: Per-item records, or ``None`` when the format keeps only ``batch_metadata``.
+    items: list[BatchItem] | None = None
+
+
+@dataclass(slots=True)
+class TraceNode:
+    """One node execution in a run."""
+
+    node_id: str
+    node_type: str
+    success: bool
+    duration_ms: float | None
+    #: ISO 8601 time the node finished, as written.
+    timestamp: str | None = None
+    #: Offset of the node's start from the run start; only our format records it.
+    start_offset_ms: float | None = None
+    error: str | None = None
+    span_id: str | None = None
+    #: False for a node that started but never reported an end (the run was cut off).
+    finished: bool = True
+    batch: BatchInfo | None = None
+
+
+@dataclass(slots=True)
+class TraceRun:
+    """One run of one workflow, whatever file format it came from."""
+
+    #: The file it was read from, as given.
+    source: str
+    #: ``pflow-trace`` (ours), ``pflow`` (pflow's JSON) or ``pflow-jsonl`` (pflow's JSON lines).
+    format: str
+    format_version: str | None
+    workflow_name: str | None
+    final_status: str | None
+    start_time: str | None = None
+    end_time: str | None = None
+    duration_ms: float | None = None
+    execution_id: str | None = None
+    generator: str | None = None
+    nodes_executed: int | None = None
+    nodes_failed: int | None = None
+    error: str | None = None
+    failed_node: str | None = None
+    #: OpenTelemetry trace id (32 hex) when the run was traced.
+    trace_id: str | None = None
+    nodes: list[TraceNode] = field(default_factory=list)
+    #: Problems the reader worked around (newer format version, missing end record).
+    warnings: list[str] = field(default_factory=list)

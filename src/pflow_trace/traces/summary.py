@@ -1,0 +1,190 @@
+"""The ``show`` summary: computed once, rendered many ways.
+
+``stats.build_summary`` fills these classes from the trace model; the terminal table, the
+plain text and ``--json`` are all renderings of the same object, so a new field is added here
+once and cannot lag in one view. Field names are the JSON keys documented in
+``docs/show-json.md`` and checked by ``schemas/show.schema.json``; renaming one is a breaking
+change of that contract.
+
+Times are milliseconds (``*_ms``); ``share`` and ``efficiency`` are fractions (0.5 = 50 %).
+``None`` (JSON ``null``) always means "not known from this trace", never zero.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+#: Identifies the JSON document; bumped only on an incompatible change (see docs/show-json.md).
+SCHEMA_NAME = "pflow-trace/show"
+SCHEMA_VERSION = 1
+
+
+@dataclass(slots=True)
+class ItemTiming:
+    """Item durations of one batch: from per-item records, or as ``batch_metadata`` reported."""
+
+    total_items_ms: float | None = None
+    avg_item_ms: float | None = None
+    min_item_ms: float | None = None
+    max_item_ms: float | None = None
+    p50_item_ms: float | None = None
+    p95_item_ms: float | None = None
+
+
+@dataclass(slots=True)
+class SlowItem:
+    """One of the ``--top`` slowest items of a batch."""
+
+    index: int | None
+    #: A one-line preview of the item, at most 60 characters.
+    item: str
+    duration_ms: float
+    status: str
+    attempts: int | None
+    worker: int | None
+
+
+@dataclass(slots=True)
+class ErrorGroup:
+    """Failed items that share one error message."""
+
+    message: str
+    count: int
+    first_index: int | None
+
+
+@dataclass(slots=True)
+class BatchSummary:
+    count: int
+    success_count: int | None
+    error_count: int | None
+    #: Items never run because an earlier item failed (fail-fast); 0 when unknown.
+    skipped_count: int
+    #: How many per-item records the trace holds (0 when it keeps only batch_metadata).
+    item_records: int
+    #: True when fewer items were recorded than the batch had (interrupted or failed batch).
+    partial: bool
+    execution_mode: str | None
+    parallel: bool | None
+    max_concurrent: int | None
+    max_retries: int | None
+    retries_used: int | None
+    #: The batch node's own duration: the wall-clock time the whole batch took.
+    wall_ms: float | None
+    #: Sum of item time divided by wall time: how many items ran at once, on average.
+    effective_parallelism: float | None
+    #: effective_parallelism / max_concurrent, for parallel batches only.
+    efficiency: float | None
+    timing: ItemTiming
+    #: "items" when computed from per-item records, "batch_metadata" when as reported.
+    timing_source: str | None
+    slowest: list[SlowItem] = field(default_factory=list)
+    errors: list[ErrorGroup] = field(default_factory=list)
+    #: Error groups left out of ``errors`` (the "+N more").
+    errors_more: int = 0
+    #: Plain sentences naming what this trace cannot tell about the batch.
+    unknown: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class NodeSummary:
+    order: int
+    node_id: str
+    node_type: str
+    #: "success", "degraded" (items failed, node went on), "failed" or "unfinished".
+    status: str
+    success: bool
+    duration_ms: float | None
+    #: Fraction of the run's duration spent in this node.
+    share: float | None
+    error: str | None
+    batch: BatchSummary | None
+
+
+@dataclass(slots=True)
+class RunSummary:
+    source: str
+    format: str
+    format_version: str | None
+    workflow_name: str | None
+    final_status: str | None
+    start_time: str | None
+    end_time: str | None
+    duration_ms: float | None
+    execution_id: str | None
+    trace_id: str | None
+    nodes_run: int
+    nodes_failed: int
+    error: str | None
+    failed_node: str | None
+    warnings: list[str]
+    nodes: list[NodeSummary]
+
+
+@dataclass(slots=True)
+class BatchAggregate:
+    """Item time of one batch node, pooled over every run that recorded per-item times."""
+
+    runs_with_items: int
+    items: int
+    p50_item_ms: float | None
+    p95_item_ms: float | None
+
+
+@dataclass(slots=True)
+class NodeAggregate:
+    node_id: str
+    node_type: str
+    #: Executions of the node over all runs (a node that ran twice in a run counts twice).
+    runs: int
+    failures: int
+    failure_rate: float
+    duration_p50_ms: float | None
+    duration_p95_ms: float | None
+    duration_max_ms: float | None
+    batch: BatchAggregate | None
+
+
+@dataclass(slots=True)
+class WorkflowAggregate:
+    workflow_name: str
+    runs: int
+    status_counts: dict[str, int]
+    #: Runs whose final status is "failed" (interrupted and degraded runs are not failures).
+    failed_runs: int
+    failure_rate: float
+    duration_p50_ms: float | None
+    duration_p95_ms: float | None
+    duration_max_ms: float | None
+    nodes: list[NodeAggregate]
+
+
+@dataclass(slots=True)
+class Aggregate:
+    runs: int
+    workflows: list[WorkflowAggregate]
+
+
+@dataclass(slots=True)
+class ShowSummary:
+    """Everything ``pflow-trace show`` prints, as data."""
+
+    runs: list[RunSummary]
+    #: Present when several runs were read.
+    aggregate: Aggregate | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``--json`` document as plain Python data (see docs/show-json.md)."""
+        document: dict[str, Any] = {
+            "schema": SCHEMA_NAME,
+            "schema_version": SCHEMA_VERSION,
+            "runs": [asdict(run) for run in self.runs],
+        }
+        if self.aggregate is not None:
+            document["aggregate"] = asdict(self.aggregate)
+        return document
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False, allow_nan=False)
