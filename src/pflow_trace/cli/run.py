@@ -34,7 +34,7 @@ EXIT_BY_STATUS = {
     "--exporter",
     type=click.Choice(EXPORTERS),
     default=None,
-    help="Where spans go. Default: otlp when OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT is set, else none.",
+    help="Where spans go. Default: otlp when an OTEL_EXPORTER_OTLP_*ENDPOINT is set, else none.",
 )
 @click.option("--otlp-endpoint", default=None, help="OTLP endpoint, e.g. http://localhost:4318.")
 @click.option(
@@ -44,7 +44,9 @@ EXIT_BY_STATUS = {
     help="Default: OTEL_EXPORTER_OTLP_PROTOCOL, else http/protobuf.",
 )
 @click.option("--service-name", default=None, help="Default: OTEL_SERVICE_NAME, else pflow-trace.")
-@click.option("--trace-file", type=click.Path(dir_okay=False), default=None, help="Write the trace here.")
+@click.option(
+    "--trace-file", type=click.Path(dir_okay=False), default=None, help="Write the trace here."
+)
 @click.option(
     "--trace-dir",
     type=click.Path(file_okay=False),
@@ -109,8 +111,8 @@ def run(
     if text_mode:
         record = result.record
         click.echo("")
-        summary = f"status: {record.status}  ({len(result.nodes)} nodes, {format_duration(record.duration_ms)})"
-        click.echo(summary)
+        took = format_duration(record.duration_ms)
+        click.echo(f"status: {record.status}  ({len(result.nodes)} nodes, {took})")
         if record.error and record.status in ("failed", "interrupted"):
             click.echo(f"error: {record.error}")
         if result.outputs and record.status in ("success", "degraded"):

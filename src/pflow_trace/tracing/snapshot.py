@@ -107,8 +107,13 @@ class Sanitizer:
         elif self.redactor.is_secret_number(value):
             text = REDACTED
         elif isinstance(value, _JSON_SCALARS):
-            text = "null" if value is None else str(value).lower() if isinstance(value, bool) \
+            text = (
+                "null"
+                if value is None
+                else str(value).lower()
+                if isinstance(value, bool)
                 else str(value)
+            )
         else:
             import json
 

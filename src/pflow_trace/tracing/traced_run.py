@@ -68,7 +68,10 @@ def traced_run(
     trace_path: Path | None = None
     if options.write_trace_file:
         trace_path = resolve_trace_path(
-            options.trace_file, options.trace_dir, workflow_name(workflow), time.time_ns(),
+            options.trace_file,
+            options.trace_dir,
+            workflow_name(workflow),
+            time.time_ns(),
             execution_id,
         )
         ensure_writable_dir(trace_path)
@@ -89,8 +92,10 @@ def traced_run(
             resolved_inputs=values,
         )
     finally:
-        document = builder.document if builder.document is not None else (
-            builder.build() if builder.run is not None else None
+        document = (
+            builder.document
+            if builder.document is not None
+            else (builder.build() if builder.run is not None else None)
         )
         if trace_path is not None and document is not None:
             write_trace(trace_path, document)
