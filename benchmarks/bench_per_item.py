@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from common import best_of, ratio
+from common import best_interleaved, ratio
 
 SNIPPET = "result = x * 2"
 
@@ -88,19 +88,22 @@ def run(quick: bool = False) -> dict[str, Any]:
     from pflow_trace.tracing.traced_run import TraceOptions, traced_run
 
     count = 500 if quick else 20_000
-    repeats = 1 if quick else 3
+    repeats = 1 if quick else 5
     wf = validate_workflow(workflow(count))
     with tempfile.TemporaryDirectory() as directory:
         options = TraceOptions(
             export=resolve_export_settings("none", env={}),
             trace_file=str(Path(directory) / "bench.json"),
         )
-        seconds = {
-            "plain_loop": best_of(repeats, lambda: plain_loop(count)),
-            "runtime_untraced": best_of(repeats, lambda: run_workflow(wf, {})),
-            "runtime_traced": best_of(repeats, lambda: traced_run(wf, {}, options)),
-            "bare_sdk_spans": best_of(repeats, lambda: bare_sdk(count)),
-        }
+        seconds = best_interleaved(
+            repeats,
+            {
+                "plain_loop": lambda: plain_loop(count),
+                "runtime_untraced": lambda: run_workflow(wf, {}),
+                "runtime_traced": lambda: traced_run(wf, {}, options),
+                "bare_sdk_spans": lambda: bare_sdk(count),
+            },
+        )
     per_item_us = {name: round(value / count * 1e6, 2) for name, value in seconds.items()}
     budget = per_item_us["runtime_untraced"] + per_item_us["bare_sdk_spans"]
     return {

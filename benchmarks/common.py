@@ -33,3 +33,19 @@ def peak_memory_bytes(action: Callable[[], Any]) -> int:
 
 def ratio(numerator: float, denominator: float) -> float:
     return round(numerator / denominator, 3) if denominator else float("inf")
+
+
+def best_interleaved(rounds: int, actions: dict[str, Callable[[], Any]]) -> dict[str, float]:
+    """Best time of each action over ``rounds`` rounds that run every action once, in turn.
+
+    Interleaving spreads a slow spell of a shared machine over all contenders instead of
+    letting it land on one, which is what a ratio between them needs.
+    """
+    best = dict.fromkeys(actions, float("inf"))
+    for _ in range(rounds):
+        for name, action in actions.items():
+            gc.collect()
+            started = time.perf_counter()
+            action()
+            best[name] = min(best[name], time.perf_counter() - started)
+    return best

@@ -344,10 +344,11 @@ def test_a_trace_of_ours_without_a_span_table_gets_a_synthesized_tree(
         )
 
     originals = {key(s): s for s in live.spans.values()}
-    # Node offsets (ms, three decimals) place node spans within a microsecond of the live ones.
+    # Node offsets (ms, three decimals) place node spans within a microsecond of the live ones;
+    # two roundings to the microsecond can add up to one more.
     for span in trace.spans:
         if span.layer == conv.LAYER_INSTRUMENTED:
-            assert abs(span.start_ns - originals[key(span)].start_ns) <= 1000, key(span)
+            assert abs(span.start_ns - originals[key(span)].start_ns) <= 2000, key(span)
     # Item offsets count from the batch's first item, so the gaps between items are kept, and
     # every item is on its recorded worker lane.
     for node_id in ("fan", "seq"):
@@ -359,7 +360,7 @@ def test_a_trace_of_ours_without_a_span_table_gets_a_synthesized_tree(
         for item in items:
             original = originals[key(item)]
             gap = (item.start_ns - first.start_ns) - (original.start_ns - first_original.start_ns)
-            assert abs(gap) <= 1000, key(item)
+            assert abs(gap) <= 2000, key(item)
             assert item.lane == original.attributes[conv.ATTR_BATCH_WORKER]
 
 

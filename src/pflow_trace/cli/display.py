@@ -6,6 +6,7 @@ transient progress bar; when output is piped only the plain lines are written.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from typing import Any, TextIO
 
@@ -54,6 +55,8 @@ class NodeStatusDisplay:
         self.id_width = 12
         self._progress: Any = None
         self._task: Any = None
+        # Parallel lanes report items from their own threads.
+        self._lock = threading.Lock()
 
     def set_width(self, node_ids: list[str]) -> None:
         self.id_width = max([len(node_id) for node_id in node_ids] + [4])
@@ -75,6 +78,10 @@ class NodeStatusDisplay:
     def item_finished(self, node_id: str, outcome: ItemOutcome, total: int) -> None:
         if not self.is_terminal or total < PROGRESS_MIN_ITEMS:
             return
+        with self._lock:
+            self._advance(node_id, total)
+
+    def _advance(self, node_id: str, total: int) -> None:
         if self._progress is None:
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
@@ -92,9 +99,10 @@ class NodeStatusDisplay:
         self._progress.advance(self._task)
 
     def _stop_progress(self) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-            self._progress = None
+        with self._lock:
+            if self._progress is not None:
+                self._progress.stop()
+                self._progress = None
 
     def node_finished(self, execution: NodeExecution, shared: Mapping[str, Any]) -> None:
         self._stop_progress()

@@ -15,7 +15,6 @@ import copy
 import itertools
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -249,86 +248,68 @@ class BatchNode(LayerWrapper):
     def run_parallel(
         self, shared: Any, items: list[Any], outcomes: list[ItemOutcome], results: list[Any]
     ) -> None:
+        """Run items on ``max_concurrent`` lanes: threads that each take the next item in turn.
+
+        Exactly that many threads exist, so no more items can be in flight; each owns a deep
+        copy of the inner chain and runs in a copy of the batch span's context. Lanes record
+        their own outcomes (list appends are atomic), so the main thread only waits.
+        """
         count = len(items)
-        workers = min(self.config.max_concurrent, count)
         stop = threading.Event()
-        lane = threading.local()
-        lane_numbers = itertools.count()
-        parent_context = contextvars.copy_context()
+        all_done = threading.Event()
+        next_index = itertools.count()  # next() on a count is atomic under the GIL
+        lanes_left = [min(self.config.max_concurrent, count)]
+        lanes_lock = threading.Lock()
+        lane_errors: list[BaseException] = []
+        stop_on_error = self.config.error_handling == "fail_fast"
         memo_seed = {id(self.run_context): self.run_context}
 
-        def start_worker() -> None:
-            # Runs once in each worker thread: adopt the batch span's context and own a chain.
-            for variable, value in parent_context.items():
-                variable.set(value)
-            lane.number = next(lane_numbers)
-            lane.chain = copy.deepcopy(self.inner, dict(memo_seed))
-
-        stop_on_error = self.config.error_handling == "fail_fast"
-
-        def task(index: int, item: Any) -> tuple[ItemOutcome, Any] | None:
-            if stop.is_set():
-                return None
-            finished = self.run_item(lane.chain, shared, index, item, lane.number)
-            # Stop here, on the worker, not when the main thread gets round to the result: this
-            # worker would otherwise pick up the next item before anyone saw the failure.
-            if stop_on_error and finished[0].status == "failed":
+        def lane(number: int) -> None:
+            try:
+                chain = copy.deepcopy(self.inner, dict(memo_seed))
+                while not stop.is_set():
+                    index = next(next_index)
+                    if index >= count:
+                        break
+                    outcome, result = self.run_item(chain, shared, index, items[index], number)
+                    if outcome.status == "success":
+                        results[index] = result
+                    elif stop_on_error:
+                        stop.set()  # before anything else: no lane may take another item
+                    outcomes.append(outcome)
+                    self.notify(outcome, count)
+            except BaseException as exc:  # a runtime bug: re-raised on the calling thread
+                lane_errors.append(exc)
                 stop.set()
-            return finished
+            finally:
+                with lanes_lock:
+                    lanes_left[0] -= 1
+                    if lanes_left[0] == 0:
+                        all_done.set()
 
-        pool = ThreadPoolExecutor(
-            max_workers=workers,
-            thread_name_prefix=f"pflow-{self.node_id}",
-            initializer=start_worker,
-        )
-        futures: list[Future[Any]] = []
-        collected: set[Future[Any]] = set()
+        parent_context = contextvars.copy_context()
+        threads = [
+            threading.Thread(
+                target=parent_context.copy().run,
+                args=(lane, number),
+                name=f"pflow-{self.node_id}-{number}",
+                daemon=True,  # an interrupted run must not wait for a stuck item to exit
+            )
+            for number in range(lanes_left[0])
+        ]
         try:
-            futures = [pool.submit(task, index, item) for index, item in enumerate(items)]
-            for future in as_completed(futures):
-                collected.add(future)
-                outcome = self.collect(future, outcomes, results, count)
-                if outcome is not None and stop_on_error and outcome.status == "failed":
-                    stop.set()
-        except BaseException as exc:
+            for thread in threads:
+                thread.start()
+            all_done.wait()
+        except BaseException:
             stop.set()
-            pool.shutdown(wait=False, cancel_futures=True)
-            if isinstance(exc, KeyboardInterrupt):
-                # Stop child processes on worker threads, then give in-flight items a moment
-                # to end so their spans close inside the batch span.
-                cancel_running_work()
-                running = [future for future in futures if not future.cancelled()]
-                wait(running, timeout=INTERRUPT_GRACE_S)
-                self.collect_finished(running, collected, outcomes, results, count)
+            # Ctrl-C reaches only this thread: stop child processes on the lanes, then give
+            # in-flight items a moment to end so their spans close inside the batch span.
+            cancel_running_work()
+            all_done.wait(INTERRUPT_GRACE_S)
             raise
-        pool.shutdown(wait=True)
-
-    def collect(
-        self, future: Future[Any], outcomes: list[ItemOutcome], results: list[Any], count: int
-    ) -> ItemOutcome | None:
-        """Record one finished item (``None`` when it was skipped after a fail_fast stop)."""
-        finished = future.result()
-        if finished is None:
-            return None
-        outcome, result = finished
-        outcomes.append(outcome)
-        if outcome.status == "success":
-            results[outcome.index] = result
-        self.notify(outcome, count)
-        return outcome
-
-    def collect_finished(
-        self,
-        futures: list[Future[Any]],
-        collected: set[Future[Any]],
-        outcomes: list[ItemOutcome],
-        results: list[Any],
-        count: int,
-    ) -> None:
-        """After an interrupt: keep the items that ended in the grace period."""
-        for future in futures:
-            if future.done() and future not in collected and future.exception() is None:
-                self.collect(future, outcomes, results, count)
+        if lane_errors:
+            raise lane_errors[0]
 
     def batch_output(
         self, items: list[Any], outcomes: list[ItemOutcome], results: list[Any]

@@ -44,6 +44,9 @@ class SpanRecorder(SpanProcessor):
 
     def __init__(self) -> None:
         self._kinds: dict[tuple[str, tuple[tuple[str, Any], ...]], int] = {}
+        #: span name -> (kind, attributes) for kinds whose spans carry no varying attribute.
+        self._plain_kinds: dict[str, tuple[int, dict[str, Any]]] = {}
+        #: Kinds in index order; appended under the lock, read by :meth:`table`.
         self.kinds: list[dict[str, Any]] = []
         self._rows: list[tuple[Any, ...]] = []
         self._lock = threading.Lock()
@@ -60,35 +63,61 @@ class SpanRecorder(SpanProcessor):
         raw: Mapping[str, Any] | None = getattr(getattr(span, "_attributes", None), "_dict", None)
         if not isinstance(raw, dict):
             raw = span.attributes or {}
-        static = tuple(item for item in raw.items() if item[0] not in _VARYING)
-        varying = {key: raw[key] for key in _VARYING_ORDER if key in raw} or None
-        key = (span.name, static)
+        varying = None
+        # Fast path: most spans (namespaced, template, node) carry exactly their kind's
+        # attributes, and comparing two small dicts is one C call.
+        plain = self._plain_kinds.get(span.name)
+        if plain is not None and raw == plain[1]:
+            kind = plain[0]
+        else:
+            key = (span.name, tuple(item for item in raw.items() if item[0] not in _VARYING))
+            kind = self._kinds.get(key)
+            if kind is None:
+                kind = self._add_kind(key, span)
+            if len(raw) > len(key[1]):
+                varying = {name: raw[name] for name in _VARYING_ORDER if name in raw}
+            elif span.name not in self._plain_kinds:
+                self._plain_kinds[span.name] = (kind, dict(raw))
         events = (
             [(event.name, event.timestamp, dict(event.attributes or {})) for event in span.events]
             if span.events
             else None
         )
-        parent = span.parent.span_id if span.parent is not None else 0
+        parent = span.parent
         status = span.status
-        row = (
-            key,
-            span.context.span_id,
-            parent,
-            span.start_time,
-            span.end_time,
-            _STATUS_CODES.get(status.status_code.name, 0),
-            status.description,
-            varying,
-            events,
+        # Rows hold only numbers and strings in the common case, so the garbage collector
+        # stops tracking them: a long batch must not make every collection walk its spans.
+        self._rows.append(
+            (
+                kind,
+                span.context.span_id,
+                parent.span_id if parent is not None else 0,
+                span.start_time or 0,
+                span.end_time or 0,
+                _STATUS_CODES.get(status.status_code.name, 0),
+                status.description,
+                varying,
+                events,
+            )
         )
+
+    def _add_kind(self, key: tuple[str, tuple[tuple[str, Any], ...]], span: ReadableSpan) -> int:
         with self._lock:
+            kind = self._kinds.get(key)
+            if kind is None:
+                kind = self._kinds[key] = len(self.kinds)
+                attributes = {
+                    name: list(value) if isinstance(value, tuple) else value
+                    for name, value in key[1]
+                }
+                self.kinds.append({"name": key[0], "attributes": attributes})
             if not self.scope and span.instrumentation_scope is not None:
                 self.scope = {
                     "name": span.instrumentation_scope.name,
                     "version": span.instrumentation_scope.version,
                 }
                 self.resource_attributes = dict(span.resource.attributes)
-            self._rows.append(row)
+            return kind
 
     def shutdown(self) -> None:
         return None
@@ -98,39 +127,25 @@ class SpanRecorder(SpanProcessor):
 
     def table(self, origin_ns: int) -> dict[str, Any]:
         """The ``otel.spans`` table: kinds once, then one row per span, times from ``origin_ns``."""
+        rows = list(self._rows)  # list.append is atomic; a copy is a consistent snapshot
+        encoded = [
+            [
+                kind,
+                format(span_id, "016x"),
+                format(parent, "016x") if parent else None,
+                start - origin_ns,
+                end - start,
+                code,
+                description,
+                varying,
+                [[name, time - origin_ns, attrs] for name, time, attrs in events]
+                if events
+                else None,
+            ]
+            for kind, span_id, parent, start, end, code, description, varying, events in rows
+        ]
         with self._lock:
-            rows = list(self._rows)
-        kind_index: dict[Any, int] = {}
-        kinds: list[dict[str, Any]] = []
-        encoded: list[list[Any]] = []
-        for key, span_id, parent, start, end, code, description, varying, events in rows:
-            index = kind_index.get(key)
-            if index is None:
-                index = kind_index[key] = len(kinds)
-                kinds.append(
-                    {
-                        "name": key[0],
-                        "attributes": {
-                            name: list(value) if isinstance(value, tuple) else value
-                            for name, value in key[1]
-                        },
-                    }
-                )
-            encoded.append(
-                [
-                    index,
-                    format(span_id, "016x"),
-                    format(parent, "016x") if parent else None,
-                    (start or 0) - origin_ns,
-                    (end or 0) - (start or 0),
-                    code,
-                    description,
-                    varying,
-                    [[name, time - origin_ns, attrs] for name, time, attrs in events]
-                    if events
-                    else None,
-                ]
-            )
+            kinds = list(self.kinds)
         return {
             "resource": self.resource_attributes,
             "scope": self.scope,
