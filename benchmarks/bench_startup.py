@@ -79,7 +79,8 @@ def small_trace(directory: Path) -> Path:
 
 def run(quick: bool = False) -> dict[str, Any]:
     repeats = 3 if quick else 10
-    cli = [sys.executable, "-m", "pflow_trace.cli.main"]
+    script = Path(sys.executable).with_name("pflow-trace")  # what a user runs, when installed
+    cli = [str(script)] if script.exists() else [sys.executable, "-m", "pflow_trace"]
     with tempfile.TemporaryDirectory() as directory:
         trace = small_trace(Path(directory))
         baseline = best_wall([sys.executable, "-c", "pass"], repeats)

@@ -78,7 +78,9 @@ def cli() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    cli.main(args=argv, prog_name="pflow-trace")
+    from pflow_trace.cli.entry import main as entry_main
+
+    entry_main(argv)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,7 +1,8 @@
 """Where trace files go and how they are written: atomically, always valid JSON.
 
 Location: ``--trace-file PATH``; else ``--trace-dir DIR`` or ``PFLOW_TRACE_DIR``; else
-``~/.pflow-trace/traces/``. Name: ``workflow-trace-<name>-<YYYYmmdd-HHMMSS>-<short id>.json``.
+``~/.pflow-trace/traces/`` (one rule, shared with ``show``: ``traces.locate.default_trace_dir``).
+Name: ``workflow-trace-<name>-<YYYYmmdd-HHMMSS>-<short id>.json``.
 """
 
 from __future__ import annotations
@@ -16,17 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from pflow_trace.errors import UsageError
+from pflow_trace.traces.locate import default_trace_dir
 
-TRACE_DIR_ENV = "PFLOW_TRACE_DIR"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
-
-
-def default_trace_dir(env: dict[str, str] | None = None) -> Path:
-    env = dict(os.environ) if env is None else env
-    configured = env.get(TRACE_DIR_ENV)
-    if configured:
-        return Path(configured).expanduser()
-    return Path.home() / ".pflow-trace" / "traces"
 
 
 def trace_file_name(workflow_name: str, start_ns: int, execution_id: str) -> str:
@@ -44,7 +37,7 @@ def resolve_trace_path(
 ) -> Path:
     if trace_file:
         return Path(trace_file).expanduser()
-    directory = Path(trace_dir).expanduser() if trace_dir else default_trace_dir()
+    directory = default_trace_dir(trace_dir)
     return directory / trace_file_name(workflow_name, start_ns, execution_id)
 
 
