@@ -40,6 +40,7 @@ from pflow_trace.traces.model import BatchInfo, BatchItem, TraceNode, TraceRun
 from pflow_trace.traces.readers import read_trace
 from pflow_trace.tracing import conventions as conv
 from pflow_trace.tracing.trace_schema import validate_trace_document
+from subprocess_env import clean_env
 
 #: A plain node; a parallel batch on two lanes where item 3 fails after one retry (an event and
 #: an error status); a sequential batch with falsy items.
@@ -87,18 +88,6 @@ PFLOW_FIXTURES = sorted(
 
 
 # -- helpers ---------------------------------------------------------------------------------------
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """This process's environment without tracing settings, plus ``extra``."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("OTEL_", "PFLOW_TRACE_"))
-        and key not in ("TRACEPARENT", "TRACESTATE")
-    }
-    env.update(extra)
-    return env
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -9,7 +9,6 @@ W3C trace context in and out (``TRACEPARENT``), lazy exporter imports, and the e
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from otlp_receiver import GRPC, HTTP, OtlpReceiver, ReceivedSpan, closed_port
 from pflow_trace.errors import UsageError
 from pflow_trace.tracing import conventions as conv
 from pflow_trace.tracing.export_settings import resolve_export_settings
+from subprocess_env import clean_env
 
 PROTOCOLS = [HTTP, GRPC]
 
@@ -69,18 +69,6 @@ PARENT_SPAN_ID = "00f067aa0ba902b7"
 
 
 # -- helpers ---------------------------------------------------------------------------------------
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """The test process's environment without any tracing settings, plus ``extra``."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("OTEL_", "PFLOW_TRACE_"))
-        and key not in ("TRACEPARENT", "TRACESTATE")
-    }
-    env.update(extra)
-    return env
 
 
 def write_workflow(directory: Path, workflow: dict[str, Any] | None = None) -> Path:

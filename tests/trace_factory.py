@@ -20,6 +20,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from pflow_trace.runtime.batch import timing_stats
+
 FIXTURES_ENV = "PFLOW_FIXTURES_DIR"
 PFLOW_JSON_SAMPLE = "pflow-0.8-batch-trace-1.2.0.json"
 PFLOW_JSONL_SAMPLE = "pflow-cli-0.16-batch-trace.jsonl"
@@ -167,16 +169,7 @@ def _batch_output(spec: BatchSpec, records: list[dict[str, Any]]) -> dict[str, A
 
 
 def _timing(records: list[dict[str, Any]]) -> dict[str, float]:
-    durations = [r["duration_ms"] for r in records if r["status"] != "skipped"]
-    if not durations:
-        return {}
-    total = sum(durations)
-    return {
-        "total_items_ms": round(total, 2),
-        "avg_item_ms": round(total / len(durations), 2),
-        "min_item_ms": round(min(durations), 2),
-        "max_item_ms": round(max(durations), 2),
-    }
+    return timing_stats([r["duration_ms"] for r in records if r["status"] != "skipped"])
 
 
 def make_trace(

@@ -65,9 +65,8 @@ class BatchConfig:
         return "parallel" if self.parallel else "sequential"
 
 
-def timing_stats(outcomes: list[ItemOutcome]) -> dict[str, float]:
-    """``batch_metadata.timing`` from the items that ran; ``{}`` for an empty batch."""
-    durations = [o.duration_ms for o in outcomes if o.status != "skipped"]
+def timing_stats(durations: list[float]) -> dict[str, float]:
+    """``batch_metadata.timing`` from the item durations (ms); ``{}`` for an empty batch."""
     if not durations:
         return {}
     total = sum(durations)
@@ -333,6 +332,6 @@ class BatchNode(LayerWrapper):
                 "max_retries": config.max_retries,
                 "retry_wait": config.retry_wait,
                 "execution_mode": config.execution_mode,
-                "timing": timing_stats(outcomes),
+                "timing": timing_stats([o.duration_ms for o in outcomes if o.status != "skipped"]),
             },
         }
