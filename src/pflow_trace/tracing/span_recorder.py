@@ -48,7 +48,9 @@ class SpanRecorder(SpanProcessor):
         self._plain_kinds: dict[str, tuple[int, dict[str, Any]]] = {}
         #: Kinds in index order; appended under the lock, read by :meth:`table`.
         self.kinds: list[dict[str, Any]] = []
-        self._rows: list[tuple[Any, ...]] = []
+        self._rows: list[Any] = []
+        #: Rows already turned into their trace-file form by :meth:`table`.
+        self._encoded: list[list[Any]] = []
         self._lock = threading.Lock()
         self.resource_attributes: dict[str, Any] = {}
         self.scope: dict[str, str | None] = {}
@@ -126,10 +128,25 @@ class SpanRecorder(SpanProcessor):
         return True
 
     def table(self, origin_ns: int) -> dict[str, Any]:
-        """The ``otel.spans`` table: kinds once, then one row per span, times from ``origin_ns``."""
-        rows = list(self._rows)  # list.append is atomic; a copy is a consistent snapshot
-        encoded = [
-            [
+        """The ``otel.spans`` table: kinds once, then one row per span, times from ``origin_ns``.
+
+        Rows are encoded in place, each replacing its raw tuple, so a 100,000-item batch never
+        holds both forms at once; a later call encodes only the spans that ended since.
+        """
+        with self._lock:
+            pending, self._rows = self._rows, []
+        for position, (
+            kind,
+            span_id,
+            parent,
+            start,
+            end,
+            code,
+            description,
+            varying,
+            events,
+        ) in enumerate(pending):
+            pending[position] = [
                 kind,
                 format(span_id, "016x"),
                 format(parent, "016x") if parent else None,
@@ -142,8 +159,9 @@ class SpanRecorder(SpanProcessor):
                 if events
                 else None,
             ]
-            for kind, span_id, parent, start, end, code, description, varying, events in rows
-        ]
+        with self._lock:
+            self._encoded.extend(pending)
+            encoded = self._encoded
         with self._lock:
             kinds = list(self.kinds)
         return {
