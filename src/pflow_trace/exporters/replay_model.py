@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import heapq
-import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -121,7 +120,7 @@ def load_replay_trace(path: str | os.PathLike[str], service_name: str | None = N
     name = os.fspath(path)
     run = read_trace(name)
     if run.format == FORMAT_OURS:
-        recorded = _from_span_table(name)
+        recorded = _from_span_table(name, run)
         if recorded is not None:
             return recorded
     return synthesize(run, service_name or DEFAULT_SERVICE_NAME)
@@ -130,20 +129,15 @@ def load_replay_trace(path: str | os.PathLike[str], service_name: str | None = N
 # -- our trace files: the recorded span table ---------------------------------------------------
 
 
-def _from_span_table(name: str) -> ReplayTrace | None:
-    try:
-        with open(name, encoding="utf-8") as stream:
-            document = json.load(stream)
-    except (OSError, ValueError) as exc:  # read_trace accepted it a moment ago; keep one line
-        raise TraceReadError(f"{name}: cannot read the span table ({exc})") from None
-    otel = document.get("otel") if isinstance(document, dict) else None
+def _from_span_table(name: str, run: TraceRun) -> ReplayTrace | None:
+    otel = run.otel
     table = otel.get("spans") if isinstance(otel, dict) else None
     if not isinstance(table, dict) or not table.get("rows"):
         return None  # no recorded spans: the tree is synthesized from the node records
     trace_id = otel.get("trace_id")
     if not isinstance(trace_id, str) or not _TRACE_ID.fullmatch(trace_id):
         raise TraceReadError(f"{name}: otel.trace_id is not 32 lower-case hex digits")
-    origin_ns = _origin_ns(name, document, otel)
+    origin_ns = _origin_ns(name, run.start_time, otel)
     try:
         spans = _decode_rows(table, origin_ns)
     except _BadRow as exc:
@@ -163,12 +157,12 @@ def _from_span_table(name: str) -> ReplayTrace | None:
     )
 
 
-def _origin_ns(name: str, document: dict[str, Any], otel: dict[str, Any]) -> int:
+def _origin_ns(name: str, start_time: str | None, otel: dict[str, Any]) -> int:
     """The run start in Unix ns: exact when the file has it, else from ``start_time`` (µs)."""
     exact = otel.get("start_time_unix_nano")
     if isinstance(exact, int) and not isinstance(exact, bool):
         return exact
-    text = document.get("start_time")
+    text = start_time
     if isinstance(text, str):
         parsed = iso_to_ns(text)
         if parsed is not None:

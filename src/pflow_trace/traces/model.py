@@ -115,6 +115,9 @@ class TraceRun:
     failed_node: str | None = None
     #: OpenTelemetry trace id (32 hex) when the run was traced.
     trace_id: str | None = None
+    #: Our format's ``otel`` object as written (ids, service, the recorded span table); kept
+    #: by reference so ``export`` replays spans without reading the file a second time.
+    otel: dict[str, Any] | None = None
     nodes: list[TraceNode] = field(default_factory=list)
     #: Problems the reader worked around (newer format version, missing end record).
     warnings: list[str] = field(default_factory=list)

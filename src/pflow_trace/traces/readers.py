@@ -153,6 +153,7 @@ def _run_from_document(name: str, doc: dict[str, Any]) -> TraceRun:
         error=_error_text(doc.get("error")),
         failed_node=_str(doc.get("failed_node")),
         trace_id=_str(otel.get("trace_id")) if isinstance(otel, dict) else None,
+        otel=otel if isinstance(otel, dict) else None,
         nodes=nodes,
         warnings=warnings,
     )
