@@ -287,23 +287,28 @@ def test_docs_explain_every_field_of_the_schema() -> None:
         "--trace-file",
         "--trace-dir",
         "--no-trace-file",
-        "<unchanged since node",
+        "templates read",
     ):
         assert setting in text, setting
 
 
-def test_an_already_written_namespace_becomes_the_unchanged_marker(tmp_path: Path) -> None:
-    _, payload = run_json(write_workflow(tmp_path, mixed_workflow()))
+def test_snapshots_show_the_namespaces_a_node_reads_and_writes(tmp_path: Path) -> None:
+    document = {**mixed_workflow(), "inputs": {"limit": {"type": "number", "default": 2}}}
+    _, payload = run_json(write_workflow(tmp_path, document))
     document = load_trace(payload["trace_file"])
     seed, each, total = document["nodes"]
-    assert seed["shared_after"]["seed"] == {"values": [1, 2, 3, 4], "label": "x"}
-    assert each["shared_before"]["seed"] == "<unchanged since node 'seed'>"
-    assert each["shared_after"]["seed"] == "<unchanged since node 'seed'>"
-    assert each["shared_after"]["each"]["count"] == 4  # its own namespace: always in full
-    assert total["shared_before"] == {
-        "seed": "<unchanged since node 'seed'>",
-        "each": "<unchanged since node 'each'>",
-    }
+    seed_output = {"values": [1, 2, 3, 4], "label": "x"}
+    inputs = {"limit": 2}
+    assert seed["shared_before"] == inputs
+    assert seed["shared_after"] == {**inputs, "seed": seed_output}
+    # ``each`` reads seed (its batch items): seed is shown, in full, before and after.
+    assert each["shared_before"] == {**inputs, "seed": seed_output}
+    assert set(each["shared_after"]) == {"limit", "seed", "each"}
+    assert each["shared_after"]["each"]["count"] == 4
+    # ``total`` reads only each: seed's namespace is left out, though mutations see every key.
+    assert set(total["shared_before"]) == {"limit", "each"}
+    assert set(total["shared_after"]) == {"limit", "each", "total"}
+    assert total["mutations"] == {"added": ["total"], "removed": [], "modified": []}
 
 
 # -- batch timing ----------------------------------------------------------------------------------

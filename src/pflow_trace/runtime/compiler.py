@@ -19,6 +19,17 @@ from pflow_trace.runtime.context import RunContext
 from pflow_trace.runtime.instrumented import InstrumentedNode
 from pflow_trace.runtime.namespaced import NamespacedNode
 from pflow_trace.runtime.template_aware import TemplateAwareNode
+from pflow_trace.runtime.templates import compile_value, iter_references
+
+
+def referenced_names(node: dict[str, Any]) -> frozenset[str]:
+    """The root names a node's templates read: its params' and its ``batch.items``'s heads."""
+    sources = [node.get("params") or {}]
+    if "batch" in node:
+        sources.append(node["batch"].get("items"))
+    return frozenset(
+        reference.head for source in sources for reference in iter_references(compile_value(source))
+    )
 
 
 def build_chain(node: dict[str, Any], registry: NodeRegistry, run: RunContext) -> BaseNode:
@@ -31,7 +42,7 @@ def build_chain(node: dict[str, Any], registry: NodeRegistry, run: RunContext) -
     chain = NamespacedNode(chain, node_id, node_type, run)
     if "batch" in node:
         chain = BatchNode(chain, node_id, node_type, run, BatchConfig.from_ir(node["batch"]))
-    chain = InstrumentedNode(chain, node_id, node_type, run)
+    chain = InstrumentedNode(chain, node_id, node_type, run, reads=referenced_names(node))
     chain.set_params(dict(node.get("params") or {}))
     return chain
 

@@ -60,6 +60,8 @@ class NodeExecution:
 
     node_id: str
     node_type: str
+    #: The root names this node's templates read (inputs, other nodes' namespaces).
+    reads: frozenset[str] = frozenset()
     start_ns: int = 0
     end_ns: int = 0
     success: bool = False

@@ -20,10 +20,14 @@ from pflow_trace.tracing import conventions as conv
 class InstrumentedNode(LayerWrapper):
     layer = conv.LAYER_INSTRUMENTED
 
+    def __init__(self, *args: Any, reads: frozenset[str] = frozenset(), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.reads = reads
+
     def _run(self, shared: Any) -> str | None:
         run = self.run_context
         observer = run.observer
-        execution = NodeExecution(self.node_id, self.node_type)
+        execution = NodeExecution(self.node_id, self.node_type, self.reads)
         if observer is not None:
             observer.node_started(execution, shared)
         execution_token = current_execution.set(execution)

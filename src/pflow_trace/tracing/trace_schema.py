@@ -83,8 +83,8 @@ def trace_problems(document: Any) -> list[str]:
         if not isinstance(after, dict) or not isinstance(node_id, str):
             continue
         output = after.get(node_id)
-        # Absent (the batch never resolved its items) or a string (the unchanged marker, or
-        # a node id that names a secret and was redacted): nothing to check.
+        # Absent (the batch never resolved its items) or a string (a node id that names a
+        # secret, redacted): nothing to check.
         if isinstance(output, dict):
             where = ("nodes", position, "shared_after", node_id)
             problems.extend(_messages(batch_validator, output, where))

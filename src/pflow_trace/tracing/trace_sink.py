@@ -5,9 +5,9 @@ before and after each node, turns batch item outcomes into ``batch_items`` recor
 run ends, hands the finished document to the writer. Everything passes through the run's
 :class:`~pflow_trace.tracing.snapshot.Sanitizer`, so secrets and huge values never reach the file.
 
-Snapshots stay linear in the run's size: each value is sanitized once (cached by identity) and
-a node namespace already written in full by an earlier event is written again as a short marker,
-``"<unchanged since node 'X'>"``, instead of its content.
+Snapshots stay linear in the run's size: each value is sanitized once (cached by identity), and
+an event shows only the namespaces that matter to its node (its own and the ones its templates
+read) besides inputs and run-wide keys; ``mutations`` still compares every key.
 """
 
 from __future__ import annotations
@@ -58,40 +58,45 @@ class TraceDocumentBuilder:
         sanitizer: Sanitizer,
         service_name: str = "pflow-trace",
         spans: SpanRecorder | None = None,
+        namespaces: frozenset[str] = frozenset(),
     ) -> None:
         self.sanitizer = sanitizer
+        #: The workflow's node ids: the store keys that are node namespaces.
+        self.namespaces = namespaces
         self.service_name = service_name
         self.spans = spans
         self.run: RunRecord | None = None
         self.events: list[dict[str, Any]] = []
         self.document: dict[str, Any] | None = None
         self.inputs: dict[str, Any] = {}
-        # key -> (raw value kept alive, its sanitized form, the "<unchanged since node 'X'>"
-        # marker when event X wrote it in full, else None)
-        self._cache: dict[str, tuple[Any, Any, str | None]] = {}
+        # key -> (raw value kept alive, its sanitized form): each value is sanitized once
+        self._cache: dict[str, tuple[Any, Any]] = {}
         self._lock = threading.Lock()
 
     # -- snapshots -----------------------------------------------------------------------------
 
-    def _snapshot(self, shared: Mapping[str, Any], writer: str | None, own_key: str) -> _Snapshot:
+    def _snapshot(self, shared: Mapping[str, Any], execution: NodeExecution) -> _Snapshot:
+        """Identities of every key (for ``mutations``); sanitized values of the keys shown.
+
+        Shown: inputs and run-wide keys, the node's own namespace, and the namespaces its
+        templates read. Other nodes' namespaces are left out, which keeps the file linear in
+        the number of nodes; each is in full in the ``shared_after`` of the node that wrote it.
+        """
         identities: dict[str, int] = {}
         view: dict[str, Any] = {}
         cache = self._cache
+        hidden = self.namespaces
+        own, reads = execution.node_id, execution.reads
         for key, value in shared.items():
             identities[key] = id(value)
+            if key in hidden and key != own and key not in reads:
+                continue
             cached = cache.get(key)
             if cached is not None and cached[0] is value:
-                marker = cached[2]
-                view[key] = marker if marker is not None and key != own_key else cached[1]
+                view[key] = cached[1]
                 continue
             sanitized = self.sanitizer.value(value)
-            # One marker string per namespace, shared by every later event that shows it.
-            marker = (
-                f"<unchanged since node '{writer}'>"
-                if writer is not None and isinstance(value, dict)
-                else None
-            )
-            cache[key] = (value, sanitized, marker)
+            cache[key] = (value, sanitized)  # the raw value is kept so its id stays unique
             view[key] = sanitized
         return _Snapshot(identities, view)
 
@@ -110,14 +115,14 @@ class TraceDocumentBuilder:
         self.run = run
 
     def node_started(self, execution: NodeExecution, shared: Mapping[str, Any]) -> None:
-        execution.observer_state = self._snapshot(shared, None, execution.node_id)
+        execution.observer_state = self._snapshot(shared, execution)
 
     def item_finished(self, node_id: str, outcome: ItemOutcome, total: int) -> None:
         return None
 
     def node_finished(self, execution: NodeExecution, shared: Mapping[str, Any]) -> None:
         before: _Snapshot = execution.observer_state
-        after = self._snapshot(shared, execution.node_id, execution.node_id)
+        after = self._snapshot(shared, execution)
         execution.observer_state = None
         run_start = self.run.start_ns if self.run is not None else execution.start_ns
         event: dict[str, Any] = {

@@ -76,7 +76,12 @@ def traced_run(
         )
         ensure_writable_dir(trace_path)
     recorder = SpanRecorder() if options.write_trace_file else None
-    builder = TraceDocumentBuilder(sanitizer, options.export.service_name, recorder)
+    builder = TraceDocumentBuilder(
+        sanitizer,
+        options.export.service_name,
+        recorder,
+        namespaces=frozenset(node["id"] for node in workflow["nodes"]),
+    )
     processors = [*options.extra_processors, *([recorder] if recorder is not None else [])]
     tracing = setup_tracing(options.export, processors)
     observers: list[RunObserver] = [builder, *options.observers]
