@@ -332,6 +332,6 @@ class BatchNode(LayerWrapper):
                 "max_retries": config.max_retries,
                 "retry_wait": config.retry_wait,
                 "execution_mode": config.execution_mode,
-                "timing": timing_stats([o.duration_ms for o in outcomes if o.status != "skipped"]),
+                "timing": timing_stats([outcome.duration_ms for outcome in outcomes]),
             },
         }

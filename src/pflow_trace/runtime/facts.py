@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-ItemStatus = Literal["success", "failed", "skipped"]
+ItemStatus = Literal["success", "failed"]
 RunStatus = Literal["running", "success", "degraded", "failed", "interrupted"]
 
 

@@ -68,7 +68,6 @@ class TraceDocumentBuilder:
         self.run: RunRecord | None = None
         self.events: list[dict[str, Any]] = []
         self.document: dict[str, Any] | None = None
-        self.inputs: dict[str, Any] = {}
         # key -> (raw value kept alive, its sanitized form): each value is sanitized once
         self._cache: dict[str, tuple[Any, Any]] = {}
         self._lock = threading.Lock()
