@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from subprocess_env import run_on_a_terminal
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -242,36 +244,6 @@ def test_help_lists_every_command_and_version_prints() -> None:
 # -- terminal ------------------------------------------------------------------------------------
 
 
-def run_on_terminal(*arguments: str | Path) -> str:
-    """Run the CLI with stdout on a pseudo-terminal and return everything it drew."""
-    import os
-    import pty
-
-    leader, follower = pty.openpty()
-    env = {key: value for key, value in os.environ.items() if key != "NO_COLOR"}
-    env.update({"COLUMNS": "100", "TERM": "xterm-256color"})
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pflow_trace", *map(str, arguments)],
-        stdout=follower,
-        stderr=subprocess.PIPE,
-        env=env,
-    )
-    os.close(follower)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(leader, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    process.wait(timeout=60)
-    os.close(leader)
-    assert process.returncode == 0
-    return b"".join(chunks).decode("utf-8", "replace")
-
-
 def test_a_long_batch_draws_a_progress_bar_only_on_a_terminal(tmp_path: Path) -> None:
     workflow = {
         "ir_version": "0.1.0",
@@ -286,7 +258,7 @@ def test_a_long_batch_draws_a_progress_bar_only_on_a_terminal(tmp_path: Path) ->
         ],
     }
     path = write(tmp_path, workflow)
-    drawn = run_on_terminal("run", path, "--no-trace-file")
+    drawn = run_on_a_terminal("run", str(path), "--no-trace-file")
     assert re.search(r"\d+/40(?! items)", drawn), drawn  # the bar's "done/total" column
     assert "\x1b[" in drawn  # colour and cursor control on a terminal
     assert "40/40 items ok" in drawn

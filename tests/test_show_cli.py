@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import pty
 import re
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from pflow_trace.traces.locate import default_trace_dir, resolve_trace_paths
 from pflow_trace.traces.readers import read_trace
 from pflow_trace.traces.render import fmt_ms, fmt_time, render_text
 from pflow_trace.traces.stats import build_summary
+from subprocess_env import run_on_a_terminal
 from trace_factory import (
     PFLOW_JSON_SAMPLE,
     PFLOW_JSONL_SAMPLE,
@@ -148,40 +148,13 @@ def test_rich_rendering_for_a_terminal(tmp_path: Path) -> None:
         assert fact in render_text(summary)
 
 
-def _run_on_a_terminal(*args: str, env: dict[str, str] | None = None) -> str:
-    """Run the real command with its stdout on a pseudo-terminal and return what it drew."""
-    leader, follower = pty.openpty()
-    base = {key: value for key, value in os.environ.items() if key != "NO_COLOR"}
-    env = {**base, "COLUMNS": "120", "TERM": "xterm-256color", **(env or {})}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pflow_trace.cli.main", "show", *args],
-        stdout=follower,
-        stderr=subprocess.PIPE,
-        env=env,
-    )
-    os.close(follower)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(leader, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    process.wait(timeout=60)
-    os.close(leader)
-    assert process.returncode == 0
-    return b"".join(chunks).decode("utf-8", "replace")
-
-
 def test_colour_only_on_a_terminal_end_to_end(tmp_path: Path) -> None:
     path = str(write_trace(tmp_path / "c.json", continue_with_failures_trace()))
-    on_terminal = _run_on_a_terminal(path)
+    on_terminal = run_on_a_terminal("show", path)
     assert ANSI.search(on_terminal) and "─" in on_terminal
-    no_color = _run_on_a_terminal(path, "--no-color")
+    no_color = run_on_a_terminal("show", path, "--no-color")
     assert not ANSI.search(no_color) and "─" in no_color
-    no_color_env = _run_on_a_terminal(path, env={"NO_COLOR": "1"})
+    no_color_env = run_on_a_terminal("show", path, env={"NO_COLOR": "1"})
     assert not ANSI.search(no_color_env) and "─" in no_color_env
     piped = subprocess.run(
         [sys.executable, "-m", "pflow_trace.cli.main", "show", path],
