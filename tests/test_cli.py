@@ -265,3 +265,36 @@ def test_a_long_batch_draws_a_progress_bar_only_on_a_terminal(tmp_path: Path) ->
     piped = cli("run", path, "--no-trace-file")
     assert not re.search(r"\b\d+/40\b(?! items)", piped.stdout)
     assert "\x1b[" not in piped.stdout
+
+
+def test_a_reader_that_goes_away_does_not_cut_the_run_short(tmp_path: Path) -> None:
+    """``pflow-trace run wf.json | head -1``: the run finishes, writes its trace, exits 0."""
+    workflow = {
+        "ir_version": "0.1.0",
+        "name": "piped",
+        "nodes": [
+            {"id": f"step{n}", "type": "echo", "params": {"value": n, "delay_ms": 30}}
+            for n in range(6)
+        ],
+    }
+    trace = tmp_path / "piped.json"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pflow_trace",
+            "run",
+            str(write(tmp_path, workflow)),
+            "--trace-file",
+            str(trace),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    assert "step0" in process.stdout.readline()
+    process.stdout.close()  # the reader goes away while five nodes are still to run
+    assert process.wait(timeout=60) == 0
+    assert process.stderr.read() == ""
+    assert json.loads(trace.read_text())["nodes_executed"] == 6

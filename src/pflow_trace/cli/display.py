@@ -6,6 +6,8 @@ transient progress bar; when output is piped only the plain lines are written.
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 from collections.abc import Mapping
 from typing import Any, TextIO
@@ -16,6 +18,19 @@ from pflow_trace.runtime.facts import ItemOutcome, NodeExecution, RunRecord
 
 MAX_ERRORS_SHOWN = 5
 PROGRESS_MIN_ITEMS = 20
+
+
+def silence_stdout() -> None:
+    """The reader of our stdout went away (``| head``): send the rest to /dev/null.
+
+    The run itself goes on, its trace is written and its exit code stays its own; without
+    this, every later print and the interpreter's final flush would raise BrokenPipeError.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
 
 
 def format_duration(ms: float) -> str:
@@ -53,6 +68,7 @@ class NodeStatusDisplay:
         self.stream = stream
         self.is_terminal = is_terminal
         self.id_width = 12
+        self.closed = False
         self._progress: Any = None
         self._task: Any = None
         # Parallel lanes report items from their own threads.
@@ -62,9 +78,15 @@ class NodeStatusDisplay:
         self.id_width = max([len(node_id) for node_id in node_ids] + [4])
 
     def _echo(self, text: str, style: str | None = None) -> None:
+        if self.closed:
+            return
         if self.is_terminal and style:
             text = click.style(text, fg=style)
-        click.echo(text, file=self.stream)
+        try:
+            click.echo(text, file=self.stream)
+        except BrokenPipeError:
+            self.closed = True
+            silence_stdout()
 
     def run_started(self, run: RunRecord) -> None:
         return None

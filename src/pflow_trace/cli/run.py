@@ -82,7 +82,7 @@ def run(
     max_list: int | None,
 ) -> None:
     """Run WORKFLOW with inputs given as NAME=VALUE (JSON when it parses, else text)."""
-    from pflow_trace.cli.display import NodeStatusDisplay, format_duration
+    from pflow_trace.cli.display import NodeStatusDisplay, silence_stdout
     from pflow_trace.ir.validation import load_and_validate
     from pflow_trace.runtime.inputs import parse_assignments
     from pflow_trace.tracing.export_settings import resolve_export_settings
@@ -106,6 +106,23 @@ def run(
         observers=[display] if display is not None else [],
     )
     outcome = traced_run(loaded, inputs, options)
+    try:
+        print_outcome(outcome, settings.exporter, text_mode)
+    except BrokenPipeError:
+        silence_stdout()
+    if outcome.export_warning is not None:
+        click.echo(f"warning: {outcome.export_warning}", err=True)
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        silence_stdout()
+    raise SystemExit(EXIT_BY_STATUS.get(outcome.result.status, EXIT_WORKFLOW_FAILED))
+
+
+def print_outcome(outcome: Any, exporter: str, text_mode: bool) -> None:
+    """The run's result on stdout: status, error, outputs and trace path, or one JSON object."""
+    from pflow_trace.cli.display import format_duration
+
     result = outcome.result
     redact = outcome.sanitizer.redactor.value
     if text_mode:
@@ -122,7 +139,7 @@ def run(
                 click.echo(f"  {name}: {shown}")
         if outcome.trace_path is not None:
             click.echo(f"trace: {outcome.trace_path}")
-        if outcome.trace_id and settings.exporter == "otlp" and outcome.export_warning is None:
+        if outcome.trace_id and exporter == "otlp" and outcome.export_warning is None:
             click.echo(f"trace id: {outcome.trace_id}")
     else:
         payload: dict[str, Any] = {
@@ -135,7 +152,3 @@ def run(
             "trace_id": outcome.trace_id,
         }
         click.echo(json.dumps(payload, ensure_ascii=False, default=str))
-    if outcome.export_warning is not None:
-        click.echo(f"warning: {outcome.export_warning}", err=True)
-    sys.stdout.flush()
-    raise SystemExit(EXIT_BY_STATUS.get(result.status, EXIT_WORKFLOW_FAILED))
