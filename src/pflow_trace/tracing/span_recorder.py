@@ -89,19 +89,19 @@ class SpanRecorder(SpanProcessor):
         status = span.status
         # Rows hold only numbers and strings in the common case, so the garbage collector
         # stops tracking them: a long batch must not make every collection walk its spans.
-        self._rows.append(
-            (
-                kind,
-                span.context.span_id,
-                parent.span_id if parent is not None else 0,
-                span.start_time or 0,
-                span.end_time or 0,
-                _STATUS_CODES.get(status.status_code.name, 0),
-                status.description,
-                varying,
-                events,
-            )
+        row = (
+            kind,
+            span.context.span_id,
+            parent.span_id if parent is not None else 0,
+            span.start_time or 0,
+            span.end_time or 0,
+            _STATUS_CODES.get(status.status_code.name, 0),
+            status.description,
+            varying,
+            events,
         )
+        with self._lock:  # table() swaps the list; an append must not land in the old one
+            self._rows.append(row)
 
     def _add_kind(self, key: tuple[str, tuple[tuple[str, Any], ...]], span: ReadableSpan) -> int:
         with self._lock:
