@@ -152,6 +152,9 @@ class BatchNode(LayerWrapper):
                             time.sleep(config.retry_wait)
                 finally:
                     current_attempt.reset(attempt_token)
+        except BaseException as exc:  # Ctrl-C mid-item: the span says so, the item is not kept
+            error = describe_error(exc)
+            raise
         finally:
             end_ns = time.time_ns()
             if recording:
