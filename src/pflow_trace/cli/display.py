@@ -17,6 +17,8 @@ import click
 from pflow_trace.runtime.facts import ItemOutcome, NodeExecution, RunRecord
 
 MAX_ERRORS_SHOWN = 5
+#: An item error is cut to this many characters on its status line; the trace keeps it whole.
+MAX_ERROR_CHARS = 160
 PROGRESS_MIN_ITEMS = 20
 
 
@@ -52,10 +54,16 @@ def batch_line(execution: NodeExecution) -> str | None:
     return f"{text}, {failed} failed" if failed else text
 
 
+def one_line(text: str | None, limit: int = MAX_ERROR_CHARS) -> str:
+    """An error as one terminal line: newlines folded, long text cut with an ellipsis."""
+    flat = " ".join((text or "").split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
 def error_lines(execution: NodeExecution) -> list[str]:
     failed = [item for item in execution.batch_items or () if item.status == "failed"]
     failed.sort(key=lambda item: item.index)
-    lines = [f"item {item.index}: {item.error}" for item in failed[:MAX_ERRORS_SHOWN]]
+    lines = [f"item {item.index}: {one_line(item.error)}" for item in failed[:MAX_ERRORS_SHOWN]]
     if len(failed) > MAX_ERRORS_SHOWN:
         lines.append(f"+{len(failed) - MAX_ERRORS_SHOWN} more")
     return lines

@@ -1,0 +1,54 @@
+"""The terminal status lines: batch summaries, capped item errors, durations."""
+
+from __future__ import annotations
+
+from pflow_trace.cli.display import (
+    MAX_ERROR_CHARS,
+    batch_line,
+    error_lines,
+    format_duration,
+    one_line,
+)
+from pflow_trace.runtime.facts import ItemOutcome, NodeExecution
+
+
+def outcome(index: int, error: str | None = None) -> ItemOutcome:
+    status = "failed" if error else "success"
+    return ItemOutcome(index, index, status, 1, 0, 1_000_000, 0, error)  # type: ignore[arg-type]
+
+
+def test_batch_line_counts_ok_and_failed_items() -> None:
+    execution = NodeExecution("work", "echo")
+    assert batch_line(execution) is None  # not a batch
+    execution.batch_items = [outcome(0), outcome(1, "boom"), outcome(2)]
+    assert batch_line(execution) == "2/3 items ok, 1 failed"
+    execution.batch_items = [outcome(0)]
+    assert batch_line(execution) == "1/1 items ok"
+
+
+def test_errors_are_in_index_order_capped_at_five_then_counted() -> None:
+    execution = NodeExecution("work", "echo")
+    execution.batch_items = [outcome(i, f"bad {i}") for i in (7, 1, 3, 0, 9, 4, 8)]
+    assert error_lines(execution) == [
+        "item 0: bad 0",
+        "item 1: bad 1",
+        "item 3: bad 3",
+        "item 4: bad 4",
+        "item 7: bad 7",
+        "+2 more",
+    ]
+
+
+def test_an_error_is_one_line_and_cut_with_an_ellipsis() -> None:
+    assert one_line("first\n  second\tthird") == "first second third"
+    long = "x" * (MAX_ERROR_CHARS + 50)
+    cut = one_line(long)
+    assert len(cut) == MAX_ERROR_CHARS and cut.endswith("…")
+    assert one_line(None) == ""
+
+
+def test_durations_read_naturally() -> None:
+    assert format_duration(0.25) == "0.2ms"
+    assert format_duration(12.4) == "12ms"
+    assert format_duration(1500) == "1.50s"
+    assert format_duration(125_000) == "2m05.0s"
