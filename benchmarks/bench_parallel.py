@@ -57,9 +57,9 @@ def max_in_flight(items: list[dict[str, Any]]) -> int:
 
 
 def measure(items: int, max_concurrent: int, delay_ms: int, directory: Path) -> dict[str, Any]:
+    from pflow_trace.api import TraceOptions, traced_run
     from pflow_trace.ir.validation import validate_workflow
-    from pflow_trace.tracing.export_settings import resolve_export_settings
-    from pflow_trace.tracing.traced_run import TraceOptions, traced_run
+    from pflow_trace.observe.export_settings import resolve_export_settings
 
     wf = validate_workflow(workflow(items, max_concurrent, delay_ms))
     options = TraceOptions(

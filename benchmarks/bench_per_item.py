@@ -50,7 +50,7 @@ def bare_sdk(count: int) -> None:
     from opentelemetry import context, trace
     from opentelemetry.sdk.trace import TracerProvider
 
-    from pflow_trace.tracing import conventions as conv
+    from pflow_trace.observe import conventions as conv
 
     tracer = TracerProvider().get_tracer("bench")
     base = {conv.ATTR_NODE_ID: "work", conv.ATTR_NODE_TYPE: "code"}
@@ -82,10 +82,10 @@ def bare_sdk(count: int) -> None:
 
 
 def run(quick: bool = False) -> dict[str, Any]:
+    from pflow_trace.api import TraceOptions, traced_run
     from pflow_trace.ir.validation import validate_workflow
+    from pflow_trace.observe.export_settings import resolve_export_settings
     from pflow_trace.runtime.executor import run_workflow
-    from pflow_trace.tracing.export_settings import resolve_export_settings
-    from pflow_trace.tracing.traced_run import TraceOptions, traced_run
 
     count = 500 if quick else 20_000
     repeats = 1 if quick else 5

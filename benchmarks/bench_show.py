@@ -55,9 +55,9 @@ def _json_load(path: Path) -> None:
 
 
 def _show(path: Path) -> None:
-    from pflow_trace.traces.readers import read_trace
-    from pflow_trace.traces.render import render_text
-    from pflow_trace.traces.stats import build_summary
+    from pflow_trace.report.stats import build_summary
+    from pflow_trace.report.terminal import render_text
+    from pflow_trace.tracefile.readers import read_trace
 
     summary = build_summary([read_trace(path)])
     summary.to_json()

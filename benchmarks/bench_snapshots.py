@@ -53,10 +53,10 @@ def workflow(node_count: int) -> dict[str, Any]:
 
 
 def measure(node_count: int, repeats: int) -> dict[str, Any]:
+    from pflow_trace.api import TraceOptions, traced_run
     from pflow_trace.ir.validation import validate_workflow
+    from pflow_trace.observe.export_settings import resolve_export_settings
     from pflow_trace.runtime.executor import run_workflow
-    from pflow_trace.tracing.export_settings import resolve_export_settings
-    from pflow_trace.tracing.traced_run import TraceOptions, traced_run
 
     wf = validate_workflow(workflow(node_count))
     with tempfile.TemporaryDirectory() as directory:

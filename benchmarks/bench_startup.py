@@ -52,8 +52,8 @@ def heavy_imports(arguments: list[str]) -> list[str]:
 
 
 def small_trace(directory: Path) -> Path:
-    from pflow_trace.tracing.export_settings import resolve_export_settings
-    from pflow_trace.tracing.traced_run import TraceOptions, traced_run
+    from pflow_trace.api import TraceOptions, traced_run
+    from pflow_trace.observe.export_settings import resolve_export_settings
 
     workflow = {
         "ir_version": "0.1.0",

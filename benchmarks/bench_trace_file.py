@@ -37,11 +37,11 @@ def workflow(count: int) -> dict[str, Any]:
 
 
 def run(quick: bool = False) -> dict[str, Any]:
+    from pflow_trace.api import TraceOptions, traced_run
     from pflow_trace.ir.validation import validate_workflow
+    from pflow_trace.observe.export_settings import resolve_export_settings
     from pflow_trace.runtime.executor import run_workflow
-    from pflow_trace.tracing import trace_file
-    from pflow_trace.tracing.export_settings import resolve_export_settings
-    from pflow_trace.tracing.traced_run import TraceOptions, traced_run
+    from pflow_trace.tracefile import writer as trace_file
 
     count = 5_000 if quick else 100_000
     wf = validate_workflow(workflow(count))
@@ -60,7 +60,7 @@ def run(quick: bool = False) -> dict[str, Any]:
                 write_seconds.append(time.perf_counter() - started)
 
         started = time.perf_counter()
-        from pflow_trace.tracing import traced_run as traced_module
+        from pflow_trace import api as traced_module
 
         traced_module.write_trace = timed_write  # type: ignore[assignment]
         try:

@@ -30,8 +30,8 @@ from typing import Any
 
 import pytest
 
-from pflow_trace.tracing import traced_run as traced_run_module
-from pflow_trace.tracing.trace_schema import TraceSchemaError, validate_trace_document
+from pflow_trace import api as traced_run_module
+from pflow_trace.tracefile.schema import TraceSchemaError, validate_trace_document
 
 OUR_GENERATOR = "pflow-trace"
 _GENERATOR_MARK = b'"generator": "pflow-trace'

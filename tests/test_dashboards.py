@@ -21,15 +21,15 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
+from pflow_trace.api import TraceOptions, traced_run
 from pflow_trace.cli.run import EXIT_BY_STATUS
-from pflow_trace.tracing import conventions as conv
-from pflow_trace.tracing.export_settings import (
+from pflow_trace.observe import conventions as conv
+from pflow_trace.observe.export_settings import (
     DEFAULT_GRPC_ENDPOINT,
     DEFAULT_HTTP_ENDPOINT,
     DEFAULT_SERVICE_NAME,
     resolve_export_settings,
 )
-from pflow_trace.tracing.traced_run import TraceOptions, traced_run
 
 DASHBOARDS = Path(__file__).resolve().parents[1] / "dashboards"
 COMPOSE = DASHBOARDS / "docker-compose.yml"

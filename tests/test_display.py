@@ -9,7 +9,7 @@ from pflow_trace.cli.display import (
     format_duration,
     one_line,
 )
-from pflow_trace.runtime.facts import ItemOutcome, NodeExecution
+from pflow_trace.observe.facts import ItemOutcome, NodeExecution
 
 
 def outcome(index: int, error: str | None = None) -> ItemOutcome:

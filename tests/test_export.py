@@ -36,10 +36,10 @@ from pflow_trace.exporters.replay_model import (
     load_replay_trace,
     synthesize,
 )
-from pflow_trace.traces.model import BatchInfo, BatchItem, TraceNode, TraceRun
-from pflow_trace.traces.readers import read_trace
-from pflow_trace.tracing import conventions as conv
-from pflow_trace.tracing.trace_schema import validate_trace_document
+from pflow_trace.observe import conventions as conv
+from pflow_trace.tracefile.model import BatchInfo, BatchItem, TraceNode, TraceRun
+from pflow_trace.tracefile.readers import read_trace
+from pflow_trace.tracefile.schema import validate_trace_document
 from subprocess_env import clean_env
 
 #: A plain node; a parallel batch on two lanes where item 3 fails after one retry (an event and

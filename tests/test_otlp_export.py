@@ -22,8 +22,8 @@ import pytest
 
 from otlp_receiver import GRPC, HTTP, OtlpReceiver, ReceivedSpan, closed_port
 from pflow_trace.errors import UsageError
-from pflow_trace.tracing import conventions as conv
-from pflow_trace.tracing.export_settings import resolve_export_settings
+from pflow_trace.observe import conventions as conv
+from pflow_trace.observe.export_settings import resolve_export_settings
 from subprocess_env import clean_env
 
 PROTOCOLS = [HTTP, GRPC]

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from pflow_trace.cli.main import cli
 from pflow_trace.cli.show import show
 from pflow_trace.errors import EXIT_USAGE, TraceReadError
-from pflow_trace.traces.readers import read_trace
+from pflow_trace.tracefile.readers import read_trace
 from trace_factory import (
     PFLOW_JSONL_SAMPLE,
     fixtures_dir,

@@ -11,10 +11,10 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from pflow_trace.cli.show import show
-from pflow_trace.traces.locate import default_trace_dir, resolve_trace_paths
-from pflow_trace.traces.readers import read_trace
-from pflow_trace.traces.render import fmt_ms, fmt_time, render_text
-from pflow_trace.traces.stats import build_summary
+from pflow_trace.report.stats import build_summary
+from pflow_trace.report.terminal import fmt_ms, fmt_time, render_text
+from pflow_trace.tracefile.locate import default_trace_dir, resolve_trace_paths
+from pflow_trace.tracefile.readers import read_trace
 from subprocess_env import run_on_a_terminal
 from trace_factory import (
     PFLOW_JSON_SAMPLE,

@@ -36,7 +36,7 @@ SCENARIOS = {
 
 @pytest.fixture(scope="module")
 def schema() -> dict[str, Any]:
-    text = resources.files("pflow_trace.traces").joinpath("schemas/show.schema.json").read_text()
+    text = resources.files("pflow_trace.report").joinpath("schemas/show.schema.json").read_text()
     document = json.loads(text)
     jsonschema.Draft202012Validator.check_schema(document)
     return document

@@ -13,9 +13,9 @@ from typing import Any
 import jsonschema
 import pytest
 
-from pflow_trace.traces.readers import read_trace
-from pflow_trace.traces.render import render_text
-from pflow_trace.traces.stats import build_summary
+from pflow_trace.report.stats import build_summary
+from pflow_trace.report.terminal import render_text
+from pflow_trace.tracefile.readers import read_trace
 from trace_factory import large_trace, write_trace
 
 ITEMS = 100_000
@@ -65,7 +65,7 @@ def test_large_trace_numbers(large: tuple[Path, dict[str, Any]]) -> None:
     ]
     assert sum(group.count for group in batch.errors) == len(failed)
 
-    schema_text = resources.files("pflow_trace.traces").joinpath("schemas/show.schema.json")
+    schema_text = resources.files("pflow_trace.report").joinpath("schemas/show.schema.json")
     jsonschema.validate(json.loads(summary.to_json()), json.loads(schema_text.read_text()))
     assert "batch crunch" in render_text(summary)
 

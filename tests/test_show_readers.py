@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from pflow_trace.errors import TraceReadError
-from pflow_trace.traces.model import BatchItem, TraceRun
-from pflow_trace.traces.readers import read_trace
+from pflow_trace.tracefile.model import BatchItem, TraceRun
+from pflow_trace.tracefile.readers import read_trace
 from trace_factory import (
     PFLOW_JSON_SAMPLE,
     PFLOW_JSONL_SAMPLE,

@@ -9,9 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pflow_trace.traces.model import BatchInfo, BatchItem
-from pflow_trace.traces.readers import read_trace
-from pflow_trace.traces.stats import (
+from pflow_trace.report.stats import (
     build_summary,
     group_errors,
     percentile,
@@ -20,6 +18,8 @@ from pflow_trace.traces.stats import (
     summarize_batch,
     summarize_run,
 )
+from pflow_trace.tracefile.model import BatchInfo, BatchItem
+from pflow_trace.tracefile.readers import read_trace
 from trace_factory import (
     PFLOW_JSON_SAMPLE,
     PFLOW_JSONL_SAMPLE,

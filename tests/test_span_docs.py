@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pflow_trace.tracing import conventions as conv
+from pflow_trace.observe import conventions as conv
 
 SPANS_DOC = Path(__file__).resolve().parent.parent / "docs" / "spans.md"
 #: ``pflow.`` followed by a dotted lower-case name; a sentence's final full stop is not part of it.

@@ -18,13 +18,13 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
+from pflow_trace.api import TracedRun, TraceOptions, traced_run
 from pflow_trace.ir.validation import validate_workflow
+from pflow_trace.observe import conventions as conv
+from pflow_trace.observe.export_settings import resolve_export_settings
+from pflow_trace.observe.redaction import REDACTED
 from pflow_trace.runtime.context import RunContext
 from pflow_trace.runtime.executor import run_workflow
-from pflow_trace.tracing import conventions as conv
-from pflow_trace.tracing.export_settings import resolve_export_settings
-from pflow_trace.tracing.redaction import REDACTED
-from pflow_trace.tracing.traced_run import TracedRun, TraceOptions, traced_run
 
 WORKFLOW_NAME = "spans"
 ROOT = f"workflow {WORKFLOW_NAME}"

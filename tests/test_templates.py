@@ -7,8 +7,7 @@ from typing import Any
 import pytest
 
 from pflow_trace.errors import TemplateError
-from pflow_trace.runtime.store import NamespacedStore
-from pflow_trace.runtime.templates import (
+from pflow_trace.ir.templates import (
     Interpolation,
     Reference,
     TemplateSyntaxError,
@@ -20,6 +19,7 @@ from pflow_trace.runtime.templates import (
     resolve,
     resolve_param,
 )
+from pflow_trace.runtime.store import NamespacedStore
 
 STORE: dict[str, Any] = {
     "name": "ada",

@@ -23,16 +23,16 @@ import pytest
 from click.testing import CliRunner, Result
 
 from pflow_trace.cli.main import cli
-from pflow_trace.runtime.facts import NodeExecution, RunRecord
-from pflow_trace.tracing import trace_file
-from pflow_trace.tracing.redaction import REDACTED, Redactor
-from pflow_trace.tracing.snapshot import Sanitizer
-from pflow_trace.tracing.trace_schema import (
+from pflow_trace.observe.facts import NodeExecution, RunRecord
+from pflow_trace.observe.redaction import REDACTED, Redactor
+from pflow_trace.observe.sanitize import Sanitizer
+from pflow_trace.tracefile import writer as trace_file
+from pflow_trace.tracefile.builder import TraceDocumentBuilder
+from pflow_trace.tracefile.schema import (
     TraceSchemaError,
     trace_schema,
     validate_trace_document,
 )
-from pflow_trace.tracing.trace_sink import TraceDocumentBuilder
 
 PFLOW_SAMPLE = (
     Path(__file__).resolve().parents[2] / "shared/fixtures/pflow-0.8-batch-trace-1.2.0.json"
@@ -666,8 +666,8 @@ def test_span_attributes_are_redacted_too(tmp_path: Path) -> None:
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-    from pflow_trace.tracing.export_settings import resolve_export_settings
-    from pflow_trace.tracing.traced_run import TraceOptions, traced_run
+    from pflow_trace.api import TraceOptions, traced_run
+    from pflow_trace.observe.export_settings import resolve_export_settings
 
     exporter = InMemorySpanExporter()
     options = TraceOptions(
@@ -921,7 +921,7 @@ def exploding_encoder(*args: Any, **kwargs: Any) -> Any:
 def test_a_crash_while_writing_keeps_the_previous_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, crash: str
 ) -> None:
-    from pflow_trace.tracing.traced_run import TraceOptions, traced_run
+    from pflow_trace.api import TraceOptions, traced_run
 
     target = tmp_path / "run.trace.json"
     path = write_workflow(tmp_path, mixed_workflow())
@@ -954,7 +954,7 @@ def test_a_crash_while_writing_keeps_the_previous_file(
 
 
 def test_pflow_sample_and_our_trace_are_read_by_the_same_reader(tmp_path: Path) -> None:
-    from pflow_trace.traces.readers import read_trace
+    from pflow_trace.tracefile.readers import read_trace
 
     sample = json.loads(PFLOW_SAMPLE.read_text(encoding="utf-8"))
     _, payload = run_json(write_workflow(tmp_path, mixed_workflow()))

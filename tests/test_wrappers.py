@@ -16,15 +16,15 @@ from pflow_trace.engine import BaseNode
 from pflow_trace.errors import NodeExecutionError, TemplateError
 from pflow_trace.nodes.base import NodeFailure, WorkflowNode, current_attempt
 from pflow_trace.nodes.registry import NodeRegistry
+from pflow_trace.observe import conventions as conv
+from pflow_trace.observe.facts import ItemOutcome, NodeExecution
 from pflow_trace.runtime.batch import BatchConfig, BatchNode, timing_stats
 from pflow_trace.runtime.compiler import build_chain
 from pflow_trace.runtime.context import RunContext, current_execution
-from pflow_trace.runtime.facts import ItemOutcome, NodeExecution
 from pflow_trace.runtime.instrumented import InstrumentedNode
 from pflow_trace.runtime.namespaced import NamespacedNode
 from pflow_trace.runtime.store import NamespacedStore
 from pflow_trace.runtime.template_aware import TemplateAwareNode
-from pflow_trace.tracing import conventions as conv
 
 
 class Probe(BaseNode):

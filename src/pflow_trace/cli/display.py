@@ -14,7 +14,7 @@ from typing import Any, TextIO
 
 import click
 
-from pflow_trace.runtime.facts import ItemOutcome, NodeExecution, RunRecord
+from pflow_trace.observe.facts import ItemOutcome, NodeExecution, RunRecord
 
 MAX_ERRORS_SHOWN = 5
 #: An item error is cut to this many characters on its status line; the trace keeps it whole.

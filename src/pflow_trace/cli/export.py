@@ -10,7 +10,7 @@ import click
 
 from pflow_trace.errors import UsageError
 from pflow_trace.exporters import FILE_FORMATS
-from pflow_trace.tracing.export_settings import PROTOCOLS
+from pflow_trace.observe.export_settings import PROTOCOLS
 
 #: Seconds one OTLP request may take before the replay gives up.
 DEFAULT_TIMEOUT_S = 2.0
@@ -70,7 +70,7 @@ def export(
     execution id, so exporting it twice does not duplicate it).
     """
     from pflow_trace.exporters.replay_model import load_replay_trace
-    from pflow_trace.tracing.export_settings import resolve_export_settings
+    from pflow_trace.observe.export_settings import resolve_export_settings
 
     if (target is None) == (file_format is None):
         raise UsageError(

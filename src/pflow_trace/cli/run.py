@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from pflow_trace.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_WORKFLOW_FAILED
-from pflow_trace.tracing.export_settings import EXPORTERS, PROTOCOLS
+from pflow_trace.observe.export_settings import EXPORTERS, PROTOCOLS
 
 EXIT_BY_STATUS = {
     "success": EXIT_OK,
@@ -82,12 +82,12 @@ def run(
     max_list: int | None,
 ) -> None:
     """Run WORKFLOW with inputs given as NAME=VALUE (JSON when it parses, else text)."""
+    from pflow_trace.api import TraceOptions, traced_run
     from pflow_trace.cli.display import NodeStatusDisplay, silence_stdout
     from pflow_trace.ir.validation import load_and_validate
+    from pflow_trace.observe.export_settings import resolve_export_settings
+    from pflow_trace.observe.sanitize import SnapshotLimits
     from pflow_trace.runtime.inputs import parse_assignments
-    from pflow_trace.tracing.export_settings import resolve_export_settings
-    from pflow_trace.tracing.snapshot import SnapshotLimits
-    from pflow_trace.tracing.traced_run import TraceOptions, traced_run
 
     loaded = load_and_validate(workflow)
     inputs = parse_assignments(assignments)

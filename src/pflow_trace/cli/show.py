@@ -14,10 +14,10 @@ from pathlib import Path
 
 import click
 
-from pflow_trace.traces.locate import ENV_TRACE_DIR, resolve_trace_paths
-from pflow_trace.traces.readers import read_trace
-from pflow_trace.traces.render import render_text
-from pflow_trace.traces.stats import DEFAULT_TOP, build_summary
+from pflow_trace.report.stats import DEFAULT_TOP, build_summary
+from pflow_trace.report.terminal import render_text
+from pflow_trace.tracefile.locate import ENV_TRACE_DIR, resolve_trace_paths
+from pflow_trace.tracefile.readers import read_trace
 
 
 @click.command("show")

@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from pflow_trace.exporters.replay_model import STATUS_NAMES, ReplaySpan, ReplayTrace
-from pflow_trace.tracing import conventions as conv
+from pflow_trace.observe import conventions as conv
 
 PID = 1
 WORKFLOW_TID = 0

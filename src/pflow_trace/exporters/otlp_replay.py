@@ -21,8 +21,8 @@ from opentelemetry.trace.status import Status, StatusCode
 
 from pflow_trace.errors import EXIT_WORKFLOW_FAILED, PflowTraceError
 from pflow_trace.exporters.replay_model import STATUS_ERROR, STATUS_OK, ReplaySpan, ReplayTrace
-from pflow_trace.tracing.export_settings import ExportSettings
-from pflow_trace.tracing.setup import GuardedExporter, make_otlp_exporter
+from pflow_trace.observe.export_settings import ExportSettings
+from pflow_trace.observe.otel import GuardedExporter, make_otlp_exporter
 
 #: Spans per OTLP request: well under common 4 MiB request limits for our span sizes.
 SPANS_PER_REQUEST = 2048

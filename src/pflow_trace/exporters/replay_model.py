@@ -4,7 +4,7 @@ Every exporter (OTLP replay, Jaeger JSON, OTLP/JSON, Chrome) renders this model 
 else, so they cannot disagree about ids, times or parents. Two sources feed it:
 
 * **our trace files** keep the run's spans verbatim in ``otel.spans`` (written by
-  :mod:`pflow_trace.tracing.span_recorder`); they are rebuilt exactly: ids, parents,
+  :mod:`pflow_trace.tracefile.spantable`); they are rebuilt exactly: ids, parents,
   nanosecond timestamps, status, attributes, events, resource and scope;
 * **pflow's traces** (1.2.0 JSON and JSON lines) carry no spans, so a tree is *synthesized*
   from their timings: workflow → node (``instrumented``) → ``batch`` → ``batch.item``, with the
@@ -26,11 +26,11 @@ from typing import Any
 
 from pflow_trace import __version__
 from pflow_trace.errors import TraceReadError
-from pflow_trace.traces.model import ITEM_FAILED, ITEM_SKIPPED, BatchInfo, BatchItem, TraceRun
-from pflow_trace.traces.readers import FORMAT_OURS, read_trace
-from pflow_trace.traces.stats import preview
-from pflow_trace.tracing import conventions as conv
-from pflow_trace.tracing.export_settings import DEFAULT_SERVICE_NAME
+from pflow_trace.observe import conventions as conv
+from pflow_trace.observe.export_settings import DEFAULT_SERVICE_NAME
+from pflow_trace.report.stats import preview
+from pflow_trace.tracefile.model import ITEM_FAILED, ITEM_SKIPPED, BatchInfo, BatchItem, TraceRun
+from pflow_trace.tracefile.readers import FORMAT_OURS, read_trace
 
 STATUS_UNSET = 0
 STATUS_OK = 1

@@ -17,9 +17,13 @@ from typing import Any
 import jsonschema
 
 from pflow_trace.errors import UsageError, WorkflowValidationError
+from pflow_trace.ir.templates import (
+    TemplateSyntaxError,
+    compile_value,
+    is_root_key,
+    iter_references,
+)
 from pflow_trace.nodes.registry import NodeRegistry, default_registry
-from pflow_trace.runtime.store import is_root_key
-from pflow_trace.runtime.templates import TemplateSyntaxError, compile_value, iter_references
 
 
 @lru_cache(maxsize=1)

@@ -23,12 +23,12 @@ from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
 from pflow_trace.errors import TemplateError
+from pflow_trace.ir.templates import Reference, compile_value, resolve_param
 from pflow_trace.nodes.base import NodeFailure, cancel_running_work
+from pflow_trace.observe import conventions as conv
+from pflow_trace.observe.facts import ItemOutcome
 from pflow_trace.runtime.context import current_attempt, current_execution
-from pflow_trace.runtime.facts import ItemOutcome
 from pflow_trace.runtime.layers import LayerWrapper, describe_error
-from pflow_trace.runtime.templates import Reference, compile_value, resolve_param
-from pflow_trace.tracing import conventions as conv
 
 ErrorHandling = Literal["fail_fast", "continue"]
 

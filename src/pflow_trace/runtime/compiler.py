@@ -13,13 +13,13 @@ from typing import Any
 from pflow_trace.engine import BaseNode, Flow
 from pflow_trace.engine.core import DEFAULT_ACTION
 from pflow_trace.errors import UsageError
+from pflow_trace.ir.templates import compile_value, iter_references
 from pflow_trace.nodes.registry import NodeRegistry, default_registry
 from pflow_trace.runtime.batch import BatchConfig, BatchNode
 from pflow_trace.runtime.context import RunContext
 from pflow_trace.runtime.instrumented import InstrumentedNode
 from pflow_trace.runtime.namespaced import NamespacedNode
 from pflow_trace.runtime.template_aware import TemplateAwareNode
-from pflow_trace.runtime.templates import compile_value, iter_references
 
 
 def referenced_names(node: dict[str, Any]) -> frozenset[str]:

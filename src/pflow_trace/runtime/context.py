@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from opentelemetry import trace
 
 from pflow_trace.nodes.base import current_attempt
-from pflow_trace.runtime.facts import NodeExecution, RunObserver
-from pflow_trace.tracing.redaction import NO_REDACTION
-from pflow_trace.tracing.snapshot import Sanitizer
+from pflow_trace.observe.facts import NodeExecution, RunObserver
+from pflow_trace.observe.redaction import NO_REDACTION
+from pflow_trace.observe.sanitize import Sanitizer
 
 #: The execution of the node whose chain is running on this thread (set by Instrumented).
 __all__ = ["RunContext", "current_attempt", "current_execution"]

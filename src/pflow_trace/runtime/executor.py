@@ -18,13 +18,13 @@ from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
 from pflow_trace.errors import NodeExecutionError
+from pflow_trace.ir.templates import UnresolvedTemplate, parse_string, resolve
 from pflow_trace.nodes.registry import NodeRegistry
+from pflow_trace.observe import conventions as conv
+from pflow_trace.observe.facts import RunRecord
 from pflow_trace.runtime.compiler import compile_workflow
 from pflow_trace.runtime.context import RunContext
-from pflow_trace.runtime.facts import RunRecord
 from pflow_trace.runtime.inputs import resolve_inputs
-from pflow_trace.runtime.templates import UnresolvedTemplate, parse_string, resolve
-from pflow_trace.tracing import conventions as conv
 
 
 @dataclass(slots=True)

@@ -11,10 +11,10 @@ import time
 from typing import Any
 
 from pflow_trace.errors import NodeExecutionError
+from pflow_trace.observe import conventions as conv
+from pflow_trace.observe.facts import NodeExecution
 from pflow_trace.runtime.context import current_execution
-from pflow_trace.runtime.facts import NodeExecution
 from pflow_trace.runtime.layers import LayerWrapper, describe_error
-from pflow_trace.tracing import conventions as conv
 
 
 class InstrumentedNode(LayerWrapper):

@@ -18,8 +18,8 @@ from opentelemetry.trace import Span, Status, StatusCode
 from pflow_trace.engine import BaseNode
 from pflow_trace.errors import PflowTraceError
 from pflow_trace.nodes.base import NodeFailure
+from pflow_trace.observe import conventions as conv
 from pflow_trace.runtime.context import RunContext
-from pflow_trace.tracing import conventions as conv
 
 _ERROR = StatusCode.ERROR
 

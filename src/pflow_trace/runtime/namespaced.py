@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from pflow_trace.observe import conventions as conv
 from pflow_trace.runtime.layers import LayerWrapper
 from pflow_trace.runtime.store import NamespacedStore
-from pflow_trace.tracing import conventions as conv
 
 
 class NamespacedNode(LayerWrapper):

@@ -11,10 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator, MutableMapping
 from typing import Any
 
-
-def is_root_key(key: str) -> bool:
-    """``__name__`` keys are shared by the whole run rather than owned by one node."""
-    return len(key) > 4 and key.startswith("__") and key.endswith("__")
+from pflow_trace.ir.templates import is_root_key
 
 
 class NamespacedStore(MutableMapping[str, Any]):

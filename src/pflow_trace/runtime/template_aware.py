@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from pflow_trace.ir.templates import compile_value, has_templates, resolve_param
+from pflow_trace.observe import conventions as conv
 from pflow_trace.runtime.context import current_execution
 from pflow_trace.runtime.layers import LayerWrapper
-from pflow_trace.runtime.templates import compile_value, has_templates, resolve_param
-from pflow_trace.tracing import conventions as conv
 
 
 class TemplateAwareNode(LayerWrapper):

@@ -34,7 +34,7 @@ class TraceSchemaError(PflowTraceError):
 @lru_cache(maxsize=1)
 def trace_schema() -> dict[str, Any]:
     """The schema as a dict (read once from the installed package)."""
-    text = resources.files("pflow_trace.tracing").joinpath(SCHEMA_RESOURCE).read_text("utf-8")
+    text = resources.files("pflow_trace.tracefile").joinpath(SCHEMA_RESOURCE).read_text("utf-8")
     return json.loads(text)
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
-from pflow_trace.tracing import conventions as conv
+from pflow_trace.observe import conventions as conv
 
 #: Attributes that vary per span of the same name; everything else is part of the kind.
 _VARYING = frozenset(

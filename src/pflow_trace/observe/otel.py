@@ -29,8 +29,8 @@ from opentelemetry.trace import Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from pflow_trace import __version__
-from pflow_trace.tracing.conventions import INSTRUMENTATION_NAME
-from pflow_trace.tracing.export_settings import ExportSettings
+from pflow_trace.observe.conventions import INSTRUMENTATION_NAME
+from pflow_trace.observe.export_settings import ExportSettings
 
 _QUIET_LOGGERS = (
     "opentelemetry.exporter.otlp",

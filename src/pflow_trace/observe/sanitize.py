@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from pflow_trace.tracing.redaction import REDACTED, Redactor, is_secret_key
+from pflow_trace.observe.redaction import REDACTED, Redactor, is_secret_key
 
 _JSON_SCALARS = (bool, int, float, type(None))
 

@@ -32,7 +32,7 @@ from operator import attrgetter, itemgetter
 from typing import Any
 
 from pflow_trace.errors import TraceReadError
-from pflow_trace.traces.model import (
+from pflow_trace.tracefile.model import (
     ITEM_FAILED,
     ITEM_SUCCESS,
     BatchInfo,

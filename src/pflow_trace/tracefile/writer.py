@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pflow_trace.errors import UsageError
-from pflow_trace.traces.locate import default_trace_dir
+from pflow_trace.tracefile.locate import default_trace_dir
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 

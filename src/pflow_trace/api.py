@@ -18,17 +18,17 @@ from typing import Any
 from opentelemetry.sdk.trace import SpanProcessor
 
 from pflow_trace.nodes.registry import NodeRegistry
+from pflow_trace.observe.export_settings import ExportSettings, resolve_export_settings
+from pflow_trace.observe.facts import Observers, RunObserver
+from pflow_trace.observe.otel import parent_context_from_env, setup_tracing
+from pflow_trace.observe.redaction import Redactor
+from pflow_trace.observe.sanitize import Sanitizer, SnapshotLimits
 from pflow_trace.runtime.context import RunContext
 from pflow_trace.runtime.executor import RunResult, run_workflow, workflow_name
-from pflow_trace.runtime.facts import Observers, RunObserver
 from pflow_trace.runtime.inputs import resolve_inputs, sensitive_values
-from pflow_trace.tracing.export_settings import ExportSettings, resolve_export_settings
-from pflow_trace.tracing.redaction import Redactor
-from pflow_trace.tracing.setup import parent_context_from_env, setup_tracing
-from pflow_trace.tracing.snapshot import Sanitizer, SnapshotLimits
-from pflow_trace.tracing.span_recorder import SpanRecorder
-from pflow_trace.tracing.trace_file import ensure_writable_dir, resolve_trace_path, write_trace
-from pflow_trace.tracing.trace_sink import TraceDocumentBuilder, hex_trace_id
+from pflow_trace.tracefile.builder import TraceDocumentBuilder, hex_trace_id
+from pflow_trace.tracefile.spantable import SpanRecorder
+from pflow_trace.tracefile.writer import ensure_writable_dir, resolve_trace_path, write_trace
 
 
 @dataclass

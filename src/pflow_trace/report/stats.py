@@ -7,7 +7,7 @@ and is ``x[floor(h)] + (h - floor(h)) * (x[floor(h) + 1] - x[floor(h)])``. It ne
 value outside the data, and p0 / p100 are the minimum / maximum. With one value every
 percentile is that value; with none it is ``None``.
 
-Nothing here knows a file format: it reads :mod:`pflow_trace.traces.model` only.
+Nothing here knows a file format: it reads :mod:`pflow_trace.tracefile.model` only.
 """
 
 from __future__ import annotations
@@ -21,15 +21,7 @@ from itertools import compress, repeat
 from operator import attrgetter, eq
 from typing import Any
 
-from pflow_trace.traces.model import (
-    ITEM_FAILED,
-    ITEM_SKIPPED,
-    ITEM_SUCCESS,
-    BatchInfo,
-    BatchItem,
-    TraceRun,
-)
-from pflow_trace.traces.summary import (
+from pflow_trace.report.summary import (
     Aggregate,
     BatchAggregate,
     BatchSummary,
@@ -41,6 +33,14 @@ from pflow_trace.traces.summary import (
     ShowSummary,
     SlowItem,
     WorkflowAggregate,
+)
+from pflow_trace.tracefile.model import (
+    ITEM_FAILED,
+    ITEM_SKIPPED,
+    ITEM_SUCCESS,
+    BatchInfo,
+    BatchItem,
+    TraceRun,
 )
 
 DEFAULT_TOP = 5

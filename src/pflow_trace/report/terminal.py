@@ -1,4 +1,4 @@
-"""Render a :class:`~pflow_trace.traces.summary.ShowSummary` for people.
+"""Render a :class:`~pflow_trace.report.summary.ShowSummary` for people.
 
 The summary is first laid out as a short list of blocks (headings, key/value fields, tables,
 notes) by one function, ``layout``; two small back ends then draw those blocks: ``rich``
@@ -16,7 +16,7 @@ import io
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from pflow_trace.traces.summary import (
+from pflow_trace.report.summary import (
     BatchSummary,
     NodeSummary,
     RunSummary,

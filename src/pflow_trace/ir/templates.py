@@ -24,6 +24,11 @@ _PATH_PART = re.compile(r"([A-Za-z_][A-Za-z0-9_-]*)|\[(\d+)\]")
 PathPart = str | int
 
 
+def is_root_key(key: str) -> bool:
+    """``__name__`` keys are shared by the whole run rather than owned by one node."""
+    return len(key) > 4 and key.startswith("__") and key.endswith("__")
+
+
 @dataclass(frozen=True, slots=True)
 class Reference:
     """One ``${...}``: its source text and its parsed path (names and list indexes)."""

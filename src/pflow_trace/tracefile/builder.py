@@ -1,9 +1,9 @@
 """The trace-file view of a run: pflow trace format 1.2.0 plus our documented extensions.
 
-An observer of the run's facts (:mod:`pflow_trace.runtime.facts`). It snapshots the store
+An observer of the run's facts (:mod:`pflow_trace.observe.facts`). It snapshots the store
 before and after each node, turns batch item outcomes into ``batch_items`` records and, when the
 run ends, hands the finished document to the writer. Everything passes through the run's
-:class:`~pflow_trace.tracing.snapshot.Sanitizer`, so secrets and huge values never reach the file.
+:class:`~pflow_trace.observe.sanitize.Sanitizer`, so secrets and huge values never reach the file.
 
 Snapshots stay linear in the run's size: each value is sanitized once (cached by identity), and
 an event shows only the namespaces that matter to its node (its own and the ones its templates
@@ -19,10 +19,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pflow_trace import __version__
-from pflow_trace.runtime.facts import ItemOutcome, NodeExecution, RunRecord
-from pflow_trace.tracing.redaction import REDACTED, is_secret_key
-from pflow_trace.tracing.snapshot import Sanitizer
-from pflow_trace.tracing.span_recorder import SpanRecorder
+from pflow_trace.observe.facts import ItemOutcome, NodeExecution, RunRecord
+from pflow_trace.observe.redaction import REDACTED, is_secret_key
+from pflow_trace.observe.sanitize import Sanitizer
+from pflow_trace.tracefile.spantable import SpanRecorder
 
 FORMAT_VERSION = "1.2.0"
 GENERATOR = f"pflow-trace {__version__}"
@@ -51,7 +51,7 @@ class _Snapshot:
 
 
 class TraceDocumentBuilder:
-    """A :class:`~pflow_trace.runtime.facts.RunObserver` that builds the trace document."""
+    """A :class:`~pflow_trace.observe.facts.RunObserver` that builds the trace document."""
 
     def __init__(
         self,
