@@ -57,7 +57,8 @@ def max_in_flight(items: list[dict[str, Any]]) -> int:
 
 
 def measure(items: int, max_concurrent: int, delay_ms: int, directory: Path) -> dict[str, Any]:
-    from pflow_trace.api import TraceOptions, traced_run
+    from pflow_trace import api
+    from pflow_trace.api import TraceOptions
     from pflow_trace.ir.validation import validate_workflow
     from pflow_trace.observe.export_settings import resolve_export_settings
 
@@ -68,7 +69,7 @@ def measure(items: int, max_concurrent: int, delay_ms: int, directory: Path) -> 
     )
     best: dict[str, Any] | None = None
     for _ in range(3):
-        outcome = traced_run(wf, {}, options)
+        outcome = api.run(wf, {}, options)
         assert outcome.document is not None
         node = outcome.document["nodes"][0]
         wall_ms = node["duration_ms"]

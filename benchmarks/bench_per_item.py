@@ -82,7 +82,8 @@ def bare_sdk(count: int) -> None:
 
 
 def run(quick: bool = False) -> dict[str, Any]:
-    from pflow_trace.api import TraceOptions, traced_run
+    from pflow_trace import api
+    from pflow_trace.api import TraceOptions
     from pflow_trace.ir.validation import validate_workflow
     from pflow_trace.observe.export_settings import resolve_export_settings
     from pflow_trace.runtime.executor import run_workflow
@@ -100,7 +101,7 @@ def run(quick: bool = False) -> dict[str, Any]:
             {
                 "plain_loop": lambda: plain_loop(count),
                 "runtime_untraced": lambda: run_workflow(wf, {}),
-                "runtime_traced": lambda: traced_run(wf, {}, options),
+                "runtime_traced": lambda: api.run(wf, {}, options),
                 "bare_sdk_spans": lambda: bare_sdk(count),
             },
         )

@@ -53,7 +53,8 @@ def workflow(node_count: int) -> dict[str, Any]:
 
 
 def measure(node_count: int, repeats: int) -> dict[str, Any]:
-    from pflow_trace.api import TraceOptions, traced_run
+    from pflow_trace import api
+    from pflow_trace.api import TraceOptions
     from pflow_trace.ir.validation import validate_workflow
     from pflow_trace.observe.export_settings import resolve_export_settings
     from pflow_trace.runtime.executor import run_workflow
@@ -72,7 +73,7 @@ def measure(node_count: int, repeats: int) -> dict[str, Any]:
             assert result.status == "success", result.error
 
         def traced() -> None:
-            outcome = traced_run(wf, {}, options)
+            outcome = api.run(wf, {}, options)
             assert outcome.result.status == "success", outcome.result.error
 
         seconds = {"untraced": best_of(repeats, untraced), "traced": best_of(repeats, traced)}

@@ -52,7 +52,8 @@ def heavy_imports(arguments: list[str]) -> list[str]:
 
 
 def small_trace(directory: Path) -> Path:
-    from pflow_trace.api import TraceOptions, traced_run
+    from pflow_trace import api
+    from pflow_trace.api import TraceOptions
     from pflow_trace.observe.export_settings import resolve_export_settings
 
     workflow = {
@@ -69,7 +70,7 @@ def small_trace(directory: Path) -> Path:
         ],
     }
     path = directory / "small.json"
-    traced_run(
+    api.run(
         workflow,
         {},
         TraceOptions(export=resolve_export_settings("none", env={}), trace_file=str(path)),

@@ -37,11 +37,11 @@ def workflow(count: int) -> dict[str, Any]:
 
 
 def run(quick: bool = False) -> dict[str, Any]:
-    from pflow_trace.api import TraceOptions, traced_run
+    from pflow_trace import api
+    from pflow_trace.api import TraceOptions
     from pflow_trace.ir.validation import validate_workflow
     from pflow_trace.observe.export_settings import resolve_export_settings
     from pflow_trace.runtime.executor import run_workflow
-    from pflow_trace.tracefile import writer as trace_file
 
     count = 5_000 if quick else 100_000
     wf = validate_workflow(workflow(count))
@@ -49,24 +49,8 @@ def run(quick: bool = False) -> dict[str, Any]:
         path = Path(directory) / "large.json"
         options = TraceOptions(export=resolve_export_settings("none", env={}), trace_file=str(path))
 
-        write_seconds: list[float] = []
-        original_write = trace_file.write_trace
-
-        def timed_write(target: Path, document: dict[str, Any]) -> Path:
-            started = time.perf_counter()
-            try:
-                return original_write(target, document)
-            finally:
-                write_seconds.append(time.perf_counter() - started)
-
         started = time.perf_counter()
-        from pflow_trace import api as traced_module
-
-        traced_module.write_trace = timed_write  # type: ignore[assignment]
-        try:
-            outcome = traced_run(wf, {}, options)
-        finally:
-            traced_module.write_trace = original_write  # type: ignore[assignment]
+        outcome = api.run(wf, {}, options)
         traced_seconds = time.perf_counter() - started
         file_bytes = path.stat().st_size
         document = outcome.document
@@ -78,7 +62,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         run_workflow(wf, {})
         untraced_seconds = time.perf_counter() - started
 
-        traced_peak = peak_memory_bytes(lambda: traced_run(wf, {}, options))
+        traced_peak = peak_memory_bytes(lambda: api.run(wf, {}, options))
         untraced_peak = peak_memory_bytes(lambda: run_workflow(wf, {}))
     return {
         "benchmark": "trace_file",
@@ -87,8 +71,8 @@ def run(quick: bool = False) -> dict[str, Any]:
         "bytes_per_item_excluding_results": round(without_results / count, 1),
         "run_seconds_traced": round(traced_seconds, 3),
         "run_seconds_untraced": round(untraced_seconds, 3),
-        "write_seconds": round(write_seconds[0], 3),
-        "write_share_of_run": ratio(write_seconds[0], traced_seconds),
+        "write_seconds": round(outcome.trace_write_seconds, 3),
+        "write_share_of_run": ratio(outcome.trace_write_seconds, traced_seconds),
         "peak_memory_mb": {
             "traced": round(traced_peak / 2**20, 1),
             "untraced": round(untraced_peak / 2**20, 1),

@@ -2,16 +2,16 @@
 
 Each test gets its own ``PFLOW_TRACE_DIR`` (so subprocesses inherit it too). When the test
 ends, every trace file our runtime wrote during it is validated against the schema that ships
-in the package (``pflow_trace/tracing/schemas/trace.schema.json``); a departure fails the test
-at teardown, naming the file and the JSON path of each problem. A trace is found three ways:
+in the package (``pflow_trace/tracefile/schemas/trace.schema.json``); a departure fails the test
+at teardown, naming the file and the JSON path of each problem. A trace is found two ways:
 
-* it was written in this process (``write_trace`` is wrapped to record its path);
-* it lies in the test's trace directory (runs in a subprocess without ``--trace-file``);
+* it lies in the test's trace directory (every run without ``--trace-file``, in this process
+  or a subprocess, writes there): these must be ours and valid;
 * it lies in the test's ``tmp_path`` and looks like ours: named ``workflow-trace-*.json`` or
   ``*.trace.json``, or starting with our ``generator`` (``--trace-file`` in a subprocess).
 
-Files that are not JSON, or are JSON without a ``generator`` starting with "pflow-trace"
-(pflow's own traces, fixtures, workflows), are skipped unless this process wrote them. A test
+Elsewhere, files that are not JSON, or are JSON without a ``generator`` starting with
+"pflow-trace" (pflow's own traces, fixtures, workflows), are skipped. A test
 that deliberately writes a broken trace of ours opts out with ``@pytest.mark.no_trace_validation``.
 Tests that write traces somewhere else can validate them with the ``validate_trace`` fixture.
 
@@ -30,7 +30,6 @@ from typing import Any
 
 import pytest
 
-from pflow_trace import api as traced_run_module
 from pflow_trace.tracefile.schema import TraceSchemaError, validate_trace_document
 
 OUR_GENERATOR = "pflow-trace"
@@ -137,23 +136,13 @@ def _checked_trace_dir(
     """This test's ``PFLOW_TRACE_DIR``; every trace written during the test is validated after."""
     directory = tmp_path_factory.mktemp("traces", numbered=True)
     monkeypatch.setenv("PFLOW_TRACE_DIR", str(directory))
-    written: list[Path] = []
-    real_write_trace = traced_run_module.write_trace
-
-    def recording_write_trace(path: Path, document: dict[str, Any]) -> Path:
-        result = real_write_trace(path, document)
-        written.append(Path(result))
-        return result
-
-    monkeypatch.setattr(traced_run_module, "write_trace", recording_write_trace)
     yield directory
     if request.node.get_closest_marker("no_trace_validation") is not None:
         return
     tmp_path = getattr(request.node, "funcargs", {}).get("tmp_path")
     seen: set[Path] = set()
     problems: list[str] = []
-    found = [(path, True) for path in written]
-    found += [(path, False) for path in _candidates(directory, tmp_path)]
+    found = [(path, path.is_relative_to(directory)) for path in _candidates(directory, tmp_path)]
     for path, by_runtime in found:
         key = Path(os.path.abspath(path))
         if key in seen or not path.exists():

@@ -21,7 +21,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
-from pflow_trace.api import TraceOptions, traced_run
+from pflow_trace import api
+from pflow_trace.api import TraceOptions
 from pflow_trace.cli.run import EXIT_BY_STATUS
 from pflow_trace.observe import conventions as conv
 from pflow_trace.observe.export_settings import (
@@ -350,7 +351,7 @@ def _matches(span: ReadableSpan, tags: dict[str, str]) -> bool:
 def _run_spans(workflow: dict[str, Any]) -> list[ReadableSpan]:
     exporter = InMemorySpanExporter()
     options = TraceOptions(write_trace_file=False, extra_processors=[SimpleSpanProcessor(exporter)])
-    traced_run(workflow, options=options)
+    api.run(workflow, options=options)
     return list(exporter.get_finished_spans())
 
 

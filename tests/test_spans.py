@@ -18,7 +18,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
-from pflow_trace.api import TracedRun, TraceOptions, traced_run
+from pflow_trace import api
+from pflow_trace.api import TracedRun, TraceOptions
 from pflow_trace.ir.validation import validate_workflow
 from pflow_trace.observe import conventions as conv
 from pflow_trace.observe.export_settings import resolve_export_settings
@@ -50,7 +51,7 @@ def run_traced(
         join_env_trace_context=False,  # a TRACEPARENT in the test environment must not leak in
         extra_processors=[SimpleSpanProcessor(exporter)],
     )
-    outcome = traced_run(document, inputs or {}, options)
+    outcome = api.run(document, inputs or {}, options)
     return outcome, list(exporter.get_finished_spans())
 
 

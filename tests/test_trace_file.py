@@ -666,7 +666,8 @@ def test_span_attributes_are_redacted_too(tmp_path: Path) -> None:
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-    from pflow_trace.api import TraceOptions, traced_run
+    from pflow_trace import api
+    from pflow_trace.api import TraceOptions
     from pflow_trace.observe.export_settings import resolve_export_settings
 
     exporter = InMemorySpanExporter()
@@ -676,7 +677,7 @@ def test_span_attributes_are_redacted_too(tmp_path: Path) -> None:
         extra_processors=[SimpleSpanProcessor(exporter)],
     )
     inputs = {"api_secret": SENSITIVE, "pin": SENSITIVE_PIN, "user": "grace"}
-    outcome = traced_run(secrets_workflow(), inputs, options)
+    outcome = api.run(secrets_workflow(), inputs, options)
     assert outcome.result.status == "failed"
     spans = exporter.get_finished_spans()
     assert len(spans) > 10
@@ -921,7 +922,8 @@ def exploding_encoder(*args: Any, **kwargs: Any) -> Any:
 def test_a_crash_while_writing_keeps_the_previous_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, crash: str
 ) -> None:
-    from pflow_trace.api import TraceOptions, traced_run
+    from pflow_trace import api
+    from pflow_trace.api import TraceOptions
 
     target = tmp_path / "run.trace.json"
     path = write_workflow(tmp_path, mixed_workflow())
@@ -944,7 +946,7 @@ def test_a_crash_while_writing_keeps_the_previous_file(
         assert sorted(file.name for file in tmp_path.iterdir()) == expected_files
 
         with pytest.raises(OSError, match="No space left"):
-            traced_run(mixed_workflow(), {}, TraceOptions(trace_file=str(target)))
+            api.run(mixed_workflow(), {}, TraceOptions(trace_file=str(target)))
         assert target.read_bytes() == before
         assert sorted(file.name for file in tmp_path.iterdir()) == expected_files
     load_trace(target)

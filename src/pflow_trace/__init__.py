@@ -1,7 +1,54 @@
 """pflow-trace: an observability-first workflow runtime.
 
-The public entry points are :func:`pflow_trace.runtime.executor.run_workflow` for running a
-workflow as a library and the ``pflow-trace`` command line.
+The public API lives in :mod:`pflow_trace.api` and is re-exported here: ``load_workflow``,
+``validate_workflow``, ``run`` (with :class:`TraceOptions`, returning a :class:`TracedRun`),
+``read_trace`` and ``summarize``. Names are resolved on first use, so ``import pflow_trace``
+(and ``pflow-trace --version``) stays cheap and modules below the API can read
+``__version__`` without importing the whole package.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
+
+__all__ = [
+    "ExportSettings",
+    "RunObserver",
+    "ShowSummary",
+    "SnapshotLimits",
+    "TraceOptions",
+    "TraceRun",
+    "TracedRun",
+    "__version__",
+    "load_workflow",
+    "read_trace",
+    "run",
+    "summarize",
+    "validate_workflow",
+]
+
+if TYPE_CHECKING:
+    from pflow_trace.api import (
+        ExportSettings,
+        RunObserver,
+        ShowSummary,
+        SnapshotLimits,
+        TracedRun,
+        TraceOptions,
+        TraceRun,
+        load_workflow,
+        read_trace,
+        run,
+        summarize,
+        validate_workflow,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from pflow_trace import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'pflow_trace' has no attribute {name!r}")

@@ -1,13 +1,24 @@
-"""A run with everything on: spans to the chosen exporter, a trace file, redaction.
+"""The public Python API: load and validate a workflow, run it traced, read and summarise traces.
 
-This is what ``pflow-trace run`` calls, and what a library user calls to get the same
-behaviour. It wires one :class:`~pflow_trace.runtime.context.RunContext` (tracer, observers,
-sanitizer), runs the workflow, writes the trace file (for failed and interrupted runs too),
-flushes the spans, and reports the single export warning if the backend was unreachable.
+This is what ``pflow-trace run`` and ``validate`` call, so a library user gets exactly the
+command line's behaviour: spans to the chosen exporter, a trace file (for failed and interrupted
+runs too), redaction, and the single export warning when the backend was unreachable. Everything
+here is re-exported from :mod:`pflow_trace`::
+
+    import pflow_trace
+
+    workflow = pflow_trace.load_workflow("examples/pipeline.json")
+    outcome = pflow_trace.run(workflow, {"count": 3}, pflow_trace.TraceOptions(trace_dir="traces"))
+    print(outcome.status, outcome.outputs, outcome.trace_path)
+    summary = pflow_trace.summarize([pflow_trace.read_trace(outcome.trace_path)])
+    print(summary.to_json())
+
+See ``docs/python-api.md`` for every name and option.
 """
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Sequence
@@ -17,18 +28,42 @@ from typing import Any
 
 from opentelemetry.sdk.trace import SpanProcessor
 
+from pflow_trace.ir.validation import load_and_validate
+from pflow_trace.ir.validation import validate_workflow as _validate
 from pflow_trace.nodes.registry import NodeRegistry
 from pflow_trace.observe.export_settings import ExportSettings, resolve_export_settings
 from pflow_trace.observe.facts import Observers, RunObserver
 from pflow_trace.observe.otel import parent_context_from_env, setup_tracing
 from pflow_trace.observe.redaction import Redactor
 from pflow_trace.observe.sanitize import Sanitizer, SnapshotLimits
+from pflow_trace.report.stats import DEFAULT_TOP, build_summary
+from pflow_trace.report.summary import ShowSummary
 from pflow_trace.runtime.context import RunContext
 from pflow_trace.runtime.executor import RunResult, run_workflow, workflow_name
 from pflow_trace.runtime.inputs import resolve_inputs, sensitive_values
-from pflow_trace.tracefile.builder import TraceDocumentBuilder, hex_trace_id
+from pflow_trace.text import hex_trace_id
+from pflow_trace.tracefile.builder import TraceDocumentBuilder
+from pflow_trace.tracefile.model import TraceRun
+from pflow_trace.tracefile.readers import read_trace as _read_trace
 from pflow_trace.tracefile.spantable import SpanRecorder
 from pflow_trace.tracefile.writer import ensure_writable_dir, resolve_trace_path, write_trace
+
+__all__ = [
+    "ExportSettings",
+    "RunObserver",
+    "ShowSummary",
+    "SnapshotLimits",
+    "TraceOptions",
+    "TraceRun",
+    "TracedRun",
+    "load_workflow",
+    "read_trace",
+    "run",
+    "summarize",
+    "validate_workflow",
+]
+
+PathLike = str | os.PathLike[str]
 
 
 @dataclass
@@ -47,34 +82,80 @@ class TraceOptions:
 
 @dataclass
 class TracedRun:
+    """A finished run (also a failed or interrupted one) and where its trace went."""
+
     result: RunResult
     trace_path: Path | None
     trace_id: str | None
     export_warning: str | None
+    #: The trace document as written (already redacted); None when the run never started.
     document: dict[str, Any] | None
     sanitizer: Sanitizer
+    #: How long writing the trace file took; 0.0 when none was written.
+    trace_write_seconds: float = 0.0
+
+    @property
+    def status(self) -> str:
+        return self.result.status
+
+    @property
+    def outputs(self) -> dict[str, Any]:
+        """The workflow's declared outputs, redacted like every other output."""
+        redacted: dict[str, Any] = self.sanitizer.redactor.value(self.result.outputs)
+        return redacted
 
 
-def traced_run(
-    workflow: dict[str, Any],
+def load_workflow(path: PathLike, registry: NodeRegistry | None = None) -> dict[str, Any]:
+    """Read and validate a workflow file; raises ``UsageError`` / ``WorkflowValidationError``."""
+    return load_and_validate(path, registry)
+
+
+def validate_workflow(
+    workflow: Any, source: str = "workflow", registry: NodeRegistry | None = None
+) -> dict[str, Any]:
+    """Validate a parsed workflow; raises ``WorkflowValidationError`` listing every problem."""
+    return _validate(workflow, source, registry)
+
+
+def read_trace(path: PathLike) -> TraceRun:
+    """Read one trace file (ours, pflow's JSON or pflow's JSON lines) into the one model."""
+    return _read_trace(path)
+
+
+def summarize(traces: Sequence[TraceRun | PathLike], top: int = DEFAULT_TOP) -> ShowSummary:
+    """The ``show`` summary of one or more runs; paths are read first."""
+    runs = [trace if isinstance(trace, TraceRun) else _read_trace(trace) for trace in traces]
+    return build_summary(runs, top=top)
+
+
+def _trace_path(options: TraceOptions, workflow: dict[str, Any], execution_id: str) -> Path | None:
+    if not options.write_trace_file:
+        return None
+    path = resolve_trace_path(
+        options.trace_file, options.trace_dir, workflow_name(workflow), time.time_ns(), execution_id
+    )
+    ensure_writable_dir(path)
+    return path
+
+
+def run(
+    workflow: dict[str, Any] | PathLike,
     inputs: dict[str, Any] | None = None,
     options: TraceOptions | None = None,
     registry: NodeRegistry | None = None,
 ) -> TracedRun:
+    """Run a workflow (a validated dict, or a path to load) with tracing on; never exits.
+
+    Inputs are validated before anything runs (``UsageError``); after that every ending —
+    success, a failed node, Ctrl-C — returns a :class:`TracedRun` with its trace written.
+    """
+    if not isinstance(workflow, dict):
+        workflow = load_workflow(workflow, registry)
     options = options or TraceOptions()
     values = resolve_inputs(workflow, inputs or {})
     sanitizer = Sanitizer(Redactor(sensitive_values(workflow, values)), options.limits)
     execution_id = str(uuid.uuid4())
-    trace_path: Path | None = None
-    if options.write_trace_file:
-        trace_path = resolve_trace_path(
-            options.trace_file,
-            options.trace_dir,
-            workflow_name(workflow),
-            time.time_ns(),
-            execution_id,
-        )
-        ensure_writable_dir(trace_path)
+    trace_path = _trace_path(options, workflow, execution_id)
     recorder = SpanRecorder() if options.write_trace_file else None
     builder = TraceDocumentBuilder(
         sanitizer,
@@ -84,26 +165,25 @@ def traced_run(
     )
     processors = [*options.extra_processors, *([recorder] if recorder is not None else [])]
     tracing = setup_tracing(options.export, processors)
-    observers: list[RunObserver] = [builder, *options.observers]
-    run = RunContext(tracer=tracing.tracer, observer=Observers(observers), sanitizer=sanitizer)
+    observer = Observers([builder, *options.observers])
+    context = RunContext(tracer=tracing.tracer, observer=observer, sanitizer=sanitizer)
     parent = parent_context_from_env() if options.join_env_trace_context else None
+    write_seconds = 0.0
     try:
         result = run_workflow(
             workflow,
             registry=registry,
-            run=run,
+            run=context,
             parent_context=parent,
             execution_id=execution_id,
             resolved_inputs=values,
         )
     finally:
-        document = (
-            builder.document
-            if builder.document is not None
-            else (builder.build() if builder.run is not None else None)
-        )
+        document = builder.finished_document()
         if trace_path is not None and document is not None:
+            started = time.perf_counter()
             write_trace(trace_path, document)
+            write_seconds = time.perf_counter() - started
         warning = tracing.shutdown()
     if warning is not None and trace_path is not None:
         warning = f"{warning}; the run's trace is in {trace_path}"
@@ -114,4 +194,5 @@ def traced_run(
         export_warning=warning,
         document=document,
         sanitizer=sanitizer,
+        trace_write_seconds=write_seconds,
     )

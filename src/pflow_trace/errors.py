@@ -3,6 +3,16 @@
 Each error carries the one-line message the CLI prints and the exit code it exits with, so the
 command line catches :class:`PflowTraceError` once at the top and never shows a traceback for a
 user mistake. Anything else that escapes is a bug and keeps its traceback.
+
+The tree (exit code in brackets)::
+
+    PflowTraceError [2]
+    ├── UsageError [2]               a bad argument, a missing file, an input that does not parse
+    ├── WorkflowValidationError [2]  every problem of a workflow file, each with its JSON path
+    ├── TraceReadError [2]           a trace file that cannot be read
+    │   └── TraceSchemaError [2]     a trace document that breaks the trace-file schema
+    ├── NodeExecutionError [1]       a node failed while the workflow ran
+    └── TemplateError [1]            a template could not be resolved at run time
 """
 
 from __future__ import annotations
@@ -40,6 +50,16 @@ class WorkflowValidationError(PflowTraceError):
 
 class TraceReadError(PflowTraceError):
     """A trace file that is missing, not JSON, truncated or of an unknown format."""
+
+
+class TraceSchemaError(TraceReadError):
+    """A trace document that does not match the schema; ``problems`` lists each by JSON path."""
+
+    def __init__(self, problems: list[str], source: str = "trace") -> None:
+        self.problems = problems
+        count = len(problems)
+        noun = "problem" if count == 1 else "problems"
+        super().__init__(f"{source}: {count} schema {noun}:\n  " + "\n  ".join(problems))
 
 
 class NodeExecutionError(PflowTraceError):

@@ -82,14 +82,14 @@ def run(
     max_list: int | None,
 ) -> None:
     """Run WORKFLOW with inputs given as NAME=VALUE (JSON when it parses, else text)."""
-    from pflow_trace.api import TraceOptions, traced_run
+    from pflow_trace import api
+    from pflow_trace.api import TraceOptions
     from pflow_trace.cli.display import NodeStatusDisplay, silence_stdout
-    from pflow_trace.ir.validation import load_and_validate
     from pflow_trace.observe.export_settings import resolve_export_settings
     from pflow_trace.observe.sanitize import SnapshotLimits
     from pflow_trace.runtime.inputs import parse_assignments
 
-    loaded = load_and_validate(workflow)
+    loaded = api.load_workflow(workflow)
     inputs = parse_assignments(assignments)
     settings = resolve_export_settings(exporter, otlp_endpoint, otlp_protocol, service_name)
     text_mode = output_format == "text"
@@ -105,7 +105,7 @@ def run(
         limits=SnapshotLimits.from_env(max_string_chars=max_string, max_list_items=max_list),
         observers=[display] if display is not None else [],
     )
-    outcome = traced_run(loaded, inputs, options)
+    outcome = api.run(loaded, inputs, options)
     try:
         print_outcome(outcome, settings.exporter, text_mode)
     except BrokenPipeError:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import click
 
 from pflow_trace.errors import EXIT_USAGE, WorkflowValidationError
-from pflow_trace.ir.validation import load_and_validate
 
 
 @click.command("validate")
@@ -13,7 +12,9 @@ from pflow_trace.ir.validation import load_and_validate
 def validate(workflow: str) -> None:
     """Check WORKFLOW against the schema and the semantic rules; exit 2 on any problem."""
     try:
-        loaded = load_and_validate(workflow)
+        from pflow_trace.api import load_workflow
+
+        loaded = load_workflow(workflow)
     except WorkflowValidationError as exc:
         noun = "problem" if len(exc.problems) == 1 else "problems"
         click.echo(f"{workflow}: {len(exc.problems)} {noun}", err=True)

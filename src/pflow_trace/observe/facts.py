@@ -7,9 +7,10 @@ start and end them with the very timestamps stored here. Nothing else keeps its 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 ItemStatus = Literal["success", "failed"]
 RunStatus = Literal["running", "success", "degraded", "failed", "interrupted"]
@@ -79,21 +80,76 @@ class NodeExecution:
         return (self.end_ns - self.start_ns) / 1e6
 
 
-class RunObserver(Protocol):
-    """Receives the run's facts as they happen. Every method must be cheap and thread-safe."""
+class RunObserver:
+    """Receives the run's facts as they happen; every method is a no-op until overridden.
 
-    def run_started(self, run: RunRecord) -> None: ...
+    Subclass it and override only what you need. Every method must be cheap and thread-safe:
+    ``item_finished`` is called from the batch lanes while they run.
+    """
 
-    def run_finished(self, run: RunRecord, shared: Mapping[str, Any]) -> None: ...
+    __slots__ = ()
 
-    def node_started(self, execution: NodeExecution, shared: Mapping[str, Any]) -> None: ...
+    def run_started(self, run: RunRecord) -> None:
+        """The root span has started; ``run`` has its ids and start time."""
 
-    def node_finished(self, execution: NodeExecution, shared: Mapping[str, Any]) -> None: ...
+    def run_finished(self, run: RunRecord, shared: Mapping[str, Any]) -> None:
+        """The run ended (also when it failed or was interrupted)."""
 
-    def item_finished(self, node_id: str, outcome: ItemOutcome, total: int) -> None: ...
+    def node_started(self, execution: NodeExecution, shared: Mapping[str, Any]) -> None:
+        """A node's chain is about to run; ``shared`` is the store before it."""
+
+    def node_finished(self, execution: NodeExecution, shared: Mapping[str, Any]) -> None:
+        """A node's chain has returned or raised; ``shared`` is the store after it."""
+
+    def item_finished(self, node_id: str, outcome: ItemOutcome, total: int) -> None:
+        """One batch item of ``total`` ended (success or failure, after its retries)."""
 
 
-class Observers:
+FactKind = Literal["run_started", "run_finished", "node_started", "node_finished", "item_finished"]
+
+
+class InMemoryObserver(RunObserver):
+    """Keeps every fact in arrival order: the test seam for anything that reads the stream.
+
+    ``facts`` holds ``(kind, fact)`` pairs, where ``fact`` is the :class:`RunRecord`,
+    :class:`NodeExecution` or ``(node_id, ItemOutcome, total)`` the runtime emitted. The store
+    passed alongside is not kept (it is the live store and changes after the call).
+    """
+
+    def __init__(self) -> None:
+        self.facts: list[tuple[FactKind, Any]] = []
+        self._lock = threading.Lock()
+
+    def _keep(self, kind: FactKind, fact: Any) -> None:
+        with self._lock:
+            self.facts.append((kind, fact))
+
+    def run_started(self, run: RunRecord) -> None:
+        self._keep("run_started", run)
+
+    def run_finished(self, run: RunRecord, shared: Mapping[str, Any]) -> None:
+        self._keep("run_finished", run)
+
+    def node_started(self, execution: NodeExecution, shared: Mapping[str, Any]) -> None:
+        self._keep("node_started", execution)
+
+    def node_finished(self, execution: NodeExecution, shared: Mapping[str, Any]) -> None:
+        self._keep("node_finished", execution)
+
+    def item_finished(self, node_id: str, outcome: ItemOutcome, total: int) -> None:
+        self._keep("item_finished", (node_id, outcome, total))
+
+    def of_kind(self, kind: FactKind) -> list[Any]:
+        """The facts of one kind, in the order they arrived."""
+        return [fact for fact_kind, fact in self.facts if fact_kind == kind]
+
+    @property
+    def executions(self) -> list[NodeExecution]:
+        """Every finished node execution, in finishing order."""
+        return self.of_kind("node_finished")
+
+
+class Observers(RunObserver):
     """Fans one stream out to several observers (the trace sink, the terminal display)."""
 
     __slots__ = ("observers",)

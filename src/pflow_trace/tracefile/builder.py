@@ -19,9 +19,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pflow_trace import __version__
-from pflow_trace.observe.facts import ItemOutcome, NodeExecution, RunRecord
+from pflow_trace.observe.facts import ItemOutcome, NodeExecution, RunObserver, RunRecord
 from pflow_trace.observe.redaction import REDACTED, is_secret_key
 from pflow_trace.observe.sanitize import Sanitizer
+from pflow_trace.text import hex_span_id, hex_trace_id
 from pflow_trace.tracefile.spantable import SpanRecorder
 
 FORMAT_VERSION = "1.2.0"
@@ -30,14 +31,6 @@ GENERATOR = f"pflow-trace {__version__}"
 
 def iso_time(time_ns: int) -> str:
     return datetime.fromtimestamp(time_ns / 1e9, tz=UTC).isoformat()
-
-
-def hex_span_id(span_id: int) -> str | None:
-    return format(span_id, "016x") if span_id else None
-
-
-def hex_trace_id(trace_id: int) -> str | None:
-    return format(trace_id, "032x") if trace_id else None
 
 
 class _Snapshot:
@@ -50,7 +43,7 @@ class _Snapshot:
         self.view = view
 
 
-class TraceDocumentBuilder:
+class TraceDocumentBuilder(RunObserver):
     """A :class:`~pflow_trace.observe.facts.RunObserver` that builds the trace document."""
 
     def __init__(
@@ -184,6 +177,12 @@ class TraceDocumentBuilder:
         self.document = self.build()
 
     # -- the document --------------------------------------------------------------------------
+
+    def finished_document(self) -> dict[str, Any] | None:
+        """The document to write when the run ends however it ends; None if it never started."""
+        if self.document is not None:
+            return self.document
+        return self.build() if self.run is not None else None
 
     def build(self) -> dict[str, Any]:
         """The trace document as it stands (also mid-run, for an interrupted or crashed run)."""

@@ -16,19 +16,10 @@ from typing import Any
 
 import jsonschema
 
-from pflow_trace.errors import PflowTraceError
+from pflow_trace.errors import TraceSchemaError
+from pflow_trace.text import json_path
 
 SCHEMA_RESOURCE = "schemas/trace.schema.json"
-
-
-class TraceSchemaError(PflowTraceError):
-    """A trace document that does not match the schema; ``problems`` lists each by JSON path."""
-
-    def __init__(self, problems: list[str], source: str = "trace") -> None:
-        self.problems = problems
-        count = len(problems)
-        noun = "problem" if count == 1 else "problems"
-        super().__init__(f"{source}: {count} schema {noun}:\n  " + "\n  ".join(problems))
 
 
 @lru_cache(maxsize=1)
@@ -51,14 +42,6 @@ def _batch_output_validator() -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator(
         {"$defs": schema["$defs"], "$ref": "#/$defs/batch_output"}
     )
-
-
-def json_path(parts: Any) -> str:
-    """``["nodes", 2, "batch_items", 0]`` → ``$.nodes[2].batch_items[0]``."""
-    text = "$"
-    for part in parts:
-        text += f"[{part}]" if isinstance(part, int) else f".{part}"
-    return text
 
 
 def _messages(
