@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pflow_trace.observe.redaction import REDACTED, Redactor, is_secret_key
+from pflow_trace.text import truncate_marked
 
 _JSON_SCALARS = (bool, int, float, type(None))
 
@@ -53,12 +54,6 @@ class SnapshotLimits:
         return cls(**values)
 
 
-def truncate(text: str, limit: int) -> str:
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]}…<truncated {len(text) - limit} chars>"
-
-
 class Sanitizer:
     """Applies :class:`SnapshotLimits` and a :class:`Redactor` to values, returning copies."""
 
@@ -70,7 +65,7 @@ class Sanitizer:
 
     def value(self, value: Any, depth: int = 0) -> Any:
         if isinstance(value, str):
-            return truncate(self.redactor.text(value), self.limits.max_string_chars)
+            return truncate_marked(self.redactor.text(value), self.limits.max_string_chars)
         if isinstance(value, _JSON_SCALARS):
             if isinstance(value, float) and not math.isfinite(value):  # NaN, inf: not JSON
                 return repr(value)
@@ -94,11 +89,11 @@ class Sanitizer:
             return kept
         if isinstance(value, (bytes, bytearray, memoryview)):
             return f"<binary: {len(value)} bytes>"
-        return truncate(self.redactor.text(repr(value)), self.limits.max_string_chars)
+        return truncate_marked(self.redactor.text(repr(value)), self.limits.max_string_chars)
 
     def text(self, text: str) -> str:
         """A redacted, length-capped message (errors, status descriptions)."""
-        return truncate(self.redactor.text(text), self.limits.max_string_chars)
+        return truncate_marked(self.redactor.text(text), self.limits.max_string_chars)
 
     def preview(self, value: Any) -> str:
         """A short one-line rendering of a batch item for spans, the trace and the terminal."""
@@ -120,4 +115,4 @@ class Sanitizer:
             safe = self.value(value)
             text = json.dumps(safe, ensure_ascii=False, separators=(",", ":"), default=str)
         text = text.replace("\n", "\\n")
-        return truncate(text, self.limits.preview_chars)
+        return truncate_marked(text, self.limits.preview_chars)
