@@ -30,16 +30,14 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from otlp_receiver import GRPC, HTTP, OtlpReceiver, ReceivedSpan, closed_port, flatten
 from pflow_trace.exporters.chrome import lane_tids
-from pflow_trace.exporters.replay_model import (
-    STATUS_ERROR,
-    iso_to_ns,
-    load_replay_trace,
-    synthesize,
-)
+from pflow_trace.exporters.load import load_replay_trace
+from pflow_trace.exporters.synthesize import synthesize
 from pflow_trace.observe import conventions as conv
 from pflow_trace.tracefile.model import BatchInfo, BatchItem, TraceNode, TraceRun
 from pflow_trace.tracefile.readers import read_trace
+from pflow_trace.tracefile.replay_model import STATUS_ERROR
 from pflow_trace.tracefile.schema import validate_trace_document
+from pflow_trace.tracefile.timeunits import iso_to_ns
 from subprocess_env import clean_env
 
 #: A plain node; a parallel batch on two lanes where item 3 fails after one retry (an event and

@@ -72,6 +72,15 @@ class NodeExecutionError(PflowTraceError):
         super().__init__(f"node '{node_id}' failed: {message}")
 
 
+class ExportError(PflowTraceError):
+    """A backend did not take a replayed trace's spans (down, refused, timed out).
+
+    Exit code 1, as for a failed run: the command was right, the export did not happen.
+    """
+
+    exit_code = EXIT_WORKFLOW_FAILED
+
+
 class TemplateError(PflowTraceError):
     """A template could not be resolved: names the template and the closest available names."""
 

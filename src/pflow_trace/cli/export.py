@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from pflow_trace.errors import UsageError
 from pflow_trace.exporters import FILE_FORMATS
 from pflow_trace.observe.export_settings import PROTOCOLS
+
+if TYPE_CHECKING:
+    from pflow_trace.exporters.otlp_replay import ReplayResult
 
 #: Seconds one OTLP request may take before the replay gives up.
 DEFAULT_TIMEOUT_S = 2.0
@@ -69,9 +72,34 @@ def export(
     (1.2.0 JSON or JSON lines: a tree is built from its timings, with ids derived from its
     execution id, so exporting it twice does not duplicate it).
     """
-    from pflow_trace.exporters.replay_model import load_replay_trace
-    from pflow_trace.observe.export_settings import resolve_export_settings
+    check_export_options(target, file_format, output, endpoint, protocol, timeout_s)
+    if target is not None:
+        result = _replay(trace, endpoint, protocol, timeout_s, service_name)
+        click.echo(
+            f"exported {result.span_count} spans of trace {result.trace_id} to "
+            f"{result.endpoint} ({result.protocol})"
+        )
+        return
+    assert file_format is not None and output is not None  # check_export_options saw to it
+    span_count = _convert(trace, file_format, output, service_name)
+    where = "stdout" if output == "-" else output
+    click.echo(f"wrote {span_count} spans ({file_format}) to {where}", err=output == "-")
 
+
+def check_export_options(
+    target: str | None,
+    file_format: str | None,
+    output: str | None,
+    endpoint: str | None,
+    protocol: str | None,
+    timeout_s: float | None,
+) -> None:
+    """Raise :class:`UsageError` for a combination of options that means nothing.
+
+    click checks each option alone; these rules are about options together: exactly one of
+    ``--to``/``--format``, ``-o`` only (and always) with ``--format``, and the OTLP options
+    only with ``--to otlp``, so a mistyped command fails before any file is read.
+    """
     if (target is None) == (file_format is None):
         raise UsageError(
             "export needs exactly one of --to otlp (replay to a backend) or "
@@ -80,21 +108,6 @@ def export(
     if target is not None:
         if output is not None:
             raise UsageError("-o/--output goes with --format; --to otlp sends the spans instead")
-        settings = resolve_export_settings(
-            "otlp",
-            endpoint,
-            protocol,
-            service_name,
-            timeout_s=timeout_s if timeout_s is not None else DEFAULT_TIMEOUT_S,
-        )
-        from pflow_trace.exporters.otlp_replay import replay_to_otlp
-
-        replay = load_replay_trace(trace, settings.service_name)
-        result = replay_to_otlp(replay, settings)
-        click.echo(
-            f"exported {result.span_count} spans of trace {result.trace_id} to "
-            f"{result.endpoint} ({result.protocol})"
-        )
         return
     if output is None:
         raise UsageError(f"--format {file_format} needs -o FILE (or -o - for stdout)")
@@ -109,17 +122,45 @@ def export(
     ]
     if unused:
         raise UsageError(f"{', '.join(unused)} goes with --to otlp, not --format")
+
+
+def _replay(
+    trace: str,
+    endpoint: str | None,
+    protocol: str | None,
+    timeout_s: float | None,
+    service_name: str | None,
+) -> ReplayResult:
+    """Send the trace's spans to the OTLP backend the options and environment name."""
+    from pflow_trace.exporters.load import load_replay_trace
+    from pflow_trace.exporters.otlp_replay import replay_to_otlp
+    from pflow_trace.observe.export_settings import resolve_export_settings
+
+    settings = resolve_export_settings(
+        "otlp",
+        endpoint,
+        protocol,
+        service_name,
+        timeout_s=timeout_s if timeout_s is not None else DEFAULT_TIMEOUT_S,
+    )
+    replay = load_replay_trace(trace, settings.service_name)
+    return replay_to_otlp(replay, settings)
+
+
+def _convert(trace: str, file_format: str, output: str, service_name: str | None) -> int:
+    """Write the trace in ``file_format`` to ``output`` ('-': stdout); returns the span count."""
     from pflow_trace.exporters import render
+    from pflow_trace.exporters.load import load_replay_trace
+    from pflow_trace.observe.export_settings import resolve_export_settings
 
     name = resolve_export_settings("none", service_name=service_name).service_name
     replay = load_replay_trace(trace, name)
-    assert file_format is not None
     _write_json(render(replay, file_format), output)
-    where = "stdout" if output == "-" else output
-    click.echo(f"wrote {len(replay.spans)} spans ({file_format}) to {where}", err=output == "-")
+    return len(replay.spans)
 
 
 def _write_json(document: dict[str, Any], output: str) -> None:
+    """The document as compact JSON on one line; a file that cannot be written is a UsageError."""
     # json.dumps, not json.dump: dump streams through the pure-Python encoder, which is several
     # times slower on a 100,000-item run than building the text with the C encoder.
     text = json.dumps(document, ensure_ascii=False, separators=(",", ":")) + "\n"

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pflow_trace.exporters.replay_model import STATUS_NAMES, ReplaySpan, ReplayTrace
 from pflow_trace.observe import conventions as conv
+from pflow_trace.tracefile.replay_model import STATUS_NAMES, ReplaySpan, ReplayTrace
 
 PID = 1
 WORKFLOW_TID = 0
@@ -49,62 +49,77 @@ def lane_tids(trace: ReplayTrace) -> dict[str, int]:
 
 
 def _us(offset_ns: int) -> float:
+    """Nanoseconds as the format's microseconds, keeping the nanoseconds as decimals."""
     return round(offset_ns / 1000, 3)
 
 
 def to_chrome_trace(trace: ReplayTrace) -> dict[str, Any]:
+    """The whole run as one Trace Event document: track names first, then every span."""
     origin = trace.start_ns
     tids = lane_tids(trace)
     events: list[dict[str, Any]] = []
     for span in sorted(trace.spans, key=lambda s: (s.start_ns, -s.duration_ns)):
-        tid = tids[span.span_id]
-        args: dict[str, Any] = dict(span.attributes)
-        args["span_id"] = span.span_id
-        if span.parent_span_id is not None:
-            args["parent_span_id"] = span.parent_span_id
-        args["status"] = STATUS_NAMES[span.status_code]
-        if span.status_message:
-            args["status_message"] = span.status_message
-        events.append(
-            {
-                "name": span.name,
-                "cat": str(span.layer or "span"),
-                "ph": "X",
-                "ts": _us(span.start_ns - origin),
-                "dur": _us(span.duration_ns),
-                "pid": PID,
-                "tid": tid,
-                "args": args,
-            }
-        )
-        events.extend(
-            {
-                "name": event.name,
-                "cat": "event",
-                "ph": "i",
-                "s": "t",
-                "ts": _us(event.time_ns - origin),
-                "pid": PID,
-                "tid": tid,
-                "args": dict(event.attributes),
-            }
-            for event in span.events
-        )
-    workflow = next(
-        (
-            span.attributes.get(conv.ATTR_WORKFLOW_NAME)
-            for span in trace.spans
-            if span.layer == conv.LAYER_WORKFLOW
-        ),
-        None,
-    )
+        events.extend(_span_events(span, tids[span.span_id], origin))
+    return {
+        "traceEvents": _metadata_events(trace, tids) + events,
+        "displayTimeUnit": "ms",
+        "otherData": {
+            "trace_id": trace.trace_id,
+            "source": trace.source,
+            "start_time_unix_nano": origin,
+        },
+    }
+
+
+def _span_events(span: ReplaySpan, tid: int, origin: int) -> list[dict[str, Any]]:
+    """The span as one complete event, followed by an instant event per span event."""
+    complete = {
+        "name": span.name,
+        "cat": str(span.layer or "span"),
+        "ph": "X",
+        "ts": _us(span.start_ns - origin),
+        "dur": _us(span.duration_ns),
+        "pid": PID,
+        "tid": tid,
+        "args": _span_args(span),
+    }
+    instants = [
+        {
+            "name": event.name,
+            "cat": "event",
+            "ph": "i",
+            "s": "t",
+            "ts": _us(event.time_ns - origin),
+            "pid": PID,
+            "tid": tid,
+            "args": dict(event.attributes),
+        }
+        for event in span.events
+    ]
+    return [complete, *instants]
+
+
+def _span_args(span: ReplaySpan) -> dict[str, Any]:
+    """What the UI shows for a selected span: its attributes, ids and status."""
+    args: dict[str, Any] = dict(span.attributes)
+    args["span_id"] = span.span_id
+    if span.parent_span_id is not None:
+        args["parent_span_id"] = span.parent_span_id
+    args["status"] = STATUS_NAMES[span.status_code]
+    if span.status_message:
+        args["status_message"] = span.status_message
+    return args
+
+
+def _metadata_events(trace: ReplayTrace, tids: dict[str, int]) -> list[dict[str, Any]]:
+    """Names the process after the service and workflow, and each track after its lane."""
     metadata: list[dict[str, Any]] = [
         {
             "name": "process_name",
             "ph": "M",
             "pid": PID,
             "tid": WORKFLOW_TID,
-            "args": {"name": f"{trace.service_name}: {workflow or 'workflow'}"},
+            "args": {"name": f"{trace.service_name}: {_workflow_name(trace) or 'workflow'}"},
         }
     ]
     for tid in sorted(set(tids.values())):
@@ -121,12 +136,16 @@ def to_chrome_trace(trace: ReplayTrace) -> dict[str, Any]:
                 "args": {"sort_index": tid},
             }
         )
-    return {
-        "traceEvents": metadata + events,
-        "displayTimeUnit": "ms",
-        "otherData": {
-            "trace_id": trace.trace_id,
-            "source": trace.source,
-            "start_time_unix_nano": origin,
-        },
-    }
+    return metadata
+
+
+def _workflow_name(trace: ReplayTrace) -> Any:
+    """The workflow span's ``pflow.workflow.name``; ``None`` when there is no workflow span."""
+    return next(
+        (
+            span.attributes.get(conv.ATTR_WORKFLOW_NAME)
+            for span in trace.spans
+            if span.layer == conv.LAYER_WORKFLOW
+        ),
+        None,
+    )

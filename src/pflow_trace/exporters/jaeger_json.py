@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pflow_trace.exporters.replay_model import (
+from pflow_trace.tracefile.replay_model import (
     STATUS_ERROR,
     STATUS_NAMES,
     STATUS_UNSET,
@@ -30,6 +30,7 @@ PROCESS_ID = "p1"
 
 
 def tag(key: str, value: Any) -> dict[str, Any]:
+    """One typed Jaeger tag; a value Jaeger has no type for is written as JSON text."""
     if isinstance(value, bool):
         return {"key": key, "type": "bool", "value": value}
     if isinstance(value, int):
@@ -46,10 +47,12 @@ def tag(key: str, value: Any) -> dict[str, Any]:
 
 
 def us(time_ns: int) -> int:
+    """Nanoseconds as the whole microseconds Jaeger JSON counts in (rounded down)."""
     return time_ns // 1000
 
 
 def _span(span: ReplaySpan, trace: ReplayTrace) -> dict[str, Any]:
+    """One span as the Jaeger UI loads it: status and scope as tags, events as logs."""
     tags = [tag(key, value) for key, value in span.attributes.items()]
     tags.append(tag("span.kind", "internal"))
     tags.append(tag("otel.scope.name", trace.scope_name))
@@ -91,6 +94,7 @@ def _span(span: ReplaySpan, trace: ReplayTrace) -> dict[str, Any]:
 
 
 def to_jaeger_json(trace: ReplayTrace) -> dict[str, Any]:
+    """The run as the Jaeger query API's response, which the UI's "JSON File" upload reads."""
     process_tags = [
         tag(key, value) for key, value in trace.resource.items() if key != "service.name"
     ]

@@ -17,7 +17,7 @@ import base64
 import math
 from typing import Any
 
-from pflow_trace.exporters.replay_model import ReplaySpan, ReplayTrace
+from pflow_trace.tracefile.replay_model import ReplaySpan, ReplayTrace
 
 #: ``Span.SpanKind.SPAN_KIND_INTERNAL``: every pflow-trace span is internal.
 SPAN_KIND_INTERNAL = 1
@@ -53,10 +53,12 @@ def any_value(value: Any) -> dict[str, Any]:
 
 
 def key_values(attributes: dict[str, Any]) -> list[dict[str, Any]]:
+    """Attributes as OTLP/JSON's list of ``KeyValue`` objects, in their order."""
     return [{"key": str(key), "value": any_value(value)} for key, value in attributes.items()]
 
 
 def _span(span: ReplaySpan, trace: ReplayTrace) -> dict[str, Any]:
+    """One ``Span`` message, with the ``flags`` the SDK's own exporter would set."""
     flags = FLAGS_HAS_IS_REMOTE
     if trace.has_remote_parent(span):
         flags |= FLAGS_IS_REMOTE

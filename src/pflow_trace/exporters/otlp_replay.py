@@ -19,24 +19,20 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
 from opentelemetry.trace.status import Status, StatusCode
 
-from pflow_trace.errors import EXIT_WORKFLOW_FAILED, PflowTraceError
-from pflow_trace.exporters.replay_model import STATUS_ERROR, STATUS_OK, ReplaySpan, ReplayTrace
+from pflow_trace.errors import ExportError
 from pflow_trace.observe.export_settings import ExportSettings
 from pflow_trace.observe.otel import GuardedExporter, make_otlp_exporter
+from pflow_trace.tracefile.replay_model import STATUS_ERROR, STATUS_OK, ReplaySpan, ReplayTrace
 
 #: Spans per OTLP request: well under common 4 MiB request limits for our span sizes.
 SPANS_PER_REQUEST = 2048
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 
 
-class ExportError(PflowTraceError):
-    """The backend did not take the spans (down, refused, timed out)."""
-
-    exit_code = EXIT_WORKFLOW_FAILED
-
-
 @dataclass(frozen=True)
 class ReplayResult:
+    """What the command reports after a replay: how many spans went where, under which trace."""
+
     span_count: int
     endpoint: str
     protocol: str
@@ -58,6 +54,7 @@ def _readable(
     resource: Resource,
     scope: InstrumentationScope,
 ) -> ReadableSpan:
+    """One SDK span; its parent is marked remote when it lives outside the trace (TRACEPARENT)."""
     parent = None
     if span.parent_span_id is not None:
         parent = SpanContext(
@@ -82,6 +79,7 @@ def _readable(
 
 
 def _status(span: ReplaySpan) -> Status:
+    """The SDK status for the span's code; only an error keeps its message (as in the SDK)."""
     if span.status_code == STATUS_ERROR:
         return Status(StatusCode.ERROR, span.status_message)
     if span.status_code == STATUS_OK:
@@ -90,6 +88,7 @@ def _status(span: ReplaySpan) -> Status:
 
 
 def _chunks(spans: Sequence[ReadableSpan], size: int) -> Iterator[Sequence[ReadableSpan]]:
+    """Consecutive slices of at most ``size`` spans, one per OTLP request."""
     for start in range(0, len(spans), size):
         yield spans[start : start + size]
 

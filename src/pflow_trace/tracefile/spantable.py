@@ -5,7 +5,9 @@ share a name share their static attributes (layer, node id, node type), so each 
 as a short tuple: its *kind* (name plus static attributes, stored once), ids, times relative
 to the run's start, status, the attributes that differ from its kind's, and its events. The
 trace file's ``otel.spans`` table is this, serialised; ``pflow-trace export`` rebuilds real
-spans from it with their original ids and timestamps.
+spans from it with their original ids and timestamps
+(:mod:`pflow_trace.tracefile.spantable_decode`). Both sides take the column names from
+:mod:`pflow_trace.tracefile.spantable_format`.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from pflow_trace.observe import conventions as conv
+from pflow_trace.text import hex_span_id
+from pflow_trace.tracefile.spantable_format import COLUMNS, STATUS_CODE_BY_NAME
 
 #: Attributes that vary per span of the same name; everything else is part of the kind.
 _VARYING = frozenset(
@@ -36,7 +40,10 @@ _VARYING = frozenset(
 
 _VARYING_ORDER = tuple(sorted(_VARYING))
 
-_STATUS_CODES = {"UNSET": 0, "OK": 1, "ERROR": 2}
+#: A row as :meth:`SpanRecorder.on_end` keeps it until :meth:`SpanRecorder.table` encodes it:
+#: (kind, span id, parent id or 0, start ns, end ns, status code, status message, varying
+#: attributes or None, events as (name, time ns, attributes) or None).
+RawRow = tuple[Any, ...]
 
 
 class SpanRecorder(SpanProcessor):
@@ -48,7 +55,7 @@ class SpanRecorder(SpanProcessor):
         self._plain_kinds: dict[str, tuple[int, dict[str, Any]]] = {}
         #: Kinds in index order; appended under the lock, read by :meth:`table`.
         self.kinds: list[dict[str, Any]] = []
-        self._rows: list[Any] = []
+        self._rows: list[RawRow] = []
         #: Rows already turned into their trace-file form by :meth:`table`.
         self._encoded: list[list[Any]] = []
         self._lock = threading.Lock()
@@ -95,7 +102,7 @@ class SpanRecorder(SpanProcessor):
             parent.span_id if parent is not None else 0,
             span.start_time or 0,
             span.end_time or 0,
-            _STATUS_CODES.get(status.status_code.name, 0),
+            STATUS_CODE_BY_NAME.get(status.status_code.name, 0),
             status.description,
             varying,
             events,
@@ -134,31 +141,10 @@ class SpanRecorder(SpanProcessor):
         holds both forms at once; a later call encodes only the spans that ended since.
         """
         with self._lock:
-            pending, self._rows = self._rows, []
-        for position, (
-            kind,
-            span_id,
-            parent,
-            start,
-            end,
-            code,
-            description,
-            varying,
-            events,
-        ) in enumerate(pending):
-            pending[position] = [
-                kind,
-                format(span_id, "016x"),
-                format(parent, "016x") if parent else None,
-                start - origin_ns,
-                end - start,
-                code,
-                description,
-                varying,
-                [[name, time - origin_ns, attrs] for name, time, attrs in events]
-                if events
-                else None,
-            ]
+            pending: list[Any] = self._rows
+            self._rows = []
+        for position, raw in enumerate(pending):
+            pending[position] = _encode_row(raw, origin_ns)
         with self._lock:
             self._encoded.extend(pending)
             encoded = self._encoded
@@ -168,16 +154,23 @@ class SpanRecorder(SpanProcessor):
             "resource": self.resource_attributes,
             "scope": self.scope,
             "kinds": kinds,
-            "columns": [
-                "kind",
-                "span_id",
-                "parent_span_id",
-                "start_offset_ns",
-                "duration_ns",
-                "status_code",
-                "status_message",
-                "attributes",
-                "events",
-            ],
+            "columns": list(COLUMNS),
             "rows": encoded,
         }
+
+
+def _encode_row(raw: RawRow, origin_ns: int) -> list[Any]:
+    """One row in :data:`~pflow_trace.tracefile.spantable_format.COLUMNS` order, times made
+    relative to ``origin_ns`` and ids made hex, as the trace file stores them."""
+    kind, span_id, parent, start, end, code, description, varying, events = raw
+    return [
+        kind,
+        hex_span_id(span_id),
+        hex_span_id(parent),
+        start - origin_ns,
+        end - start,
+        code,
+        description,
+        varying,
+        [[name, time - origin_ns, attrs] for name, time, attrs in events] if events else None,
+    ]
