@@ -12,7 +12,8 @@ The tree (exit code in brackets)::
     ├── TraceReadError [2]           a trace file that cannot be read
     │   └── TraceSchemaError [2]     a trace document that breaks the trace-file schema
     ├── NodeExecutionError [1]       a node failed while the workflow ran
-    └── TemplateError [1]            a template could not be resolved at run time
+    ├── TemplateError [1]            a template could not be resolved at run time
+    └── ExportError [1]              a backend did not take a replayed trace's spans
 """
 
 from __future__ import annotations
