@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-from pflow_trace.cli.display import (
-    MAX_ERROR_CHARS,
-    batch_line,
-    error_lines,
-    format_duration,
-    one_line,
-)
+from pflow_trace.cli.display import MAX_ERROR_CHARS, batch_line, error_lines
 from pflow_trace.observe.facts import ItemOutcome, NodeExecution
+from pflow_trace.text import format_duration_ms
 
 
 def outcome(index: int, error: str | None = None) -> ItemOutcome:
@@ -40,15 +35,17 @@ def test_errors_are_in_index_order_capped_at_five_then_counted() -> None:
 
 
 def test_an_error_is_one_line_and_cut_with_an_ellipsis() -> None:
-    assert one_line("first\n  second\tthird") == "first second third"
+    execution = NodeExecution("work", "echo")
     long = "x" * (MAX_ERROR_CHARS + 50)
-    cut = one_line(long)
-    assert len(cut) == MAX_ERROR_CHARS and cut.endswith("…")
-    assert one_line(None) == ""
+    execution.batch_items = [outcome(0, "first\n  second\tthird"), outcome(1, long)]
+    folded, cut = error_lines(execution)
+    assert folded == "item 0: first | second third"
+    cut_error = cut.removeprefix("item 1: ")
+    assert len(cut_error) == MAX_ERROR_CHARS and cut_error.endswith("…")
 
 
 def test_durations_read_naturally() -> None:
-    assert format_duration(0.25) == "0.2ms"
-    assert format_duration(12.4) == "12ms"
-    assert format_duration(1500) == "1.50s"
-    assert format_duration(125_000) == "2m05.0s"
+    assert format_duration_ms(0.25) == "0.25 ms"
+    assert format_duration_ms(12.4) == "12.4 ms"
+    assert format_duration_ms(1500) == "1.50 s"
+    assert format_duration_ms(125_000) == "2m 05.0s"

@@ -11,8 +11,10 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from pflow_trace.cli.show import show
+from pflow_trace.report.layout import fmt_time
 from pflow_trace.report.stats import build_summary
-from pflow_trace.report.terminal import fmt_ms, fmt_time, render_text
+from pflow_trace.report.terminal import render_text
+from pflow_trace.text import format_duration_ms
 from pflow_trace.tracefile.locate import default_trace_dir, resolve_trace_paths
 from pflow_trace.tracefile.readers import read_trace
 from subprocess_env import run_on_a_terminal
@@ -167,11 +169,11 @@ def test_colour_only_on_a_terminal_end_to_end(tmp_path: Path) -> None:
 
 
 def test_formatting_helpers() -> None:
-    assert fmt_ms(None) == "-"
-    assert fmt_ms(0.526) == "0.53 ms"
-    assert fmt_ms(207.27) == "207.3 ms"
-    assert fmt_ms(1234.0) == "1.23 s"
-    assert fmt_ms(123_400.0) == "2m 03.4s"
+    assert format_duration_ms(None) == "-"
+    assert format_duration_ms(0.526) == "0.53 ms"
+    assert format_duration_ms(207.27) == "207.3 ms"
+    assert format_duration_ms(1234.0) == "1.23 s"
+    assert format_duration_ms(123_400.0) == "2m 03.4s"
     assert fmt_time("2026-11-21T20:53:24.346151+00:00") == "2026-11-21 20:53:24.346 UTC"
     assert fmt_time("2026-11-21T20:53:24.346151") == "2026-11-21 20:53:24.346"
     assert fmt_time("2026-11-21T20:53:24.346151+02:00") == "2026-11-21 20:53:24.346 +0200"

@@ -9,15 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from pflow_trace.report.stats import (
-    build_summary,
-    group_errors,
-    percentile,
-    percentiles,
-    preview,
-    summarize_batch,
-    summarize_run,
-)
+from pflow_trace.report.batch_stats import PREVIEW_CHARS, group_errors, summarize_batch
+from pflow_trace.report.percentiles import percentile, percentiles
+from pflow_trace.report.stats import build_summary, summarize_run
+from pflow_trace.text import preview
 from pflow_trace.tracefile.model import BatchInfo, BatchItem
 from pflow_trace.tracefile.readers import read_trace
 from trace_factory import (
@@ -75,13 +70,13 @@ def test_percentile_edges() -> None:
 
 
 def test_preview_is_one_short_line_and_keeps_falsy_items() -> None:
-    assert preview(0) == "0"
-    assert preview("") == ""
-    assert preview(None) == "null"
-    assert preview({"a": [1, 2]}) == '{"a": [1, 2]}'
-    assert preview("line one\nline two") == "line one\\nline two"
-    long = preview("x" * 500)
-    assert len(long) == 60 and long.endswith("...")
+    assert preview(0, PREVIEW_CHARS) == "0"
+    assert preview("", PREVIEW_CHARS) == ""
+    assert preview(None, PREVIEW_CHARS) == "null"
+    assert preview({"a": [1, 2]}, PREVIEW_CHARS) == '{"a": [1, 2]}'
+    assert preview("line one\nline two", PREVIEW_CHARS) == "line one\\nline two"
+    long = preview("x" * 500, PREVIEW_CHARS)
+    assert len(long) == 60 and long.endswith("…")
 
 
 def _summary_of(tmp_path: Path, trace: dict, top: int = 5):

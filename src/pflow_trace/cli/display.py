@@ -15,10 +15,13 @@ from typing import Any, TextIO
 import click
 
 from pflow_trace.observe.facts import ItemOutcome, NodeExecution, RunRecord
+from pflow_trace.text import format_duration_ms, one_line
 
+#: Failed items listed under a batch node's status line before "+N more".
 MAX_ERRORS_SHOWN = 5
 #: An item error is cut to this many characters on its status line; the trace keeps it whole.
 MAX_ERROR_CHARS = 160
+#: Batches with fewer items finish too fast for a progress bar to be worth drawing.
 PROGRESS_MIN_ITEMS = 20
 
 
@@ -35,16 +38,8 @@ def silence_stdout() -> None:
         os.close(devnull)
 
 
-def format_duration(ms: float) -> str:
-    if ms < 1000:
-        return f"{ms:.0f}ms" if ms >= 10 else f"{ms:.1f}ms"
-    if ms < 60_000:
-        return f"{ms / 1000:.2f}s"
-    minutes, seconds = divmod(ms / 1000, 60)
-    return f"{int(minutes)}m{seconds:04.1f}s"
-
-
 def batch_line(execution: NodeExecution) -> str | None:
+    """``8/10 items ok, 2 failed`` for a batch node, None for any other node."""
     items = execution.batch_items
     if items is None:
         return None
@@ -54,28 +49,31 @@ def batch_line(execution: NodeExecution) -> str | None:
     return f"{text}, {failed} failed" if failed else text
 
 
-def one_line(text: str | None, limit: int = MAX_ERROR_CHARS) -> str:
-    """An error as one terminal line: newlines folded, long text cut with an ellipsis."""
-    flat = " ".join((text or "").split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
-
-
 def error_lines(execution: NodeExecution) -> list[str]:
+    """The first failed items by index, one line each, then how many more there were.
+
+    A batch can fail thousands of items; the trace keeps them all, the terminal a handful.
+    """
     failed = [item for item in execution.batch_items or () if item.status == "failed"]
     failed.sort(key=lambda item: item.index)
-    lines = [f"item {item.index}: {one_line(item.error)}" for item in failed[:MAX_ERRORS_SHOWN]]
+    lines = [
+        f"item {item.index}: {one_line(item.error, MAX_ERROR_CHARS)}"
+        for item in failed[:MAX_ERRORS_SHOWN]
+    ]
     if len(failed) > MAX_ERRORS_SHOWN:
         lines.append(f"+{len(failed) - MAX_ERRORS_SHOWN} more")
     return lines
 
 
 class NodeStatusDisplay:
-    """Prints ``✓ work  8/10 items ok, 2 failed  1.2s`` lines; a RunObserver."""
+    """Prints ``✓ work  8/10 items ok, 2 failed  1.24 s`` lines; a RunObserver."""
 
     def __init__(self, stream: TextIO, is_terminal: bool) -> None:
         self.stream = stream
         self.is_terminal = is_terminal
+        #: Characters the node id column is padded to, so the details line up.
         self.id_width = 12
+        #: Set once the reader of the stream went away; nothing more is written.
         self.closed = False
         self._progress: Any = None
         self._task: Any = None
@@ -83,9 +81,11 @@ class NodeStatusDisplay:
         self._lock = threading.Lock()
 
     def set_width(self, node_ids: list[str]) -> None:
+        """Pad node ids to the longest one of the workflow, known before the run starts."""
         self.id_width = max([len(node_id) for node_id in node_ids] + [4])
 
     def _echo(self, text: str, style: str | None = None) -> None:
+        """Write one line, coloured on a terminal; a closed pipe stops output, not the run."""
         if self.closed:
             return
         if self.is_terminal and style:
@@ -97,21 +97,26 @@ class NodeStatusDisplay:
             silence_stdout()
 
     def run_started(self, run: RunRecord) -> None:
+        """Nothing to show yet: the first line appears when the first node finishes."""
         return None
 
     def run_finished(self, run: RunRecord, shared: Mapping[str, Any]) -> None:
+        """Take down a bar left by an interrupted batch before the run's outcome is printed."""
         self._stop_progress()
 
     def node_started(self, execution: NodeExecution, shared: Mapping[str, Any]) -> None:
+        """Nothing to show: a node's line is printed once, when it finishes."""
         return None
 
     def item_finished(self, node_id: str, outcome: ItemOutcome, total: int) -> None:
+        """Advance the progress bar of a long batch; only on a terminal, where it is erased."""
         if not self.is_terminal or total < PROGRESS_MIN_ITEMS:
             return
         with self._lock:
             self._advance(node_id, total)
 
     def _advance(self, node_id: str, total: int) -> None:
+        """Start the bar on the batch's first item (rich imported only then), then step it."""
         if self._progress is None:
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
@@ -129,18 +134,20 @@ class NodeStatusDisplay:
         self._progress.advance(self._task)
 
     def _stop_progress(self) -> None:
+        """Remove the bar before a status line is printed where it was."""
         with self._lock:
             if self._progress is not None:
                 self._progress.stop()
                 self._progress = None
 
     def node_finished(self, execution: NodeExecution, shared: Mapping[str, Any]) -> None:
+        """The node's status line: green, yellow when items failed but it went on, red."""
         self._stop_progress()
         mark = "✓" if execution.success else "✗"
         detail = batch_line(execution) or execution.node_type
         line = (
             f"{mark} {execution.node_id:<{self.id_width}}  {detail:<28}  "
-            f"{format_duration(execution.duration_ms):>8}"
+            f"{format_duration_ms(execution.duration_ms):>8}"
         )
         degraded = execution.success and any(
             item.status == "failed" for item in execution.batch_items or ()

@@ -121,7 +121,7 @@ def run(
 
 def print_outcome(outcome: Any, exporter: str, text_mode: bool) -> None:
     """The run's result on stdout: status, error, outputs and trace path, or one JSON object."""
-    from pflow_trace.cli.display import format_duration
+    from pflow_trace.text import format_duration_ms as format_duration
 
     result = outcome.result
     redact = outcome.sanitizer.redactor.value

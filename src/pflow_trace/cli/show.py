@@ -14,7 +14,8 @@ from pathlib import Path
 
 import click
 
-from pflow_trace.report.stats import DEFAULT_TOP, build_summary
+from pflow_trace.report.batch_stats import DEFAULT_TOP
+from pflow_trace.report.stats import build_summary
 from pflow_trace.report.terminal import render_text
 from pflow_trace.tracefile.locate import ENV_TRACE_DIR, resolve_trace_paths
 from pflow_trace.tracefile.readers import read_trace

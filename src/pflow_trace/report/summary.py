@@ -57,6 +57,8 @@ class ErrorGroup:
 
 @dataclass(slots=True)
 class BatchSummary:
+    """One batch node: counts, item time, parallelism, slowest items, errors, unknowns."""
+
     count: int
     success_count: int | None
     error_count: int | None
@@ -90,6 +92,8 @@ class BatchSummary:
 
 @dataclass(slots=True)
 class NodeSummary:
+    """One node execution of a run, in run order."""
+
     order: int
     node_id: str
     node_type: str
@@ -105,6 +109,8 @@ class NodeSummary:
 
 @dataclass(slots=True)
 class RunSummary:
+    """One run read from one trace file, with its nodes."""
+
     source: str
     format: str
     format_version: str | None
@@ -135,6 +141,8 @@ class BatchAggregate:
 
 @dataclass(slots=True)
 class NodeAggregate:
+    """One node across every run of its workflow."""
+
     node_id: str
     node_type: str
     #: Executions of the node over all runs (a node that ran twice in a run counts twice).
@@ -149,6 +157,8 @@ class NodeAggregate:
 
 @dataclass(slots=True)
 class WorkflowAggregate:
+    """One workflow across the runs read: outcomes, run time, and each node."""
+
     workflow_name: str
     runs: int
     status_counts: dict[str, int]
@@ -163,6 +173,8 @@ class WorkflowAggregate:
 
 @dataclass(slots=True)
 class Aggregate:
+    """Several runs side by side, grouped by workflow name."""
+
     runs: int
     workflows: list[WorkflowAggregate]
 
@@ -187,4 +199,5 @@ class ShowSummary:
         return document
 
     def to_json(self, indent: int | None = 2) -> str:
+        """The ``--json`` document as text; NaN is refused, since JSON has no such number."""
         return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False, allow_nan=False)
