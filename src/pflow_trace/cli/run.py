@@ -121,14 +121,14 @@ def run(
 
 def print_outcome(outcome: Any, exporter: str, text_mode: bool) -> None:
     """The run's result on stdout: status, error, outputs and trace path, or one JSON object."""
-    from pflow_trace.text import format_duration_ms as format_duration
+    from pflow_trace.text import format_duration_ms
 
     result = outcome.result
     redact = outcome.sanitizer.redactor.value
     if text_mode:
         record = result.record
         click.echo("")
-        took = format_duration(record.duration_ms)
+        took = format_duration_ms(record.duration_ms)
         click.echo(f"status: {record.status}  ({len(result.nodes)} nodes, {took})")
         if record.error and record.status in ("failed", "interrupted"):
             click.echo(f"error: {record.error}")
