@@ -14,7 +14,8 @@ import os
 
 from pflow_trace.exporters.synthesize import synthesize
 from pflow_trace.observe.export_settings import DEFAULT_SERVICE_NAME
-from pflow_trace.tracefile.readers import FORMAT_OURS, read_trace
+from pflow_trace.tracefile.read_common import FORMAT_OURS
+from pflow_trace.tracefile.readers import read_trace
 from pflow_trace.tracefile.replay_model import ReplayTrace
 from pflow_trace.tracefile.spantable_decode import decode_span_table
 

@@ -16,7 +16,7 @@ from typing import Any
 from pflow_trace.errors import TraceReadError
 from pflow_trace.observe import conventions as conv
 from pflow_trace.tracefile.model import TraceRun
-from pflow_trace.tracefile.readers import FORMAT_OURS
+from pflow_trace.tracefile.read_common import FORMAT_OURS
 from pflow_trace.tracefile.replay_model import (
     STATUS_NAMES,
     STATUS_UNSET,
