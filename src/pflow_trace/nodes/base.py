@@ -22,6 +22,11 @@ current_attempt: contextvars.ContextVar[int] = contextvars.ContextVar(
     "pflow_trace_current_attempt", default=1
 )
 
+#: A ``patternProperties`` entry for every node type's ``params_schema``. Keys starting with
+#: ``__`` are control values the runtime injects (such as ``__attempt__``); allowing them lets
+#: strict schemas (``additionalProperties: false``) still catch typos in user-written params.
+RUNTIME_KEYS: dict[str, Any] = {"^__": {}}
+
 
 _cancel_lock = threading.Lock()
 _cancel_callbacks: dict[int, Callable[[], None]] = {}
