@@ -1,15 +1,10 @@
-"""Unit tests for the engine core: prep → exec → post, retries, and flows that follow actions."""
+"""Unit tests for the engine core: prep → exec → post, and flows that follow actions."""
 
 from __future__ import annotations
 
-import itertools
-import threading
-import time
 from typing import Any
 
-import pytest
-
-from pflow_trace.engine import BaseNode, Flow, Node
+from pflow_trace.engine import BaseNode, Flow
 
 
 class Recorder(BaseNode):
@@ -53,90 +48,6 @@ def test_set_params_replaces_params() -> None:
     node.set_params({"a": 1})
     node.set_params({"b": 2})
     assert node.params == {"b": 2}
-
-
-def test_node_retries_until_an_attempt_succeeds_and_waits_between_attempts() -> None:
-    attempts: list[float] = []
-
-    class Flaky(Node):
-        def exec(self, prep_result: Any) -> Any:
-            attempts.append(time.perf_counter())
-            if len(attempts) < 3:
-                raise ValueError(f"attempt {len(attempts)} failed")
-            return "ok"
-
-        def post(self, shared: Any, prep_result: Any, exec_result: Any) -> str | None:
-            shared["out"] = exec_result
-            return None
-
-    shared: dict[str, Any] = {}
-    Flaky(max_retries=3, wait=0.01).run(shared)
-    assert shared == {"out": "ok"}
-    assert len(attempts) == 3
-    gaps = [later - earlier for earlier, later in itertools.pairwise(attempts)]
-    assert all(gap >= 0.009 for gap in gaps)
-
-
-def test_node_raises_the_last_error_after_its_attempts_run_out() -> None:
-    attempts = []
-
-    class AlwaysFails(Node):
-        def exec(self, prep_result: Any) -> Any:
-            attempts.append(1)
-            raise ValueError(f"failure {len(attempts)}")
-
-    with pytest.raises(ValueError, match="failure 2"):
-        AlwaysFails(max_retries=2).run({})
-    assert len(attempts) == 2
-
-
-def test_exec_fallback_decides_what_the_last_failure_means() -> None:
-    class Fallback(Node):
-        def exec(self, prep_result: Any) -> Any:
-            raise ValueError("nope")
-
-        def exec_fallback(self, prep_result: Any, exc: Exception) -> Any:
-            return f"fallback after {exc}"
-
-        def post(self, shared: Any, prep_result: Any, exec_result: Any) -> str | None:
-            shared["out"] = exec_result
-            return None
-
-    shared: dict[str, Any] = {}
-    Fallback(max_retries=2).run(shared)
-    assert shared == {"out": "fallback after nope"}
-
-
-def test_max_retries_below_one_still_runs_once() -> None:
-    assert Node(max_retries=0).max_retries == 1
-
-
-def test_retry_counter_is_local_so_one_node_retries_correctly_on_many_threads() -> None:
-    """Each thread fails its first attempt; a shared counter on the node would skip retries."""
-    per_thread = threading.local()
-    successes: list[int] = []
-    lock = threading.Lock()
-
-    class FirstAttemptFails(Node):
-        def exec(self, prep_result: Any) -> Any:
-            per_thread.attempts = getattr(per_thread, "attempts", 0) + 1
-            time.sleep(0.002)
-            if per_thread.attempts == 1:
-                raise RuntimeError("first attempt fails")
-            return per_thread.attempts
-
-        def post(self, shared: Any, prep_result: Any, exec_result: Any) -> str | None:
-            with lock:
-                successes.append(exec_result)
-            return None
-
-    node = FirstAttemptFails(max_retries=2)
-    threads = [threading.Thread(target=node.run, args=({},)) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert successes == [2] * 8
 
 
 def test_flow_follows_the_action_each_node_returns() -> None:

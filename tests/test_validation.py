@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from pflow_trace.errors import UsageError, WorkflowValidationError
-from pflow_trace.ir.validation import json_path, load_and_validate, validate_workflow
+from pflow_trace.ir.validation import load_and_validate, validate_workflow
 from pflow_trace.nodes.registry import NodeRegistry
+from pflow_trace.text import json_path
 
 VALID: dict[str, Any] = {
     "ir_version": "0.1.0",
@@ -54,10 +55,11 @@ def test_a_valid_workflow_is_returned_unchanged() -> None:
     assert original == VALID
 
 
-def test_json_path_rendering() -> None:
-    assert json_path(["nodes", 2, "batch", "max_concurrent"]) == "nodes[2].batch.max_concurrent"
-    assert json_path([]) == "(root)"
-    assert json_path(["outputs", "x"]) == "outputs.x"
+def test_json_path_rendering_as_validation_problems_use_it() -> None:
+    path = json_path(["nodes", 2, "batch", "max_concurrent"], root="")
+    assert path == "nodes[2].batch.max_concurrent"
+    assert json_path([], root="") == "(root)"
+    assert json_path(["outputs", "x"], root="") == "outputs.x"
 
 
 # --- the schema -------------------------------------------------------------------------------

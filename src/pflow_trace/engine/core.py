@@ -1,15 +1,15 @@
-"""Node and Flow: the whole execution model in three ideas.
+"""BaseNode and Flow: the whole execution model in two ideas.
 
 1. A node runs ``prep(shared) -> exec(prep_result) -> post(shared, prep_result, exec_result)``.
-2. :class:`Node` retries ``exec`` up to ``max_retries`` attempts, waiting ``wait`` seconds between
-   them. The attempt counter is a local variable, never instance state, so one node object can
-   run on several threads at once without its retries racing.
-3. :class:`Flow` runs its start node and follows the action each node returns to a successor.
+2. :class:`Flow` runs its start node and follows the action each node returns to a successor.
+
+Retrying a failed ``exec`` is not the engine's business: the batch layer
+(:mod:`pflow_trace.runtime.batch`) is the one place that retries, because it owns the attempt
+count, the wait between attempts and the trace events that record them.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -42,40 +42,14 @@ class BaseNode:
     def post(self, shared: Shared, prep_result: Any, exec_result: Any) -> str | None:
         return None
 
-    def _exec(self, prep_result: Any) -> Any:
-        return self.exec(prep_result)
-
     def _run(self, shared: Shared) -> str | None:
         prep_result = self.prep(shared)
-        exec_result = self._exec(prep_result)
+        exec_result = self.exec(prep_result)
         return self.post(shared, prep_result, exec_result)
 
     def run(self, shared: Shared) -> str | None:
         """Run this node alone (successors are followed only by a :class:`Flow`)."""
         return self._run(shared)
-
-
-class Node(BaseNode):
-    """A node whose ``exec`` is retried; ``exec_fallback`` decides what the last failure means."""
-
-    def __init__(self, max_retries: int = 1, wait: float = 0.0) -> None:
-        super().__init__()
-        self.max_retries = max(1, max_retries)
-        self.wait = wait
-
-    def exec_fallback(self, prep_result: Any, exc: Exception) -> Any:
-        raise exc
-
-    def _exec(self, prep_result: Any) -> Any:
-        for attempt in range(1, self.max_retries + 1):
-            try:
-                return self.exec(prep_result)
-            except Exception as exc:
-                if attempt == self.max_retries:
-                    return self.exec_fallback(prep_result, exc)
-                if self.wait > 0:
-                    time.sleep(self.wait)
-        raise AssertionError("unreachable: the loop returns or raises")
 
 
 class Flow(BaseNode):

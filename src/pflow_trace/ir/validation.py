@@ -24,6 +24,7 @@ from pflow_trace.ir.templates import (
     iter_references,
 )
 from pflow_trace.nodes.registry import NodeRegistry, default_registry
+from pflow_trace.text import json_path
 
 
 @lru_cache(maxsize=1)
@@ -35,14 +36,6 @@ def workflow_schema() -> dict[str, Any]:
 @lru_cache(maxsize=1)
 def _schema_validator() -> Any:
     return jsonschema.Draft202012Validator(workflow_schema())
-
-
-def json_path(parts: Any) -> str:
-    """``["nodes", 2, "batch"]`` → ``nodes[2].batch``."""
-    text = ""
-    for part in parts:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text or "(root)"
 
 
 def _schema_message(error: jsonschema.ValidationError) -> str:
@@ -67,7 +60,9 @@ def schema_problems(workflow: Any) -> list[str]:
     errors = sorted(
         _schema_validator().iter_errors(workflow), key=lambda e: list(map(str, e.absolute_path))
     )
-    return [f"{json_path(error.absolute_path)}: {_schema_message(error)}" for error in errors]
+    return [
+        f"{json_path(error.absolute_path, root='')}: {_schema_message(error)}" for error in errors
+    ]
 
 
 def _predecessors(node_ids: list[str], edges: list[dict[str, Any]]) -> dict[str, set[str]]:
@@ -92,78 +87,120 @@ def _predecessors(node_ids: list[str], edges: list[dict[str, Any]]) -> dict[str,
 
 
 def semantic_problems(workflow: dict[str, Any], registry: NodeRegistry) -> list[str]:
-    problems: list[str] = []
+    """The problems a schema cannot express, in a stable order: nodes, edges, then templates."""
     nodes = [node for node in workflow.get("nodes", []) if isinstance(node, dict)]
     inputs = set((workflow.get("inputs") or {}).keys())
-    seen: dict[str, int] = {}
+    edges = [edge for edge in workflow.get("edges") or [] if isinstance(edge, dict)]
+    first_index, problems = _node_problems(nodes, inputs, registry)
+    problems += _edge_problems(edges, first_index)
+    may_run_before = _predecessors(list(first_index), edges)
+    for index, node in enumerate(nodes):
+        if isinstance(node.get("id"), str):
+            problems += _node_template_problems(index, node, inputs, first_index, may_run_before)
+    all_names = inputs | set(first_index)
+    for name, template in (workflow.get("outputs") or {}).items():
+        if isinstance(template, str):
+            problems += _template_problems(
+                f"outputs.{name}", template, all_names, first_index, None
+            )
+    return problems
+
+
+def _node_problems(
+    nodes: list[dict[str, Any]], inputs: set[str], registry: NodeRegistry
+) -> tuple[dict[str, int], list[str]]:
+    """Duplicate ids, ids that are also inputs, unknown types; and each id's first node index.
+
+    The index map is what every later check looks node ids up in, so it is built here, once.
+    """
+    first_index: dict[str, int] = {}
+    problems: list[str] = []
     for index, node in enumerate(nodes):
         node_id = node.get("id")
         if not isinstance(node_id, str):
             continue
-        if node_id in seen:
+        if node_id in first_index:
+            first = first_index[node_id]
             problems.append(
-                f"nodes[{index}].id: duplicate id '{node_id}' (first at nodes[{seen[node_id]}])"
+                f"nodes[{index}].id: duplicate id '{node_id}' (first at nodes[{first}])"
             )
         else:
-            seen[node_id] = index
+            first_index[node_id] = index
         if node_id in inputs:
             problems.append(f"nodes[{index}].id: '{node_id}' is also the name of an input")
         node_type = node.get("type")
         if isinstance(node_type, str) and registry.get(node_type) is None:
-            closest = registry.closest(node_type)
-            hint = (
-                f"did you mean {', '.join(closest)}?"
-                if closest
-                else f"known: {', '.join(registry.names())}"
-            )
-            problems.append(f"nodes[{index}].type: unknown node type '{node_type}' ({hint})")
-    node_ids = list(seen)
-    edges = [edge for edge in workflow.get("edges") or [] if isinstance(edge, dict)]
-    pairs: dict[tuple[str, str], int] = {}
+            problems.append(f"nodes[{index}].type: {_unknown_type(node_type, registry)}")
+    return first_index, problems
+
+
+def _unknown_type(node_type: str, registry: NodeRegistry) -> str:
+    """Name the unknown type with the closest known ones, or all of them when none is close."""
+    closest = registry.closest(node_type)
+    hint = (
+        f"did you mean {', '.join(closest)}?"
+        if closest
+        else f"known: {', '.join(registry.names())}"
+    )
+    return f"unknown node type '{node_type}' ({hint})"
+
+
+def _edge_problems(edges: list[dict[str, Any]], first_index: dict[str, int]) -> list[str]:
+    """Edges naming unknown nodes, and a second edge for the same node and action."""
+    problems: list[str] = []
+    node_ids = list(first_index)
+    first_edge: dict[tuple[str, str], int] = {}
     for index, edge in enumerate(edges):
         for end in ("from", "to"):
             target = edge.get(end)
-            if isinstance(target, str) and target not in seen:
+            if isinstance(target, str) and target not in first_index:
                 closest = difflib.get_close_matches(target, node_ids, n=1)
                 hint = f" (did you mean '{closest[0]}'?)" if closest else ""
                 problems.append(f"edges[{index}].{end}: unknown node '{target}'{hint}")
         key = (str(edge.get("from")), str(edge.get("action", "default")))
-        if key in pairs:
+        if key in first_edge:
             problems.append(
                 f"edges[{index}]: a second edge from '{key[0]}' for action '{key[1]}' "
-                f"(first at edges[{pairs[key]}])"
+                f"(first at edges[{first_edge[key]}])"
             )
         else:
-            pairs[key] = index
-    before = _predecessors(node_ids, edges)
-    for index, node in enumerate(nodes):
-        node_id = node.get("id")
-        if not isinstance(node_id, str):
-            continue
-        batch = node.get("batch") if isinstance(node.get("batch"), dict) else None
-        alias = batch.get("as", "item") if batch else None
-        if alias is not None and isinstance(alias, str):
-            if alias in seen:
-                problems.append(f"nodes[{index}].batch.as: alias '{alias}' shadows node '{alias}'")
-            if alias in inputs:
-                problems.append(f"nodes[{index}].batch.as: alias '{alias}' shadows input '{alias}'")
-        visible = inputs | before.get(node_id, set())
-        sources: list[tuple[str, Any, set[str]]] = (
-            [
-                (f"nodes[{index}].params.{key}", value, visible | ({alias} if alias else set()))
-                for key, value in (node.get("params") or {}).items()
-            ]
-            if isinstance(node.get("params"), dict)
-            else []
-        )
-        if batch is not None and isinstance(batch.get("items"), str):
-            sources.append((f"nodes[{index}].batch.items", batch["items"], visible))
-        for path, value, names in sources:
-            problems.extend(_template_problems(path, value, names, seen, node_id))
-    all_names = inputs | set(node_ids)
-    for name, template in (workflow.get("outputs") or {}).items():
-        if isinstance(template, str):
-            problems.extend(_template_problems(f"outputs.{name}", template, all_names, seen, None))
+            first_edge[key] = index
+    return problems
+
+
+def _node_template_problems(
+    index: int,
+    node: dict[str, Any],
+    inputs: set[str],
+    first_index: dict[str, int],
+    may_run_before: dict[str, set[str]],
+) -> list[str]:
+    """Alias shadowing, and templates in params and ``batch.items`` reading what they cannot.
+
+    Params see the batch alias; ``batch.items`` does not (it is resolved before any item).
+    """
+    node_id: str = node["id"]
+    problems: list[str] = []
+    batch = node.get("batch") if isinstance(node.get("batch"), dict) else None
+    alias = batch.get("as", "item") if batch else None
+    if alias is not None and isinstance(alias, str):
+        if alias in first_index:
+            problems.append(f"nodes[{index}].batch.as: alias '{alias}' shadows node '{alias}'")
+        if alias in inputs:
+            problems.append(f"nodes[{index}].batch.as: alias '{alias}' shadows input '{alias}'")
+    visible = inputs | may_run_before.get(node_id, set())
+    sources: list[tuple[str, Any, set[str]]] = (
+        [
+            (f"nodes[{index}].params.{key}", value, visible | ({alias} if alias else set()))
+            for key, value in (node.get("params") or {}).items()
+        ]
+        if isinstance(node.get("params"), dict)
+        else []
+    )
+    if batch is not None and isinstance(batch.get("items"), str):
+        sources.append((f"nodes[{index}].batch.items", batch["items"], visible))
+    for path, value, names in sources:
+        problems.extend(_template_problems(path, value, names, first_index, node_id))
     return problems
 
 

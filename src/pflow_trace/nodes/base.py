@@ -1,9 +1,9 @@
 """The contract every workflow node type implements.
 
-A node type is an engine :class:`~pflow_trace.engine.Node` whose ``exec`` receives the node's
+A node type is an engine :class:`~pflow_trace.engine.BaseNode` whose ``exec`` receives the node's
 parameters, already template-resolved, and returns a dict of outputs. ``post`` writes each output
 key into the store it is given; the runtime hands it a namespaced view, so the keys land in
-``shared[node_id]``. Node types never see templates, namespaces, batches or tracing.
+``shared[node_id]``. Node types never see templates, namespaces, batches, retries or tracing.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
-from pflow_trace.engine import Node
+from pflow_trace.engine import BaseNode
 from pflow_trace.engine.core import Shared
 
 #: The 1-based attempt of the batch item running on this thread. The batch runtime sets it; a
@@ -21,6 +21,11 @@ from pflow_trace.engine.core import Shared
 current_attempt: contextvars.ContextVar[int] = contextvars.ContextVar(
     "pflow_trace_current_attempt", default=1
 )
+
+#: A ``patternProperties`` entry for every node type's ``params_schema``. Keys starting with
+#: ``__`` are control values the runtime injects (such as ``__attempt__``); allowing them lets
+#: strict schemas (``additionalProperties: false``) still catch typos in user-written params.
+RUNTIME_KEYS: dict[str, Any] = {"^__": {}}
 
 
 _cancel_lock = threading.Lock()
@@ -64,7 +69,7 @@ class NodeFailure(Exception):
         self.outputs = dict(outputs or {})
 
 
-class WorkflowNode(Node):
+class WorkflowNode(BaseNode):
     """Base class for node types: subclasses set ``type_name`` and implement :meth:`exec`."""
 
     type_name: ClassVar[str] = ""

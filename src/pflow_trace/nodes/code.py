@@ -15,8 +15,7 @@ import threading
 from types import CodeType
 from typing import Any, ClassVar
 
-from pflow_trace.nodes.base import NodeFailure, WorkflowNode
-from pflow_trace.nodes.shell import RUNTIME_KEYS
+from pflow_trace.nodes.base import RUNTIME_KEYS, NodeFailure, WorkflowNode
 
 FILENAME = "<code node>"
 # Sources can differ per batch item once templates are resolved into them; bound the cache.

@@ -10,8 +10,8 @@ import json
 import os
 from typing import Any, ClassVar
 
-from pflow_trace.nodes.base import NodeFailure, WorkflowNode
-from pflow_trace.nodes.shell import RUNTIME_KEYS, excerpt
+from pflow_trace.nodes.base import RUNTIME_KEYS, NodeFailure, WorkflowNode
+from pflow_trace.nodes.failures import parse_json_or_fail
 
 
 def _absolute(path: str) -> str:
@@ -71,14 +71,8 @@ class ReadFileNode(WorkflowNode):
             ) from None
         outputs: dict[str, Any] = {"content": content, "path": path, "size_bytes": len(raw)}
         if params.get("parse_json"):
-            try:
-                outputs["json"] = json.loads(content)
-            except json.JSONDecodeError as exc:
-                raise NodeFailure(
-                    f"'{params['path']}' is not valid JSON ({exc.msg} at line {exc.lineno}"
-                    f" column {exc.colno}): {excerpt(content, 200) or '<empty>'}",
-                    outputs=outputs,
-                ) from None
+            complaint = f"'{params['path']}' is not valid JSON"
+            outputs["json"] = parse_json_or_fail(content, complaint, outputs)
         return outputs
 
 

@@ -14,8 +14,9 @@ import urllib.request
 from email.message import Message
 from typing import Any, ClassVar
 
-from pflow_trace.nodes.base import NodeFailure, WorkflowNode
-from pflow_trace.nodes.shell import RUNTIME_KEYS, excerpt
+from pflow_trace.nodes.base import RUNTIME_KEYS, NodeFailure, WorkflowNode
+from pflow_trace.nodes.failures import parse_json_or_fail
+from pflow_trace.text import one_line
 
 DEFAULT_TIMEOUT_S = 30.0
 BODY_EXCERPT_CHARS = 200
@@ -93,18 +94,16 @@ class HttpNode(WorkflowNode):
             "body": body,
         }
         if status >= 400:
-            detail = excerpt(body, BODY_EXCERPT_CHARS)
+            detail = one_line(body, BODY_EXCERPT_CHARS, keep="tail")
             message = f"HTTP {status} from {url}" + (f": {detail}" if detail else "")
             raise NodeFailure(message, outputs=outputs)
         if _is_json(response_headers):
-            try:
-                outputs["json"] = json.loads(body) if body.strip() else None
-            except json.JSONDecodeError as exc:
-                raise NodeFailure(
-                    f"response from {url} says it is JSON but does not parse ({exc.msg}):"
-                    f" {excerpt(body, BODY_EXCERPT_CHARS)}",
-                    outputs=outputs,
-                ) from None
+            complaint = f"response from {url} says it is JSON but does not parse"
+            outputs["json"] = (
+                parse_json_or_fail(body, complaint, outputs, position=False)
+                if body.strip()
+                else None
+            )
         return outputs
 
     @staticmethod

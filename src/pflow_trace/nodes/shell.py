@@ -7,7 +7,6 @@ program it starts can attach its own spans under the node's span.
 from __future__ import annotations
 
 import functools
-import json
 import os
 import signal
 import subprocess
@@ -16,27 +15,22 @@ from typing import Any, ClassVar
 from opentelemetry import propagate, trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from pflow_trace.nodes.base import NodeFailure, WorkflowNode, register_cancel, unregister_cancel
+from pflow_trace.nodes.base import (
+    RUNTIME_KEYS,
+    NodeFailure,
+    WorkflowNode,
+    register_cancel,
+    unregister_cancel,
+)
+from pflow_trace.nodes.failures import parse_json_or_fail
+from pflow_trace.text import one_line
 
 STDERR_EXCERPT_CHARS = 500
+#: How much of the command a timeout message quotes.
+COMMAND_EXCERPT_CHARS = 200
 DEFAULT_TIMEOUT_S = 60.0
 # After a kill, how long to wait for the pipes to drain before giving up on them.
 _DRAIN_AFTER_KILL_S = 5.0
-
-# Keys starting with "__" are control values the runtime injects (such as "__attempt__"); every
-# node schema allows them so strict schemas still catch typos in user-written params.
-RUNTIME_KEYS: dict[str, Any] = {"^__": {}}
-
-
-def excerpt(text: str, limit: int) -> str:
-    """Squeeze ``text`` into one line of at most about ``limit`` chars, for failure messages.
-
-    The tail is kept because a program's last lines usually say what went wrong.
-    """
-    line = " | ".join(part.strip() for part in text.strip().splitlines() if part.strip())
-    if len(line) > limit:
-        line = "…" + line[-limit:]
-    return line
 
 
 def trace_context_env() -> dict[str, str]:
@@ -103,15 +97,31 @@ class ShellNode(WorkflowNode):
     def exec(self, params: dict[str, Any]) -> dict[str, Any]:
         command: str = params["command"]
         stdin: str | None = params.get("stdin")
-        cwd: str | None = params.get("cwd")
         timeout: float | None = params.get("timeout", DEFAULT_TIMEOUT_S)
         # os.environ, then the trace context, then the user's env: an explicit TRACEPARENT wins.
         env = {**os.environ, **trace_context_env(), **(params.get("env") or {})}
+        proc = self._start(command, stdin is not None, env, params.get("cwd"))
+        stdout, stderr = self._communicate(proc, command, stdin, timeout)
 
+        code = proc.returncode
+        outputs: dict[str, Any] = {"stdout": stdout, "stderr": stderr, "exit_code": code}
+        if code != 0:
+            detail = one_line(stderr, STDERR_EXCERPT_CHARS, keep="tail")
+            message = _describe_exit(code) + (f": {detail}" if detail else "")
+            raise NodeFailure(message, outputs=outputs)
+        if params.get("parse_json"):
+            outputs["json"] = parse_json_or_fail(stdout, "stdout is not valid JSON", outputs)
+        return outputs
+
+    @staticmethod
+    def _start(
+        command: str, has_stdin: bool, env: dict[str, str], cwd: str | None
+    ) -> subprocess.Popen[str]:
+        """Start ``/bin/sh -c command``; a missing directory or shell is a one-line failure."""
         try:
-            proc = subprocess.Popen(
+            return subprocess.Popen(
                 ["/bin/sh", "-c", command],
-                stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                stdin=subprocess.PIPE if has_stdin else subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 env=env,
@@ -129,14 +139,23 @@ class ShellNode(WorkflowNode):
             where = f" in '{cwd}'" if cwd else ""
             raise NodeFailure(f"cannot start command{where}: {exc.strerror or exc}") from None
 
+    def _communicate(
+        self, proc: subprocess.Popen[str], command: str, stdin: str | None, timeout: float | None
+    ) -> tuple[str, str]:
+        """Feed stdin and collect stdout and stderr; kill the process group if it overruns.
+
+        While the command runs it is registered for cancellation, so Ctrl-C on the main thread
+        also stops a command running on a batch worker thread.
+        """
         register_cancel(id(proc), functools.partial(_kill_group, proc))
         try:
-            stdout, stderr = proc.communicate(stdin, timeout=timeout)
+            return proc.communicate(stdin, timeout=timeout)
         except subprocess.TimeoutExpired:
             _kill_group(proc)
             stdout, stderr = self._drain(proc)
+            quoted = one_line(command, COMMAND_EXCERPT_CHARS, keep="tail")
             raise NodeFailure(
-                f"command timed out after {timeout:g}s: {excerpt(command, 200)}",
+                f"command timed out after {timeout:g}s: {quoted}",
                 outputs={"stdout": stdout, "stderr": stderr, "exit_code": None},
             ) from None
         except BaseException:  # Ctrl-C or a runtime cancellation: leave no orphans behind
@@ -145,23 +164,6 @@ class ShellNode(WorkflowNode):
             raise
         finally:
             unregister_cancel(id(proc))
-
-        code = proc.returncode
-        outputs: dict[str, Any] = {"stdout": stdout, "stderr": stderr, "exit_code": code}
-        if code != 0:
-            detail = excerpt(stderr, STDERR_EXCERPT_CHARS)
-            message = _describe_exit(code) + (f": {detail}" if detail else "")
-            raise NodeFailure(message, outputs=outputs)
-        if params.get("parse_json"):
-            try:
-                outputs["json"] = json.loads(stdout)
-            except json.JSONDecodeError as exc:
-                raise NodeFailure(
-                    f"stdout is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}):"
-                    f" {excerpt(stdout, 200) or '<empty>'}",
-                    outputs=outputs,
-                ) from None
-        return outputs
 
     @staticmethod
     def _drain(proc: subprocess.Popen[str]) -> tuple[str, str]:

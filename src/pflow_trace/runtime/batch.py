@@ -20,13 +20,13 @@ from typing import Any, Literal
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import Status, StatusCode
+from opentelemetry.trace import Span, Status, StatusCode
 
 from pflow_trace.errors import TemplateError
 from pflow_trace.ir.templates import Reference, compile_value, resolve_param
 from pflow_trace.nodes.base import NodeFailure, cancel_running_work
 from pflow_trace.observe import conventions as conv
-from pflow_trace.observe.facts import ItemOutcome
+from pflow_trace.observe.facts import ItemOutcome, ItemStatus
 from pflow_trace.runtime.context import current_attempt, current_execution
 from pflow_trace.runtime.layers import LayerWrapper, describe_error
 
@@ -78,6 +78,27 @@ def timing_stats(durations: list[float]) -> dict[str, float]:
     }
 
 
+class _Lanes:
+    """What the lanes of one parallel batch share; every member is safe to use from any lane."""
+
+    __slots__ = ("_lock", "all_done", "count", "errors", "next_index", "running", "stop")
+
+    def __init__(self, count: int, running: int) -> None:
+        self.count = count  # items in the batch
+        self.running = running  # lanes not yet finished
+        self.stop = threading.Event()  # set: no lane takes another item
+        self.all_done = threading.Event()  # set by the last lane to finish
+        self.next_index = itertools.count()  # next() on a count is atomic under the GIL
+        self.errors: list[BaseException] = []  # runtime bugs on lanes, re-raised by the caller
+        self._lock = threading.Lock()
+
+    def lane_finished(self) -> None:
+        with self._lock:
+            self.running -= 1
+            if self.running == 0:
+                self.all_done.set()
+
+
 _TYPE_NAMES = {dict: "object", str: "string", int: "number", float: "number", bool: "boolean"}
 
 
@@ -110,28 +131,23 @@ class BatchNode(LayerWrapper):
     def run_item(
         self, chain: Any, shared: Any, index: int, item: Any, worker: int
     ) -> tuple[ItemOutcome, Any]:
-        run = self.run_context
+        """Run one item, retried up to ``max_retries`` attempts, inside one item span.
+
+        Returns the outcome and, on success, what the node wrote to its namespace. The span's
+        start and end are the outcome's timestamps, so the trace and the batch output agree.
+        """
         config = self.config
-        attributes = dict(self.item_base_attributes)
-        attributes[conv.ATTR_BATCH_INDEX] = index
-        attributes[conv.ATTR_BATCH_WORKER] = worker
-        recording = run.recording
-        if recording:
-            attributes[conv.ATTR_BATCH_ITEM_PREVIEW] = run.sanitizer.preview(item)
+        max_retries = config.max_retries
+        recording = self.run_context.recording
         start_ns = time.time_ns()
-        span = run.tracer.start_span(
-            self.item_span_name,
-            attributes=attributes,
-            start_time=start_ns,
-            record_exception=False,
-            set_status_on_exception=False,
-        )
+        span = self._start_item_span(index, item, worker, start_ns, recording)
         token = otel_context.attach(trace.set_span_in_context(span))
         result: Any = None
         error: str | None = None
         attempt = 0
         try:
-            for attempt in range(1, config.max_retries + 1):
+            for attempt in range(1, max_retries + 1):
+                # Each attempt runs on a fresh shallow copy, so a failed one leaves nothing behind.
                 item_shared = dict(shared)
                 item_shared[config.alias] = item
                 attempt_token = current_attempt.set(attempt)
@@ -141,15 +157,9 @@ class BatchNode(LayerWrapper):
                     error = None
                     break
                 except Exception as exc:
-                    error = run.sanitizer.text(describe_error(exc))
-                    if attempt < config.max_retries:
-                        if recording:
-                            span.add_event(
-                                conv.EVENT_RETRY,
-                                {conv.ATTR_RETRY_ATTEMPT: attempt, conv.ATTR_RETRY_ERROR: error},
-                            )
-                        if config.retry_wait > 0:
-                            time.sleep(config.retry_wait)
+                    error = self.run_context.sanitizer.text(describe_error(exc))
+                    if attempt < max_retries:
+                        self._before_retry(span, attempt, error)
                 finally:
                     current_attempt.reset(attempt_token)
         except BaseException as exc:  # Ctrl-C mid-item: the span says so, the item is not kept
@@ -157,24 +167,58 @@ class BatchNode(LayerWrapper):
             raise
         finally:
             end_ns = time.time_ns()
-            if recording:
-                span.set_attribute(conv.ATTR_BATCH_ATTEMPTS, attempt)
-                if error is not None:
-                    span.set_status(Status(StatusCode.ERROR, error))
-            otel_context.detach(token)
-            span.end(end_time=end_ns)
+            self._end_item_span(span, token, attempt, error, end_ns, recording)
+        status: ItemStatus = "success" if error is None else "failed"
+        span_id = span.get_span_context().span_id
+        # Positional, in field order: keywords cost about 0.6 µs more per item (measured).
         outcome = ItemOutcome(
-            index=index,
-            item=item,
-            status="success" if error is None else "failed",
-            attempts=attempt,
-            start_ns=start_ns,
-            end_ns=end_ns,
-            worker=worker,
-            error=error,
-            span_id=span.get_span_context().span_id,
+            index, item, status, attempt, start_ns, end_ns, worker, error, span_id
         )
         return outcome, result
+
+    def _start_item_span(
+        self, index: int, item: Any, worker: int, start_ns: int, recording: bool
+    ) -> Span:
+        """The item's span, started at ``start_ns`` (the outcome's start) but not yet current."""
+        run = self.run_context
+        attributes = dict(self.item_base_attributes)
+        attributes[conv.ATTR_BATCH_INDEX] = index
+        attributes[conv.ATTR_BATCH_WORKER] = worker
+        if recording:  # a preview costs a JSON dump: only when a real tracer keeps it
+            attributes[conv.ATTR_BATCH_ITEM_PREVIEW] = run.sanitizer.preview(item)
+        return run.tracer.start_span(
+            self.item_span_name,
+            attributes=attributes,
+            start_time=start_ns,
+            record_exception=False,
+            set_status_on_exception=False,
+        )
+
+    def _before_retry(self, span: Span, attempt: int, error: str) -> None:
+        """Record the failed attempt on the item span, then wait ``retry_wait`` seconds."""
+        if self.run_context.recording:
+            span.add_event(
+                conv.EVENT_RETRY, {conv.ATTR_RETRY_ATTEMPT: attempt, conv.ATTR_RETRY_ERROR: error}
+            )
+        if self.config.retry_wait > 0:
+            time.sleep(self.config.retry_wait)
+
+    def _end_item_span(
+        self,
+        span: Span,
+        token: object,
+        attempts: int,
+        error: str | None,
+        end_ns: int,
+        recording: bool,
+    ) -> None:
+        """Stamp attempts and status (an error left after the last attempt), then end the span."""
+        if recording:
+            span.set_attribute(conv.ATTR_BATCH_ATTEMPTS, attempts)
+            if error is not None:
+                span.set_status(Status(StatusCode.ERROR, error))
+        otel_context.detach(token)
+        span.end(end_time=end_ns)
 
     # -- the batch -----------------------------------------------------------------------------
 
@@ -256,62 +300,61 @@ class BatchNode(LayerWrapper):
         copy of the inner chain and runs in a copy of the batch span's context. Lanes record
         their own outcomes (list appends are atomic), so the main thread only waits.
         """
-        count = len(items)
-        stop = threading.Event()
-        all_done = threading.Event()
-        next_index = itertools.count()  # next() on a count is atomic under the GIL
-        lanes_left = [min(self.config.max_concurrent, count)]
-        lanes_lock = threading.Lock()
-        lane_errors: list[BaseException] = []
-        stop_on_error = self.config.error_handling == "fail_fast"
-        memo_seed = {id(self.run_context): self.run_context}
-
-        def lane(number: int) -> None:
-            try:
-                chain = copy.deepcopy(self.inner, dict(memo_seed))
-                while not stop.is_set():
-                    index = next(next_index)
-                    if index >= count:
-                        break
-                    outcome, result = self.run_item(chain, shared, index, items[index], number)
-                    if outcome.status == "success":
-                        results[index] = result
-                    elif stop_on_error:
-                        stop.set()  # before anything else: no lane may take another item
-                    outcomes.append(outcome)
-                    self.notify(outcome, count)
-            except BaseException as exc:  # a runtime bug: re-raised on the calling thread
-                lane_errors.append(exc)
-                stop.set()
-            finally:
-                with lanes_lock:
-                    lanes_left[0] -= 1
-                    if lanes_left[0] == 0:
-                        all_done.set()
-
+        lanes = _Lanes(count=len(items), running=min(self.config.max_concurrent, len(items)))
         parent_context = contextvars.copy_context()
         threads = [
             threading.Thread(
                 target=parent_context.copy().run,
-                args=(lane, number),
+                args=(self._run_lane, lanes, number, shared, items, outcomes, results),
                 name=f"pflow-{self.node_id}-{number}",
                 daemon=True,  # an interrupted run must not wait for a stuck item to exit
             )
-            for number in range(lanes_left[0])
+            for number in range(lanes.running)
         ]
         try:
             for thread in threads:
                 thread.start()
-            all_done.wait()
+            lanes.all_done.wait()
         except BaseException:
-            stop.set()
+            lanes.stop.set()
             # Ctrl-C reaches only this thread: stop child processes on the lanes, then give
             # in-flight items a moment to end so their spans close inside the batch span.
             cancel_running_work()
-            all_done.wait(INTERRUPT_GRACE_S)
+            lanes.all_done.wait(INTERRUPT_GRACE_S)
             raise
-        if lane_errors:
-            raise lane_errors[0]
+        if lanes.errors:
+            raise lanes.errors[0]
+
+    def _run_lane(
+        self,
+        lanes: _Lanes,
+        number: int,
+        shared: Any,
+        items: list[Any],
+        outcomes: list[ItemOutcome],
+        results: list[Any],
+    ) -> None:
+        """One lane's loop: take the next index, run that item, record it; until none is left."""
+        stop, next_index, count = lanes.stop, lanes.next_index, lanes.count
+        stop_on_error = self.config.error_handling == "fail_fast"
+        try:
+            chain = copy.deepcopy(self.inner, {id(self.run_context): self.run_context})
+            while not stop.is_set():
+                index = next(next_index)
+                if index >= count:
+                    break
+                outcome, result = self.run_item(chain, shared, index, items[index], number)
+                if outcome.status == "success":
+                    results[index] = result
+                elif stop_on_error:
+                    stop.set()  # before anything else: no lane may take another item
+                outcomes.append(outcome)
+                self.notify(outcome, count)
+        except BaseException as exc:  # a runtime bug: re-raised on the calling thread
+            lanes.errors.append(exc)
+            stop.set()
+        finally:
+            lanes.lane_finished()
 
     def batch_output(
         self, items: list[Any], outcomes: list[ItemOutcome], results: list[Any]

@@ -15,7 +15,7 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import Status, StatusCode
+from opentelemetry.trace import Span, Status, StatusCode
 
 from pflow_trace.errors import NodeExecutionError
 from pflow_trace.ir.templates import UnresolvedTemplate, parse_string, resolve
@@ -92,23 +92,7 @@ def run_workflow(
     shared: dict[str, Any] = dict(values)
     name = workflow_name(workflow)
     record = RunRecord(execution_id or str(uuid.uuid4()), name, start_ns=time.time_ns())
-    span = run.tracer.start_span(
-        conv.span_name(conv.LAYER_WORKFLOW, name),
-        context=parent_context,
-        attributes={
-            conv.ATTR_LAYER: conv.LAYER_WORKFLOW,
-            conv.ATTR_WORKFLOW_NAME: name,
-            conv.ATTR_EXECUTION_ID: record.execution_id,
-        },
-        start_time=record.start_ns,
-    )
-    span_context = span.get_span_context()
-    record.trace_id, record.span_id = span_context.trace_id, span_context.span_id
-    parent_span = (
-        trace.get_current_span(parent_context).get_span_context() if parent_context else None
-    )
-    if parent_span is not None and parent_span.is_valid:
-        record.parent_span_id = parent_span.span_id
+    span = _start_workflow_span(run, record, parent_context)
     if run.observer is not None:
         run.observer.run_started(record)
     token = otel_context.attach(trace.set_span_in_context(span, parent_context))
@@ -120,17 +104,7 @@ def run_workflow(
     except KeyboardInterrupt:
         record.status, record.error = "interrupted", "interrupted by the user (Ctrl-C)"
     finally:
-        record.end_ns = time.time_ns()
-        if record.status == "running":  # an unexpected exception: a bug, but keep the facts
-            record.status, record.error = "failed", "internal error"
-        if span.is_recording():
-            span.set_attribute(conv.ATTR_FINAL_STATUS, record.status)
-            if record.status in ("failed", "interrupted"):
-                span.set_status(Status(StatusCode.ERROR, run.sanitizer.text(record.error or "")))
-        otel_context.detach(token)
-        span.end(end_time=record.end_ns)
-        if run.observer is not None:
-            run.observer.run_finished(record, shared)
+        _finish_run(run, record, span, token, shared)
     node_ids = [node["id"] for node in workflow["nodes"]]
     return RunResult(
         record=record,
@@ -138,3 +112,48 @@ def run_workflow(
         nodes={node_id: shared[node_id] for node_id in node_ids if node_id in shared},
         shared=shared,
     )
+
+
+def _start_workflow_span(
+    run: RunContext, record: RunRecord, parent_context: otel_context.Context | None
+) -> Span:
+    """Start the root span and copy its ids (and the caller's span, if any) into ``record``."""
+    span = run.tracer.start_span(
+        conv.span_name(conv.LAYER_WORKFLOW, record.workflow_name),
+        context=parent_context,
+        attributes={
+            conv.ATTR_LAYER: conv.LAYER_WORKFLOW,
+            conv.ATTR_WORKFLOW_NAME: record.workflow_name,
+            conv.ATTR_EXECUTION_ID: record.execution_id,
+        },
+        start_time=record.start_ns,
+    )
+    span_context = span.get_span_context()
+    record.trace_id, record.span_id = span_context.trace_id, span_context.span_id
+    parent_span = (
+        trace.get_current_span(parent_context).get_span_context() if parent_context else None
+    )
+    if parent_span is not None and parent_span.is_valid:
+        record.parent_span_id = parent_span.span_id
+    return span
+
+
+def _finish_run(
+    run: RunContext, record: RunRecord, span: Span, token: object, shared: dict[str, Any]
+) -> None:
+    """Close the run however it ended: end time, final status, span status, observers.
+
+    A status still ``running`` here means an exception nobody expected (a bug); the run is
+    recorded as failed rather than lost, and the exception keeps propagating.
+    """
+    record.end_ns = time.time_ns()
+    if record.status == "running":
+        record.status, record.error = "failed", "internal error"
+    if span.is_recording():
+        span.set_attribute(conv.ATTR_FINAL_STATUS, record.status)
+        if record.status in ("failed", "interrupted"):
+            span.set_status(Status(StatusCode.ERROR, run.sanitizer.text(record.error or "")))
+    otel_context.detach(token)
+    span.end(end_time=record.end_ns)
+    if run.observer is not None:
+        run.observer.run_finished(record, shared)
