@@ -19,7 +19,7 @@ from pflow_trace.tracefile.readers import read_trace
 from trace_factory import large_trace, write_trace
 
 ITEMS = 100_000
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import pytest
 from pflow_trace.ir.validation import load_and_validate
 from pflow_trace.runtime.executor import RunResult, run_workflow
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 EXAMPLE_FILES = sorted(EXAMPLES.glob("*.json"))
 
 #: Examples whose run ends with failed items on purpose.

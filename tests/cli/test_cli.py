@@ -17,7 +17,7 @@ import pytest
 
 from subprocess_env import run_on_a_terminal
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def cli(*arguments: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

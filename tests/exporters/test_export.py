@@ -76,7 +76,7 @@ def fixtures_dir() -> Path:
     return (
         Path(configured)
         if configured
-        else Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+        else Path(__file__).resolve().parents[3] / "shared" / "fixtures"
     )
 
 

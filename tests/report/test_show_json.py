@@ -24,7 +24,7 @@ from trace_factory import (
     write_trace,
 )
 
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "show-json.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "show-json.md"
 SCENARIOS = {
     "sequential": sequential_trace,
     "parallel": parallel_trace,

@@ -9,7 +9,7 @@ import pytest
 
 from pflow_trace.observe import conventions as conv
 
-SPANS_DOC = Path(__file__).resolve().parent.parent / "docs" / "spans.md"
+SPANS_DOC = Path(__file__).resolve().parents[2] / "docs" / "spans.md"
 #: ``pflow.`` followed by a dotted lower-case name; a sentence's final full stop is not part of it.
 PFLOW_NAME = re.compile(r"\bpflow\.[a-z0-9_]+(?:\.[a-z0-9_]+)*")
 KNOWN_NAMES = {*conv.ALL_ATTRIBUTES, conv.EVENT_RETRY}

@@ -32,7 +32,7 @@ from pflow_trace.observe.export_settings import (
     resolve_export_settings,
 )
 
-DASHBOARDS = Path(__file__).resolve().parents[1] / "dashboards"
+DASHBOARDS = Path(__file__).resolve().parents[2] / "dashboards"
 COMPOSE = DASHBOARDS / "docker-compose.yml"
 DATASOURCES = DASHBOARDS / "grafana" / "provisioning" / "datasources" / "jaeger.yml"
 PROVIDERS = DASHBOARDS / "grafana" / "provisioning" / "dashboards" / "dashboards.yml"
@@ -317,7 +317,7 @@ def test_every_tag_a_query_uses_is_an_attribute_the_runtime_emits(
 ) -> None:
     targets = search_targets(dashboard)
     assert len(targets) >= len(REQUIRED_PANELS)
-    documented = (Path(__file__).resolve().parents[1] / "docs" / "spans.md").read_text("utf-8")
+    documented = (Path(__file__).resolve().parents[2] / "docs" / "spans.md").read_text("utf-8")
     for title, target in targets:
         assert target["service"] == "$service", title
         tags = logfmt(target["tags"])

@@ -35,9 +35,9 @@ from pflow_trace.tracefile.schema import (
 )
 
 PFLOW_SAMPLE = (
-    Path(__file__).resolve().parents[2] / "shared/fixtures/pflow-0.8-batch-trace-1.2.0.json"
+    Path(__file__).resolve().parents[3] / "shared/fixtures/pflow-0.8-batch-trace-1.2.0.json"
 )
-DOCS = Path(__file__).resolve().parents[1] / "docs/trace-format.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs/trace-format.md"
 
 NAME_PATTERN = re.compile(
     r"^workflow-trace-(?P<name>[A-Za-z0-9_.-]+)-(?P<stamp>\d{8}-\d{6})-(?P<short_id>[0-9a-f]{8})\.json$"
