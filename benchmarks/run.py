@@ -28,6 +28,7 @@ BENCHMARKS = (
     "bench_trace_file",
     "bench_snapshots",
     "bench_startup",
+    "bench_report",
 )
 
 
@@ -57,6 +58,18 @@ def headline(result: dict[str, Any]) -> str:
         return (
             f"{result['bytes_per_item_excluding_results']} B/item, write "
             f"{result['write_share_of_run']:.1%} of run, memory x{result['peak_memory_ratio']}"
+        )
+    if name == "report":
+        r, paint = result["ratios"], result["browser"]
+        painted = (
+            f"first paint {paint['first_contentful_paint_ms']} ms, waterfall "
+            f"{paint['waterfall_drawn_ms']} ms, redraw {paint['redraw_ms']} ms"
+            if "skipped" not in paint
+            else f"browser skipped: {paint['skipped']}"
+        )
+        return (
+            f"{r['time']}x show --json (target <= 2), page {r['size']}x the trace "
+            f"(target <= 3); {painted}"
         )
     interesting = {k: v for k, v in result.items() if k in ("ratios", "ratio", "met")}
     return json.dumps(interesting)

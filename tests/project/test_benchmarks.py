@@ -27,7 +27,15 @@ def test_every_benchmark_runs_quick_and_reports_its_figures(tmp_path: Path) -> N
     report = json.loads(output.read_text())
     assert report["quick"] is True
     by_name = {entry["benchmark"]: entry for entry in report["results"]}
-    assert set(by_name) == {"per_item", "parallel", "show", "trace_file", "snapshots", "startup"}
+    assert set(by_name) == {
+        "per_item",
+        "parallel",
+        "show",
+        "trace_file",
+        "snapshots",
+        "startup",
+        "report",
+    }
 
     per_item = by_name["per_item"]
     assert set(per_item["per_item_us"]) == {
@@ -45,5 +53,8 @@ def test_every_benchmark_runs_quick_and_reports_its_figures(tmp_path: Path) -> N
 
     assert by_name["trace_file"]["bytes_per_item_excluding_results"] > 0
     assert by_name["startup"]["heavy_imports"] == {"--version": [], "show": []}
+    page = by_name["report"]
+    assert page["ratios"]["time"] > 0 and 0 < page["ratios"]["size"] < 3
+    assert "skipped" in page["browser"] or page["browser"]["waterfall_drawn_ms"] > 0
     for entry in report["results"]:
         assert entry["benchmark"] in result.stdout

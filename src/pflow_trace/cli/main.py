@@ -30,6 +30,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     ),
     "show": ("pflow_trace.cli.show", "show", "Summarise one or more trace files."),
     "export": ("pflow_trace.cli.export", "export", "Replay or convert a saved trace."),
+    "report": (
+        "pflow_trace.cli.report",
+        "report",
+        "Write a self-contained HTML report of one or more traces.",
+    ),
 }
 
 

@@ -41,6 +41,8 @@ class BatchItem:
     start_offset_ms: float | None = None
     #: The worker lane (0..max_concurrent-1) that ran the item; only our format records it.
     worker: int | None = None
+    #: The item's ``batch.item`` span id (16 hex); only our format records it.
+    span_id: str | None = None
 
 
 @dataclass(slots=True)

@@ -71,16 +71,19 @@ _ITEM_FIELDS = (
     "attempts",
     "start_offset_ms",
     "worker",
+    "span_id",
 )
 _item_fields = itemgetter(*_ITEM_FIELDS)
-#: The fields statistics compute with, and the types they may hold; checked in bulk after the
-#: fast path. The others (``index``, ``item``, ``error``) are display values that
-#: ``stats`` turns into text itself, and ``status`` is only ever compared.
+#: The fields statistics compute with (and the span id the HTML report links to Jaeger), and
+#: the types they may hold; checked in bulk after the fast path. The others (``index``,
+#: ``item``, ``error``) are display values that ``stats`` turns into text itself, and
+#: ``status`` is only ever compared.
 _ITEM_TYPES = (
     ("duration_ms", frozenset({int, float, type(None)})),
     ("attempts", frozenset({int, type(None)})),
     ("start_offset_ms", frozenset({int, float, type(None)})),
     ("worker", frozenset({int, type(None)})),
+    ("span_id", frozenset({str, type(None)})),
 )
 
 
@@ -137,8 +140,10 @@ def _batch_items_careful(raw_items: list[Any]) -> list[BatchItem]:
         worker = get("worker")
         if worker.__class__ is not int:
             worker = None
-        append(
-            BatchItem(get("index"), get("item"), status, duration, error, attempts, offset, worker)
-        )
+        span_id = get("span_id")
+        if span_id.__class__ is not str:
+            span_id = None
+        index, item = get("index"), get("item")
+        append(BatchItem(index, item, status, duration, error, attempts, offset, worker, span_id))
     return items
 

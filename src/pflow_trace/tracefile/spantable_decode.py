@@ -179,3 +179,41 @@ def _decode_row(row: list[Any], at: _Columns, kinds: list[Any], origin_ns: int) 
         worker = attributes.get(conv.ATTR_BATCH_WORKER)
         span.lane = worker if isinstance(worker, int) and not isinstance(worker, bool) else 0
     return span
+
+
+def item_retry_offsets_ms(run: TraceRun) -> dict[str, list[float]]:
+    """span id -> when each failed attempt of that span ended, in ms after the span started.
+
+    The HTML report draws a retried batch item as one segment per attempt; the boundaries are
+    the item span's ``pflow.retry`` events, which only the span table keeps. Only rows with
+    events are looked at, and a table that does not decode gives no marks (the report then
+    shows the attempts count alone) rather than an error: the marks are a detail of a view.
+    """
+    otel = run.otel
+    table = otel.get("spans") if isinstance(otel, dict) else None
+    if not isinstance(table, dict) or not isinstance(table.get("rows"), list):
+        return {}
+    try:
+        at = _Columns.of(table.get("columns") or [])
+    except _BadRow:
+        return {}
+    if at.events is None:
+        return {}
+    events_at, start_at, span_at = at.events, at.start_offset_ns, at.span_id
+    offsets_ms: dict[str, list[float]] = {}
+    for row in table["rows"]:
+        try:
+            events = row[events_at]
+            if not events:
+                continue
+            start_ns = int(row[start_at])
+            marks = [
+                (int(offset) - start_ns) / 1e6
+                for name, offset, _ in events
+                if name == conv.EVENT_RETRY
+            ]
+        except (IndexError, TypeError, ValueError):
+            continue
+        if marks:
+            offsets_ms[str(row[span_at])] = marks
+    return offsets_ms

@@ -1,0 +1,93 @@
+"""``pflow-trace report``: write one self-contained HTML page of one or more runs.
+
+Thin like ``show``: the same files are found and read the same way, and the page is rendered
+by :mod:`pflow_trace.report.html` from the same summary. Problems are raised as
+:class:`~pflow_trace.errors.PflowTraceError` subclasses for the command group to print as one
+line with exit code 2.
+"""
+
+from __future__ import annotations
+
+import webbrowser
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import click
+
+from pflow_trace.errors import UsageError
+from pflow_trace.report.batch_stats import DEFAULT_TOP
+from pflow_trace.report.html import render_report
+from pflow_trace.tracefile.locate import ENV_TRACE_DIR, resolve_trace_paths
+from pflow_trace.tracefile.readers import read_trace
+
+#: Where the page goes without ``-o``: the current directory, where a person looks first.
+DEFAULT_OUTPUT = Path("pflow-trace-report.html")
+
+
+@click.command("report")
+@click.argument("traces", nargs=-1, type=click.Path(path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=DEFAULT_OUTPUT,
+    show_default=True,
+    help="The HTML file to write (replaced if it exists).",
+)
+@click.option("--open", "open_page", is_flag=True, help="Open the page in a web browser.")
+@click.option(
+    "--jaeger-url",
+    metavar="URL",
+    default=None,
+    help="Link each span to this Jaeger UI, e.g. http://localhost:16686.",
+)
+@click.option(
+    "--top",
+    type=click.IntRange(min=0),
+    default=DEFAULT_TOP,
+    show_default=True,
+    help="How many of the slowest items to list per batch node.",
+)
+@click.option(
+    "--trace-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help=f"Where to look when no TRACE is given [default: ${ENV_TRACE_DIR} or "
+    "~/.pflow-trace/traces/].",
+)
+def report(
+    traces: tuple[Path, ...],
+    output: Path,
+    open_page: bool,
+    jaeger_url: str | None,
+    top: int,
+    trace_dir: Path | None,
+) -> None:
+    """Write an HTML report: header, waterfall of nodes and items, node table, comparison.
+
+    TRACE is a trace file (ours, pflow's JSON or pflow's JSON lines) or a directory of them;
+    without TRACE, the newest trace in the trace directory. Several runs of one workflow are
+    compared node by node. The page needs no network and no server.
+    """
+    if jaeger_url is not None:
+        _check_jaeger_url(jaeger_url)
+    paths = resolve_trace_paths(traces, trace_dir)
+    runs = [read_trace(path) for path in paths]
+    for run in runs:
+        for warning in run.warnings:
+            click.echo(f"warning: {warning}", err=True)
+    html = render_report(runs, jaeger_url=jaeger_url, top=top)
+    try:
+        output.write_text(html, encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"{output}: cannot write ({exc.strerror or exc})") from None
+    click.echo(f"report: {output}")
+    if open_page:
+        webbrowser.open(output.resolve().as_uri())
+
+
+def _check_jaeger_url(url: str) -> None:
+    """Only an http(s) address becomes a link: anything else could run script on a click."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise UsageError(f"--jaeger-url {url!r}: expected an http:// or https:// address")

@@ -1,0 +1,595 @@
+// pflow-trace report: draws the embedded summary and timeline. Every value from the trace is
+// shown with textContent or canvas fillText, never parsed as markup. No network, no storage.
+"use strict";
+(function () {
+  const DATA = JSON.parse(document.getElementById("pflow-report-data").textContent);
+  const CLASSES = DATA.item_classes;
+  const css = getComputedStyle(document.documentElement);
+  const colour = (name) => css.getPropertyValue("--" + name).trim();
+  const ITEM_COLOURS = CLASSES.map(colour);
+  const NODE_COLOURS = {
+    success: colour("node"), degraded: colour("degraded"),
+    failed: colour("failed"), unfinished: colour("unfinished"),
+  };
+  const LABEL_W = 190, AXIS_H = 26, NODE_H = 22, LANE_H = 12, PAD = 3;
+  const byId = (id) => document.getElementById(id);
+  let current = 0; // the run shown
+  let state = null; // per-run drawing state, built by prepare()
+
+  // -- small helpers ---------------------------------------------------------------------
+  function el(tag, text, cls) {
+    const node = document.createElement(tag);
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    if (cls) node.className = cls;
+    return node;
+  }
+  function ms(value) { // the same rules as show's format_duration_ms
+    if (value === null || value === undefined) return "-";
+    if (value < 10) return value.toFixed(2) + " ms";
+    if (value < 1000) return value.toFixed(1) + " ms";
+    if (value < 60000) return (value / 1000).toFixed(2) + " s";
+    const minutes = Math.floor(value / 60000);
+    return minutes + "m " + ((value - minutes * 60000) / 1000).toFixed(1).padStart(4, "0") + "s";
+  }
+  const pct = (v) => (v === null || v === undefined ? "-" : (v * 100).toFixed(1) + "%");
+  const num = (v, digits) => (v === null || v === undefined ? "-" : v.toFixed(digits));
+  const orDash = (v) => (v === null || v === undefined || v === "" ? "-" : String(v));
+  function addFact(dl, key, value, href) {
+    dl.appendChild(el("dt", key));
+    const dd = el("dd");
+    if (href) {
+      const link = el("a", value);
+      link.href = href;
+      link.rel = "noopener noreferrer";
+      link.target = "_blank";
+      dd.appendChild(link);
+    } else {
+      dd.textContent = orDash(value);
+    }
+    dl.appendChild(dd);
+  }
+  function jaegerLink(traceId, spanId) {
+    if (!DATA.jaeger_url || !traceId) return null;
+    let url = DATA.jaeger_url + "/trace/" + encodeURIComponent(traceId);
+    if (spanId) url += "?uiFind=" + encodeURIComponent(spanId);
+    return url;
+  }
+
+  // -- header ----------------------------------------------------------------------------
+  function renderHeader(run, timeline) {
+    byId("workflow-name").textContent = run.workflow_name || "(unnamed)";
+    document.title = "pflow-trace report: " + (run.workflow_name || "(unnamed)");
+    const status = run.final_status || "unknown";
+    const badge = byId("run-status");
+    badge.textContent = status;
+    badge.className = "badge " + (NODE_COLOURS[status] || status === "interrupted" ? status : "unknown");
+    const facts = byId("run-facts");
+    facts.replaceChildren();
+    let items = 0, errors = 0;
+    for (const node of run.nodes) {
+      if (node.batch) { items += node.batch.count || 0; errors += node.batch.error_count || 0; }
+    }
+    addFact(facts, "started", run.start_time);
+    addFact(facts, "duration", ms(run.duration_ms));
+    addFact(facts, "nodes", run.nodes_run + " run, " + run.nodes_failed + " failed");
+    addFact(facts, "items", items + " in batches, " + errors + " failed");
+    addFact(facts, "trace id", run.trace_id, jaegerLink(run.trace_id, null));
+    addFact(facts, "execution", run.execution_id);
+    addFact(facts, "file", run.source + " (" + run.format + " " + orDash(run.format_version) + ")");
+    if (run.error) addFact(facts, "error", run.error);
+    const notes = byId("run-notes");
+    notes.replaceChildren();
+    for (const warning of run.warnings) notes.appendChild(el("li", "warning: " + warning));
+    for (const node of timeline.nodes) {
+      if (node.items && node.items.unplaced) {
+        notes.appendChild(el("li", node.node_id + ": " + node.items.unplaced +
+          " item(s) have no recorded start or duration and are not drawn"));
+      }
+      if (node.start_estimated && node.start_ms !== null) {
+        notes.appendChild(el("li", node.node_id + ": start derived from its end time (not recorded)"));
+      }
+    }
+  }
+
+  // -- waterfall: layout -----------------------------------------------------------------
+  function prepare(timeline) {
+    const rows = [];
+    let y = AXIS_H, endMs = timeline.duration_ms || 0;
+    for (const node of timeline.nodes) {
+      rows.push({ kind: "node", node: node, y: y, h: NODE_H });
+      y += NODE_H;
+      if (node.start_ms !== null && node.duration_ms !== null) {
+        endMs = Math.max(endMs, node.start_ms + node.duration_ms);
+      }
+      const items = node.items;
+      if (!items) continue;
+      const n = items.status.length;
+      const start = new Float64Array(n), end = new Float64Array(n);
+      const byStatus = CLASSES.map(() => []);
+      const byLane = Array.from({ length: items.lanes }, () => []);
+      for (let i = 0; i < n; i++) {
+        const o = items.offset_ms[i], d = items.duration_ms[i];
+        if (o === null || d === null || node.start_ms === null) { start[i] = NaN; continue; }
+        start[i] = node.start_ms + o; end[i] = start[i] + d;
+        if (end[i] > endMs) endMs = end[i];
+        byStatus[items.status[i]].push(i);
+        byLane[items.lane[i]].push(i);
+      }
+      for (const lane of byLane) lane.sort((a, b) => start[a] - start[b]);
+      node.draw = {
+        start: start, end: end, laneY: y,
+        byStatus: byStatus.map((list) => Int32Array.from(list)),
+        byLane: byLane.map((list) => Int32Array.from(list)),
+      };
+      for (let lane = 0; lane < items.lanes; lane++) {
+        rows.push({ kind: "lane", node: node, lane: lane, y: y, h: LANE_H });
+        y += LANE_H;
+      }
+    }
+    return { timeline: timeline, rows: rows, height: y + PAD, endMs: endMs || 1,
+      t0: 0, t1: (endMs || 1) * 1.02, selected: null };
+  }
+
+  // -- waterfall: drawing ----------------------------------------------------------------
+  const canvas = byId("waterfall");
+  const ctx = canvas.getContext("2d");
+  let widthCss = 0;
+
+  function resize() {
+    const ratio = window.devicePixelRatio || 1;
+    widthCss = canvas.parentElement.clientWidth;
+    canvas.style.height = state.height + "px";
+    canvas.width = Math.round(widthCss * ratio);
+    canvas.height = Math.round(state.height * ratio);
+    ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+  }
+  const plotW = () => Math.max(widthCss - LABEL_W - 8, 10);
+  const xOf = (t) => LABEL_W + ((t - state.t0) / (state.t1 - state.t0)) * plotW();
+  const tOf = (x) => state.t0 + ((x - LABEL_W) / plotW()) * (state.t1 - state.t0);
+
+  function niceStep(span, target) {
+    const raw = span / target, power = Math.pow(10, Math.floor(Math.log10(raw)));
+    for (const m of [1, 2, 5, 10]) if (m * power >= raw) return m * power;
+    return 10 * power;
+  }
+
+  function draw() {
+    const drawn = CLASSES.map(() => 0);
+    ctx.clearRect(0, 0, widthCss, state.height);
+    ctx.font = "12px system-ui, sans-serif";
+    ctx.textBaseline = "middle";
+    drawAxis();
+    ctx.save();
+    ctx.beginPath();
+    ctx.rect(LABEL_W, AXIS_H, plotW(), state.height - AXIS_H);
+    ctx.clip();
+    for (const row of state.rows) {
+      if (row.kind === "node") drawNodeBar(row);
+      else drawLaneTrack(row);
+    }
+    for (const node of state.timeline.nodes) if (node.draw) drawItems(node, drawn);
+    ctx.restore();
+    drawLabels();
+    CLASSES.forEach((name, at) => { canvas.dataset["drawn" + name[0].toUpperCase() + name.slice(1)] = drawn[at]; });
+    canvas.dataset.drawnTotal = drawn.reduce((a, b) => a + b, 0);
+    canvas.dataset.view = state.t0.toFixed(3) + "," + state.t1.toFixed(3);
+  }
+
+  function drawAxis() {
+    const step = niceStep(state.t1 - state.t0, Math.max(plotW() / 110, 2));
+    ctx.fillStyle = colour("dim");
+    ctx.strokeStyle = colour("grid");
+    ctx.lineWidth = 1;
+    for (let t = Math.ceil(state.t0 / step) * step; t <= state.t1; t += step) {
+      const x = Math.round(xOf(t)) + 0.5;
+      ctx.beginPath(); ctx.moveTo(x, AXIS_H - 6); ctx.lineTo(x, state.height); ctx.stroke();
+      ctx.fillText(ms(t), x + 3, AXIS_H / 2 - 2);
+    }
+  }
+
+  function drawNodeBar(row) {
+    const node = row.node;
+    if (node.start_ms === null || node.duration_ms === null) return;
+    const x0 = xOf(node.start_ms), x1 = xOf(node.start_ms + node.duration_ms);
+    ctx.fillStyle = NODE_COLOURS[node.status] || NODE_COLOURS.success;
+    ctx.globalAlpha = node.items ? 0.45 : 1;
+    ctx.fillRect(x0, row.y + 4, Math.max(x1 - x0, 1), row.h - 8);
+    ctx.globalAlpha = 1;
+    if (state.selected && state.selected.node === node && state.selected.item === null) outline(x0, row.y + 4, x1 - x0, row.h - 8);
+  }
+
+  function drawLaneTrack(row) {
+    const node = row.node;
+    if (node.start_ms === null || node.duration_ms === null) return;
+    const x0 = xOf(node.start_ms), x1 = xOf(node.start_ms + node.duration_ms);
+    ctx.fillStyle = colour("track"); // the empty track is idle time: no item on this lane
+    ctx.fillRect(x0, row.y + 1, Math.max(x1 - x0, 1), row.h - 2);
+  }
+
+  function drawItems(node, drawn) {
+    // Lane by lane in time order; sub-pixel neighbours of one status that touch at this zoom
+    // become one rectangle, so 100,000 items cost a few thousand fillRect calls zoomed out.
+    const d = node.draw, items = node.items, plot = plotW();
+    const scale = plot / (state.t1 - state.t0), t0 = state.t0, x1max = LABEL_W + plot;
+    let runStatus = -1, runX0 = 0, runX1 = 0, runY = 0; // the rectangle being grown
+    const flush = () => {
+      if (runStatus < 0) return;
+      ctx.fillStyle = ITEM_COLOURS[runStatus];
+      const w = runX1 - runX0;
+      ctx.fillRect(runX0, runY, w > 2 ? w - 0.5 : Math.max(w, 1), LANE_H - 2);
+      runStatus = -1;
+    };
+    for (let lane = 0; lane < d.byLane.length; lane++) {
+      const list = d.byLane[lane], y = d.laneY + lane * LANE_H + 1;
+      for (let k = 0; k < list.length; k++) {
+        const i = list[k];
+        const x0 = LABEL_W + (d.start[i] - t0) * scale, x1 = LABEL_W + (d.end[i] - t0) * scale;
+        if (x1 < LABEL_W || x0 > x1max) continue;
+        const status = items.status[i];
+        drawn[status]++;
+        if (status === runStatus && x1 - x0 < 1.5 && x0 - runX1 < 0.5) { // sub-pixel items only
+          if (x1 > runX1) runX1 = x1;
+          continue;
+        }
+        flush();
+        runStatus = status; runX0 = x0; runX1 = x1; runY = y;
+      }
+      flush();
+    }
+    drawRetryMarks(node, scale);
+    const sel = state.selected;
+    if (sel && sel.node === node && sel.item !== null) {
+      const box = itemBoxOf(node, sel.item);
+      if (box) outline(box.x, box.y, box.w, box.h);
+    }
+  }
+
+  function drawRetryMarks(node, scale) {
+    // A retried item is drawn as one segment per attempt: a gap where each failed attempt ended.
+    const d = node.draw, marks = node.items.retry_ms;
+    ctx.fillStyle = "#ffffff";
+    for (const key in marks) {
+      const i = Number(key);
+      if (isNaN(d.start[i]) || (d.end[i] - d.start[i]) * scale < 4) continue;
+      for (const offset of marks[key]) {
+        const x = LABEL_W + (d.start[i] + offset - state.t0) * scale;
+        ctx.fillRect(x - 1, d.laneY + node.items.lane[i] * LANE_H + 1, 2, LANE_H - 2);
+      }
+    }
+  }
+
+  function outline(x, y, w, h) {
+    ctx.strokeStyle = "#111";
+    ctx.lineWidth = 2;
+    ctx.strokeRect(x - 1, y - 1, Math.max(w, 1) + 2, h + 2);
+  }
+
+  function drawLabels() {
+    ctx.fillStyle = "#ffffff";
+    ctx.fillRect(0, 0, LABEL_W, state.height);
+    for (const row of state.rows) {
+      if (row.kind === "node") {
+        ctx.fillStyle = colour("text");
+        ctx.font = "600 12px system-ui, sans-serif";
+        ctx.fillText(clip(row.node.order + ". " + row.node.node_id, LABEL_W - 10), 6, row.y + row.h / 2);
+      } else if (row.h >= 10) {
+        ctx.fillStyle = colour("dim");
+        ctx.font = "10px system-ui, sans-serif";
+        ctx.fillText("lane " + row.lane, 18, row.y + row.h / 2);
+      }
+    }
+  }
+
+  function clip(text, width) {
+    text = text.replace(/[\u0000-\u001f\u007f]/g, "\u00b7");
+    if (ctx.measureText(text).width <= width) return text;
+    while (text.length > 1 && ctx.measureText(text + "\u2026").width > width) text = text.slice(0, -1);
+    return text + "\u2026";
+  }
+
+  // -- waterfall: hit testing and details --------------------------------------------------
+  function itemBoxOf(node, i) {
+    const d = node.draw;
+    if (!d || isNaN(d.start[i])) return null;
+    const x0 = xOf(d.start[i]), x1 = xOf(d.end[i]);
+    return { x: x0, y: d.laneY + node.items.lane[i] * LANE_H + 1, w: Math.max(x1 - x0, 1), h: LANE_H - 2 };
+  }
+
+  function hit(x, y) {
+    if (x < LABEL_W) return null;
+    const row = state.rows.find((r) => y >= r.y && y < r.y + r.h);
+    if (!row) return null;
+    if (row.kind === "node") {
+      const n = row.node;
+      if (n.start_ms === null || n.duration_ms === null) return null;
+      const x0 = xOf(n.start_ms), x1 = xOf(n.start_ms + n.duration_ms);
+      return x >= x0 - 2 && x <= Math.max(x1, x0 + 1) + 2 ? { node: n, item: null } : null;
+    }
+    const d = row.node.draw, lane = d.byLane[row.lane], t = tOf(x);
+    const tolerance = (3 / plotW()) * (state.t1 - state.t0);
+    let lo = 0, hi = lane.length - 1, found = -1;
+    while (lo <= hi) { // the last item starting at or before t + tolerance
+      const mid = (lo + hi) >> 1;
+      if (d.start[lane[mid]] <= t + tolerance) { found = mid; lo = mid + 1; } else hi = mid - 1;
+    }
+    let best = null, bestDistance = Infinity;
+    for (let k = found; k >= 0 && k > found - 64; k--) {
+      const i = lane[k];
+      const distance = t < d.start[i] ? d.start[i] - t : t > d.end[i] ? t - d.end[i] : 0;
+      if (distance <= tolerance && distance < bestDistance) { best = i; bestDistance = distance; }
+      if (d.end[i] < t - tolerance && distance > tolerance) break;
+    }
+    return best === null ? null : { node: row.node, item: best };
+  }
+
+  function describe(target) {
+    const node = target.node, items = node.items, i = target.item, run = currentRun();
+    const fields = [];
+    if (i === null) {
+      fields.push(["node", node.order + ". " + node.node_id + " (" + node.node_type + ")"],
+        ["status", node.status], ["start", ms(node.start_ms)], ["duration", ms(node.duration_ms)],
+        ["span id", node.span_id]);
+      return { title: "Node " + node.node_id, fields: fields, span: node.span_id, trace: run.trace_id };
+    }
+    const error = items.error[i] >= 0 ? items.errors[items.error[i]] : null;
+    fields.push(["node", node.node_id], ["index", items.index[i]], ["item", items.preview[i]],
+      ["status", CLASSES[items.status[i]]], ["attempts", items.attempts[i]],
+      ["start", ms(node.draw.start[i])], ["duration", ms(items.duration_ms[i])],
+      ["lane", items.lane[i]]);
+    const marks = items.retry_ms[String(i)];
+    if (marks) fields.push(["retries at", marks.map(ms).join(", ") + " after the item started"]);
+    fields.push(["error", error], ["span id", items.span_id[i]]);
+    return { title: "Item " + orDash(items.index[i]) + " of " + node.node_id, fields: fields,
+      span: items.span_id[i], trace: run.trace_id };
+  }
+
+  function showDetails(target) {
+    state.selected = target;
+    const dl = byId("details-fields");
+    dl.replaceChildren();
+    byId("details-empty").hidden = target !== null;
+    if (target === null) { byId("details-title").textContent = "Details"; draw(); return; }
+    const info = describe(target);
+    byId("details-title").textContent = info.title;
+    for (const [key, value] of info.fields) addFact(dl, key, value);
+    const link = jaegerLink(info.trace, info.span);
+    if (link && info.span) addFact(dl, "Jaeger", "open this span in Jaeger", link);
+    dl.dataset.index = target.item === null ? "" : String(target.node.items.index[target.item]);
+    draw();
+  }
+
+  function showTooltip(target, x, y) {
+    const tip = byId("tooltip");
+    if (!target) { tip.hidden = true; return; }
+    const info = describe(target);
+    tip.textContent = info.title + "\n" + info.fields
+      .filter(([key]) => key !== "node" && key !== "span id")
+      .map(([key, value]) => key + ": " + orDash(value)).join("\n");
+    tip.hidden = false;
+    tip.style.left = Math.min(x + 14, widthCss - 300) + "px";
+    tip.style.top = (y + 14) + "px";
+  }
+
+  // -- waterfall: zoom and pan -------------------------------------------------------------
+  function setView(t0, t1) {
+    const span = Math.max(t1 - t0, 0.001);
+    state.t0 = t0; state.t1 = t0 + span;
+    draw();
+  }
+  function zoom(factor, atX) {
+    const anchor = atX === undefined ? (state.t0 + state.t1) / 2 : tOf(atX);
+    setView(anchor - (anchor - state.t0) * factor, anchor + (state.t1 - anchor) * factor);
+  }
+  function fit() { setView(0, state.endMs * 1.02); }
+
+  let drag = null;
+  canvas.addEventListener("wheel", (event) => {
+    event.preventDefault();
+    zoom(event.deltaY > 0 ? 1.25 : 0.8, event.offsetX);
+  }, { passive: false });
+  canvas.addEventListener("mousedown", (event) => {
+    drag = { x: event.offsetX, t0: state.t0, t1: state.t1, moved: false };
+  });
+  window.addEventListener("mouseup", () => {
+    if (drag && drag.moved) canvas.classList.remove("dragging");
+    setTimeout(() => { drag = null; }, 0);
+  });
+  canvas.addEventListener("mousemove", (event) => {
+    if (drag && event.buttons === 1) {
+      const dx = event.offsetX - drag.x;
+      if (Math.abs(dx) > 3) { drag.moved = true; canvas.classList.add("dragging"); }
+      if (drag.moved) {
+        const dt = (dx / plotW()) * (drag.t1 - drag.t0);
+        setView(drag.t0 - dt, drag.t1 - dt);
+        showTooltip(null);
+        return;
+      }
+    }
+    showTooltip(hit(event.offsetX, event.offsetY), event.offsetX, event.offsetY);
+  });
+  canvas.addEventListener("mouseleave", () => showTooltip(null));
+  canvas.addEventListener("click", (event) => {
+    if (drag && drag.moved) return;
+    showDetails(hit(event.offsetX, event.offsetY));
+  });
+  byId("zoom-in").addEventListener("click", () => zoom(0.5));
+  byId("zoom-out").addEventListener("click", () => zoom(2));
+  byId("zoom-fit").addEventListener("click", fit);
+  document.addEventListener("keydown", (event) => {
+    if (event.target instanceof HTMLInputElement || event.target instanceof HTMLSelectElement) return;
+    if (event.key === "+" || event.key === "=") zoom(0.5);
+    else if (event.key === "-") zoom(2);
+    else if (event.key === "0") fit();
+  });
+  window.addEventListener("resize", () => { resize(); draw(); });
+
+  function renderLegend() {
+    const legend = byId("legend");
+    legend.replaceChildren();
+    CLASSES.forEach((name, at) => {
+      let count = 0;
+      for (const node of state.timeline.nodes) if (node.draw) count += node.draw.byStatus[at].length;
+      const li = el("li");
+      const swatch = el("span", null, "swatch");
+      swatch.style.background = ITEM_COLOURS[at];
+      li.append(swatch, el("span", name + " " + count));
+      li.dataset.status = name;
+      legend.appendChild(li);
+    });
+  }
+
+  // -- tables ------------------------------------------------------------------------------
+  function sortable(table, columns, rows) {
+    // columns: [label, numeric]; rows: [[value, text, cls]...]. Click a header to sort.
+    const head = table.tHead, body = table.tBodies[0];
+    head.replaceChildren();
+    const tr = el("tr");
+    let order = { at: -1, dir: 1 };
+    const fill = () => {
+      body.replaceChildren();
+      for (const row of rows) {
+        const line = el("tr");
+        row.forEach(([, text, cls], at) => line.appendChild(el("td", text, (columns[at][1] ? "num " : "cell-text ") + (cls || ""))));
+        body.appendChild(line);
+      }
+    };
+    columns.forEach(([label, numeric], at) => {
+      const th = el("th", label, numeric ? "num" : "");
+      th.addEventListener("click", () => {
+        order = { at: at, dir: order.at === at ? -order.dir : (numeric ? -1 : 1) };
+        rows.sort((a, b) => compare(a[at][0], b[at][0]) * order.dir);
+        for (const cell of tr.children) cell.removeAttribute("aria-sort");
+        th.setAttribute("aria-sort", order.dir > 0 ? "ascending" : "descending");
+        fill();
+      });
+      tr.appendChild(th);
+    });
+    head.appendChild(tr);
+    fill();
+  }
+  function compare(a, b) {
+    if (a === b) return 0;
+    if (a === null || a === undefined) return 1;
+    if (b === null || b === undefined) return -1;
+    return a < b ? -1 : 1;
+  }
+  const cell = (value, text, cls) => [value, text === undefined ? orDash(value) : text, cls];
+
+  function renderNodeTable(run) {
+    const columns = [["#", 1], ["node", 0], ["type", 0], ["status", 0], ["duration", 1], ["share", 1],
+      ["items", 1], ["failed", 1], ["p50", 1], ["p95", 1], ["max", 1], ["parallelism", 1],
+      ["efficiency", 1], ["retries", 1]];
+    const rows = run.nodes.map((node) => {
+      const b = node.batch || {}, t = b.timing || {};
+      return [cell(node.order), cell(node.node_id), cell(node.node_type),
+        cell(node.status, node.status, "status-" + node.status), cell(node.duration_ms, ms(node.duration_ms)),
+        cell(node.share, pct(node.share)), cell(b.count ?? null), cell(b.error_count ?? null),
+        cell(t.p50_item_ms ?? null, ms(t.p50_item_ms)), cell(t.p95_item_ms ?? null, ms(t.p95_item_ms)),
+        cell(t.max_item_ms ?? null, ms(t.max_item_ms)),
+        cell(b.effective_parallelism ?? null, b.effective_parallelism == null ? "-" : num(b.effective_parallelism, 2) + "x"),
+        cell(b.efficiency ?? null, pct(b.efficiency)), cell(b.retries_used ?? null)];
+    });
+    sortable(byId("node-table"), columns, rows);
+    const holder = byId("batch-details");
+    holder.replaceChildren();
+    for (const node of run.nodes) if (node.batch) holder.appendChild(batchBlock(node));
+  }
+
+  function batchBlock(node) {
+    const b = node.batch;
+    const block = el("details", null, "batch");
+    block.open = true;
+    block.appendChild(el("summary", "batch " + node.node_id + ": " + b.count + " items, " +
+      orDash(b.error_count) + " failed, " + (b.execution_mode || "mode unknown") +
+      (b.max_concurrent ? ", max_concurrent " + b.max_concurrent : "")));
+    if (b.slowest.length) {
+      block.appendChild(el("h3", "slowest " + b.slowest.length));
+      const table = el("table", null, "sortable");
+      table.append(el("thead"), el("tbody"));
+      sortable(table, [["index", 1], ["item", 0], ["duration", 1], ["status", 0], ["attempts", 1], ["lane", 1]],
+        b.slowest.map((s) => [cell(s.index), cell(s.item), cell(s.duration_ms, ms(s.duration_ms)),
+          cell(s.status), cell(s.attempts), cell(s.worker)]));
+      block.appendChild(table);
+    }
+    if (b.errors.length) {
+      block.appendChild(el("h3", "errors"));
+      const table = el("table", null, "sortable");
+      table.append(el("thead"), el("tbody"));
+      sortable(table, [["count", 1], ["message", 0], ["first index", 1]],
+        b.errors.map((g) => [cell(g.count), cell(g.message), cell(g.first_index)]));
+      block.appendChild(table);
+      if (b.errors_more) block.appendChild(el("p", "+" + b.errors_more + " more error messages", "dim"));
+    }
+    for (const sentence of b.unknown) block.appendChild(el("p", "unknown: " + sentence, "dim"));
+    return block;
+  }
+
+  function renderComparisons() {
+    const holder = byId("comparisons");
+    holder.replaceChildren();
+    const runs = DATA.summary.runs;
+    byId("compare-section").hidden = DATA.comparisons.length === 0;
+    for (const comparison of DATA.comparisons) {
+      holder.appendChild(el("h3", comparison.workflow_name + ": " + comparison.runs.length + " runs"));
+      const label = (at) => "run " + (at + 1) + " " + orDash(runs[at].start_time);
+      const columns = [["node", 0]].concat(comparison.runs.map((at) => [label(at), 1]),
+        [["newest / oldest", 1], ["change", 0]]);
+      const rows = comparison.nodes.map((node) => [cell(node.node_id)].concat(
+        node.duration_ms.map((d) => cell(d, ms(d))),
+        [cell(node.ratio, node.ratio == null ? "-" : num(node.ratio, 2) + "x"),
+          cell(node.change, orDash(node.change), "change-" + node.change)]));
+      rows.unshift([cell("(whole run)")].concat(comparison.run_duration_ms.map((d) => cell(d, ms(d))),
+        [cell(null), cell(null)]));
+      const table = el("table", null, "sortable");
+      table.append(el("thead"), el("tbody"));
+      sortable(table, columns, rows);
+      holder.appendChild(table);
+    }
+  }
+
+  // -- putting it together -----------------------------------------------------------------
+  const currentRun = () => DATA.summary.runs[current];
+
+  function showRun(at) {
+    current = at;
+    const run = currentRun(), timeline = DATA.timelines[at];
+    renderHeader(run, timeline);
+    state = prepare(timeline);
+    resize();
+    renderLegend();
+    showDetails(null);
+    renderNodeTable(run);
+  }
+
+  function init() {
+    const select = byId("run-select");
+    if (DATA.summary.runs.length > 1) {
+      byId("run-picker").hidden = false;
+      DATA.summary.runs.forEach((run, at) => {
+        const option = el("option", (at + 1) + ". " + (run.workflow_name || "(unnamed)") + " " +
+          orDash(run.start_time) + " " + orDash(run.final_status));
+        option.value = String(at);
+        select.appendChild(option);
+      });
+      select.addEventListener("change", () => showRun(Number(select.value)));
+    }
+    renderComparisons();
+    byId("footer").textContent = "Made by " + DATA.generator + " from " +
+      DATA.summary.runs.map((run) => run.source).join(", ") + ". Self-contained: no network.";
+    showRun(0);
+    performance.mark("pflow-waterfall-drawn");
+    window.pflowReport = { // for tests and the curious: read-only views of what was drawn
+      itemBox(nodeOrder, position) {
+        const node = state.timeline.nodes.find((n) => n.order === nodeOrder);
+        const box = node ? itemBoxOf(node, position) : null;
+        if (!box) return null;
+        const rect = canvas.getBoundingClientRect();
+        return { x: rect.left + box.x, y: rect.top + box.y, w: box.w, h: box.h };
+      },
+      view: () => [state.t0, state.t1],
+      setView: setView,
+      showRun: showRun,
+    };
+  }
+  init();
+})();
