@@ -309,6 +309,48 @@ def closed_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+@contextmanager
+def trickling_endpoint(byte_interval_s: float = 0.5) -> Iterator[str]:
+    """An HTTP endpoint on loopback that accepts every request, then answers one byte every
+    ``byte_interval_s`` seconds: each read succeeds, so only a deadline on the whole request
+    stops a client from waiting minutes. Yields the base URL.
+    """
+    answer = b"HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: 0\r\n\r\n"
+    stop = threading.Event()
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    server.settimeout(0.1)
+
+    def trickle(connection: socket.socket) -> None:
+        with connection:
+            try:
+                connection.recv(1 << 20)
+                for byte in answer:
+                    if stop.wait(byte_interval_s):
+                        return
+                    connection.sendall(bytes([byte]))
+            except OSError:
+                return
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                connection, _ = server.accept()
+            except (TimeoutError, OSError):
+                continue
+            threading.Thread(target=trickle, args=(connection,), daemon=True).start()
+
+    acceptor = threading.Thread(target=accept, daemon=True)
+    acceptor.start()
+    try:
+        yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    finally:
+        stop.set()
+        acceptor.join(5)
+        server.close()
+
+
 __all__ = [
     "GRPC",
     "HTTP",
@@ -318,4 +360,5 @@ __all__ = [
     "closed_port",
     "flatten",
     "otlp_receiver",
+    "trickling_endpoint",
 ]

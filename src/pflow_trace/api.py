@@ -28,6 +28,7 @@ from typing import Any
 
 from opentelemetry.sdk.trace import SpanProcessor
 
+from pflow_trace.errors import TraceWriteError
 from pflow_trace.ir.validation import load_and_validate
 from pflow_trace.ir.validation import validate_workflow as _validate
 from pflow_trace.nodes.registry import NodeRegistry
@@ -38,7 +39,8 @@ from pflow_trace.observe.redaction import Redactor
 from pflow_trace.observe.sanitize import Sanitizer, SnapshotLimits
 from pflow_trace.report.stats import DEFAULT_TOP, build_summary
 from pflow_trace.report.summary import ShowSummary
-from pflow_trace.runtime.context import RunContext
+from pflow_trace.runtime import interrupts
+from pflow_trace.runtime.context import DEFAULT_MAX_NODE_VISITS, RunContext
 from pflow_trace.runtime.executor import RunResult, run_workflow, workflow_name
 from pflow_trace.runtime.inputs import resolve_inputs, sensitive_values
 from pflow_trace.text import hex_trace_id
@@ -78,6 +80,8 @@ class TraceOptions:
     join_env_trace_context: bool = True
     extra_processors: Sequence[SpanProcessor] = ()
     observers: Sequence[RunObserver] = ()
+    #: Node executions one run may make before it fails (an edge loop that never ends).
+    max_node_visits: int = DEFAULT_MAX_NODE_VISITS
 
 
 @dataclass
@@ -93,6 +97,11 @@ class TracedRun:
     sanitizer: Sanitizer
     #: How long writing the trace file took; 0.0 when none was written.
     trace_write_seconds: float = 0.0
+    #: Why the trace file could not be written (one line naming the path), else None.
+    trace_error: str | None = None
+    #: The signal (Ctrl-C, SIGTERM, SIGHUP) that stopped the run or arrived while it was being
+    #: finished and written; the command line exits 128 + this number.
+    signal_number: int | None = None
 
     @property
     def status(self) -> str:
@@ -166,9 +175,55 @@ def run(
     processors = [*options.extra_processors, *([recorder] if recorder is not None else [])]
     tracing = setup_tracing(options.export, processors)
     observer = Observers([builder, *options.observers])
-    context = RunContext(tracer=tracing.tracer, observer=observer, sanitizer=sanitizer)
+    context = RunContext(
+        tracer=tracing.tracer,
+        observer=observer,
+        sanitizer=sanitizer,
+        max_node_visits=options.max_node_visits,
+    )
     parent = parent_context_from_env() if options.join_env_trace_context else None
+    with interrupts.signals_handled():
+        result, document, recorded = _run_and_record(
+            workflow, registry, context, parent, execution_id, values, builder, tracing, trace_path
+        )
+        late_signal = interrupts.take_pending()
+    write_seconds, trace_error, warning = recorded
+    if trace_error is not None:
+        trace_path = None
+    if warning is not None and trace_path is not None:
+        warning = f"{warning}; the run's trace is in {trace_path}"
+    return TracedRun(
+        result=result,
+        trace_path=trace_path,
+        trace_id=hex_trace_id(result.record.trace_id),
+        export_warning=warning,
+        document=document,
+        sanitizer=sanitizer,
+        trace_write_seconds=write_seconds,
+        trace_error=trace_error,
+        signal_number=result.interrupt_signal or late_signal,
+    )
+
+
+def _run_and_record(
+    workflow: dict[str, Any],
+    registry: NodeRegistry | None,
+    context: RunContext,
+    parent: Any,
+    execution_id: str,
+    values: dict[str, Any],
+    builder: TraceDocumentBuilder,
+    tracing: Any,
+    trace_path: Path | None,
+) -> tuple[RunResult, dict[str, Any] | None, tuple[float, str | None, str | None]]:
+    """Run, then write the trace and flush the spans however the run ended.
+
+    Only the nodes' work is interruptible; finishing the run, writing its trace and flushing
+    its spans never are: a signal there is kept and reported (see ``runtime/interrupts.py``).
+    Returns the result, the document, and (write seconds, write error, export warning).
+    """
     write_seconds = 0.0
+    trace_error: str | None = None
     try:
         result = run_workflow(
             workflow,
@@ -182,17 +237,19 @@ def run(
         document = builder.finished_document()
         if trace_path is not None and document is not None:
             started = time.perf_counter()
-            write_trace(trace_path, document)
+            trace_error = _write_or_explain(trace_path, document)
             write_seconds = time.perf_counter() - started
         warning = tracing.shutdown()
-    if warning is not None and trace_path is not None:
-        warning = f"{warning}; the run's trace is in {trace_path}"
-    return TracedRun(
-        result=result,
-        trace_path=trace_path,
-        trace_id=hex_trace_id(result.record.trace_id),
-        export_warning=warning,
-        document=document,
-        sanitizer=sanitizer,
-        trace_write_seconds=write_seconds,
-    )
+    return result, document, (write_seconds, trace_error, warning)
+
+
+def _write_or_explain(path: Path, document: dict[str, Any]) -> str | None:
+    """Write the trace; when the disk says no, return the one line saying so, never raise.
+
+    The run itself is over by now: its summary and spans must still reach the user.
+    """
+    try:
+        write_trace(path, document)
+    except TraceWriteError as exc:
+        return exc.message
+    return None

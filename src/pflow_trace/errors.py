@@ -12,11 +12,18 @@ The tree (exit code in brackets)::
     ├── TraceReadError [2]           a trace file that cannot be read
     │   └── TraceSchemaError [2]     a trace document that breaks the trace-file schema
     ├── NodeExecutionError [1]       a node failed while the workflow ran
+    │   └── NodeVisitLimitError [1]  a loop of edges ran more nodes than a run allows
     ├── TemplateError [1]            a template could not be resolved at run time
-    └── ExportError [1]              a backend did not take a replayed trace's spans
+    ├── ExportError [1]              a backend did not take a replayed trace's spans
+    └── TraceWriteError [1]          a finished run's trace file could not be written
+
+    RunInterrupted [128 + signal]    (a KeyboardInterrupt, not a PflowTraceError) Ctrl-C,
+                                     SIGTERM or SIGHUP stopped the run
 """
 
 from __future__ import annotations
+
+import signal
 
 EXIT_OK = 0
 EXIT_WORKFLOW_FAILED = 1
@@ -86,3 +93,49 @@ class TemplateError(PflowTraceError):
     """A template could not be resolved: names the template and the closest available names."""
 
     exit_code = EXIT_WORKFLOW_FAILED
+
+
+class NodeVisitLimitError(NodeExecutionError):
+    """A run executed more nodes than its limit: almost always an edge loop that never ends."""
+
+    def __init__(self, node_id: str, limit: int, loop: list[str]) -> None:
+        self.limit = limit
+        self.loop = loop
+        cycle = " → ".join([*loop, loop[0]]) if loop else node_id
+        NodeExecutionError.__init__(
+            self,
+            node_id,
+            f"the run reached its limit of {limit:,} node executions in the loop {cycle}; "
+            "raise the limit with --max-node-visits if the loop is meant to run longer",
+        )
+
+
+class TraceWriteError(PflowTraceError):
+    """The trace file of a finished run could not be written (disk full, name too long)."""
+
+    exit_code = EXIT_WORKFLOW_FAILED
+
+
+def _signal_name(signal_number: int) -> str:
+    try:
+        return signal.Signals(signal_number).name
+    except ValueError:
+        return f"signal {signal_number}"
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """A signal (Ctrl-C, SIGTERM, SIGHUP) stopped the run; raised by the run's signal handler.
+
+    A ``KeyboardInterrupt`` so everything that already stops for Ctrl-C stops for it too; its
+    own class so a plain ``KeyboardInterrupt`` raised by a node's code is not taken for the
+    user's. The exit code is the shell convention, 128 + the signal number.
+    """
+
+    def __init__(self, signal_number: int = signal.SIGINT) -> None:
+        self.signal_number = int(signal_number)
+        self.exit_code = 128 + self.signal_number
+        if self.signal_number == signal.SIGINT:
+            self.message = "interrupted by the user (Ctrl-C)"
+        else:
+            self.message = f"interrupted by {_signal_name(self.signal_number)}"
+        super().__init__(self.message)

@@ -23,6 +23,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from pflow_trace.cli.main import cli
+from pflow_trace.errors import TraceWriteError
 from pflow_trace.observe.facts import NodeExecution, RunRecord
 from pflow_trace.observe.redaction import REDACTED, Redactor
 from pflow_trace.observe.sanitize import Sanitizer
@@ -940,13 +941,15 @@ def test_a_crash_while_writing_keeps_the_previous_file(
             patch.setattr(
                 trace_file.os, "fdopen", lambda *a, **k: HalfWritingHandle(real_fdopen(*a, **k))
             )
-        with pytest.raises(OSError, match="No space left"):
+        with pytest.raises(TraceWriteError, match=f"{target}: No space left on device$"):
             trace_file.write_trace(target, load_trace(target))
         assert target.read_bytes() == before
         assert sorted(file.name for file in tmp_path.iterdir()) == expected_files
 
-        with pytest.raises(OSError, match="No space left"):
-            api.run(mixed_workflow(), {}, TraceOptions(trace_file=str(target)))
+        outcome = api.run(mixed_workflow(), {}, TraceOptions(trace_file=str(target)))
+        assert outcome.status == "success" and outcome.trace_path is None
+        expected = f"cannot write the trace file {target}: No space left on device"
+        assert outcome.trace_error == expected
         assert target.read_bytes() == before
         assert sorted(file.name for file in tmp_path.iterdir()) == expected_files
     load_trace(target)

@@ -9,9 +9,23 @@ from __future__ import annotations
 
 import sys
 
+#: Exit code for Ctrl-C before a run started (the shell convention: 128 + SIGINT).
+_EXIT_INTERRUPTED = 130
+
 
 def main(argv: list[str] | None = None) -> None:
-    arguments = sys.argv[1:] if argv is None else argv
+    """Run the command; Ctrl-C at any moment (even while modules load) is one line and 130."""
+    try:
+        _main(sys.argv[1:] if argv is None else argv)
+    except KeyboardInterrupt:
+        try:
+            print("interrupted", file=sys.stderr)
+        except (OSError, KeyboardInterrupt):
+            pass
+        raise SystemExit(_EXIT_INTERRUPTED) from None
+
+
+def _main(arguments: list[str]) -> None:
     if arguments == ["--version"]:
         from pflow_trace import __version__
 

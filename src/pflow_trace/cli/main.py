@@ -68,9 +68,9 @@ class LazyGroup(click.Group):
         except PflowTraceError as exc:
             click.echo(f"error: {exc.message}", err=True)
             ctx.exit(exc.exit_code)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:  # before or after a run: the run handles its own
             click.echo("interrupted", err=True)
-            ctx.exit(EXIT_INTERRUPTED)
+            ctx.exit(getattr(exc, "exit_code", EXIT_INTERRUPTED))
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -61,6 +61,13 @@ EXIT_BY_STATUS = {
     help="Longest string kept in the trace (env PFLOW_TRACE_MAX_STRING, default 2000).",
 )
 @click.option(
+    "--max-node-visits",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Node executions a run may make before it fails, so an edge loop cannot run forever "
+    "(default 10000).",
+)
+@click.option(
     "--max-list",
     type=click.IntRange(min=1),
     default=None,
@@ -80,6 +87,7 @@ def run(
     no_trace_file: bool,
     max_string: int | None,
     max_list: int | None,
+    max_node_visits: int | None,
 ) -> None:
     """Run WORKFLOW with inputs given as NAME=VALUE (JSON when it parses, else text)."""
     from pflow_trace import api
@@ -87,6 +95,7 @@ def run(
     from pflow_trace.cli.display import NodeStatusDisplay, silence_stdout
     from pflow_trace.observe.export_settings import resolve_export_settings
     from pflow_trace.observe.sanitize import SnapshotLimits
+    from pflow_trace.runtime.context import DEFAULT_MAX_NODE_VISITS
     from pflow_trace.runtime.inputs import parse_assignments
 
     loaded = api.load_workflow(workflow)
@@ -104,6 +113,7 @@ def run(
         trace_dir=trace_dir,
         limits=SnapshotLimits.from_env(max_string_chars=max_string, max_list_items=max_list),
         observers=[display] if display is not None else [],
+        max_node_visits=max_node_visits or DEFAULT_MAX_NODE_VISITS,
     )
     outcome = api.run(loaded, inputs, options)
     try:
@@ -112,15 +122,29 @@ def run(
         silence_stdout()
     if outcome.export_warning is not None:
         click.echo(f"warning: {outcome.export_warning}", err=True)
+    if outcome.trace_error is not None:
+        click.echo(f"error: {outcome.trace_error}", err=True)
     try:
         sys.stdout.flush()
     except BrokenPipeError:
         silence_stdout()
-    raise SystemExit(EXIT_BY_STATUS.get(outcome.result.status, EXIT_WORKFLOW_FAILED))
+    raise SystemExit(exit_code(outcome))
+
+
+def exit_code(outcome: Any) -> int:
+    """128 + the signal that stopped the run (or came while it was written), else by status;
+    a trace that could not be written fails an otherwise successful run."""
+    if outcome.signal_number is not None:
+        return 128 + outcome.signal_number
+    code = EXIT_BY_STATUS.get(outcome.result.status, EXIT_WORKFLOW_FAILED)
+    if code == EXIT_OK and outcome.trace_error is not None:
+        return EXIT_WORKFLOW_FAILED
+    return code
 
 
 def print_outcome(outcome: Any, exporter: str, text_mode: bool) -> None:
     """The run's result on stdout: status, error, outputs and trace path, or one JSON object."""
+    from pflow_trace.observe.sanitize import json_ready
     from pflow_trace.text import format_duration_ms
 
     result = outcome.result
@@ -135,7 +159,11 @@ def print_outcome(outcome: Any, exporter: str, text_mode: bool) -> None:
         if result.outputs and record.status in ("success", "degraded"):
             click.echo("outputs:")
             for name, value in redact(result.outputs).items():
-                shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+                shown = (
+                    value
+                    if isinstance(value, str)
+                    else json.dumps(json_ready(value), ensure_ascii=False, default=str)
+                )
                 click.echo(f"  {name}: {shown}")
         if outcome.trace_path is not None:
             click.echo(f"trace: {outcome.trace_path}")
@@ -151,4 +179,14 @@ def print_outcome(outcome: Any, exporter: str, text_mode: bool) -> None:
             "trace_file": str(outcome.trace_path) if outcome.trace_path else None,
             "trace_id": outcome.trace_id,
         }
-        click.echo(json.dumps(payload, ensure_ascii=False, default=str))
+        click.echo(_strict_json(payload))
+
+
+def _strict_json(payload: dict[str, Any]) -> str:
+    """One line of strict JSON: NaN, infinity and unprintable ints never reach stdout bare."""
+    try:
+        return json.dumps(payload, ensure_ascii=False, default=str, allow_nan=False)
+    except ValueError:
+        from pflow_trace.observe.sanitize import json_ready
+
+        return json.dumps(json_ready(payload), ensure_ascii=False, default=str, allow_nan=False)

@@ -96,13 +96,14 @@ def _chunks(spans: Sequence[ReadableSpan], size: int) -> Iterator[Sequence[Reada
 def replay_to_otlp(trace: ReplayTrace, settings: ExportSettings) -> ReplayResult:
     """Send every span; raise :class:`ExportError` (one line) when the backend does not take them.
 
-    The first failed request stops the replay (the guard drops the rest at once), so an
-    unreachable endpoint costs about ``settings.timeout_s``.
+    The first failed request stops the replay (the guard drops the rest at once), and each
+    request has a deadline of ``settings.timeout_s`` whatever the backend does, so an
+    unreachable, refusing or trickling endpoint costs about that much.
     """
     # The exporters log their own tracebacks on failure; the one error line is ours to print.
     logging.getLogger("opentelemetry.exporter").setLevel(logging.CRITICAL)
     endpoint = settings.endpoint or ""
-    guard = GuardedExporter(make_otlp_exporter(settings), endpoint)
+    guard = GuardedExporter(make_otlp_exporter(settings), endpoint, settings.timeout_s)
     spans = to_readable_spans(trace)
     try:
         for chunk in _chunks(spans, SPANS_PER_REQUEST):

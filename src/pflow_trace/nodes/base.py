@@ -9,12 +9,14 @@ key into the store it is given; the runtime hands it a namespaced view, so the k
 from __future__ import annotations
 
 import contextvars
+import signal
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 from pflow_trace.engine import BaseNode
 from pflow_trace.engine.core import Shared
+from pflow_trace.errors import RunInterrupted
 
 #: The 1-based attempt of the batch item running on this thread. The batch runtime sets it; a
 #: node may read it (``echo``'s ``fail_times`` does) but must never keep a counter of its own.
@@ -30,6 +32,17 @@ RUNTIME_KEYS: dict[str, Any] = {"^__": {}}
 
 _cancel_lock = threading.Lock()
 _cancel_callbacks: dict[int, Callable[[], None]] = {}
+#: Set by :func:`cancel_running_work`: work registered after it is cancelled at once, so an
+#: item that was just starting its command when the run was interrupted leaves no child behind.
+_cancelling = False
+
+
+class WorkCancelled(BaseException):
+    """A node's work was stopped because the run was interrupted (its command was killed).
+
+    Not an ``Exception``: no ``except Exception`` in a node may take it for an ordinary failure,
+    and the batch layer records the item as ``interrupted``, never ``failed``, and never retries.
+    """
 
 
 def register_cancel(key: int, callback: Callable[[], None]) -> None:
@@ -39,7 +52,10 @@ def register_cancel(key: int, callback: Callable[[], None]) -> None:
     keep the process alive until it finished. Nodes register a callback while such work runs.
     """
     with _cancel_lock:
-        _cancel_callbacks[key] = callback
+        if not _cancelling:
+            _cancel_callbacks[key] = callback
+            return
+    callback()
 
 
 def unregister_cancel(key: int) -> None:
@@ -48,8 +64,13 @@ def unregister_cancel(key: int) -> None:
 
 
 def cancel_running_work() -> int:
-    """Call every registered cancel callback once; returns how many there were."""
+    """Call every registered cancel callback once; returns how many there were.
+
+    Until :func:`reset_cancellation`, work registered later is cancelled as it registers.
+    """
+    global _cancelling
     with _cancel_lock:
+        _cancelling = True
         callbacks = list(_cancel_callbacks.values())
         _cancel_callbacks.clear()
     for callback in callbacks:
@@ -58,6 +79,26 @@ def cancel_running_work() -> int:
         except Exception:  # cancelling is best effort; the run is already ending
             pass
     return len(callbacks)
+
+
+def reset_cancellation() -> None:
+    """A new run starts: registered work is no longer cancelled on sight."""
+    global _cancelling
+    with _cancel_lock:
+        _cancelling = False
+
+
+def is_signal_interrupt(exc: BaseException) -> bool:
+    """Whether a ``KeyboardInterrupt`` is the user's signal rather than a node's own ``raise``.
+
+    A traced run's signal handler raises ``RunInterrupted``; a plain ``KeyboardInterrupt`` is a
+    signal only where Python's default Ctrl-C handler is still in place on the main thread.
+    """
+    if isinstance(exc, RunInterrupted):
+        return True
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    return signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 class NodeFailure(Exception):

@@ -15,7 +15,7 @@ import threading
 from types import CodeType
 from typing import Any, ClassVar
 
-from pflow_trace.nodes.base import RUNTIME_KEYS, NodeFailure, WorkflowNode
+from pflow_trace.nodes.base import RUNTIME_KEYS, NodeFailure, WorkflowNode, is_signal_interrupt
 
 FILENAME = "<code node>"
 # Sources can differ per batch item once templates are resolved into them; bound the cache.
@@ -66,6 +66,11 @@ def _user_line(exc: BaseException) -> int | None:
     return line
 
 
+def _exception_line(exc: BaseException) -> str:
+    detail = str(exc)
+    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+
+
 class CodeNode(WorkflowNode):
     """Runs ``code`` with ``inputs`` as variables; outputs ``result`` and printed ``stdout``."""
 
@@ -103,10 +108,11 @@ class CodeNode(WorkflowNode):
         }
         try:
             exec(code, namespace)
-        except (Exception, SystemExit) as exc:  # SystemExit: exit() must not end the runtime
-            detail = str(exc)
-            message = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
-            raise NodeFailure(
-                message, outputs={"stdout": buffer.getvalue(), "error_line": _user_line(exc)}
-            ) from None
+        except (Exception, SystemExit, KeyboardInterrupt) as exc:
+            # exit() must not end the runtime, and a KeyboardInterrupt the snippet raised itself
+            # is this node failing; only the user's signal stops the run.
+            if isinstance(exc, KeyboardInterrupt) and is_signal_interrupt(exc):
+                raise
+            outputs = {"stdout": buffer.getvalue(), "error_line": _user_line(exc)}
+            raise NodeFailure(_exception_line(exc), outputs=outputs) from None
         return {"result": namespace.get("result"), "stdout": buffer.getvalue()}

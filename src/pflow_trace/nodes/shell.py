@@ -10,6 +10,7 @@ import functools
 import os
 import signal
 import subprocess
+import threading
 from typing import Any, ClassVar
 
 from opentelemetry import propagate, trace
@@ -18,6 +19,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from pflow_trace.nodes.base import (
     RUNTIME_KEYS,
     NodeFailure,
+    WorkCancelled,
     WorkflowNode,
     register_cancel,
     unregister_cancel,
@@ -63,6 +65,12 @@ def _kill_group(proc: subprocess.Popen[str]) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         proc.kill()
+
+
+def _cancel_group(proc: subprocess.Popen[str], cancelled: threading.Event) -> None:
+    """The run was interrupted: say so first, so the node reports a cancel, not a crash."""
+    cancelled.set()
+    _kill_group(proc)
 
 
 def _describe_exit(code: int) -> str:
@@ -147,12 +155,15 @@ class ShellNode(WorkflowNode):
         While the command runs it is registered for cancellation, so Ctrl-C on the main thread
         also stops a command running on a batch worker thread.
         """
-        register_cancel(id(proc), functools.partial(_kill_group, proc))
+        cancelled = threading.Event()
+        register_cancel(id(proc), functools.partial(_cancel_group, proc, cancelled))
         try:
-            return proc.communicate(stdin, timeout=timeout)
+            output = proc.communicate(stdin, timeout=timeout)
         except subprocess.TimeoutExpired:
             _kill_group(proc)
             stdout, stderr = self._drain(proc)
+            if cancelled.is_set():
+                raise WorkCancelled() from None
             quoted = one_line(command, COMMAND_EXCERPT_CHARS, keep="tail")
             raise NodeFailure(
                 f"command timed out after {timeout:g}s: {quoted}",
@@ -164,6 +175,9 @@ class ShellNode(WorkflowNode):
             raise
         finally:
             unregister_cancel(id(proc))
+        if cancelled.is_set():  # killed because the run was interrupted: not the command's fault
+            raise WorkCancelled()
+        return output
 
     @staticmethod
     def _drain(proc: subprocess.Popen[str]) -> tuple[str, str]:

@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-ItemStatus = Literal["success", "failed"]
+#: ``interrupted``: the item was running when the run was stopped (Ctrl-C, SIGTERM, SIGHUP).
+ItemStatus = Literal["success", "failed", "interrupted"]
 RunStatus = Literal["running", "success", "degraded", "failed", "interrupted"]
 
 
@@ -102,7 +103,7 @@ class RunObserver:
         """A node's chain has returned or raised; ``shared`` is the store after it."""
 
     def item_finished(self, node_id: str, outcome: ItemOutcome, total: int) -> None:
-        """One batch item of ``total`` ended (success or failure, after its retries)."""
+        """One batch item of ``total`` ended (success, failure after its retries, or cut short)."""
 
 
 FactKind = Literal["run_started", "run_finished", "node_started", "node_finished", "item_finished"]

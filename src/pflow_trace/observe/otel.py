@@ -4,6 +4,11 @@ Exporters are imported only when asked for (the gRPC stack is slow to import). A
 is wrapped in :class:`GuardedExporter`, which gives the backend one chance per export with a
 short timeout and, once it has failed, stops trying: a down collector then costs about one
 second at exit and yields exactly one warning line, printed by the caller.
+
+The exporters' own timeouts bound each socket read, not a request: a backend that accepts the
+connection and answers one byte at a time would hold them for minutes. So every export, and
+the whole shutdown at exit, runs against a deadline on a helper thread; past it the export is
+abandoned (the thread is a daemon and dies with the process) and counted as a failure.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,12 +45,43 @@ _QUIET_LOGGERS = (
 )
 
 
-class GuardedExporter(SpanExporter):
-    """Wraps an exporter: remembers the first failure and drops later batches at once."""
+#: Extra time the whole shutdown at exit may take beyond one export's deadline.
+SHUTDOWN_MARGIN_S = 0.25
 
-    def __init__(self, inner: SpanExporter, target: str) -> None:
+
+def call_with_deadline(function: Callable[[], Any], deadline_s: float) -> tuple[bool, Any]:
+    """Run ``function`` on a daemon thread for at most ``deadline_s`` seconds.
+
+    Returns ``(True, its result)``, or ``(False, None)`` when it was still running at the
+    deadline (it is left to finish or die with the process). Its exception is re-raised here.
+    """
+    outcome: list[Any] = []
+
+    def target() -> None:
+        try:
+            outcome.append((True, function()))
+        except BaseException as exc:  # handed to the caller's thread
+            outcome.append((False, exc))
+
+    thread = threading.Thread(target=target, name="pflow-trace-export", daemon=True)
+    thread.start()
+    thread.join(deadline_s)
+    if not outcome:
+        return False, None
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return True, value
+
+
+class GuardedExporter(SpanExporter):
+    """Wraps an exporter: a deadline on each export; remembers the first failure and drops
+    later batches at once."""
+
+    def __init__(self, inner: SpanExporter, target: str, deadline_s: float = 1.0) -> None:
         self.inner = inner
         self.target = target
+        self.deadline_s = deadline_s
         self.failure: str | None = None
         self.exported_spans = 0
         self._lock = threading.Lock()
@@ -53,13 +89,16 @@ class GuardedExporter(SpanExporter):
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if self.failure is not None:
             return SpanExportResult.FAILURE
+        reason = "the backend did not accept them (is it running?)"
         try:
-            result = self.inner.export(spans)
+            finished, result = call_with_deadline(lambda: self.inner.export(spans), self.deadline_s)
         except Exception as exc:  # an exporter bug or transport error must not reach the run
             result = SpanExportResult.FAILURE
             reason = f"{type(exc).__name__}: {exc}"
         else:
-            reason = "the backend did not accept them (is it running?)"
+            if not finished:
+                result = SpanExportResult.FAILURE
+                reason = f"the backend did not answer within {self.deadline_s:g}s"
         with self._lock:
             if result is SpanExportResult.SUCCESS:
                 self.exported_spans += len(spans)
@@ -69,7 +108,7 @@ class GuardedExporter(SpanExporter):
 
     def shutdown(self) -> None:
         try:
-            self.inner.shutdown()
+            call_with_deadline(self.inner.shutdown, SHUTDOWN_MARGIN_S)
         except Exception:  # shutting down a broken transport is best effort
             pass
 
@@ -122,9 +161,19 @@ class Tracing:
         return self.provider.get_tracer(INSTRUMENTATION_NAME, __version__)
 
     def shutdown(self) -> str | None:
-        """Flush and stop every processor; returns the export failure, if any, as one line."""
-        self.provider.shutdown()
-        if self.guard is not None and self.guard.failure is not None:
+        """Flush and stop every processor; returns the export failure, if any, as one line.
+
+        With an OTLP backend the whole of it has a deadline (one export's, plus a margin),
+        whatever the backend does.
+        """
+        if self.guard is None:
+            self.provider.shutdown()
+            return None
+        deadline_s = self.guard.deadline_s + SHUTDOWN_MARGIN_S
+        finished, _ = call_with_deadline(self.provider.shutdown, deadline_s)
+        if not finished and self.guard.failure is None:
+            self.guard.failure = f"the backend did not answer within {self.guard.deadline_s:g}s"
+        if self.guard.failure is not None:
             return f"spans were not exported to {self.guard.target}: {self.guard.failure}"
         return None
 
@@ -137,7 +186,9 @@ def setup_tracing(
     """A private provider (the global one is left alone) wired to the chosen exporter."""
     attributes = {SERVICE_NAME: settings.service_name, **(resource_attributes or {})}
     # Resource.create merges OTEL_RESOURCE_ATTRIBUTES; an explicit service name still wins.
-    provider = TracerProvider(resource=Resource.create(attributes))
+    # No exit hook: Tracing.shutdown is always called, and a second, unbounded one at exit
+    # would wait on a hung backend after all.
+    provider = TracerProvider(resource=Resource.create(attributes), shutdown_on_exit=False)
     guard: GuardedExporter | None = None
     if settings.exporter == "console":
         from opentelemetry.sdk.trace.export import ConsoleSpanExporter
@@ -146,7 +197,9 @@ def setup_tracing(
     elif settings.exporter == "otlp":
         for name in _QUIET_LOGGERS:
             logging.getLogger(name).setLevel(logging.CRITICAL)
-        guard = GuardedExporter(make_otlp_exporter(settings), settings.endpoint or "")
+        guard = GuardedExporter(
+            make_otlp_exporter(settings), settings.endpoint or "", settings.timeout_s
+        )
         provider.add_span_processor(
             BatchSpanProcessor(
                 guard,

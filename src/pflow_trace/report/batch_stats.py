@@ -26,6 +26,7 @@ from pflow_trace.report.summary import BatchSummary, ErrorGroup, ItemTiming, Slo
 from pflow_trace.text import preview
 from pflow_trace.tracefile.model import (
     ITEM_FAILED,
+    ITEM_INTERRUPTED,
     ITEM_SKIPPED,
     ITEM_SUCCESS,
     BatchInfo,
@@ -53,6 +54,7 @@ class _ItemFindings:
 
     item_records: int = 0
     skipped_count: int = 0
+    interrupted_count: int = 0
     success_count: int | None = None
     timing: ItemTiming = field(default_factory=ItemTiming)
     #: "items" or "batch_metadata", as in ``BatchSummary.timing_source``.
@@ -103,6 +105,7 @@ def summarize_batch(
         ),
         error_count=error_count,
         skipped_count=findings.skipped_count,
+        interrupted_count=findings.interrupted_count,
         item_records=recorded,
         partial=partial,
         execution_mode=batch.execution_mode,
@@ -146,6 +149,7 @@ def _from_item_records(items: list[BatchItem], top: int) -> _ItemFindings:
     findings = _ItemFindings(
         item_records=len(items),
         skipped_count=skipped_count,
+        interrupted_count=status_counts[ITEM_INTERRUPTED],
         success_count=status_counts[ITEM_SUCCESS],
     )
     _add_item_timing(findings, ran, top)

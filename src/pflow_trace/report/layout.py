@@ -181,8 +181,11 @@ def _batch_fields(batch: BatchSummary) -> Fields:
 
 
 def _items_text(batch: BatchSummary) -> str:
-    """``10 (7 ok, 2 failed, 1 skipped); 9 recorded``; the last two only when they apply."""
+    """``10 (6 ok, 2 failed, 1 interrupted, 1 skipped); 9 recorded``; the last ones only when
+    they apply."""
     parts = [f"{_count(batch.success_count)} ok", f"{_count(batch.error_count)} failed"]
+    if batch.interrupted_count:
+        parts.append(f"{batch.interrupted_count} interrupted")
     if batch.skipped_count:
         parts.append(f"{batch.skipped_count} skipped")
     text = f"{batch.count} (" + ", ".join(parts) + ")"

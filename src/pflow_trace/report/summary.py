@@ -64,6 +64,8 @@ class BatchSummary:
     error_count: int | None
     #: Items never run because an earlier item failed (fail-fast); 0 when unknown.
     skipped_count: int
+    #: Items cut short because the run was stopped (Ctrl-C, SIGTERM, SIGHUP).
+    interrupted_count: int
     #: How many per-item records the trace holds (0 when it keeps only batch_metadata).
     item_records: int
     #: True when fewer items were recorded than the batch had (interrupted or failed batch).

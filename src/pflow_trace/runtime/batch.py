@@ -10,10 +10,6 @@ timestamps become the item span's start and end, the item's ``batch_items`` reco
 
 from __future__ import annotations
 
-import contextvars
-import copy
-import itertools
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -24,16 +20,16 @@ from opentelemetry.trace import Span, Status, StatusCode
 
 from pflow_trace.errors import TemplateError
 from pflow_trace.ir.templates import Reference, compile_value, resolve_param
-from pflow_trace.nodes.base import NodeFailure, cancel_running_work
+from pflow_trace.nodes.base import NodeFailure, WorkCancelled
 from pflow_trace.observe import conventions as conv
 from pflow_trace.observe.facts import ItemOutcome, ItemStatus
+from pflow_trace.runtime import interrupts
+from pflow_trace.runtime.batch_lanes import INTERRUPTED, Lanes, ParallelItems
 from pflow_trace.runtime.context import current_attempt, current_execution
 from pflow_trace.runtime.layers import LayerWrapper, describe_error
 
 ErrorHandling = Literal["fail_fast", "continue"]
 
-#: After Ctrl-C, how long in-flight items get to finish once their work has been cancelled.
-INTERRUPT_GRACE_S = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,32 +74,13 @@ def timing_stats(durations: list[float]) -> dict[str, float]:
     }
 
 
-class _Lanes:
-    """What the lanes of one parallel batch share; every member is safe to use from any lane."""
-
-    __slots__ = ("_lock", "all_done", "count", "errors", "next_index", "running", "stop")
-
-    def __init__(self, count: int, running: int) -> None:
-        self.count = count  # items in the batch
-        self.running = running  # lanes not yet finished
-        self.stop = threading.Event()  # set: no lane takes another item
-        self.all_done = threading.Event()  # set by the last lane to finish
-        self.next_index = itertools.count()  # next() on a count is atomic under the GIL
-        self.errors: list[BaseException] = []  # runtime bugs on lanes, re-raised by the caller
-        self._lock = threading.Lock()
-
-    def lane_finished(self) -> None:
-        with self._lock:
-            self.running -= 1
-            if self.running == 0:
-                self.all_done.set()
-
-
 _TYPE_NAMES = {dict: "object", str: "string", int: "number", float: "number", bool: "boolean"}
 
 
-class BatchNode(LayerWrapper):
+class BatchNode(ParallelItems, LayerWrapper):
     layer = conv.LAYER_BATCH
+    #: Each item's work and the wait for lanes are the batch's interruptible regions.
+    handles_interrupts = True
 
     def __init__(self, inner: Any, node_id: str, node_type: str, run: Any, config: BatchConfig):
         super().__init__(inner, node_id, node_type, run)
@@ -129,19 +106,71 @@ class BatchNode(LayerWrapper):
     # -- one item ------------------------------------------------------------------------------
 
     def run_item(
-        self, chain: Any, shared: Any, index: int, item: Any, worker: int
-    ) -> tuple[ItemOutcome, Any]:
+        self,
+        chain: Any,
+        shared: Any,
+        index: int,
+        item: Any,
+        worker: int,
+        outcomes: list[ItemOutcome],
+        lanes: Lanes | None = None,
+        on_signal_thread: bool = False,
+    ) -> tuple[ItemOutcome | None, Any, BaseException | None]:
         """Run one item, retried up to ``max_retries`` attempts, inside one item span.
 
-        Returns the outcome and, on success, what the node wrote to its namespace. The span's
-        start and end are the outcome's timestamps, so the trace and the batch output agree.
+        Every item that starts gets exactly one record (appended to ``outcomes``) and one span,
+        with the same status: ``success``, ``failed`` or ``interrupted``. Returns the outcome
+        (None when an interrupted caller has already recorded it), what the node wrote on
+        success, and the interrupt that cut the item short, for the caller to act on. Only the
+        node's work is interruptible (``on_signal_thread``), so a signal never lands between
+        an item's span and its record.
         """
-        config = self.config
-        max_retries = config.max_retries
         recording = self.run_context.recording
         start_ns = time.time_ns()
         span = self._start_item_span(index, item, worker, start_ns, recording)
+        flight = None
+        if lanes is not None:
+            flight = lanes.in_flight[index] = [span, start_ns, worker, item, 1]
         token = otel_context.attach(trace.set_span_in_context(span))
+        try:
+            attempt, result, error, interrupt = self._attempts(
+                chain, shared, item, span, flight, lanes, on_signal_thread
+            )
+        except BaseException as exc:  # a runtime bug: the span says so, and it propagates
+            if lanes is not None:
+                lanes.in_flight.pop(index, None)
+            message = describe_error(exc)
+            self._end_item_span(span, token, 0, message, time.time_ns(), recording)
+            raise
+        end_ns = time.time_ns()
+        if lanes is not None and lanes.in_flight.pop(index, None) is None:
+            otel_context.detach(token)  # the interrupted caller gave up on it and recorded it
+            return None, None, interrupt
+        self._end_item_span(span, token, attempt, error, end_ns, recording)
+        status: ItemStatus = (
+            "success" if error is None else "failed" if interrupt is None else "interrupted"
+        )
+        span_id = span.get_span_context().span_id
+        # Positional, in field order: keywords cost about 0.6 µs more per item (measured).
+        outcome = ItemOutcome(
+            index, item, status, attempt, start_ns, end_ns, worker, error, span_id
+        )
+        outcomes.append(outcome)
+        return outcome, result, interrupt
+
+    def _attempts(
+        self,
+        chain: Any,
+        shared: Any,
+        item: Any,
+        span: Span,
+        flight: list[Any] | None,
+        lanes: Lanes | None,
+        on_signal_thread: bool,
+    ) -> tuple[int, Any, str | None, BaseException | None]:
+        """Up to ``max_retries`` attempts: (attempts made, result, error left, interrupt)."""
+        config = self.config
+        max_retries = config.max_retries
         result: Any = None
         error: str | None = None
         attempt = 0
@@ -151,30 +180,33 @@ class BatchNode(LayerWrapper):
                 item_shared = dict(shared)
                 item_shared[config.alias] = item
                 attempt_token = current_attempt.set(attempt)
+                if flight is not None:
+                    flight[4] = attempt
                 try:
-                    chain._run(item_shared)
-                    result = item_shared.get(self.node_id)
-                    error = None
-                    break
+                    if on_signal_thread:
+                        self._run_interruptibly(chain, item_shared)
+                    else:
+                        chain._run(item_shared)
+                    return attempt, item_shared.get(self.node_id), None, None
                 except Exception as exc:
                     error = self.run_context.sanitizer.text(describe_error(exc))
-                    if attempt < max_retries:
-                        self._before_retry(span, attempt, error)
+                    if attempt == max_retries or (lanes is not None and lanes.interrupted):
+                        break
+                    self._before_retry(span, attempt, error, on_signal_thread)
                 finally:
                     current_attempt.reset(attempt_token)
-        except BaseException as exc:  # Ctrl-C mid-item: the span says so, the item is not kept
-            error = describe_error(exc)
-            raise
+        except (KeyboardInterrupt, WorkCancelled) as exc:  # stopped: recorded, then re-raised
+            return attempt, None, INTERRUPTED, exc
+        return attempt, result, error, None
+
+    @staticmethod
+    def _run_interruptibly(chain: Any, item_shared: Any) -> None:
+        """The node's work, the one place a signal may stop a sequential item."""
+        interrupts.enter_interruptible()
+        try:
+            chain._run(item_shared)
         finally:
-            end_ns = time.time_ns()
-            self._end_item_span(span, token, attempt, error, end_ns, recording)
-        status: ItemStatus = "success" if error is None else "failed"
-        span_id = span.get_span_context().span_id
-        # Positional, in field order: keywords cost about 0.6 µs more per item (measured).
-        outcome = ItemOutcome(
-            index, item, status, attempt, start_ns, end_ns, worker, error, span_id
-        )
-        return outcome, result
+            interrupts.leave_interruptible()
 
     def _start_item_span(
         self, index: int, item: Any, worker: int, start_ns: int, recording: bool
@@ -194,30 +226,41 @@ class BatchNode(LayerWrapper):
             set_status_on_exception=False,
         )
 
-    def _before_retry(self, span: Span, attempt: int, error: str) -> None:
+    def _before_retry(self, span: Span, attempt: int, error: str, on_signal_thread: bool) -> None:
         """Record the failed attempt on the item span, then wait ``retry_wait`` seconds."""
         if self.run_context.recording:
             span.add_event(
                 conv.EVENT_RETRY, {conv.ATTR_RETRY_ATTEMPT: attempt, conv.ATTR_RETRY_ERROR: error}
             )
         if self.config.retry_wait > 0:
-            time.sleep(self.config.retry_wait)
+            if on_signal_thread:
+                interrupts.enter_interruptible()
+                try:
+                    time.sleep(self.config.retry_wait)
+                finally:
+                    interrupts.leave_interruptible()
+            else:
+                time.sleep(self.config.retry_wait)
 
     def _end_item_span(
         self,
         span: Span,
-        token: object,
+        token: object | None,
         attempts: int,
         error: str | None,
         end_ns: int,
         recording: bool,
     ) -> None:
-        """Stamp attempts and status (an error left after the last attempt), then end the span."""
+        """Stamp attempts and status (an error left after the last attempt), then end the span.
+
+        ``token`` is None when the span was never made current on this thread.
+        """
         if recording:
             span.set_attribute(conv.ATTR_BATCH_ATTEMPTS, attempts)
             if error is not None:
                 span.set_status(Status(StatusCode.ERROR, error))
-        otel_context.detach(token)
+        if token is not None:
+            otel_context.detach(token)
         span.end(end_time=end_ns)
 
     # -- the batch -----------------------------------------------------------------------------
@@ -283,78 +326,18 @@ class BatchNode(LayerWrapper):
     ) -> None:
         stop_on_error = self.config.error_handling == "fail_fast"
         count = len(items)
+        on_signal_thread = interrupts.on_handler_thread()
         for index, item in enumerate(items):
-            outcome, result = self.run_item(self.inner, shared, index, item, 0)
-            outcomes.append(outcome)
+            outcome, result, interrupt = self.run_item(
+                self.inner, shared, index, item, 0, outcomes, None, on_signal_thread
+            )
+            assert outcome is not None  # only a parallel caller can take an item over
             results[index] = result if outcome.status == "success" else None
             self.notify(outcome, count)
+            if interrupt is not None:
+                raise interrupt
             if stop_on_error and outcome.status == "failed":
                 break
-
-    def run_parallel(
-        self, shared: Any, items: list[Any], outcomes: list[ItemOutcome], results: list[Any]
-    ) -> None:
-        """Run items on ``max_concurrent`` lanes: threads that each take the next item in turn.
-
-        Exactly that many threads exist, so no more items can be in flight; each owns a deep
-        copy of the inner chain and runs in a copy of the batch span's context. Lanes record
-        their own outcomes (list appends are atomic), so the main thread only waits.
-        """
-        lanes = _Lanes(count=len(items), running=min(self.config.max_concurrent, len(items)))
-        parent_context = contextvars.copy_context()
-        threads = [
-            threading.Thread(
-                target=parent_context.copy().run,
-                args=(self._run_lane, lanes, number, shared, items, outcomes, results),
-                name=f"pflow-{self.node_id}-{number}",
-                daemon=True,  # an interrupted run must not wait for a stuck item to exit
-            )
-            for number in range(lanes.running)
-        ]
-        try:
-            for thread in threads:
-                thread.start()
-            lanes.all_done.wait()
-        except BaseException:
-            lanes.stop.set()
-            # Ctrl-C reaches only this thread: stop child processes on the lanes, then give
-            # in-flight items a moment to end so their spans close inside the batch span.
-            cancel_running_work()
-            lanes.all_done.wait(INTERRUPT_GRACE_S)
-            raise
-        if lanes.errors:
-            raise lanes.errors[0]
-
-    def _run_lane(
-        self,
-        lanes: _Lanes,
-        number: int,
-        shared: Any,
-        items: list[Any],
-        outcomes: list[ItemOutcome],
-        results: list[Any],
-    ) -> None:
-        """One lane's loop: take the next index, run that item, record it; until none is left."""
-        stop, next_index, count = lanes.stop, lanes.next_index, lanes.count
-        stop_on_error = self.config.error_handling == "fail_fast"
-        try:
-            chain = copy.deepcopy(self.inner, {id(self.run_context): self.run_context})
-            while not stop.is_set():
-                index = next(next_index)
-                if index >= count:
-                    break
-                outcome, result = self.run_item(chain, shared, index, items[index], number)
-                if outcome.status == "success":
-                    results[index] = result
-                elif stop_on_error:
-                    stop.set()  # before anything else: no lane may take another item
-                outcomes.append(outcome)
-                self.notify(outcome, count)
-        except BaseException as exc:  # a runtime bug: re-raised on the calling thread
-            lanes.errors.append(exc)
-            stop.set()
-        finally:
-            lanes.lane_finished()
 
     def batch_output(
         self, items: list[Any], outcomes: list[ItemOutcome], results: list[Any]

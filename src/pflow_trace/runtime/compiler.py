@@ -32,7 +32,9 @@ def referenced_names(node: dict[str, Any]) -> frozenset[str]:
     )
 
 
-def build_chain(node: dict[str, Any], registry: NodeRegistry, run: RunContext) -> BaseNode:
+def build_chain(
+    node: dict[str, Any], registry: NodeRegistry, run: RunContext, routes_by_action: bool = False
+) -> BaseNode:
     """One node's wrapper chain, with its params set (and forwarded) through every layer."""
     node_id, node_type = node["id"], node["type"]
     node_class = registry.get(node_type)
@@ -42,7 +44,14 @@ def build_chain(node: dict[str, Any], registry: NodeRegistry, run: RunContext) -
     chain = NamespacedNode(chain, node_id, node_type, run)
     if "batch" in node:
         chain = BatchNode(chain, node_id, node_type, run, BatchConfig.from_ir(node["batch"]))
-    chain = InstrumentedNode(chain, node_id, node_type, run, reads=referenced_names(node))
+    chain = InstrumentedNode(
+        chain,
+        node_id,
+        node_type,
+        run,
+        reads=referenced_names(node),
+        routes_by_action=routes_by_action,
+    )
     chain.set_params(dict(node.get("params") or {}))
     return chain
 
@@ -52,9 +61,12 @@ def compile_workflow(
 ) -> Flow:
     registry = registry or default_registry()
     run = run or RunContext()
-    chains = {node["id"]: build_chain(node, registry, run) for node in workflow["nodes"]}
-    ordered = list(chains.values())
     edges = workflow.get("edges") or []
+    chains = {
+        node["id"]: build_chain(node, registry, run, routes_by_action=bool(edges))
+        for node in workflow["nodes"]
+    }
+    ordered = list(chains.values())
     if edges:
         for edge in edges:
             chains[edge["from"]].next(chains[edge["to"]], edge.get("action", DEFAULT_ACTION))

@@ -7,6 +7,7 @@ the work the run itself needs; turning tracing on swaps these objects, not the c
 from __future__ import annotations
 
 import contextvars
+from collections import deque
 from dataclasses import dataclass, field
 
 from opentelemetry import trace
@@ -16,9 +17,20 @@ from pflow_trace.observe.facts import NodeExecution, RunObserver
 from pflow_trace.observe.redaction import NO_REDACTION
 from pflow_trace.observe.sanitize import Sanitizer
 
-#: The execution of the node whose chain is running on this thread (set by Instrumented).
-__all__ = ["RunContext", "current_attempt", "current_execution"]
+#: A run stops with an error after this many node executions: an edge loop that never ends
+#: would otherwise run (and grow the trace) until memory runs out.
+DEFAULT_MAX_NODE_VISITS = 10_000
+#: How many of the latest node ids a run keeps, to name the loop when it hits the limit.
+RECENT_NODES_KEPT = 64
 
+__all__ = [
+    "DEFAULT_MAX_NODE_VISITS",
+    "RunContext",
+    "current_attempt",
+    "current_execution",
+]
+
+#: The execution of the node whose chain is running on this thread (set by Instrumented).
 current_execution: contextvars.ContextVar[NodeExecution | None] = contextvars.ContextVar(
     "pflow_trace_current_execution", default=None
 )
@@ -31,6 +43,11 @@ class RunContext:
     tracer: trace.Tracer = field(default_factory=lambda: trace.NoOpTracer())
     observer: RunObserver | None = None
     sanitizer: Sanitizer = field(default_factory=lambda: Sanitizer(NO_REDACTION))
+    #: Node executions one run may make; the Instrumented layer enforces it.
+    max_node_visits: int = DEFAULT_MAX_NODE_VISITS
+    #: How many node executions this run has made so far, and the latest ones, in order.
+    node_visits: int = 0
+    recent_nodes: deque[str] = field(default_factory=lambda: deque(maxlen=RECENT_NODES_KEPT))
 
     @property
     def recording(self) -> bool:

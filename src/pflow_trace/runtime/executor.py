@@ -17,8 +17,9 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode
 
-from pflow_trace.errors import NodeExecutionError
+from pflow_trace.errors import NodeExecutionError, RunInterrupted
 from pflow_trace.ir.templates import UnresolvedTemplate, parse_string, resolve
+from pflow_trace.nodes.base import reset_cancellation
 from pflow_trace.nodes.registry import NodeRegistry
 from pflow_trace.observe import conventions as conv
 from pflow_trace.observe.facts import RunRecord
@@ -35,6 +36,8 @@ class RunResult:
     outputs: dict[str, Any]
     nodes: dict[str, Any]
     shared: dict[str, Any] = field(repr=False)
+    #: The signal that stopped an interrupted run (None for Python's own Ctrl-C handler).
+    interrupt_signal: int | None = None
 
     @property
     def status(self) -> str:
@@ -96,13 +99,19 @@ def run_workflow(
     if run.observer is not None:
         run.observer.run_started(record)
     token = otel_context.attach(trace.set_span_in_context(span, parent_context))
+    run.node_visits = 0
+    run.recent_nodes.clear()
+    reset_cancellation()
+    interrupt_signal: int | None = None
     try:
         flow._run(shared)
         record.status = "degraded" if _degraded(workflow, shared) else "success"
     except NodeExecutionError as exc:
         record.status, record.error, record.failed_node = "failed", exc.message, exc.node_id
-    except KeyboardInterrupt:
-        record.status, record.error = "interrupted", "interrupted by the user (Ctrl-C)"
+    except KeyboardInterrupt as exc:
+        stopped = exc if isinstance(exc, RunInterrupted) else RunInterrupted()
+        record.status, record.error = "interrupted", stopped.message
+        interrupt_signal = stopped.signal_number if isinstance(exc, RunInterrupted) else None
     finally:
         _finish_run(run, record, span, token, shared)
     node_ids = [node["id"] for node in workflow["nodes"]]
@@ -111,6 +120,7 @@ def run_workflow(
         outputs=_outputs(workflow, shared),
         nodes={node_id: shared[node_id] for node_id in node_ids if node_id in shared},
         shared=shared,
+        interrupt_signal=interrupt_signal,
     )
 
 

@@ -3,6 +3,12 @@
 It times the node, opens the node's top span, publishes the :class:`NodeExecution` record to
 the observer before and after, and turns any failure into a :class:`NodeExecutionError` that
 names the node. Everything the trace file and the terminal know about a node comes from here.
+
+Being the one place every node execution passes, it also keeps a run honest about where it
+goes: it counts executions against the run's limit (an edge loop that never ends fails with the
+loop named instead of growing until memory runs out), and when the workflow routes by action,
+a node that returns an action none of its edges follows fails instead of silently ending the
+run as a success.
 """
 
 from __future__ import annotations
@@ -10,9 +16,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from pflow_trace.errors import NodeExecutionError
+from pflow_trace.engine.core import DEFAULT_ACTION
+from pflow_trace.errors import NodeExecutionError, NodeVisitLimitError
 from pflow_trace.observe import conventions as conv
 from pflow_trace.observe.facts import NodeExecution
+from pflow_trace.runtime import interrupts
 from pflow_trace.runtime.context import current_execution
 from pflow_trace.runtime.layers import LayerWrapper, describe_error
 
@@ -20,11 +28,53 @@ from pflow_trace.runtime.layers import LayerWrapper, describe_error
 class InstrumentedNode(LayerWrapper):
     layer = conv.LAYER_INSTRUMENTED
 
-    def __init__(self, *args: Any, reads: frozenset[str] = frozenset(), **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        reads: frozenset[str] = frozenset(),
+        routes_by_action: bool = False,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.reads = reads
+        #: The workflow has edges: the action this node returns picks its successor.
+        self.routes_by_action = routes_by_action
+        #: A batch marks its own interruptible regions (each item's work, the wait for lanes).
+        self.inner_handles_interrupts = bool(getattr(self.inner, "handles_interrupts", False))
+
+    def _count_visit(self) -> None:
+        """Count this execution; past the run's limit, fail naming the loop that got here."""
+        run = self.run_context
+        run.node_visits += 1
+        run.recent_nodes.append(self.node_id)
+        if run.node_visits > run.max_node_visits:
+            raise NodeVisitLimitError(self.node_id, run.max_node_visits, _loop(run.recent_nodes))
+
+    def _check_action(self, action: str | None) -> None:
+        """An action with no edge to follow would end the run silently: that is a failure."""
+        successors = self.successors
+        if not self.routes_by_action or not successors or action in (None, DEFAULT_ACTION):
+            return  # no edges out, or the default: the run ends here as written
+        if action in successors:
+            return
+        followed = ", ".join(repr(name) for name in successors)
+        raise NodeExecutionError(
+            self.node_id,
+            f"returned action {action!r}, but no edge from '{self.node_id}' has that action "
+            f"(its edges: {followed})",
+        )
+
+    def _run_inner(self, shared: Any) -> str | None:
+        if self.inner_handles_interrupts or not interrupts.on_handler_thread():
+            return self.inner._run(shared)
+        interrupts.enter_interruptible()
+        try:
+            return self.inner._run(shared)
+        finally:
+            interrupts.leave_interruptible()
 
     def _run(self, shared: Any) -> str | None:
+        self._count_visit()
         run = self.run_context
         observer = run.observer
         execution = NodeExecution(self.node_id, self.node_type, self.reads)
@@ -36,7 +86,8 @@ class InstrumentedNode(LayerWrapper):
         execution.span_id = span.get_span_context().span_id
         error: BaseException | None = None
         try:
-            action = self.inner._run(shared)
+            action = self._run_inner(shared)
+            self._check_action(action)
             execution.success = True
             return action
         except Exception as exc:
@@ -55,3 +106,16 @@ class InstrumentedNode(LayerWrapper):
             current_execution.reset(execution_token)
             if observer is not None:
                 observer.node_finished(execution, shared)
+
+
+def _loop(recent: Any) -> list[str]:
+    """The cycle the latest node ids end in, starting at the last node: ``[a, b]`` for
+    ``… a b a``."""
+    nodes = list(recent)
+    if not nodes:
+        return []
+    last = nodes[-1]
+    for position in range(len(nodes) - 2, -1, -1):
+        if nodes[position] == last:
+            return nodes[position:-1]
+    return [last]

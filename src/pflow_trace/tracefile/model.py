@@ -18,6 +18,8 @@ from typing import Any
 ITEM_SUCCESS = "success"
 ITEM_FAILED = "failed"
 ITEM_SKIPPED = "skipped"
+#: The item was running when the run was stopped (Ctrl-C, SIGTERM, SIGHUP).
+ITEM_INTERRUPTED = "interrupted"
 
 
 @dataclass(slots=True)

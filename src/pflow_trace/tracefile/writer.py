@@ -16,15 +16,27 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pflow_trace.errors import UsageError
+from pflow_trace.errors import TraceWriteError, UsageError
+from pflow_trace.observe.sanitize import json_ready
 from pflow_trace.tracefile.locate import default_trace_dir
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
+#: The most characters of the workflow name a trace file name keeps. File systems allow 255
+#: bytes per name; the rest of ours takes 45, and the full name is inside the file anyway.
+MAX_NAME_CHARS_IN_FILE_NAME = 120
+
+
+def _file_name_part(workflow_name: str) -> str:
+    """The workflow name made safe for a file name, and short enough for any file system."""
+    safe_name = _UNSAFE.sub("-", workflow_name).strip("-") or "workflow"
+    return safe_name[:MAX_NAME_CHARS_IN_FILE_NAME].rstrip("-.") or "workflow"
+
+
 def trace_file_name(workflow_name: str, start_ns: int, execution_id: str) -> str:
     stamp = datetime.fromtimestamp(start_ns / 1e9, tz=UTC).astimezone().strftime("%Y%m%d-%H%M%S")
-    safe_name = _UNSAFE.sub("-", workflow_name).strip("-") or "workflow"
+    safe_name = _file_name_part(workflow_name)
     return f"workflow-trace-{safe_name}-{stamp}-{execution_id.replace('-', '')[:8]}.json"
 
 
@@ -52,7 +64,10 @@ def ensure_writable_dir(path: Path) -> None:
 
 
 def _encode(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, default=str)
+    try:
+        return json.dumps(value, ensure_ascii=False, default=str, allow_nan=False)
+    except ValueError:  # NaN or infinity, or an int too long to print: never bare in the file
+        return json.dumps(json_ready(value), ensure_ascii=False, default=str, allow_nan=False)
 
 
 def iter_json_chunks(value: Any, depth: int = 0) -> Iterator[str]:
@@ -83,6 +98,19 @@ _STREAM_DEPTH = 3
 
 
 def write_trace(path: Path, document: dict[str, Any]) -> Path:
+    """Write the trace atomically; a refusal by the file system is one :class:`TraceWriteError`.
+
+    Disk full, a name too long, a quota: the message names the path and the reason, and
+    nothing half-written is left behind.
+    """
+    try:
+        return _write_atomically(path, document)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise TraceWriteError(f"cannot write the trace file {path}: {reason}") from None
+
+
+def _write_atomically(path: Path, document: dict[str, Any]) -> Path:
     """Write to a temporary file beside ``path``, then rename: readers never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(prefix=".trace-", suffix=".tmp", dir=path.parent)
