@@ -53,7 +53,8 @@ class WorkflowValidationError(PflowTraceError):
         self.problems = problems
         count = len(problems)
         noun = "problem" if count == 1 else "problems"
-        super().__init__(f"{source}: {count} {noun}: " + "; ".join(problems))
+        # One problem per line: a workflow with several problems stays readable.
+        super().__init__(f"{source}: {count} {noun}:\n  - " + "\n  - ".join(problems))
 
 
 class TraceReadError(PflowTraceError):

@@ -8,6 +8,8 @@ variant passes an argument instead of writing its own.
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -76,3 +78,89 @@ def hex_span_id(span_id: int) -> str | None:
 def hex_trace_id(trace_id: int) -> str | None:
     """A trace id as 32 lower-case hex digits; None for 0 (no trace)."""
     return format(trace_id, "032x") if trace_id else None
+
+
+#: C0 and C1 control characters (and DEL): what a terminal acts on instead of printing.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_NAMED_CONTROLS = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\x1b": "\\e"}
+
+
+def _escape_control(match: re.Match[str]) -> str:
+    char = match.group(0)
+    return _NAMED_CONTROLS.get(char) or f"\\x{ord(char):02x}"
+
+
+def terminal_safe(text: Any) -> str:
+    """``text`` with every control character shown as an escape (``\\n``, ``\\e``, ``\\x07``).
+
+    Values printed to a terminal come from workflows, traces and the commands a run started;
+    an escape sequence among them could retitle the window or rewrite the screen, and a line
+    break could forge a line of our own output. Every terminal renderer passes what it prints
+    from such a source through here; the trace files keep the values as they were.
+    """
+    text = text if isinstance(text, str) else str(text)
+    if _CONTROL.search(text) is None:
+        return text
+    return _CONTROL.sub(_escape_control, text)
+
+
+#: How deep nesting may go in anything read from a user: workflows, inputs, trace files.
+#: Python's recursion limit (about 1,000 frames) is shared by every recursive step that later
+#: walks the value (validation, templates, redaction, JSON encoding), so the cap sits far below it.
+MAX_NESTING_DEPTH = 100
+
+
+def nesting_problem(value: Any, max_depth: int = MAX_NESTING_DEPTH) -> str | None:
+    """Why ``value`` cannot be handled safely (too deeply nested, NaN or infinite), or None.
+
+    Iterative, so it never recurses itself, and it stops at the first problem found.
+    """
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        current, depth = stack.pop()
+        if isinstance(current, float) and not math.isfinite(current):
+            return f"{current!r} is not a JSON number"
+        if isinstance(current, dict):
+            children: Iterable[Any] = current.values()
+        elif isinstance(current, (list, tuple)):
+            children = current
+        else:
+            continue
+        if depth >= max_depth:
+            return f"nested more than {max_depth} levels deep"
+        stack.extend((child, depth + 1) for child in children)
+    return None
+
+
+def cap_depth(value: Any, max_depth: int = MAX_NESTING_DEPTH) -> Any:
+    """A copy of a JSON-like value that is safe to encode and print.
+
+    Levels below ``max_depth`` become one marker string, and NaN and infinities become their
+    names, because JSON has no such numbers.
+    """
+    return _capped(value, max_depth, f"<nested deeper than {max_depth} levels>")
+
+
+#: Python refuses to print an int of more than 4,300 digits (``sys.get_int_max_str_digits``);
+#: past this many bits one may have that many, so it is described instead of printed.
+MAX_PRINTABLE_INT_BITS = 14_000
+
+
+def describe_long_int(value: int) -> str:
+    """What is shown instead of an int too long to print."""
+    digits = int(value.bit_length() * math.log10(2)) + 1
+    return f"<integer of about {digits} digits>"
+
+
+def _capped(value: Any, levels_left: int, marker: str) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if isinstance(value, int) and value.bit_length() > MAX_PRINTABLE_INT_BITS:
+        return describe_long_int(value)
+    if not isinstance(value, (dict, list, tuple)):
+        return value
+    if levels_left <= 0:
+        return marker
+    if isinstance(value, dict):
+        return {key: _capped(item, levels_left - 1, marker) for key, item in value.items()}
+    return [_capped(item, levels_left - 1, marker) for item in value]

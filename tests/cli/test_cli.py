@@ -216,8 +216,18 @@ def test_validate_lists_every_problem_with_its_path_and_exits_2(tmp_path: Path) 
 def test_run_refuses_an_invalid_workflow_with_every_problem(tmp_path: Path) -> None:
     workflow = {"ir_version": "0.2.0", "nodes": []}
     result = cli("run", write(tmp_path, workflow))
-    line = assert_one_line_error(result, 2)
-    assert "ir_version" in line and "nodes" in line
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    # One problem per line under the error line, not 900 characters on one.
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].startswith("error: ") and lines[0].endswith("2 problems:")
+    assert lines[1].startswith("  - ir_version: ") and lines[2].startswith("  - nodes: ")
+    assert len(lines) == 3
+    as_json = cli("run", write(tmp_path, workflow), "--output-format", "json")
+    assert as_json.returncode == 2
+    assert json.loads(as_json.stdout) == {
+        "status": "invalid",
+        "errors": ['ir_version: expected "0.1.0", got "0.2.0"', "nodes: [] should be non-empty"],
+    }
 
 
 def test_invalid_json_names_the_line_and_column(tmp_path: Path) -> None:
@@ -245,6 +255,8 @@ def test_help_lists_every_command_and_version_prints() -> None:
 
 
 def test_a_long_batch_draws_a_progress_bar_only_on_a_terminal(tmp_path: Path) -> None:
+    """Any batch still running after half a second gets a bar, also one of a few items, and
+    before its first item has finished."""
     workflow = {
         "ir_version": "0.1.0",
         "name": "progress",
@@ -252,19 +264,25 @@ def test_a_long_batch_draws_a_progress_bar_only_on_a_terminal(tmp_path: Path) ->
             {
                 "id": "slow",
                 "type": "echo",
-                "params": {"value": "${item}", "delay_ms": 15},
-                "batch": {"items": list(range(40)), "parallel": True, "max_concurrent": 2},
+                "params": {"value": "${item}", "delay_ms": 250},
+                "batch": {"items": list(range(3)), "parallel": False},
             }
         ],
     }
     path = write(tmp_path, workflow)
     drawn = run_on_a_terminal("run", str(path), "--no-trace-file")
-    assert re.search(r"\d+/40(?! items)", drawn), drawn  # the bar's "done/total" column
-    assert "\x1b[" in drawn  # colour and cursor control on a terminal
-    assert "40/40 items ok" in drawn
+    assert re.search(r"(?<![0-9])[0-2]/3(?! items)", drawn), drawn  # the bar's "done/total"
+    assert "\x1b[32m" in drawn  # green on a terminal
+    assert "3/3 items ok" in drawn
     piped = cli("run", path, "--no-trace-file")
-    assert not re.search(r"\b\d+/40\b(?! items)", piped.stdout)
+    assert not re.search(r"\b\d+/3\b(?! items)", piped.stdout)
     assert "\x1b[" not in piped.stdout
+    for plain in (
+        run_on_a_terminal("run", str(path), "--no-trace-file", env={"NO_COLOR": "1"}),
+        run_on_a_terminal("run", str(path), "--no-trace-file", "--no-color"),
+    ):
+        assert "3/3 items ok" in plain
+        assert not re.search(r"\x1b\[(?:[0-9]+;)*3[0-8][;m]", plain), plain  # no colour at all
 
 
 def test_a_reader_that_goes_away_does_not_cut_the_run_short(tmp_path: Path) -> None:

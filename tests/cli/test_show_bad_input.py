@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -120,11 +122,47 @@ def test_default_directory_missing_or_empty(tmp_path: Path) -> None:
     assert "no trace files" in _show_error("--trace-dir", str(missing))
 
 
-def test_a_bad_file_in_a_directory_names_that_file(tmp_path: Path) -> None:
+def test_a_bad_file_in_a_directory_is_skipped_with_a_warning_naming_it(tmp_path: Path) -> None:
     write_trace(tmp_path / "runs" / "a.json", sequential_trace())
     bad = tmp_path / "runs" / "b.json"
     bad.write_text("{", encoding="utf-8")
-    assert _show_error(str(tmp_path / "runs")).startswith(f"{bad}: truncated JSON")
+    (tmp_path / "runs" / "config.json").write_text('{"not": "a trace"}', encoding="utf-8")
+    result = CliRunner().invoke(show, [str(tmp_path / "runs")])
+    assert result.exit_code == 0, result.output
+    assert f"warning: skipped: {bad}: truncated JSON" in result.stderr
+    assert "config.json: unknown trace format" in result.stderr
+    assert "workflow sequential" in result.stdout
+    # Named on the command line, the same file is an error; a directory of no traces too.
+    assert _show_error(str(bad)).startswith(f"{bad}: truncated JSON")
+    bad_only = tmp_path / "bad_only"
+    bad_only.mkdir()
+    (bad_only / "x.json").write_text("[]", encoding="utf-8")
+    assert _show_error(str(bad_only)).startswith("no trace could be read (1 file(s) skipped)")
+
+
+def test_show_with_no_argument_survives_the_newest_trace_vanishing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another run cleaning up deletes a trace while ``show`` picks the newest: the file that
+    vanished is passed over, not a FileNotFoundError traceback."""
+    write_trace(tmp_path / "a.json", sequential_trace())
+    gone = tmp_path / "b.json"
+    write_trace(gone, sequential_trace())
+    real_stat = Path.stat
+    looks = {"count": 0}
+
+    def stat_of_a_vanishing_file(self: Path, **kwargs: Any) -> os.stat_result:
+        if self == gone:
+            looks["count"] += 1
+            if looks["count"] > 1:  # listed as a file, then deleted before its time is read
+                gone.unlink(missing_ok=True)
+                raise FileNotFoundError(str(self))
+        return real_stat(self, **kwargs)
+
+    monkeypatch.setattr(Path, "stat", stat_of_a_vanishing_file)
+    result = CliRunner().invoke(show, ["--trace-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "a.json" in result.stdout
 
 
 @pytest.mark.no_trace_validation  # a future format version is off our schema on purpose

@@ -21,8 +21,10 @@ from subprocess_env import run_on_a_terminal
 from trace_factory import (
     PFLOW_JSON_SAMPLE,
     PFLOW_JSONL_SAMPLE,
+    batch,
     continue_with_failures_trace,
     fixtures_dir,
+    make_trace,
     parallel_trace,
     sequential_trace,
     write_trace,
@@ -74,10 +76,22 @@ def test_top_controls_the_slowest_items(tmp_path: Path) -> None:
     assert result.exit_code == 2
 
 
-def test_errors_are_grouped_with_more(tmp_path: Path) -> None:
+def test_errors_are_grouped_by_shape_with_an_example(tmp_path: Path) -> None:
     text = invoke(str(write_trace(tmp_path / "c.json", continue_with_failures_trace())))
+    # Six "odd failure N" messages are one group: its shape, then one real message.
+    assert re.search(r"^ +6 +10  odd failure <n>\n +e\.g\. odd failure 10$", text, re.MULTILINE)
     assert re.search(r"^ +3 +1  HTTP 503: service unavailable$", text, re.MULTILINE)
-    assert "+4 more" in text
+    assert "odd failure 11" not in text
+
+
+def test_error_groups_beyond_five_are_counted_as_more(tmp_path: Path) -> None:
+    kinds = ["timeout", "refused", "HTTP error", "bad JSON", "no such key", "disk full", "other"]
+    failures = {index: f"{kind} (item {index})" for index, kind in enumerate(kinds)}
+    trace = make_trace([batch("work", [1.0] * len(kinds), failures=failures)])
+    text = invoke(str(write_trace(tmp_path / "more.json", trace)))
+    assert "timeout (item <n>)" not in text  # one message per shape: shown as it is
+    assert re.search(r"^ +1 +0  timeout \(item 0\)$", text, re.MULTILINE)
+    assert "+2 more" in text
 
 
 def test_metadata_only_trace_says_what_is_not_known() -> None:

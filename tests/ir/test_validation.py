@@ -70,12 +70,12 @@ def test_json_path_rendering_as_validation_problems_use_it() -> None:
     [
         (lambda w: w.update(ir_version="0.2"), 'ir_version: expected "0.1.0", got "0.2"'),
         (lambda w: w.update(nodes=[]), "nodes: [] should be non-empty"),
-        (lambda w: w.update(bogus=1), "(root): Additional properties are not allowed ('bogus'"),
+        (lambda w: w.update(bogus=1), "(root): unknown key 'bogus'"),
         (lambda w: w["nodes"][0].update(id="a b"), "nodes[0].id: 'a b' is not an identifier"),
         (lambda w: w["nodes"][0].pop("type"), "nodes[0]: 'type' is a required property"),
         (
             lambda w: w["nodes"][0].update(extra=1),
-            "nodes[0]: Additional properties are not allowed",
+            "nodes[0]: unknown key 'extra'",
         ),
         (
             lambda w: w["nodes"][0]["batch"].update(max_concurrent=0),
@@ -368,12 +368,15 @@ def test_all_problems_are_reported_together_schema_and_semantic() -> None:
         "nodes[2].batch.items: ${a.list} reads 'a', a node that cannot have run before it",
     ]
     assert error.source == "broken.json"
-    assert error.message.startswith("broken.json: 6 problems: nodes[2].batch.max_concurrent")
+    assert error.message.startswith(
+        "broken.json: 6 problems:\n  - nodes[2].batch.max_concurrent: 0 is less than"
+    )
+    assert error.message.count("\n  - ") == 6  # one problem per line
     assert error.exit_code == 2
 
 
 def test_one_problem_is_singular_in_the_message() -> None:
-    with pytest.raises(WorkflowValidationError, match=r"^wf\.json: 1 problem: "):
+    with pytest.raises(WorkflowValidationError, match=r"^wf\.json: 1 problem:\n  - "):
         validate_workflow(workflow(echo("a", v="${a.v}")), "wf.json")
 
 
@@ -393,7 +396,7 @@ def test_bad_json_names_the_file_line_and_column(tmp_path: Path) -> None:
         load_and_validate(path)
     (problem,) = info.value.problems
     assert problem.startswith("not valid JSON: Expecting value (line 3, column")
-    assert info.value.message.startswith(f"{path}: 1 problem: not valid JSON")
+    assert info.value.message.startswith(f"{path}: 1 problem:\n  - not valid JSON")
 
 
 def test_missing_file_is_a_usage_error(tmp_path: Path) -> None:
@@ -424,5 +427,6 @@ def test_a_file_with_schema_problems_names_the_file(tmp_path: Path) -> None:
     with pytest.raises(WorkflowValidationError) as info:
         load_and_validate(path)
     assert info.value.message == (
-        f"{path}: 1 problem: nodes[0].batch.max_concurrent: 500 is greater than the maximum of 100"
+        f"{path}: 1 problem:\n  - nodes[0].batch.max_concurrent: 500 is greater than the maximum "
+        "of 100"
     )

@@ -58,10 +58,9 @@ def test_large_trace_numbers(large: tuple[Path, dict[str, Any]]) -> None:
         sum(item_ms) / trace["nodes"][1]["duration_ms"]
     )
     assert 7.5 < batch.effective_parallelism <= 8.0
-    assert sorted(group.message for group in batch.errors) == [
-        "error kind 0",
-        "error kind 1",
-        "error kind 2",
+    # "error kind 0/1/2" differ only by a number: one group, shown with its first message.
+    assert [(group.shape, group.message) for group in batch.errors] == [
+        ("error kind <n>", "error kind 0")
     ]
     assert sum(group.count for group in batch.errors) == len(failed)
 

@@ -14,15 +14,15 @@ from typing import Any, TextIO
 
 import click
 
-from pflow_trace.observe.facts import ItemOutcome, NodeExecution, RunRecord
-from pflow_trace.text import format_duration_ms, one_line
+from pflow_trace.observe.facts import ItemOutcome, NodeExecution, RunObserver, RunRecord
+from pflow_trace.text import format_duration_ms, one_line, terminal_safe
 
 #: Failed items listed under a batch node's status line before "+N more".
 MAX_ERRORS_SHOWN = 5
 #: An item error is cut to this many characters on its status line; the trace keeps it whole.
 MAX_ERROR_CHARS = 160
-#: Batches with fewer items finish too fast for a progress bar to be worth drawing.
-PROGRESS_MIN_ITEMS = 20
+#: A batch still running this long after it started gets a progress bar (on a terminal).
+PROGRESS_AFTER_S = 0.5
 
 
 def silence_stdout() -> None:
@@ -57,7 +57,7 @@ def error_lines(execution: NodeExecution) -> list[str]:
     failed = [item for item in execution.batch_items or () if item.status == "failed"]
     failed.sort(key=lambda item: item.index)
     lines = [
-        f"item {item.index}: {one_line(item.error, MAX_ERROR_CHARS)}"
+        f"item {item.index}: {terminal_safe(one_line(item.error, MAX_ERROR_CHARS))}"
         for item in failed[:MAX_ERRORS_SHOWN]
     ]
     if len(failed) > MAX_ERRORS_SHOWN:
@@ -65,33 +65,60 @@ def error_lines(execution: NodeExecution) -> list[str]:
     return lines
 
 
-class NodeStatusDisplay:
-    """Prints ``✓ work  8/10 items ok, 2 failed  1.24 s`` lines; a RunObserver."""
+class RunTally(RunObserver):
+    """Counts node executions from the facts: a loop that ran 7 nodes counts 7, as ``show``."""
 
-    def __init__(self, stream: TextIO, is_terminal: bool) -> None:
+    def __init__(self) -> None:
+        self.executions = 0
+        self.failed = 0
+
+    def node_finished(self, execution: NodeExecution, shared: Mapping[str, Any]) -> None:
+        self.executions += 1
+        self.failed += not execution.success
+
+
+class NodeStatusDisplay:
+    """Prints ``✓ work  8/10 items ok, 2 failed  1.24 s`` lines; a RunObserver.
+
+    On a terminal a batch still running after :data:`PROGRESS_AFTER_S` gets a transient
+    progress bar, whatever its size; it is drawn from then on, not from the first finished item.
+    """
+
+    def __init__(self, stream: TextIO, is_terminal: bool, color: bool | None = None) -> None:
         self.stream = stream
         self.is_terminal = is_terminal
+        self.color = is_terminal if color is None else color
         #: Characters the node id column is padded to, so the details line up.
         self.id_width = 12
+        #: Ids of the nodes that have a ``batch`` block: the ones a bar can be drawn for.
+        self.batch_ids: frozenset[str] = frozenset()
         #: Set once the reader of the stream went away; nothing more is written.
         self.closed = False
         self._progress: Any = None
         self._task: Any = None
-        # Parallel lanes report items from their own threads.
+        self._timer: threading.Timer | None = None
+        #: The running batch: its node id, items finished so far, and their total once known.
+        self._batch: list[Any] | None = None
+        # Parallel lanes report items from their own threads; the timer runs on its own too.
         self._lock = threading.Lock()
+
+    def set_nodes(self, nodes: list[dict[str, Any]]) -> None:
+        """Learn the node ids (to pad them) and which nodes are batches, before the run."""
+        self.set_width([str(node["id"]) for node in nodes])
+        self.batch_ids = frozenset(str(node["id"]) for node in nodes if "batch" in node)
 
     def set_width(self, node_ids: list[str]) -> None:
         """Pad node ids to the longest one of the workflow, known before the run starts."""
-        self.id_width = max([len(node_id) for node_id in node_ids] + [4])
+        self.id_width = max([len(terminal_safe(node_id)) for node_id in node_ids] + [4])
 
     def _echo(self, text: str, style: str | None = None) -> None:
         """Write one line, coloured on a terminal; a closed pipe stops output, not the run."""
         if self.closed:
             return
-        if self.is_terminal and style:
+        if self.color and style:
             text = click.style(text, fg=style)
         try:
-            click.echo(text, file=self.stream)
+            click.echo(text, file=self.stream, color=self.color)
         except BrokenPipeError:
             self.closed = True
             silence_stdout()
@@ -105,37 +132,52 @@ class NodeStatusDisplay:
         self._stop_progress()
 
     def node_started(self, execution: NodeExecution, shared: Mapping[str, Any]) -> None:
-        """Nothing to show: a node's line is printed once, when it finishes."""
-        return None
-
-    def item_finished(self, node_id: str, outcome: ItemOutcome, total: int) -> None:
-        """Advance the progress bar of a long batch; only on a terminal, where it is erased."""
-        if not self.is_terminal or total < PROGRESS_MIN_ITEMS:
+        """For a batch on a terminal: arm the timer that draws its bar if it runs long."""
+        if not self.is_terminal or execution.node_id not in self.batch_ids or self.closed:
             return
         with self._lock:
-            self._advance(node_id, total)
+            self._batch = [execution.node_id, 0, None]
+            self._timer = threading.Timer(PROGRESS_AFTER_S, self._start_progress)
+            self._timer.daemon = True
+            self._timer.start()
 
-    def _advance(self, node_id: str, total: int) -> None:
-        """Start the bar on the batch's first item (rich imported only then), then step it."""
-        if self._progress is None:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+    def item_finished(self, node_id: str, outcome: ItemOutcome, total: int) -> None:
+        """Count the item; step the bar when it is drawn."""
+        with self._lock:
+            if self._batch is None or self._batch[0] != node_id:
+                return
+            self._batch[1] += 1
+            self._batch[2] = total
+            if self._progress is not None:
+                self._progress.update(self._task, total=total, completed=self._batch[1])
 
+    def _start_progress(self) -> None:
+        """Draw the bar of the batch still running (rich imported only now)."""
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+        with self._lock:
+            if self._batch is None or self._progress is not None or self.closed:
+                return
+            node_id, done, total = self._batch
             self._progress = Progress(
-                f"  {node_id}",
+                f"  {terminal_safe(node_id)}",
                 BarColumn(),
                 MofNCompleteColumn(),
                 TimeElapsedColumn(),
-                console=Console(file=self.stream),
+                console=Console(file=self.stream, force_terminal=True, no_color=not self.color),
                 transient=True,
             )
             self._progress.start()
-            self._task = self._progress.add_task(node_id, total=total)
-        self._progress.advance(self._task)
+            self._task = self._progress.add_task(node_id, total=total, completed=done)
 
     def _stop_progress(self) -> None:
-        """Remove the bar before a status line is printed where it was."""
+        """Remove the bar (and a timer not yet fired) before a status line is printed."""
         with self._lock:
+            self._batch = None
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
             if self._progress is not None:
                 self._progress.stop()
                 self._progress = None
@@ -144,9 +186,9 @@ class NodeStatusDisplay:
         """The node's status line: green, yellow when items failed but it went on, red."""
         self._stop_progress()
         mark = "✓" if execution.success else "✗"
-        detail = batch_line(execution) or execution.node_type
+        detail = batch_line(execution) or terminal_safe(execution.node_type)
         line = (
-            f"{mark} {execution.node_id:<{self.id_width}}  {detail:<28}  "
+            f"{mark} {terminal_safe(execution.node_id):<{self.id_width}}  {detail:<28}  "
             f"{format_duration_ms(execution.duration_ms):>8}"
         )
         degraded = execution.success and any(
@@ -157,7 +199,8 @@ class NodeStatusDisplay:
         )
         for text in error_lines(execution):
             self._echo(f"    {text}", "red")
-        if not execution.success and execution.error and not execution.batch_items:
-            self._echo(f"    {execution.error}", "red")
-        elif not execution.success and execution.error:
-            self._echo(f"    node failed: {execution.error}", "red")
+        error = terminal_safe(execution.error) if execution.error else None
+        if not execution.success and error and not execution.batch_items:
+            self._echo(f"    {error}", "red")
+        elif not execution.success and error:
+            self._echo(f"    node failed: {error}", "red")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -169,6 +170,8 @@ def _write_json(document: dict[str, Any], output: str) -> None:
         sys.stdout.flush()
         return
     try:
+        # Like ``run --trace-file``: a missing parent directory is created, not an error.
+        os.makedirs(os.path.dirname(output) or ".", exist_ok=True)
         with open(output, "w", encoding="utf-8") as stream:
             stream.write(text)
     except OSError as exc:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import click
 
-from pflow_trace.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_WORKFLOW_FAILED
+from pflow_trace.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_WORKFLOW_FAILED, PflowTraceError
 from pflow_trace.observe.export_settings import EXPORTERS, PROTOCOLS
+from pflow_trace.text import cap_depth, format_duration_ms, terminal_safe
 
 EXIT_BY_STATUS = {
     "success": EXIT_OK,
@@ -29,7 +33,8 @@ EXIT_BY_STATUS = {
     show_default=True,
     help="text: a line per node, then outputs; json: one object on stdout.",
 )
-@click.option("--quiet", "-q", is_flag=True, help="Text mode: print only the final status.")
+@click.option("--quiet", "-q", is_flag=True, help="Text mode: print only the final status line.")
+@click.option("--no-color", is_flag=True, help="No colour, even on a terminal (as NO_COLOR).")
 @click.option(
     "--exporter",
     type=click.Choice(EXPORTERS),
@@ -78,6 +83,7 @@ def run(
     assignments: tuple[str, ...],
     output_format: str,
     quiet: bool,
+    no_color: bool,
     exporter: str | None,
     otlp_endpoint: str | None,
     otlp_protocol: str | None,
@@ -92,38 +98,44 @@ def run(
     """Run WORKFLOW with inputs given as NAME=VALUE (JSON when it parses, else text)."""
     from pflow_trace import api
     from pflow_trace.api import TraceOptions
-    from pflow_trace.cli.display import NodeStatusDisplay, silence_stdout
+    from pflow_trace.cli.display import RunTally, silence_stdout
     from pflow_trace.observe.export_settings import resolve_export_settings
     from pflow_trace.observe.sanitize import SnapshotLimits
     from pflow_trace.runtime.context import DEFAULT_MAX_NODE_VISITS
     from pflow_trace.runtime.inputs import parse_assignments
 
-    loaded = api.load_workflow(workflow)
-    inputs = parse_assignments(assignments)
-    settings = resolve_export_settings(exporter, otlp_endpoint, otlp_protocol, service_name)
     text_mode = output_format == "text"
-    display = None
+    with _invalid_as_json(enabled=not text_mode):
+        loaded = api.load_workflow(workflow)
+        inputs = parse_assignments(assignments)
+        settings = resolve_export_settings(exporter, otlp_endpoint, otlp_protocol, service_name)
+    tally = RunTally()
+    observers: list[Any] = [tally]
     if text_mode and not quiet:
-        display = NodeStatusDisplay(sys.stdout, sys.stdout.isatty())
-        display.set_width([node["id"] for node in loaded["nodes"]])
+        observers.append(_status_display(loaded, no_color))
     options = TraceOptions(
         export=settings,
         write_trace_file=not no_trace_file,
         trace_file=trace_file,
         trace_dir=trace_dir,
         limits=SnapshotLimits.from_env(max_string_chars=max_string, max_list_items=max_list),
-        observers=[display] if display is not None else [],
+        observers=observers,
         max_node_visits=max_node_visits or DEFAULT_MAX_NODE_VISITS,
     )
-    outcome = api.run(loaded, inputs, options)
+    # Inputs are checked as the run starts: a refused one is still an "invalid" JSON answer.
+    with _invalid_as_json(enabled=not text_mode), _stdout_to_stderr(enabled=not text_mode):
+        outcome = api.run(loaded, inputs, options)
     try:
-        print_outcome(outcome, settings.exporter, text_mode)
+        if quiet and text_mode:
+            click.echo(status_line(outcome, tally))
+        else:
+            print_outcome(outcome, settings.exporter, text_mode, tally)
     except BrokenPipeError:
         silence_stdout()
     if outcome.export_warning is not None:
-        click.echo(f"warning: {outcome.export_warning}", err=True)
+        click.echo(f"warning: {terminal_safe(outcome.export_warning)}", err=True)
     if outcome.trace_error is not None:
-        click.echo(f"error: {outcome.trace_error}", err=True)
+        click.echo(f"error: {terminal_safe(outcome.trace_error)}", err=True)
     try:
         sys.stdout.flush()
     except BrokenPipeError:
@@ -142,38 +154,88 @@ def exit_code(outcome: Any) -> int:
     return code
 
 
-def print_outcome(outcome: Any, exporter: str, text_mode: bool) -> None:
-    """The run's result on stdout: status, error, outputs and trace path, or one JSON object."""
-    from pflow_trace.observe.sanitize import json_ready
-    from pflow_trace.text import format_duration_ms
+def _status_display(workflow: dict[str, Any], no_color: bool) -> Any:
+    """The per-node status lines on stdout; colour only on a terminal and when not turned off."""
+    from pflow_trace.cli.display import NodeStatusDisplay
 
+    terminal = sys.stdout.isatty()
+    # https://no-color.org: any non-empty NO_COLOR turns colour off, like --no-color.
+    color = terminal and not no_color and not os.environ.get("NO_COLOR")
+    display = NodeStatusDisplay(sys.stdout, terminal, color=color)
+    display.set_nodes(workflow["nodes"])
+    return display
+
+
+@contextlib.contextmanager
+def _invalid_as_json(enabled: bool) -> Iterator[None]:
+    """With ``--output-format json``, a workflow or input that is refused before the run still
+    leaves one JSON object on stdout, ``{"status": "invalid", "errors": [...]}``; the error
+    line goes to stderr as always (the command group prints it) and the exit code is 2."""
+    try:
+        yield
+    except PflowTraceError as exc:
+        if enabled:
+            problems = getattr(exc, "problems", None) or [exc.message]
+            click.echo(json.dumps({"status": "invalid", "errors": problems}, ensure_ascii=False))
+        raise
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr(enabled: bool) -> Iterator[None]:
+    """While the run runs, send whatever writes to stdout to stderr instead.
+
+    With ``--output-format json`` stdout is one JSON object for a program to parse; a
+    ``print`` or an ``os.system`` in a ``code`` node, or a library writing to file descriptor
+    1, must not land in front of it. Both the Python stream and the descriptor are redirected,
+    and restored before the object is printed.
+    """
+    if not enabled:
+        yield
+        return
+    sys.stdout.flush()
+    saved_fd = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved_fd, 1)
+        os.close(saved_fd)
+
+
+def status_line(outcome: Any, tally: Any) -> str:
+    """``status: success  (7 nodes run, 1.24 s)``; the count is of executions, as in ``show``."""
+    record = outcome.result.record
+    took = format_duration_ms(record.duration_ms)
+    noun = "node" if tally.executions == 1 else "nodes"
+    return f"status: {record.status}  ({tally.executions} {noun} run, {took})"
+
+
+def print_outcome(outcome: Any, exporter: str, text_mode: bool, tally: Any) -> None:
+    """The run's result on stdout: status, error, outputs and trace path, or one JSON object."""
     result = outcome.result
     redact = outcome.sanitizer.redactor.value
     if text_mode:
         record = result.record
         click.echo("")
-        took = format_duration_ms(record.duration_ms)
-        click.echo(f"status: {record.status}  ({len(result.nodes)} nodes, {took})")
+        click.echo(status_line(outcome, tally))
         if record.error and record.status in ("failed", "interrupted"):
-            click.echo(f"error: {record.error}")
+            click.echo(f"error: {terminal_safe(record.error)}")
         if result.outputs and record.status in ("success", "degraded"):
             click.echo("outputs:")
-            for name, value in redact(result.outputs).items():
-                shown = (
-                    value
-                    if isinstance(value, str)
-                    else json.dumps(json_ready(value), ensure_ascii=False, default=str)
-                )
-                click.echo(f"  {name}: {shown}")
+            for name, value in redact(cap_depth(result.outputs)).items():
+                shown = value if isinstance(value, str) else _strict_json(value)
+                click.echo(f"  {terminal_safe(name)}: {terminal_safe(shown)}")
         if outcome.trace_path is not None:
-            click.echo(f"trace: {outcome.trace_path}")
+            click.echo(f"trace: {terminal_safe(outcome.trace_path)}")
         if outcome.trace_id and exporter == "otlp" and outcome.export_warning is None:
             click.echo(f"trace id: {outcome.trace_id}")
     else:
         payload: dict[str, Any] = {
             "status": result.status,
-            "outputs": redact(result.outputs),
-            "nodes": redact(result.nodes),
+            "outputs": redact(cap_depth(result.outputs)),
+            "nodes": redact(cap_depth(result.nodes)),
             "duration_ms": round(result.duration_ms, 3),
             "error": result.error,
             "trace_file": str(outcome.trace_path) if outcome.trace_path else None,
@@ -182,11 +244,6 @@ def print_outcome(outcome: Any, exporter: str, text_mode: bool) -> None:
         click.echo(_strict_json(payload))
 
 
-def _strict_json(payload: dict[str, Any]) -> str:
+def _strict_json(value: Any) -> str:
     """One line of strict JSON: NaN, infinity and unprintable ints never reach stdout bare."""
-    try:
-        return json.dumps(payload, ensure_ascii=False, default=str, allow_nan=False)
-    except ValueError:
-        from pflow_trace.observe.sanitize import json_ready
-
-        return json.dumps(json_ready(payload), ensure_ascii=False, default=str, allow_nan=False)
+    return json.dumps(cap_depth(value), ensure_ascii=False, default=str, allow_nan=False)

@@ -14,10 +14,13 @@ from pathlib import Path
 
 import click
 
+from pflow_trace.errors import TraceReadError
 from pflow_trace.report.batch_stats import DEFAULT_TOP
 from pflow_trace.report.stats import build_summary
 from pflow_trace.report.terminal import render_text
-from pflow_trace.tracefile.locate import ENV_TRACE_DIR, resolve_trace_paths
+from pflow_trace.text import terminal_safe
+from pflow_trace.tracefile.locate import ENV_TRACE_DIR, resolve_trace_sources
+from pflow_trace.tracefile.model import TraceRun
 from pflow_trace.tracefile.readers import read_trace
 
 
@@ -47,11 +50,10 @@ def show(
     TRACE is a trace file (ours, pflow's JSON or pflow's JSON lines) or a directory of them.
     Without TRACE, the newest trace in the trace directory is shown.
     """
-    paths = resolve_trace_paths(traces, trace_dir)
-    runs = [read_trace(path) for path in paths]
+    runs = read_runs(traces, trace_dir)
     for run in runs:
         for warning in run.warnings:
-            click.echo(f"warning: {warning}", err=True)
+            click.echo(f"warning: {terminal_safe(warning)}", err=True)
     summary = build_summary(runs, top=top)
     if as_json:
         click.echo(summary.to_json())
@@ -62,3 +64,37 @@ def show(
     text = render_text(summary, terminal=terminal, color=color)
     # ``color=color``: click keeps the escape codes we chose to draw, and strips none else.
     click.echo(text, nl=False, color=color)
+
+
+#: How often ``show`` with no TRACE looks again when the newest trace vanished under it.
+_NEWEST_ATTEMPTS = 3
+
+
+def read_runs(traces: tuple[Path, ...], trace_dir: Path | None) -> list[TraceRun]:
+    """Read every trace the arguments name; a file found in a directory that is not a trace
+    is skipped with a warning (a named file that is not one is an error).
+
+    With no TRACE, the newest trace is read; if it is deleted between being picked and being
+    read (another run cleaning up), the next newest is picked.
+    """
+    if not traces:
+        for attempt in range(_NEWEST_ATTEMPTS):
+            (source,) = resolve_trace_sources(traces, trace_dir)
+            try:
+                return [read_trace(source.path)]
+            except TraceReadError:
+                if source.path.exists() or attempt == _NEWEST_ATTEMPTS - 1:
+                    raise
+    runs: list[TraceRun] = []
+    skipped: list[Path] = []
+    for source in resolve_trace_sources(traces, trace_dir):
+        try:
+            runs.append(read_trace(source.path))
+        except TraceReadError as exc:
+            if source.named:
+                raise
+            skipped.append(source.path)
+            click.echo(f"warning: skipped: {terminal_safe(exc.message)}", err=True)
+    if not runs:
+        raise TraceReadError(f"no trace could be read ({len(skipped)} file(s) skipped)")
+    return runs

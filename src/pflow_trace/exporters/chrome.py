@@ -25,19 +25,26 @@ WORKFLOW_TID = 0
 
 
 def lane_tids(trace: ReplayTrace) -> dict[str, int]:
-    """Span id → track: a batch item's lane + 1, inherited by everything under it; else 0."""
+    """Span id → track: a batch item's lane + 1, inherited by everything under it; else 0.
+
+    A span whose parents form a cycle (no lane on it) goes on the workflow track.
+    """
     by_id = {span.span_id: span for span in trace.spans}
     tids: dict[str, int] = {}
     for span in trace.spans:
         chain: list[str] = []
+        on_chain: set[str] = set()
         current: ReplaySpan | None = span
         tid = WORKFLOW_TID
-        while current is not None:
+        # ``on_chain`` ends a walk that comes back to itself: a damaged or hand-made trace can
+        # name a span as its own parent, or close a cycle of parents.
+        while current is not None and current.span_id not in on_chain:
             known = tids.get(current.span_id)
             if known is not None:
                 tid = known
                 break
             chain.append(current.span_id)
+            on_chain.add(current.span_id)
             if current.lane is not None:
                 tid = current.lane + 1
                 break

@@ -17,6 +17,7 @@ from typing import Any
 import jsonschema
 
 from pflow_trace.errors import UsageError, WorkflowValidationError
+from pflow_trace.ir.param_checks import closest_key_hint, param_problems, unknown_name_hint
 from pflow_trace.ir.templates import (
     TemplateSyntaxError,
     compile_value,
@@ -24,7 +25,7 @@ from pflow_trace.ir.templates import (
     iter_references,
 )
 from pflow_trace.nodes.registry import NodeRegistry, default_registry
-from pflow_trace.text import json_path
+from pflow_trace.text import MAX_NESTING_DEPTH, json_path, nesting_problem, terminal_safe
 
 
 @lru_cache(maxsize=1)
@@ -51,6 +52,12 @@ def _schema_message(error: jsonschema.ValidationError) -> str:
             return f"{error.instance!r} is not an identifier (letters, digits and _)"
         if len(path) == 2 and path[0] == "outputs":
             return f"expected a ${{node.key}} template, got {error.instance!r}"
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        known = error.schema.get("properties") or {}
+        unknown = [key for key in error.instance if key not in known]
+        return "; ".join(
+            f"unknown key '{key}'{closest_key_hint(str(key), known)}" for key in unknown
+        )
     if error.validator == "const" and path == ["ir_version"]:
         return f'expected "0.1.0", got {json.dumps(error.instance)}'
     return error.message
@@ -199,13 +206,19 @@ def _node_template_problems(
     )
     if batch is not None and isinstance(batch.get("items"), str):
         sources.append((f"nodes[{index}].batch.items", batch["items"], visible))
+    text_alias = alias if isinstance(alias, str) else None
     for path, value, names in sources:
-        problems.extend(_template_problems(path, value, names, first_index, node_id))
+        problems.extend(_template_problems(path, value, names, first_index, node_id, text_alias))
     return problems
 
 
 def _template_problems(
-    path: str, value: Any, visible: set[str], node_ids: dict[str, int], node_id: str | None
+    path: str,
+    value: Any,
+    visible: set[str],
+    node_ids: dict[str, int],
+    node_id: str | None,
+    alias: str | None = None,
 ) -> list[str]:
     try:
         compiled = compile_value(value)
@@ -220,30 +233,53 @@ def _template_problems(
             when = "itself" if head == node_id else "a node that cannot have run before it"
             problems.append(f"{path}: {reference.text} reads '{head}', {when}")
             continue
+        hint = unknown_name_hint(head, reference.text, alias)
         closest = difflib.get_close_matches(head, sorted(visible), n=3)
-        hint = f" (closest: {', '.join(closest)})" if closest else ""
+        if not hint and closest:
+            hint = f" (closest: {', '.join(closest)})"
         problems.append(f"{path}: {reference.text} names unknown '{head}'{hint}")
     return problems
+
+
+#: The largest workflow file read; a bigger one (or an endless one, /dev/zero) is refused
+#: after reading this much, not after filling memory.
+MAX_WORKFLOW_BYTES = 16 * 1024 * 1024
 
 
 def load_workflow_file(path: str | Path) -> dict[str, Any]:
     """Read and parse a workflow file; unreadable or non-JSON files are one-line errors."""
     source = Path(path)
     try:
-        text = source.read_text(encoding="utf-8")
+        with open(source, "rb") as stream:
+            data = stream.read(MAX_WORKFLOW_BYTES + 1)
+        text = data.decode("utf-8")
     except FileNotFoundError:
         raise UsageError(f"{source}: no such workflow file") from None
     except IsADirectoryError:
         raise UsageError(f"{source}: is a directory, not a workflow file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{source}: cannot read workflow: {exc}") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:  # ValueError: a NUL in the name
+        raise UsageError(f"{terminal_safe(source)}: cannot read workflow: {exc}") from None
+    if len(data) > MAX_WORKFLOW_BYTES:
+        limit_mb = MAX_WORKFLOW_BYTES // (1024 * 1024)
+        raise UsageError(f"{source}: larger than {limit_mb} MB, not a workflow file")
+    del data
     try:
-        workflow = json.loads(text)
+        workflow = json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
         raise WorkflowValidationError(
             str(source), [f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"]
         ) from None
+    except ValueError as exc:  # NaN, Infinity: Python's parser takes them, JSON does not
+        raise WorkflowValidationError(str(source), [f"not valid JSON: {exc}"]) from None
+    except RecursionError:
+        raise WorkflowValidationError(
+            str(source), [f"nested more than {MAX_NESTING_DEPTH} levels deep"]
+        ) from None
     return workflow
+
+
+def _reject_constant(constant: str) -> Any:
+    raise ValueError(f"{constant} is not a JSON number")
 
 
 def validate_workflow(
@@ -251,11 +287,16 @@ def validate_workflow(
 ) -> dict[str, Any]:
     """Return the workflow when valid; else raise with every problem found."""
     registry = registry or default_registry()
+    # Checked first and alone: every later check walks the value recursively.
+    too_deep = nesting_problem(workflow)
+    if too_deep is not None:
+        raise WorkflowValidationError(source, [too_deep])
     problems = schema_problems(workflow)
     if isinstance(workflow, dict):
         problems += semantic_problems(workflow, registry)
+        problems += param_problems(workflow, registry)
     if problems:
-        raise WorkflowValidationError(source, problems)
+        raise WorkflowValidationError(source, [terminal_safe(problem) for problem in problems])
     return workflow
 
 

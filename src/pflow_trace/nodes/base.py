@@ -131,6 +131,20 @@ class WorkflowNode(BaseNode):
     def exec(self, params: dict[str, Any]) -> dict[str, Any]:
         raise NotImplementedError(f"node type '{self.type_name}' does not implement exec")
 
+    def _run(self, shared: Shared) -> str | None:
+        """Run prep, exec and post; a failure's partial outputs still go into the namespace.
+
+        ``NodeFailure.outputs`` (a shell node's stdout and stderr, an http node's status and
+        body) are what a person needs to see why the node failed, so they are written like a
+        success's outputs before the failure goes on up: the trace's ``shared_after`` has them.
+        """
+        try:
+            return super()._run(shared)
+        except NodeFailure as failure:
+            for key, value in failure.outputs.items():
+                shared[key] = value
+            raise
+
     def post(self, shared: Shared, prep_result: Any, exec_result: Any) -> str | None:
         outputs: Mapping[str, Any] = exec_result or {}
         for key, value in outputs.items():

@@ -12,9 +12,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 from pflow_trace.errors import UsageError
+from pflow_trace.text import terminal_safe
 
 ExporterName = Literal["none", "console", "otlp"]
 Protocol = Literal["http/protobuf", "grpc"]
@@ -40,6 +41,19 @@ class ExportSettings:
 def _http_traces_url(base: str) -> str:
     base = base.rstrip("/")
     return base if base.endswith("/v1/traces") else f"{base}/v1/traces"
+
+
+def _check_url(endpoint: str) -> None:
+    """A ``UsageError`` for an endpoint no exporter can parse (``http://[::1``, a bad port),
+    raised here, before the exporter's own parser turns it into a traceback."""
+    try:
+        parts = urlsplit(endpoint)
+        parts.port  # noqa: B018 - parsing the port is the check
+    except ValueError as exc:
+        shown = terminal_safe(endpoint)
+        raise UsageError(f"OTLP endpoint '{shown}' is not a URL ({exc})") from None
+    if parts.scheme in ("http", "https") and not parts.hostname:
+        raise UsageError(f"OTLP endpoint '{terminal_safe(endpoint)}' names no host")
 
 
 def _resource_service_name(env: Mapping[str, str]) -> str | None:
@@ -90,6 +104,7 @@ def resolve_export_settings(
             resolved = DEFAULT_GRPC_ENDPOINT
         if "://" not in resolved:
             raise UsageError(f"OTLP endpoint '{resolved}' needs a scheme, e.g. http://{resolved}")
+        _check_url(resolved)
     name = (
         service_name
         or env.get("OTEL_SERVICE_NAME")

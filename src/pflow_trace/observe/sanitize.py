@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pflow_trace.observe.redaction import REDACTED, Redactor, is_secret_key
-from pflow_trace.text import truncate_marked
+from pflow_trace.text import MAX_PRINTABLE_INT_BITS, describe_long_int, truncate_marked
 
 _JSON_SCALARS = (bool, int, float, type(None))
 
@@ -21,34 +21,6 @@ DEFAULT_MAX_STRING_CHARS = 2000
 DEFAULT_MAX_LIST_ITEMS = 10_000
 DEFAULT_MAX_DEPTH = 32
 DEFAULT_PREVIEW_CHARS = 120
-
-
-#: Python refuses to print an int of more than 4,300 digits (``sys.get_int_max_str_digits``);
-#: past this many bits one may have that many, so it is described instead of printed.
-_MAX_PRINTABLE_INT_BITS = 14_000
-
-
-def _long_int(value: int) -> str:
-    digits = int(value.bit_length() * math.log10(2)) + 1
-    return f"<integer of about {digits} digits>"
-
-
-def json_ready(value: Any) -> Any:
-    """``value`` with what strict JSON cannot hold replaced: NaN and infinity become their
-    ``repr`` (``"nan"``, ``"inf"``), an int too long to print a short description.
-
-    For output that is not a trace snapshot (``run --output-format json``, a trace's safety
-    net) and so must keep everything else exactly as it is.
-    """
-    if isinstance(value, float):
-        return value if math.isfinite(value) else repr(value)
-    if isinstance(value, int) and not isinstance(value, bool):
-        return _long_int(value) if value.bit_length() > _MAX_PRINTABLE_INT_BITS else value
-    if isinstance(value, dict):
-        return {key: json_ready(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_ready(item) for item in value]
-    return value
 
 
 def _env_int(name: str, default: int) -> int:
@@ -97,8 +69,8 @@ class Sanitizer:
         if isinstance(value, _JSON_SCALARS):
             if isinstance(value, float) and not math.isfinite(value):  # NaN, inf: not JSON
                 return repr(value)
-            if value.__class__ is int and value.bit_length() > _MAX_PRINTABLE_INT_BITS:
-                return _long_int(value)
+            if value.__class__ is int and value.bit_length() > MAX_PRINTABLE_INT_BITS:
+                return describe_long_int(value)
             if self.redactor.is_secret_number(value):
                 return REDACTED
             return value
@@ -131,8 +103,8 @@ class Sanitizer:
             text = self.redactor.text(value)
         elif self.redactor.is_secret_number(value):
             text = REDACTED
-        elif value.__class__ is int and value.bit_length() > _MAX_PRINTABLE_INT_BITS:
-            text = _long_int(value)
+        elif value.__class__ is int and value.bit_length() > MAX_PRINTABLE_INT_BITS:
+            text = describe_long_int(value)
         elif isinstance(value, _JSON_SCALARS):
             text = (
                 "null"

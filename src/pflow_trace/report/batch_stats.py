@@ -21,6 +21,7 @@ from itertools import compress, repeat
 from operator import attrgetter, eq
 from typing import Any
 
+from pflow_trace.report.error_shapes import error_shape
 from pflow_trace.report.percentiles import percentile
 from pflow_trace.report.summary import BatchSummary, ErrorGroup, ItemTiming, SlowItem
 from pflow_trace.text import preview
@@ -256,22 +257,31 @@ def _slowest(timed: list[BatchItem], sorted_durations_ms: list[float], top: int)
 
 
 def group_errors(failures: Iterable[Failure], limit: int) -> tuple[list[ErrorGroup], int]:
-    """Group failed items by message: the ``limit`` most frequent, and how many groups remain."""
-    # message -> [count, index of the first item that failed with it]
-    count_and_first: dict[str, list[Any]] = {}
+    """Group failed items by the shape of their message (numbers, ids, hex, URLs and paths
+    taken out): the ``limit`` largest groups, each with its first real message, and how many
+    groups remain. A group whose messages are all the same keeps that message as its shape:
+    only values that really differ from item to item are replaced."""
+    # shape -> [count, first message, index of the first item, whether the messages differ]
+    by_shape: dict[str, list[Any]] = {}
+    shape_of: dict[str, str] = {}  # a batch repeats messages; each is shaped once
     for message, index in failures:
         if message is not None and not isinstance(message, str):
             message = json.dumps(message, default=str)
-        key = (message or "").strip() or "(no error message)"
-        entry = count_and_first.get(key)
+        text = (message or "").strip() or "(no error message)"
+        shape = shape_of.get(text)
+        if shape is None:
+            shape = shape_of[text] = error_shape(text)
+        entry = by_shape.get(shape)
         if entry is None:
-            count_and_first[key] = [1, index]
+            by_shape[shape] = [1, text, index, False]
         else:
             entry[0] += 1
-    # Stable sort: equal counts stay in the order their message first appeared.
-    ordered = sorted(count_and_first.items(), key=lambda kv: -kv[1][0])
+            entry[3] = entry[3] or text != entry[1]
+    # Stable sort: equal counts stay in the order their shape first appeared.
+    ordered = sorted(by_shape.items(), key=lambda kv: -kv[1][0])
     groups = [
-        ErrorGroup(message, count, _index(first)) for message, (count, first) in ordered[:limit]
+        ErrorGroup(example, count, _index(first), shape if varied else example)
+        for shape, (count, example, first, varied) in ordered[:limit]
     ]
     return groups, max(0, len(ordered) - limit)
 

@@ -259,12 +259,19 @@ def _slowest_table(batch: BatchSummary) -> Table:
 
 
 def _errors_table(batch: BatchSummary) -> Table:
-    """Error groups, most frequent first, then how many groups were left out."""
+    """Error groups, most frequent first, then how many groups were left out.
+
+    A group of several messages shows its shape (``bad value <n>``), then one real message of
+    it as the example, so a reader sees both what they share and what one looked like.
+    """
     table = Table([("count", "right"), ("first", "right"), ("error", "left")], title="errors")
     for group in batch.errors:
-        table.rows.append(
-            [str(group.count), _count(group.first_index), (_first_line(group.message), "bad")]
-        )
+        varied = bool(group.shape) and group.shape != group.message
+        shown = group.shape if varied else group.message
+        first = _count(group.first_index)
+        table.rows.append([str(group.count), first, (_first_line(shown), "bad")])
+        if varied:
+            table.rows.append(["", "", (f"e.g. {_first_line(group.message)}", "dim")])
     if batch.errors_more:
         table.rows.append(["", "", (f"+{batch.errors_more} more", "dim")])
     return table

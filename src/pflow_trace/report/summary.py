@@ -48,11 +48,14 @@ class SlowItem:
 
 @dataclass(slots=True)
 class ErrorGroup:
-    """Failed items that share one error message."""
+    """Failed items whose error messages share one shape (values such as numbers taken out)."""
 
+    #: The first real message of the group, as the trace holds it: the group's example.
     message: str
     count: int
     first_index: int | None
+    #: The message with its varying values replaced (``bad value <n>``); see error_shapes.
+    shape: str = ""
 
 
 @dataclass(slots=True)

@@ -13,9 +13,10 @@ from __future__ import annotations
 import io
 from typing import TYPE_CHECKING
 
-from pflow_trace.report.blocks import Block, Cell, Fields, Heading, Table, cell_text
+from pflow_trace.report.blocks import Block, Cell, Fields, Heading, Note, Table, cell_text
 from pflow_trace.report.layout import layout
 from pflow_trace.report.summary import ShowSummary
+from pflow_trace.text import terminal_safe
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -37,10 +38,28 @@ def render_text(
     summary: ShowSummary, *, terminal: bool = False, color: bool = True, width: int | None = None
 ) -> str:
     """Draw the summary: rich tables on a terminal, plain aligned text otherwise."""
-    blocks = layout(summary)
+    blocks = [_terminal_safe_block(block) for block in layout(summary)]
     if terminal:
         return _draw_rich(blocks, color=color, width=width)
     return _draw_plain(blocks)
+
+
+def _safe_cell(cell: Cell) -> Cell:
+    return terminal_safe(cell) if isinstance(cell, str) else (terminal_safe(cell[0]), cell[1])
+
+
+def _terminal_safe_block(block: Block) -> Block:
+    """The block with every text made safe to print: names, errors and items come from the
+    trace, and a control character in one (a terminal escape, a line break) must not act on
+    the terminal or forge a line of the page."""
+    if isinstance(block, Heading):
+        return Heading(terminal_safe(block.text), block.style)
+    if isinstance(block, Fields):
+        return Fields([(terminal_safe(key), _safe_cell(value)) for key, value in block.rows])
+    if isinstance(block, Table):
+        rows = [[_safe_cell(cell) for cell in row] for row in block.rows]
+        return Table(block.columns, rows, block.title)
+    return Note(terminal_safe(block.text), block.style)
 
 
 # -- plain text ----------------------------------------------------------------------------------

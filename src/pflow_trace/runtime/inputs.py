@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from pflow_trace.errors import UsageError
+from pflow_trace.text import nesting_problem, terminal_safe
 
 _TYPE_CHECKS: dict[str, tuple[type, ...]] = {
     "string": (str,),
@@ -22,12 +23,23 @@ def parse_assignments(pairs: list[str] | tuple[str, ...]) -> dict[str, Any]:
     for pair in pairs:
         name, sep, raw = pair.partition("=")
         if not sep or not name.strip():
-            raise UsageError(f"input '{pair}' is not NAME=VALUE")
+            raise UsageError(f"input '{terminal_safe(pair)}' is not NAME=VALUE")
+        problem: str | None = None
         try:
-            values[name.strip()] = json.loads(raw)
+            value = json.loads(raw, parse_constant=_not_json)
+            problem = nesting_problem(value)
         except ValueError:
-            values[name.strip()] = raw
+            value = raw  # text, also NaN and Infinity, which JSON has no numbers for
+        except RecursionError:
+            problem = "nested too deeply to read"
+        if problem is not None:
+            raise UsageError(f"input '{terminal_safe(name.strip())}': {problem}")
+        values[name.strip()] = value
     return values
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
 
 
 def resolve_inputs(workflow: dict[str, Any], provided: dict[str, Any]) -> dict[str, Any]:

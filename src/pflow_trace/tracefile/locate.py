@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from pflow_trace.errors import TraceReadError
+from pflow_trace.text import terminal_safe
 
 ENV_TRACE_DIR = "PFLOW_TRACE_DIR"
 DEFAULT_TRACE_DIR = Path("~/.pflow-trace/traces")
@@ -50,11 +52,20 @@ def trace_files_in(directory: Path) -> list[Path]:
 
 
 def newest_trace(directory: Path) -> Path:
-    """The most recently modified trace file in ``directory``."""
-    files = trace_files_in(directory)
-    if not files:
+    """The most recently modified trace file in ``directory``.
+
+    A file deleted while the directory is being looked at (another run cleaning up) is
+    skipped, not an error.
+    """
+    dated: list[tuple[int, str, Path]] = []
+    for path in trace_files_in(directory):
+        try:
+            dated.append((path.stat().st_mtime_ns, path.name, path))
+        except FileNotFoundError:
+            continue
+    if not dated:
         raise TraceReadError(f"{directory}: no trace files (*.json, *.jsonl) in directory")
-    return max(files, key=lambda path: (path.stat().st_mtime_ns, path.name))
+    return max(dated)[2]
 
 
 def resolve_trace_paths(
@@ -67,18 +78,41 @@ def resolve_trace_paths(
     No argument means the newest trace in the default directory; a directory means every
     trace file in it; a file is taken as given (a missing one fails here, by name).
     """
+    return [source.path for source in resolve_trace_sources(paths, trace_dir, environ)]
+
+
+@dataclass(frozen=True, slots=True)
+class TraceSource:
+    """A trace file to read, and whether the user named it or it was found in a directory.
+
+    A file found in a directory that turns out not to be a trace is skipped with a warning;
+    a file the user named is read or fails.
+    """
+
+    path: Path
+    named: bool
+
+
+def resolve_trace_sources(
+    paths: Sequence[str | os.PathLike[str]],
+    trace_dir: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> list[TraceSource]:
+    """Like :func:`resolve_trace_paths`, saying for each file how it was found."""
     if not paths:
-        return [newest_trace(default_trace_dir(trace_dir, environ))]
-    files: list[Path] = []
+        return [TraceSource(newest_trace(default_trace_dir(trace_dir, environ)), named=False)]
+    files: list[TraceSource] = []
     for given in paths:
         path = Path(given)
+        if "\x00" in str(path):
+            raise TraceReadError(f"{terminal_safe(path)}: not a file name (it holds a NUL)")
         if path.is_dir():
             found = trace_files_in(path)
             if not found:
                 raise TraceReadError(f"{path}: no trace files (*.json, *.jsonl) in directory")
-            files.extend(found)
+            files.extend(TraceSource(file, named=False) for file in found)
         elif path.exists():
-            files.append(path)
+            files.append(TraceSource(path, named=True))
         else:
             raise TraceReadError(f"{path}: no such file")
     return files

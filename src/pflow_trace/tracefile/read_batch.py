@@ -19,7 +19,13 @@ from pflow_trace.tracefile.model import (
     BatchItem,
     ReportedError,
 )
-from pflow_trace.tracefile.read_common import NUMBER_CLASSES, as_int, as_number, as_str, error_text
+from pflow_trace.tracefile.read_common import (
+    NUMBER_LIMIT,
+    as_int,
+    as_number,
+    as_str,
+    error_text,
+)
 
 
 def batch_info(output: Any, raw_items: Any) -> BatchInfo:
@@ -41,7 +47,7 @@ def batch_info(output: Any, raw_items: Any) -> BatchInfo:
                 info.reported_timing_ms = {
                     key: float(value)
                     for key, value in timing.items()
-                    if value.__class__ in NUMBER_CLASSES
+                    if as_number(value) is not None
                 }
         errors = output.get("errors")
         if not isinstance(raw_items, list) and isinstance(errors, list):
@@ -74,11 +80,13 @@ _ITEM_FIELDS = (
     "span_id",
 )
 _item_fields = itemgetter(*_ITEM_FIELDS)
-#: The fields statistics compute with (and the span id the HTML report links to Jaeger), and
-#: the types they may hold; checked in bulk after the fast path. The others (``index``,
-#: ``item``, ``error``) are display values that ``stats`` turns into text itself, and
-#: ``status`` is only ever compared.
+#: The fields statistics and exporters compute with (``index`` and ``status`` are sorted,
+#: counted and compared; the span id links the HTML report to Jaeger), and the types they may
+#: hold; checked in bulk after the fast path. The others (``item``, ``error``) are display
+#: values that ``stats`` turns into text itself.
 _ITEM_TYPES = (
+    ("index", frozenset({int, type(None)})),
+    ("status", frozenset({str})),
     ("duration_ms", frozenset({int, float, type(None)})),
     ("attempts", frozenset({int, type(None)})),
     ("start_offset_ms", frozenset({int, float, type(None)})),
@@ -105,7 +113,14 @@ def _batch_items(raw_items: list[Any]) -> list[BatchItem]:
         except (KeyError, TypeError):
             return _batch_items_careful(raw_items)
         for name, allowed in _ITEM_TYPES:
-            if not set(map(type, map(attrgetter(name), items))) <= allowed:
+            values = list(map(attrgetter(name), items))
+            if not set(map(type, values)) <= allowed:
+                return _batch_items_careful(raw_items)
+            if name in ("index", "status"):
+                continue
+            # One C-level sum finds an infinite (1e999) or absurdly large number: any of them
+            # makes the sum leave the range, and NaN fails every comparison.
+            if not -NUMBER_LIMIT < sum(filter(None, values)) < NUMBER_LIMIT:
                 return _batch_items_careful(raw_items)
         return items
     finally:
@@ -117,33 +132,22 @@ def _batch_items_careful(raw_items: list[Any]) -> list[BatchItem]:
     """The per-item loop: tolerates missing fields and drops values of the wrong type."""
     items: list[BatchItem] = []
     append = items.append
-    numbers = NUMBER_CLASSES
     for raw in raw_items:
         if raw.__class__ is not dict:
             continue
         get = raw.get
-        duration = get("duration_ms")
-        if duration.__class__ not in numbers:
-            duration = None
+        duration = as_number(get("duration_ms"))
         error = get("error")
         if error is not None and error.__class__ is not str:
             error = error_text(error)
         status = get("status")
         if status.__class__ is not str:
             status = ITEM_FAILED if error else ITEM_SUCCESS
-        attempts = get("attempts")
-        if attempts.__class__ is not int:
-            attempts = None
-        offset = get("start_offset_ms")
-        if offset.__class__ not in numbers:
-            offset = None
-        worker = get("worker")
-        if worker.__class__ is not int:
-            worker = None
-        span_id = get("span_id")
-        if span_id.__class__ is not str:
-            span_id = None
-        index, item = get("index"), get("item")
+        attempts = as_int(get("attempts"))
+        offset = as_number(get("start_offset_ms"))
+        worker = as_int(get("worker"))
+        span_id = as_str(get("span_id"))
+        index, item = as_int(get("index")), get("item")
         append(BatchItem(index, item, status, duration, error, attempts, offset, worker, span_id))
     return items
 

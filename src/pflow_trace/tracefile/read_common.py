@@ -51,12 +51,31 @@ def as_str(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
+#: Numbers beyond this are not timings or counts any writer produces; they read as missing, so
+#: arithmetic on them cannot overflow a float or take seconds on a 4,000-digit integer.
+NUMBER_LIMIT = 1e18
+
+
 def as_number(value: Any) -> float | None:
-    return value if value.__class__ in NUMBER_CLASSES else None
+    """A finite number of sane size, else None (a NaN or infinite duration reads as missing)."""
+    if value.__class__ in NUMBER_CLASSES and -NUMBER_LIMIT < value < NUMBER_LIMIT:
+        return value  # NaN fails the comparison too
+    return None
 
 
 def as_int(value: Any) -> int | None:
-    return value if value.__class__ is int else None
+    return value if value.__class__ is int and -NUMBER_LIMIT < value < NUMBER_LIMIT else None
+
+
+def _constant_as_null(constant: str) -> None:
+    """``NaN``, ``Infinity``, ``-Infinity``: Python's parser takes them, JSON has no such
+    numbers; a trace holding one reads it as a missing value."""
+    return None
+
+
+#: The one parser of trace text (both formats): like ``json.loads``, but NaN and infinities
+#: read as null. Very deep nesting raises RecursionError, which the readers turn into an error.
+TRACE_DECODER = json.JSONDecoder(parse_constant=_constant_as_null)
 
 
 def error_text(value: Any) -> str | None:

@@ -21,6 +21,7 @@ from pflow_trace.tracefile.read_common import (
     FORMAT_PFLOW_JSONL,
     KNOWN_JSONL_MAJOR,
     KNOWN_JSONL_MARKER,
+    TRACE_DECODER,
     as_int,
     as_number,
     as_str,
@@ -48,10 +49,14 @@ def parse_lines(
             bad_number, _, exc = pending
             raise TraceReadError(f"{name}: not JSON on line {bad_number} ({exc.msg})")
         try:
-            record = json.loads(line)
+            record = TRACE_DECODER.decode(line)
         except json.JSONDecodeError as exc:
             pending = (number, line, exc)
             continue
+        except RecursionError:
+            raise TraceReadError(f"{name}: line {number} is nested too deeply to read") from None
+        except ValueError as exc:  # an integer of thousands of digits
+            raise TraceReadError(f"{name}: not JSON on line {number} ({exc})") from None
         if not isinstance(record, dict):
             raise TraceReadError(
                 f"{name}: unknown trace format (line {number} is a JSON {json_kind(record)}, "
@@ -63,6 +68,11 @@ def parse_lines(
         if cut_off(bad_line, exc):
             raise TraceReadError(f"{name}: truncated JSON (line {bad_number} ends mid-record)")
         raise TraceReadError(f"{name}: not JSON on line {bad_number} ({exc.msg})")
+
+
+def _start_key(record: dict[str, Any]) -> tuple[str, str]:
+    """Pairs a ``node.start`` with its ``event``; as text, so a damaged id (a list) still hashes."""
+    return (repr(record.get("node_id")), repr(record.get("id")))
 
 
 def read_jsonl_records(name: str, records: Iterator[tuple[int, dict[str, Any]]]) -> TraceRun:
@@ -82,8 +92,7 @@ def read_jsonl_records(name: str, records: Iterator[tuple[int, dict[str, Any]]])
         if record.get("parent_id") is not None:
             continue  # a node inside a nested workflow: its parent's time already counts it
         if kind == "node.start":
-            key = (record.get("node_id"), record.get("id"))
-            started[key] = TraceNode(
+            started[_start_key(record)] = TraceNode(
                 node_id=str(record.get("node_id", "?")),
                 node_type=str(record.get("node_type", "?")),
                 success=False,
@@ -93,7 +102,7 @@ def read_jsonl_records(name: str, records: Iterator[tuple[int, dict[str, Any]]])
                 finished=False,
             )
         elif kind == "event" or (kind is None and "duration_ms" in record and "node_id" in record):
-            started.pop((record.get("node_id"), record.get("id")), None)
+            started.pop(_start_key(record), None)
             finished.append(_node_from_event(record))
         elif kind == "run.complete":
             complete = record

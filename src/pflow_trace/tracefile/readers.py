@@ -39,6 +39,7 @@ from pflow_trace.tracefile.read_common import (
     FORMAT_OURS,
     FORMAT_PFLOW,
     KNOWN_JSON_VERSION,
+    TRACE_DECODER,
     as_int,
     as_number,
     as_str,
@@ -47,6 +48,7 @@ from pflow_trace.tracefile.read_common import (
     json_kind,
     parse_version,
 )
+from pflow_trace.tracefile.read_head import sniff_head
 from pflow_trace.tracefile.read_jsonl import is_jsonl_meta, parse_lines, read_jsonl_records
 
 
@@ -59,6 +61,7 @@ def read_trace(path: str | os.PathLike[str]) -> TraceRun:
     """
     name = os.fspath(path)
     try:
+        sniff_head(name)
         with open(name, encoding="utf-8") as stream:
             text = stream.read()
     except FileNotFoundError:
@@ -69,6 +72,8 @@ def read_trace(path: str | os.PathLike[str]) -> TraceRun:
         raise TraceReadError(f"{name}: not JSON (the file is not UTF-8 text)") from None
     except OSError as exc:
         raise TraceReadError(f"{name}: cannot read ({exc.strerror or exc})") from None
+    except ValueError:  # a NUL in the name
+        raise TraceReadError(f"{name!r}: not a file name") from None
     return read_trace_text(name, text)
 
 
@@ -78,20 +83,25 @@ def read_trace_text(name: str, text: str) -> TraceRun:
     if start == len(text):
         raise TraceReadError(f"{name}: empty file, not a trace")
     try:
-        first, end = _DECODER.raw_decode(text, start)
+        first, end = TRACE_DECODER.raw_decode(text, start)
     except json.JSONDecodeError as exc:
         raise _decode_error(name, text, exc) from None
+    except RecursionError:
+        raise TraceReadError(f"{name}: nested too deeply to read, not a trace") from None
+    except ValueError as exc:  # an integer of thousands of digits
+        raise TraceReadError(f"{name}: not JSON ({exc})") from None
     if _skip_space(text, end) == len(text):
         del text  # the parsed document is all that is needed from here on
         return _run_from_object(name, first)
     # More JSON follows the first value: JSON lines, which must open with pflow's meta record.
+    if not isinstance(first, dict):
+        kind = json_kind(first)
+        raise TraceReadError(f"{name}: unknown trace format (a JSON {kind}, not a trace object)")
     line = text.count("\n", 0, end) + 1
     records = parse_lines(name, text[end:].splitlines(), first_number=line)
     return read_jsonl_records(name, _prepend((1, first), records))
 
 
-
-_DECODER = json.JSONDecoder()
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pflow_trace.errors import TraceWriteError, UsageError
-from pflow_trace.observe.sanitize import json_ready
+from pflow_trace.text import cap_depth
 from pflow_trace.tracefile.locate import default_trace_dir
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -67,7 +67,7 @@ def _encode(value: Any) -> str:
     try:
         return json.dumps(value, ensure_ascii=False, default=str, allow_nan=False)
     except ValueError:  # NaN or infinity, or an int too long to print: never bare in the file
-        return json.dumps(json_ready(value), ensure_ascii=False, default=str, allow_nan=False)
+        return json.dumps(cap_depth(value), ensure_ascii=False, default=str, allow_nan=False)
 
 
 def iter_json_chunks(value: Any, depth: int = 0) -> Iterator[str]:
