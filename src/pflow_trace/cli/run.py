@@ -98,7 +98,7 @@ def run(
     """Run WORKFLOW with inputs given as NAME=VALUE (JSON when it parses, else text)."""
     from pflow_trace import api
     from pflow_trace.api import TraceOptions
-    from pflow_trace.cli.display import RunTally, silence_stdout
+    from pflow_trace.cli.display import RunTally
     from pflow_trace.observe.export_settings import resolve_export_settings
     from pflow_trace.observe.sanitize import SnapshotLimits
     from pflow_trace.runtime.context import DEFAULT_MAX_NODE_VISITS
@@ -125,11 +125,19 @@ def run(
     # Inputs are checked as the run starts: a refused one is still an "invalid" JSON answer.
     with _invalid_as_json(enabled=not text_mode), _stdout_to_stderr(enabled=not text_mode):
         outcome = api.run(loaded, inputs, options)
+    report_outcome(outcome, tally, settings.exporter, text_mode, quiet)
+    raise SystemExit(exit_code(outcome))
+
+
+def report_outcome(outcome: Any, tally: Any, exporter: str, text_mode: bool, quiet: bool) -> None:
+    """Print the result, then any export warning and trace error; a closed stdout is no error."""
+    from pflow_trace.cli.display import silence_stdout
+
     try:
         if quiet and text_mode:
             click.echo(status_line(outcome, tally))
         else:
-            print_outcome(outcome, settings.exporter, text_mode, tally)
+            print_outcome(outcome, exporter, text_mode, tally)
     except BrokenPipeError:
         silence_stdout()
     if outcome.export_warning is not None:
@@ -140,7 +148,6 @@ def run(
         sys.stdout.flush()
     except BrokenPipeError:
         silence_stdout()
-    raise SystemExit(exit_code(outcome))
 
 
 def exit_code(outcome: Any) -> int:

@@ -95,6 +95,10 @@ _ITEM_TYPES = (
 )
 
 
+#: Fields the bulk check does not add up: ids and labels, not measurements.
+_NOT_SUMMED = frozenset({"index", "status", "span_id"})
+
+
 def _batch_items(raw_items: list[Any]) -> list[BatchItem]:
     """Turn ``batch_items`` records into :class:`BatchItem` objects: the hot path.
 
@@ -116,7 +120,7 @@ def _batch_items(raw_items: list[Any]) -> list[BatchItem]:
             values = list(map(attrgetter(name), items))
             if not set(map(type, values)) <= allowed:
                 return _batch_items_careful(raw_items)
-            if name in ("index", "status"):
+            if name in _NOT_SUMMED:
                 continue
             # One C-level sum finds an infinite (1e999) or absurdly large number: any of them
             # makes the sum leave the range, and NaN fails every comparison.
