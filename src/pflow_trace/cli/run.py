@@ -132,6 +132,8 @@ def print_outcome(outcome: Any, exporter: str, text_mode: bool) -> None:
         click.echo(f"status: {record.status}  ({len(result.nodes)} nodes, {took})")
         if record.error and record.status in ("failed", "interrupted"):
             click.echo(f"error: {record.error}")
+        for warning in result.warnings:
+            click.echo(f"warning: {warning}")
         if result.outputs and record.status in ("success", "degraded"):
             click.echo("outputs:")
             for name, value in redact(result.outputs).items():
@@ -148,6 +150,7 @@ def print_outcome(outcome: Any, exporter: str, text_mode: bool) -> None:
             "nodes": redact(result.nodes),
             "duration_ms": round(result.duration_ms, 3),
             "error": result.error,
+            "warnings": result.warnings,
             "trace_file": str(outcome.trace_path) if outcome.trace_path else None,
             "trace_id": outcome.trace_id,
         }

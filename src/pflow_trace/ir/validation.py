@@ -17,6 +17,7 @@ from typing import Any
 import jsonschema
 
 from pflow_trace.errors import UsageError, WorkflowValidationError
+from pflow_trace.ir.pflow_ir import adapt_pflow_ir
 from pflow_trace.ir.templates import (
     TemplateSyntaxError,
     compile_value,
@@ -217,6 +218,8 @@ def _template_problems(
         if head in visible or is_root_key(head):
             continue
         if head in node_ids:
+            if reference.fallbacks:  # ``??``: the node may not have run, and that is the point
+                continue
             when = "itself" if head == node_id else "a node that cannot have run before it"
             problems.append(f"{path}: {reference.text} reads '{head}', {when}")
             continue
@@ -227,7 +230,10 @@ def _template_problems(
 
 
 def load_workflow_file(path: str | Path) -> dict[str, Any]:
-    """Read and parse a workflow file; unreadable or non-JSON files are one-line errors."""
+    """Read and parse a workflow file (JSON, or ``.pflow.md`` via :mod:`pflow_trace.ir.loading`).
+
+    Unreadable or unparseable files are one-line errors.
+    """
     source = Path(path)
     try:
         text = source.read_text(encoding="utf-8")
@@ -237,6 +243,10 @@ def load_workflow_file(path: str | Path) -> dict[str, Any]:
         raise UsageError(f"{source}: is a directory, not a workflow file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"{source}: cannot read workflow: {exc}") from None
+    from pflow_trace.ir.markdown import is_markdown, parse_markdown
+
+    if is_markdown(source, text):
+        return parse_markdown(text, source).workflow
     try:
         workflow = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -249,9 +259,10 @@ def load_workflow_file(path: str | Path) -> dict[str, Any]:
 def validate_workflow(
     workflow: Any, source: str = "workflow", registry: NodeRegistry | None = None
 ) -> dict[str, Any]:
-    """Return the workflow when valid; else raise with every problem found."""
+    """Return the workflow (pflow IR adapted to ours) when valid; else raise with all problems."""
     registry = registry or default_registry()
-    problems = schema_problems(workflow)
+    workflow, problems = adapt_pflow_ir(workflow)
+    problems += schema_problems(workflow)
     if isinstance(workflow, dict):
         problems += semantic_problems(workflow, registry)
     if problems:
@@ -260,4 +271,6 @@ def validate_workflow(
 
 
 def load_and_validate(path: str | Path, registry: NodeRegistry | None = None) -> dict[str, Any]:
-    return validate_workflow(load_workflow_file(path), str(path), registry)
+    from pflow_trace.ir.loading import load_and_validate_any
+
+    return load_and_validate_any(path, registry)

@@ -27,10 +27,14 @@ from pflow_trace.ir.templates import Reference, compile_value, resolve_param
 from pflow_trace.nodes.base import NodeFailure, cancel_running_work
 from pflow_trace.observe import conventions as conv
 from pflow_trace.observe.facts import ItemOutcome, ItemStatus
+from pflow_trace.runtime.batch_output import build_batch_output
 from pflow_trace.runtime.context import current_attempt, current_execution
 from pflow_trace.runtime.layers import LayerWrapper, describe_error
 
 ErrorHandling = Literal["fail_fast", "continue"]
+
+#: The root key holding the running item's 0-based position, ``${__index__}`` as in pflow.
+INDEX_KEY = "__index__"
 
 #: After Ctrl-C, how long in-flight items get to finish once their work has been cancelled.
 INTERRUPT_GRACE_S = 2.0
@@ -63,19 +67,6 @@ class BatchConfig:
     @property
     def execution_mode(self) -> str:
         return "parallel" if self.parallel else "sequential"
-
-
-def timing_stats(durations: list[float]) -> dict[str, float]:
-    """``batch_metadata.timing`` from the item durations (ms); ``{}`` for an empty batch."""
-    if not durations:
-        return {}
-    total = sum(durations)
-    return {
-        "total_items_ms": round(total, 2),
-        "avg_item_ms": round(total / len(durations), 2),
-        "min_item_ms": round(min(durations), 2),
-        "max_item_ms": round(max(durations), 2),
-    }
 
 
 class _Lanes:
@@ -150,6 +141,7 @@ class BatchNode(LayerWrapper):
                 # Each attempt runs on a fresh shallow copy, so a failed one leaves nothing behind.
                 item_shared = dict(shared)
                 item_shared[config.alias] = item
+                item_shared[INDEX_KEY] = index
                 attempt_token = current_attempt.set(attempt)
                 try:
                     chain._run(item_shared)
@@ -359,25 +351,4 @@ class BatchNode(LayerWrapper):
     def batch_output(
         self, items: list[Any], outcomes: list[ItemOutcome], results: list[Any]
     ) -> dict[str, Any]:
-        errors = [
-            {"index": o.index, "item": items[o.index], "error": o.error}
-            for o in outcomes
-            if o.status == "failed"
-        ]
-        success_count = sum(1 for o in outcomes if o.status == "success")
-        config = self.config
-        return {
-            "results": results,
-            "count": len(items),
-            "success_count": success_count,
-            "error_count": len(errors),
-            "errors": errors or None,
-            "batch_metadata": {
-                "parallel": config.parallel,
-                "max_concurrent": config.max_concurrent if config.parallel else None,
-                "max_retries": config.max_retries,
-                "retry_wait": config.retry_wait,
-                "execution_mode": config.execution_mode,
-                "timing": timing_stats([outcome.duration_ms for outcome in outcomes]),
-            },
-        }
+        return build_batch_output(self.config, items, outcomes, results)

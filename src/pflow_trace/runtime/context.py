@@ -31,6 +31,8 @@ class RunContext:
     tracer: trace.Tracer = field(default_factory=lambda: trace.NoOpTracer())
     observer: RunObserver | None = None
     sanitizer: Sanitizer = field(default_factory=lambda: Sanitizer(NO_REDACTION))
+    #: Failures the run routed around (an ``error`` edge), one line each, for its warnings.
+    recovered: list[str] = field(default_factory=list)
 
     @property
     def recording(self) -> bool:

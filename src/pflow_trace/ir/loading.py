@@ -1,0 +1,33 @@
+"""Loading a workflow file of either format: JSON (ours or pflow's IR) or ``.pflow.md``.
+
+The format is chosen by extension, else by content (a markdown heading where JSON would
+start). A markdown workflow's validation problems are reported with the markdown line each
+comes from, so a user fixing a ``.pflow.md`` file never has to think in JSON paths.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pflow_trace.errors import WorkflowValidationError
+from pflow_trace.ir.markdown import is_markdown, parse_markdown
+from pflow_trace.ir.validation import load_workflow_file, validate_workflow
+from pflow_trace.nodes.registry import NodeRegistry
+
+
+def load_and_validate_any(
+    path: str | Path, registry: NodeRegistry | None = None
+) -> dict[str, Any]:
+    """Read, parse and validate ``path``; every problem is raised together, one line each."""
+    source = Path(path)
+    workflow = load_workflow_file(source)  # read errors, JSON errors, markdown problems
+    text = source.read_text(encoding="utf-8")
+    if not is_markdown(source, text):
+        return validate_workflow(workflow, str(source), registry)
+    parsed = parse_markdown(text, source)
+    try:
+        return validate_workflow(parsed.workflow, str(source), registry)
+    except WorkflowValidationError as exc:
+        located = [parsed.locate(problem) for problem in exc.problems]
+        raise WorkflowValidationError(str(source), located) from None
