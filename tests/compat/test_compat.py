@@ -9,6 +9,7 @@ honest. Goldens are written by ``record.py``.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -117,3 +118,20 @@ def test_there_are_enough_cases_in_both_forms() -> None:
     for case in CASES:
         assert (WORKFLOWS / f"{case}.json").is_file(), f"{case}.json missing: run record.py"
         assert (GOLDENS / f"{case}.json").is_file(), f"golden for {case} missing"
+
+
+def test_the_feature_tables_name_only_cases_that_exist() -> None:
+    """Every case number in a "Proof" column of docs/pflow-compat.md is a real case, and every
+    case is named by at least one row (or by "all cases")."""
+    from compat_cases import COMPAT_DOC
+
+    numbers = {case.split("-", 1)[0] for case in CASES}
+    named: set[str] = set()
+    for line in COMPAT_DOC.read_text().split("## Known differences")[0].splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and cells[1] in ("supported", "partly", "not"):
+            for first, last in re.findall(r"\b(\d\d)(?:\u2013(\d\d))?\b", cells[3]):
+                span = range(int(first), int(last or first) + 1)
+                named.update(f"{n:02d}" for n in span)
+    assert named <= numbers, f"rows name cases that do not exist: {sorted(named - numbers)}"
+    assert numbers <= named, f"cases no row names: {sorted(numbers - named)}"

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from pflow_trace.errors import WorkflowValidationError
-from pflow_trace.ir.markdown import is_markdown, parse_markdown
+from pflow_trace.ir.markdown import is_markdown, line_number, parse_markdown
 from pflow_trace.ir.validation import load_workflow_file, validate_workflow
 from pflow_trace.nodes.registry import NodeRegistry
 
@@ -29,5 +29,5 @@ def load_and_validate_any(
     try:
         return validate_workflow(parsed.workflow, str(source), registry)
     except WorkflowValidationError as exc:
-        located = [parsed.locate(problem) for problem in exc.problems]
+        located = sorted((parsed.locate(problem) for problem in exc.problems), key=line_number)
         raise WorkflowValidationError(str(source), located) from None

@@ -225,5 +225,11 @@ def parse_markdown(text: str, source: Path | str = "workflow.pflow.md") -> Parse
     name = source.name.removesuffix(".md").removesuffix(".pflow") or "workflow"
     parsed = build_workflow(doc, name, source.parent)
     if doc.problems:
-        raise WorkflowValidationError(str(source), doc.problems)
+        raise WorkflowValidationError(str(source), sorted(doc.problems, key=line_number))
     return parsed
+
+
+def line_number(problem: str) -> int:
+    """The N of a ``line N: ...`` problem, so problems can be listed top to bottom."""
+    head = problem.split(":", 1)[0]
+    return int(head[5:]) if head.startswith("line ") and head[5:].isdigit() else 0

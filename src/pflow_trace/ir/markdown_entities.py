@@ -2,14 +2,13 @@
 
 Item values are YAML, parsed with PyYAML after every ``${...}`` is swapped for a placeholder
 (a template's braces would otherwise read as a YAML flow mapping) and swapped back afterwards.
-Routing follows pflow: with no ``- next:`` / ``- on-error:`` anywhere, steps run in document
-order and no edges are written; once any step routes, every step gets explicit edges.
+Routing follows pflow: steps run in document order unless ``- next:`` / ``- on-error:`` say
+otherwise, and every step gets explicit edges (see :mod:`pflow_trace.ir.markdown_routing`).
 """
 
 from __future__ import annotations
 
 import ast
-import json
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +83,10 @@ def _item_pair(doc: Document, item: Item) -> tuple[str, Any] | None:
 
 
 def _fence_param(doc: Document, fence: Fence) -> tuple[str, Any] | None:
-    """``python code`` → ("code", text); ``yaml batch`` → ("batch", parsed); ``prompt``."""
+    """``python code`` → ("code", text); ``yaml batch`` → ("batch", parsed); ``prompt``.
+
+Only YAML blocks are parsed; a ``json body`` block is the body's text, as in pflow.
+"""
     words = fence.info.split()
     if not words:
         doc.problem(fence.line, "code block has no tag (e.g. ```shell command```)")
@@ -93,12 +95,7 @@ def _fence_param(doc: Document, fence: Fence) -> tuple[str, Any] | None:
         doc.problem(fence.line, f"code block '{words[0]}' names no param (e.g. ```python code```)")
         return None
     language, param = (words[0].lower(), words[1]) if len(words) > 1 else ("text", words[0])
-    if language in ("yaml", "yml", "json"):
-        if language == "json":
-            try:
-                return param, json.loads(fence.content)
-            except ValueError:
-                pass  # JSON with bare ${...} templates: read it as YAML, which it also is
+    if language in ("yaml", "yml"):  # as in pflow, other blocks (json too) are text
         try:
             return param, load_yaml(fence.content)
         except ValueError as exc:
@@ -135,6 +132,8 @@ def _input_spec(doc: Document, entity: Entity, lines: dict[str, int]) -> dict[st
     if "description" not in spec and entity.prose:
         spec = {"description": description(entity.prose), **spec}
     lines[f"inputs.{entity.name}"] = entity.line
+    for key, line in field_lines.items():
+        lines[f"inputs.{entity.name}.{key}"] = line
     return spec
 
 

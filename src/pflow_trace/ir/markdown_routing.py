@@ -1,5 +1,7 @@
 """``- next:`` and ``- on-error:`` into edges, with pflow's rules for ``.pflow.md`` routing.
 
+As pflow's parser does, every step gets explicit edges, document order included.
+
 - ``- next: id`` replaces the default successor; ``- next: end`` ends the run there;
   ``- next: a, b`` lists the targets a code node may pick (``default`` goes to the first).
 - ``- on-error: id`` adds an ``error`` edge: the step's failure goes there instead of failing
@@ -35,17 +37,11 @@ def _check_target(doc: Document, ids: list[str], target: str, line: int, key: st
 def route_edges(
     doc: Document, steps: list[tuple[Entity, dict[str, Any]]], lines: dict[str, int]
 ) -> list[dict[str, str]]:
-    """The edges for the steps, or ``[]`` when nothing routes (document order then)."""
+    """The edges for the steps: document order made explicit, plus every route."""
     ids = [entity.name for entity, _ in steps]
     if END in ids:
         line = next(entity.line for entity, _ in steps if entity.name == END)
         doc.problem(line, "'end' is reserved (it ends the run); name the step differently")
-    routes = any(
-        "next" in routing or "on-error" in routing or routing.get("_literal")
-        for _, routing in steps
-    )
-    if not routes:
-        return []
     edges: list[dict[str, str]] = []
     for index, (entity, routing) in enumerate(steps):
         following = ids[index + 1] if index + 1 < len(ids) else None

@@ -42,11 +42,8 @@ def adapt_pflow_ir(workflow: Any) -> tuple[Any, list[str]]:
     adapted = copy.copy(workflow)
     problems: list[str] = []
     for key, neutral in _WORKFLOW_NEUTRAL.items():
-        if key in adapted:
-            if adapted[key] == neutral:
-                del adapted[key]
-            else:
-                problems.append(f"{key}: only {neutral!r} is supported")
+        if key in adapted and adapted.pop(key) != neutral:
+            problems.append(f"{key}: only {neutral!r} is supported")
     adapted.pop("cache", None)  # the workflow-level prompt-cache block: llm only
     _adapt_start_node(adapted, problems)
     if isinstance(adapted.get("outputs"), dict):
