@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from pflow_trace.runtime.batch import timing_stats
+from pflow_trace.runtime.batch_output import timing_stats
 
 FIXTURES_ENV = "PFLOW_FIXTURES_DIR"
 PFLOW_JSON_SAMPLE = "pflow-0.8-batch-trace-1.2.0.json"

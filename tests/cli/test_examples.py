@@ -77,7 +77,15 @@ def test_continue_on_error_records_the_bad_readings(
     report = result.outputs["report"]
     assert [bad["index"] for bad in report["bad"]] == [2, 4]
     assert report["good"] == 5
-    assert result.nodes["parse"]["results"][5] == {"result": 0.0, "stdout": ""}  # "0" is fine
+    results = result.nodes["parse"]["results"]  # failed items are not among the results
+    assert [entry["original_index"] for entry in results] == [0, 1, 3, 5, 6]
+    assert results[3] == {  # "0" is fine
+        "result": 0.0,
+        "stdout": "",
+        "stderr": "",
+        "item": "0",
+        "original_index": 5,
+    }
 
 
 def test_pipeline_writes_the_report_under_out_dir(
@@ -86,6 +94,7 @@ def test_pipeline_writes_the_report_under_out_dir(
     result = run_example("pipeline.json", tmp_path, monkeypatch)
     report = tmp_path / "out" / "sales-report.md"
     assert result.outputs["report_path"] == str(report)
+    assert result.outputs["written"] == f"Successfully wrote to '{report}'"
     text = report.read_text()
     assert text.startswith("# Sales by region\n")
     assert "| eu | 165.50 EUR |" in text

@@ -193,3 +193,55 @@ def test_walking_into_a_scalar_is_a_miss() -> None:
 def test_a_falsy_value_is_found_not_missed() -> None:
     for template in ("${zero}", "${empty}", "${flag}", "${nothing}"):
         resolve_param("n", "p", compile_value(template), STORE)
+
+
+# --- pflow's additions: ``??``, computed indexes, paths into JSON text ------------------------
+
+
+PFLOW_STORE: dict[str, Any] = {
+    "a": {"stdout": '{"team": {"members": [{"name": "ada"}, {"name": "bob"}]}}', "n": 0},
+    "names": ["x", "y", "z"],
+    "__index__": 2,
+    "row": {"idx": 1},
+    "plain": {"stdout": "not json"},
+}
+
+
+@pytest.mark.parametrize(
+    ("template", "value"),
+    [
+        ("${a.stdout.team.members[1].name}", "bob"),
+        ("${names[${__index__}]}", "z"),
+        ("${names[${row.idx}]}", "y"),
+        ("${a.missing ?? 'none'}", "none"),
+        ('${a.missing ?? "none"}', "none"),
+        ("${a.missing ?? gone.x ?? a.n}", 0),  # a falsy value is a value
+        ("${a.missing ?? []}", []),
+        ("${a.n ?? 5}", 0),
+        ("n=${a.missing ?? 7}", "n=7"),
+        ('${a.stdout.team.lead ?? "no lead"}', "no lead"),
+    ],
+)
+def test_pflow_template_forms(template: str, value: Any) -> None:
+    assert render(template, PFLOW_STORE) == value
+
+
+def test_a_fallback_that_never_resolves_names_the_last_operand() -> None:
+    with pytest.raises(TemplateError, match="cannot resolve"):
+        resolve_param("n", "p", compile_value("${a.x ?? b.y}"), PFLOW_STORE)
+
+
+def test_text_that_is_not_json_cannot_be_walked_into() -> None:
+    with pytest.raises(TemplateError, match="'field' not found"):
+        resolve_param("n", "p", compile_value("${plain.stdout.field}"), PFLOW_STORE)
+
+
+def test_every_operand_is_a_reference_for_validation() -> None:
+    heads = [ref.head for ref in iter_references(compile_value("${a.x ?? b.y[${__index__}] ?? 0}"))]
+    assert heads == ["a", "b", "__index__"]
+
+
+@pytest.mark.parametrize("text", ["${'lit' ?? a}", "${a ?? 1 ?? b}", "${a ?? @}"])
+def test_malformed_fallbacks_are_syntax_errors(text: str) -> None:
+    with pytest.raises(TemplateSyntaxError):
+        compile_value(text)

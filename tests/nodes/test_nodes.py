@@ -51,7 +51,43 @@ def test_registry_knows_every_builtin() -> None:
 
 def test_shell_captures_stdout_stderr_and_exit_code() -> None:
     out = run(ShellNode(), {"command": "echo hello; echo oops >&2"})
-    assert out == {"stdout": "hello\n", "stderr": "oops\n", "exit_code": 0}
+    assert out == {
+        "stdout": "hello",  # trailing newlines stripped, as pflow does
+        "stdout_is_binary": False,
+        "stderr": "oops\n",  # stderr never
+        "stderr_is_binary": False,
+        "exit_code": 0,
+        "command": "echo hello; echo oops >&2",
+    }
+
+
+def test_shell_strip_newline_false_keeps_stdout_as_printed() -> None:
+    out = run(ShellNode(), {"command": "printf 'a\\n\\n'", "strip_newline": False})
+    assert out["stdout"] == "a\n\n"
+    assert run(ShellNode(), {"command": "printf 'a\\n\\n'"})["stdout"] == "a"
+
+
+def test_shell_ignore_errors_keeps_a_nonzero_exit_from_failing() -> None:
+    out = run(ShellNode(), {"command": "echo x; exit 3", "ignore_errors": True})
+    assert (out["exit_code"], out["stdout"]) == (3, "x")
+
+
+def test_shell_stdin_and_env_take_any_value_as_text() -> None:
+    out = run(
+        ShellNode(),
+        {
+            "command": 'cat; echo " $N $B [$NONE] $OBJ"',
+            "stdin": {"rows": [1, 2]},
+            "env": {"N": 3, "B": True, "NONE": None, "OBJ": {"a": 1}},
+        },
+    )
+    assert out["stdout"] == '{"rows": [1, 2]} 3 True [] {"a": 1}'
+
+
+def test_shell_binary_stdout_is_base64() -> None:
+    out = run(ShellNode(), {"command": "printf '\\377\\376'"})
+    assert out["stdout_is_binary"] is True
+    assert out["stdout"] == "//4="
 
 
 def test_shell_stdin_env_and_cwd(tmp_path: Path) -> None:
@@ -67,13 +103,14 @@ def test_shell_stdin_env_and_cwd(tmp_path: Path) -> None:
 def test_shell_env_is_merged_over_os_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PFLOW_TEST_OUTER", "outer")
     out = run(ShellNode(), {"command": 'echo "$PFLOW_TEST_OUTER-$X"', "env": {"X": "y"}})
-    assert out["stdout"] == "outer-y\n"
+    assert out["stdout"] == "outer-y"
 
 
 def test_shell_nonzero_exit_fails_with_stderr_excerpt() -> None:
     exc = failure(ShellNode(), {"command": "echo partial; echo 'bad thing' >&2; exit 3"})
     assert exc.message == "command exited with code 3: bad thing"
-    assert exc.outputs == {"stdout": "partial\n", "stderr": "bad thing\n", "exit_code": 3}
+    assert exc.outputs["stdout"] == "partial"
+    assert (exc.outputs["stderr"], exc.outputs["exit_code"]) == ("bad thing\n", 3)
 
 
 def test_shell_failure_message_is_one_short_line() -> None:
@@ -104,23 +141,15 @@ def test_shell_timeout_kills_background_children_holding_the_pipe() -> None:
     assert "timed out" in exc.message
 
 
-def test_shell_parse_json() -> None:
-    out = run(ShellNode(), {"command": """echo '{"a": [1, 2]}'""", "parse_json": True})
-    assert out["json"] == {"a": [1, 2]}
-    exc = failure(ShellNode(), {"command": "echo not json", "parse_json": True})
-    assert exc.message.startswith("stdout is not valid JSON")
-    assert "not json" in exc.message
-    assert exc.outputs["stdout"] == "not json\n"
-
-
-def test_shell_without_parse_json_has_no_json_output() -> None:
-    assert "json" not in run(ShellNode(), {"command": "echo 1"})
+def test_shell_has_no_parse_json_any_more() -> None:
+    # pflow's contract: templates parse JSON stdout when a path walks into it.
+    assert "parse_json" in failure(ShellNode(), {"command": "true", "parse_json": True}).message
 
 
 def test_shell_schema_errors() -> None:
     assert "command" in failure(ShellNode(), {}).message
     assert "timeout" in failure(ShellNode(), {"command": "true", "timeout": "soon"}).message
-    assert "env" in failure(ShellNode(), {"command": "true", "env": {"N": 1}}).message
+    assert "env" in failure(ShellNode(), {"command": "true", "env": ["N"]}).message
     assert "comand" in failure(ShellNode(), {"command": "true", "comand": "x"}).message
 
 
@@ -155,7 +184,7 @@ def test_shell_injects_traceparent_inside_a_span() -> None:
 def test_shell_leaves_env_alone_without_a_span(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("TRACEPARENT", raising=False)
     out = run(ShellNode(), {"command": 'echo "[$TRACEPARENT]"'})
-    assert out["stdout"] == "[]\n"
+    assert out["stdout"] == "[]"
 
 
 def test_shell_explicit_env_traceparent_wins() -> None:
@@ -166,7 +195,7 @@ def test_shell_explicit_env_traceparent_wins() -> None:
             out = run(ShellNode(), {"command": 'echo "$TRACEPARENT"', "env": {"TRACEPARENT": "x"}})
     finally:
         span.end()
-    assert out["stdout"] == "x\n"
+    assert out["stdout"] == "x"
 
 
 # --- http ------------------------------------------------------------------------------------
@@ -234,22 +263,24 @@ def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
 def test_http_get_json(server: str) -> None:
     out = run(HttpNode(), {"url": f"{server}/json"})
-    assert out["status"] == 200
-    assert out["json"] == {"ok": True, "n": 0}
-    assert out["headers"]["content-type"].startswith("application/json")
-    assert out["headers"]["x-multi"] == "a, b"
+    assert out["status_code"] == 200
+    assert out["response"] == {"ok": True, "n": 0}
+    assert out["response_is_binary"] is False
+    assert out["response_headers"]["Content-Type"].startswith("application/json")
+    assert out["response_headers"]["X-Multi"] == "a, b"
+    assert isinstance(out["response_time"], float)
+    assert "error" not in out
 
 
-def test_http_text_has_no_json_output(server: str) -> None:
+def test_http_text_stays_text(server: str) -> None:
     out = run(HttpNode(), {"url": f"{server}/text"})
-    assert out["body"] == "héllo"
-    assert "json" not in out
+    assert out["response"] == "héllo"
 
 
-def test_http_json_body_defaults_to_post(server: str) -> None:
-    out = run(HttpNode(), {"url": f"{server}/echo", "json": {"a": 1}, "headers": {"X-Token": "t"}})
-    assert out["status"] == 201
-    assert out["json"] == {
+def test_http_object_body_is_sent_as_json_with_post(server: str) -> None:
+    out = run(HttpNode(), {"url": f"{server}/echo", "body": {"a": 1}, "headers": {"X-Token": "t"}})
+    assert out["status_code"] == 201
+    assert out["response"] == {
         "method": "POST",
         "content_type": "application/json",
         "x_token": "t",
@@ -259,21 +290,20 @@ def test_http_json_body_defaults_to_post(server: str) -> None:
 
 def test_http_string_body_and_explicit_method(server: str) -> None:
     out = run(HttpNode(), {"url": f"{server}/echo", "method": "put", "body": "raw"})
-    assert out["json"]["method"] == "PUT"
-    assert out["json"]["body"] == "raw"
+    assert out["response"]["method"] == "PUT"
+    assert out["response"]["body"] == "raw"
 
 
 def test_http_error_status_fails_with_body_excerpt(server: str) -> None:
     exc = failure(HttpNode(), {"url": f"{server}/missing"})
     assert exc.message == f"HTTP 404 from {server}/missing: no such thing here"
-    assert exc.outputs["status"] == 404
-    assert exc.outputs["body"] == "no such thing here"
+    assert exc.outputs["status_code"] == 404
+    assert exc.outputs["response"] == "no such thing here"
+    assert exc.outputs["error"] == "HTTP 404"
 
 
-def test_http_unparseable_json_response_fails(server: str) -> None:
-    exc = failure(HttpNode(), {"url": f"{server}/bad-json"})
-    assert "does not parse" in exc.message
-    assert exc.outputs["body"] == "{oops"
+def test_http_unparseable_json_response_stays_text(server: str) -> None:
+    assert run(HttpNode(), {"url": f"{server}/bad-json"})["response"] == "{oops"
 
 
 def test_http_timeout(server: str) -> None:
@@ -292,8 +322,9 @@ def test_http_connection_refused_is_one_line() -> None:
 def test_http_rejects_other_schemes_and_bad_params() -> None:
     assert "only http" in failure(HttpNode(), {"url": "file:///etc/passwd"}).message
     assert "url" in failure(HttpNode(), {}).message
-    exc = failure(HttpNode(), {"url": "http://127.0.0.1/", "body": "a", "json": {}})
+    exc = failure(HttpNode(), {"url": "http://127.0.0.1/", "auth_token": "a", "api_key": "b"})
     assert "not both" in exc.message
+    assert "json" in failure(HttpNode(), {"url": "http://127.0.0.1/", "json": {}}).message
 
 
 # --- files -----------------------------------------------------------------------------------
@@ -301,61 +332,62 @@ def test_http_rejects_other_schemes_and_bad_params() -> None:
 
 def test_write_then_read_text(tmp_path: Path) -> None:
     target = tmp_path / "deep" / "dir" / "note.txt"
-    out = run(WriteFileNode(), {"path": str(target), "content": "héllo"})
-    assert out == {"path": str(target), "bytes_written": 6}
-    out = run(ReadFileNode(), {"path": str(target)})
-    assert out == {"content": "héllo", "path": str(target), "size_bytes": 6}
+    out = run(WriteFileNode(), {"file_path": str(target), "content": "héllo"})
+    assert out == {"written": f"Successfully wrote to '{target}'"}
+    out = run(ReadFileNode(), {"file_path": str(target)})
+    assert out == {"content": "héllo", "content_is_binary": False, "file_path": str(target)}
 
 
 def test_write_append(tmp_path: Path) -> None:
     target = tmp_path / "log.txt"
-    run(WriteFileNode(), {"path": str(target), "content": "a\n"})
-    run(WriteFileNode(), {"path": str(target), "content": "b\n", "append": True})
+    run(WriteFileNode(), {"file_path": str(target), "content": "a\n"})
+    out = run(WriteFileNode(), {"file_path": str(target), "content": "b\n", "append": True})
+    assert out == {"written": f"Successfully appended to '{target}'"}
     assert target.read_text() == "a\nb\n"
 
 
 def test_write_non_string_as_json(tmp_path: Path) -> None:
     target = tmp_path / "data.json"
-    run(WriteFileNode(), {"path": str(target), "content": {"k": [1, None]}})
-    assert target.read_text() == json.dumps({"k": [1, None]}, indent=2) + "\n"
-    out = run(ReadFileNode(), {"path": str(target), "parse_json": True})
-    assert out["json"] == {"k": [1, None]}
+    run(WriteFileNode(), {"file_path": str(target), "content": {"k": [1, None]}})
+    assert target.read_text() == json.dumps({"k": [1, None]})
 
 
 def test_write_falsy_content(tmp_path: Path) -> None:
     target = tmp_path / "empty.txt"
-    assert run(WriteFileNode(), {"path": str(target), "content": ""})["bytes_written"] == 0
+    run(WriteFileNode(), {"file_path": str(target), "content": ""})
     assert target.read_text() == ""
 
 
-def test_write_without_make_dirs_fails_clearly(tmp_path: Path) -> None:
-    target = tmp_path / "missing" / "x.txt"
-    exc = failure(WriteFileNode(), {"path": str(target), "content": "x", "make_dirs": False})
-    assert exc.message == f"cannot write '{target}': no such file or directory"
+def test_binary_content_round_trips_as_base64(tmp_path: Path) -> None:
+    target = tmp_path / "blob.bin"
+    run(WriteFileNode(), {"file_path": str(target), "content": "//4=", "content_is_binary": True})
+    assert target.read_bytes() == b"\xff\xfe"
+    out = run(ReadFileNode(), {"file_path": str(target)})
+    assert (out["content"], out["content_is_binary"]) == ("//4=", True)
 
 
 def test_read_missing_file_and_directory(tmp_path: Path) -> None:
     missing = tmp_path / "nope.txt"
-    exc = failure(ReadFileNode(), {"path": str(missing)})
+    exc = failure(ReadFileNode(), {"file_path": str(missing)})
     assert exc.message == f"cannot read '{missing}': no such file or directory"
-    exc = failure(ReadFileNode(), {"path": str(tmp_path)})
+    exc = failure(ReadFileNode(), {"file_path": str(tmp_path)})
     assert exc.message == f"cannot read '{tmp_path}': it is a directory"
 
 
-def test_read_bad_json_and_bad_encoding(tmp_path: Path) -> None:
+def test_read_with_another_encoding(tmp_path: Path) -> None:
     target = tmp_path / "x.txt"
-    target.write_bytes(b"\xff\xfe not utf-8")
-    assert "as utf-8" in failure(ReadFileNode(), {"path": str(target)}).message
-    out = run(ReadFileNode(), {"path": str(target), "encoding": "latin-1"})
-    assert out["size_bytes"] == 12
-    exc = failure(ReadFileNode(), {"path": str(target), "encoding": "latin-1", "parse_json": True})
-    assert "is not valid JSON" in exc.message
-    assert "unknown encoding" in failure(ReadFileNode(), {"path": "x", "encoding": "nope"}).message
+    target.write_bytes(b"caf\xe9")
+    assert run(ReadFileNode(), {"file_path": str(target), "encoding": "latin-1"})["content"] == (
+        "café"
+    )
+    exc = failure(ReadFileNode(), {"file_path": "x", "encoding": "nope"})
+    assert "unknown encoding" in exc.message
 
 
 def test_file_schema_errors() -> None:
-    assert "path" in failure(ReadFileNode(), {}).message
-    assert "content" in failure(WriteFileNode(), {"path": "x"}).message
+    assert "file_path" in failure(ReadFileNode(), {}).message
+    assert "content" in failure(WriteFileNode(), {"file_path": "x"}).message
+    assert "path" in failure(ReadFileNode(), {"path": "x"}).message  # the old name is gone
 
 
 # --- code ------------------------------------------------------------------------------------
@@ -369,7 +401,27 @@ def test_code_result_and_stdout() -> None:
             "inputs": {"n": 1, "items": [1, 2]},
         },
     )
-    assert out == {"result": [2, 4], "stdout": "n is 1\n"}
+    assert out == {"result": [2, 4], "stdout": "n is 1\n", "stderr": ""}
+
+
+def test_code_checks_annotated_inputs_and_parses_json_text() -> None:
+    code = "items: list\nmeta: dict\nname: str\nresult = [len(items), meta['k'], name]"
+    out = run(CodeNode(), {"code": code, "inputs": {"items": "[1, 2]", "meta": {"k": 1},
+                                                    "name": "[x]"}})
+    assert out["result"] == [2, 1, "[x]"]  # JSON text parsed for list; kept for str
+    exc = failure(CodeNode(), {"code": "items: list\nresult = 1", "inputs": {"items": 3}})
+    assert exc.message == "input 'items' expects list but received int"
+    out = run(CodeNode(), {"code": "x: int | None\ny: Any\nresult = [x, y]",
+                           "inputs": {"x": None, "y": {"a": 1}}})
+    assert out["result"] == [None, {"a": 1}]
+
+
+def test_code_next_is_the_action_and_not_an_output() -> None:
+    node = CodeNode()
+    node.set_params({"code": "result = 1\nnext = 'big'"})
+    shared: dict[str, Any] = {}
+    assert node.run(shared) == "big"
+    assert shared == {"result": 1, "stdout": "", "stderr": ""}
 
 
 def test_code_without_result_outputs_none() -> None:

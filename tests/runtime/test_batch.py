@@ -138,7 +138,10 @@ def test_literal_json_array_items_and_a_custom_alias() -> None:
         {"items": [{"name": "a", "n": 0}, {"name": "b", "n": 2}], "as": "row"},
     )
     result = run(workflow)
-    assert result.nodes["b"]["results"] == [{"value": "a", "n": 0}, {"value": "b", "n": 2}]
+    assert result.nodes["b"]["results"] == [
+        {"value": "a", "n": 0, "item": {"name": "a", "n": 0}, "original_index": 0},
+        {"value": "b", "n": 2, "item": {"name": "b", "n": 2}, "original_index": 1},
+    ]
     assert "row" not in result.shared
 
 
@@ -157,7 +160,9 @@ def test_items_from_an_earlier_node_output() -> None:
         "outputs": {"values": "${b.results}"},
     }
     result = run(workflow)
-    assert result.outputs["values"] == [{"value": 3}, {"value": 1}, {"value": 2}]
+    assert result.outputs["values"] == [
+        {"value": v, "item": v, "original_index": i} for i, v in enumerate([3, 1, 2])
+    ]
 
 
 def test_empty_item_list_gives_empty_results_and_no_error() -> None:
@@ -167,7 +172,7 @@ def test_empty_item_list_gives_empty_results_and_no_error() -> None:
         output = result.nodes["b"]
         assert output["results"] == []
         assert (output["count"], output["success_count"], output["error_count"]) == (0, 0, 0)
-        assert output["errors"] is None
+        assert output["errors"] == []
         assert output["batch_metadata"]["timing"] == {}
 
 
@@ -275,8 +280,8 @@ def test_sequential_fail_fast_stops_at_the_first_failure(
     assert result.error.startswith("node 'b' failed: item 1 failed: item {'fail': True} failed")
     assert len(gauge.started) == 2  # the third item never ran
     output = result.nodes["b"]
-    assert output["results"][1:] == [None, None]
-    assert (output["success_count"], output["error_count"]) == (1, 1)
+    assert [entry["original_index"] for entry in output["results"]] == [0]
+    assert (output["count"], output["success_count"], output["error_count"]) == (2, 1, 1)
 
 
 @pytest.mark.parametrize("parallel", [False, True])
@@ -285,7 +290,8 @@ def test_continue_records_the_error_and_goes_on(parallel: bool) -> None:
     assert result.status == "degraded"
     assert result.error is None
     output = result.nodes["b"]
-    assert [entry and entry["value"] for entry in output["results"]] == [0, 1, None, 3, 4, 5]
+    assert [entry["value"] for entry in output["results"]] == [0, 1, 3, 4, 5]
+    assert [entry["original_index"] for entry in output["results"]] == [0, 1, 3, 4, 5]
     assert output["errors"] == [
         {"index": 2, "item": 2, "error": "echo failed on demand for value 2"}
     ]
@@ -340,7 +346,7 @@ def test_parallel_fail_fast_starts_no_new_item_after_the_failure(
     assert set(gauge.started) <= {0, 1}
     assert gauge.in_flight == 0  # in-flight items finished before the node returned
     output = result.nodes["b"]
-    assert output["results"][2:] == [None] * 8
+    assert {entry["original_index"] for entry in output["results"]} <= {1}
     assert output["error_count"] == 1
     assert output["success_count"] == len(gauge.started) - 1
 
@@ -470,7 +476,13 @@ def test_each_item_gets_a_fresh_namespace_and_sees_earlier_nodes() -> None:
     }
     result = run(workflow)
     assert [entry["result"] for entry in result.nodes["b"]["results"]] == ["p-1", "p-2"]
-    assert result.nodes["b"]["results"][0] == {"result": "p-1", "stdout": ""}
+    assert result.nodes["b"]["results"][0] == {
+        "result": "p-1",
+        "stdout": "",
+        "stderr": "",
+        "item": 1,
+        "original_index": 0,
+    }
     assert result.shared["cfg"] == {"sep": "-"}
 
 

@@ -18,7 +18,8 @@ from pflow_trace.nodes.base import NodeFailure, WorkflowNode, current_attempt
 from pflow_trace.nodes.registry import NodeRegistry
 from pflow_trace.observe import conventions as conv
 from pflow_trace.observe.facts import ItemOutcome, NodeExecution
-from pflow_trace.runtime.batch import BatchConfig, BatchNode, timing_stats
+from pflow_trace.runtime.batch import BatchConfig, BatchNode
+from pflow_trace.runtime.batch_output import timing_stats
 from pflow_trace.runtime.compiler import build_chain
 from pflow_trace.runtime.context import RunContext, current_execution
 from pflow_trace.runtime.instrumented import InstrumentedNode
@@ -210,9 +211,11 @@ def test_batch_runs_each_item_on_a_copy_of_the_store_with_the_alias_at_the_root(
     assert all(store is not shared and store["other"] == "kept" for store in stores)
     assert "row" not in shared
     output = shared["b"]
-    assert output["results"] == [{"doubled": 2}, {"doubled": 4}, {"doubled": 6}]
+    assert output["results"] == [
+        {"doubled": 2 * n, "item": n, "original_index": n - 1} for n in (1, 2, 3)
+    ]
     assert (output["count"], output["success_count"], output["error_count"]) == (3, 3, 0)
-    assert output["errors"] is None
+    assert output["errors"] == []
 
 
 def test_batch_items_that_are_not_a_list_fail_with_the_type() -> None:
@@ -264,7 +267,8 @@ def test_batch_fail_fast_stops_at_the_first_failed_item() -> None:
     with pytest.raises(NodeFailure, match=r"^item 1 failed: bad item$"):
         batch({"items": ["ok", "bad", "never"]}, body)._run(shared)
     assert ran == ["ok", "bad"]
-    assert shared["b"]["results"] == ["ok", None, None]
+    assert shared["b"]["results"] == ["ok"]  # failed and never-run items are not results
+    assert shared["b"]["count"] == 2  # attempted
     assert shared["b"]["errors"] == [{"index": 1, "item": "bad", "error": "bad item"}]
 
 
@@ -277,7 +281,7 @@ def test_batch_continue_records_errors_and_goes_on() -> None:
     shared: dict[str, Any] = {}
     assert batch({"items": [1, 0, 2], "error_handling": "continue"}, body)._run(shared) is None
     output = shared["b"]
-    assert output["results"] == [1.0, None, 0.5]
+    assert output["results"] == [1.0, 0.5]
     assert output["errors"] == [
         {"index": 1, "item": 0, "error": "ZeroDivisionError: division by zero"}
     ]
@@ -465,7 +469,9 @@ def test_set_params_forwards_through_the_whole_chain(registry: NodeRegistry) -> 
     assert all(layer.params == {"v": "${item}-x", "k": "${n}"} for layer in layers(chain)[:-1])
     shared: dict[str, Any] = {"n": 5}
     chain._run(shared)
-    assert shared["a"]["results"] == [{"got": {"v": "1-x", "k": 5}}]
+    assert shared["a"]["results"] == [
+        {"got": {"v": "1-x", "k": 5}, "item": 1, "original_index": 0}
+    ]
 
 
 def test_deep_copy_copies_the_nodes_but_shares_the_run_context(registry: NodeRegistry) -> None:
@@ -480,7 +486,7 @@ def test_deep_copy_copies_the_nodes_but_shares_the_run_context(registry: NodeReg
             assert copied.run_context is run
     shared: dict[str, Any] = {"n": 3}
     clone._run(shared)
-    assert shared["a"]["results"] == [{"got": {"v": 3}}]
+    assert shared["a"]["results"] == [{"got": {"v": 3}, "item": 1, "original_index": 0}]
 
 
 def test_a_parallel_batch_nests_every_layer_span_under_its_parent(registry: NodeRegistry) -> None:

@@ -220,7 +220,9 @@ def test_trace_has_exactly_our_fields_with_their_types(
 
     each = event(document, "each")
     assert set(each["shared_after"]["each"]) == BATCH_OUTPUT_FIELDS
-    assert each["shared_after"]["each"]["results"] == [{"value": n} for n in (1, 2, 3, 4)]
+    assert each["shared_after"]["each"]["results"] == [
+        {"value": n, "item": n, "original_index": n - 1} for n in (1, 2, 3, 4)
+    ]
     for record in each["batch_items"]:
         assert set(record) == BATCH_ITEM_FIELDS
         assert isinstance(record["item"], str)
@@ -738,7 +740,7 @@ def test_a_fail_fast_batch_keeps_the_items_that_ran(tmp_path: Path) -> None:
     node = event(document, "work")
     assert node["success"] is False and node["error"].startswith("item 2 failed")
     assert [record["status"] for record in node["batch_items"]] == ["success", "success", "failed"]
-    assert node["shared_after"]["work"]["count"] == 5
+    assert node["shared_after"]["work"]["count"] == 3  # attempted before fail_fast stopped
     assert node["shared_after"]["work"]["success_count"] == 2
 
 

@@ -229,6 +229,8 @@ def print_outcome(outcome: Any, exporter: str, text_mode: bool, tally: Any) -> N
         click.echo(status_line(outcome, tally))
         if record.error and record.status in ("failed", "interrupted"):
             click.echo(f"error: {terminal_safe(record.error)}")
+        for warning in result.warnings:
+            click.echo(f"warning: {terminal_safe(warning)}")
         if result.outputs and record.status in ("success", "degraded"):
             click.echo("outputs:")
             for name, value in redact(cap_depth(result.outputs)).items():
@@ -245,6 +247,7 @@ def print_outcome(outcome: Any, exporter: str, text_mode: bool, tally: Any) -> N
             "nodes": redact(cap_depth(result.nodes)),
             "duration_ms": round(result.duration_ms, 3),
             "error": result.error,
+            "warnings": result.warnings,
             "trace_file": str(outcome.trace_path) if outcome.trace_path else None,
             "trace_id": outcome.trace_id,
         }

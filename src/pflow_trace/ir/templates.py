@@ -1,9 +1,13 @@
 """``${...}`` templates: parsed once at compile time, resolved per run against the store.
 
 Grammar: ``${name}``, ``${node.key}``, ``${node.key.sub[0].field}``; ``$${`` is a literal ``${``.
-A param that is exactly one template keeps the value's type; a template inside a longer string
-interpolates (strings as they are, everything else as JSON). Parsing happens once per distinct
-string, so the per-item path never touches a regular expression.
+As in pflow, an index may itself be a template (``${rows[${__index__}]}``), ``??`` falls back to
+the next operand when one cannot be resolved (``${a.x ?? b.y ?? "none"}``; the last operand may
+be a JSON literal), and a path that walks on into a string holding a JSON object or array parses
+it (``${node.stdout.field}``). A param that is exactly one template keeps the value's type; a
+template inside a longer string interpolates (strings as they are, everything else as JSON).
+Parsing happens once per distinct string, so the per-item path never touches a regular
+expression.
 """
 
 from __future__ import annotations
@@ -18,10 +22,10 @@ from typing import Any
 
 from pflow_trace.errors import TemplateError
 
-_TEMPLATE = re.compile(r"\$(\$?)\{([^{}]*)\}")
 _PATH_PART = re.compile(r"([A-Za-z_][A-Za-z0-9_-]*)|\[(\d+)\]")
+_FALLBACK = "??"
 
-PathPart = str | int
+PathPart = Any  # str (a key), int (an index) or a Reference (an index computed per run)
 
 
 def is_root_key(key: str) -> bool:
@@ -30,15 +34,36 @@ def is_root_key(key: str) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
+class Literal:
+    """A JSON literal operand of ``??`` (``"none"``, ``0``, ``[]``)."""
+
+    value: Any
+
+
+@dataclass(frozen=True, slots=True)
 class Reference:
-    """One ``${...}``: its source text and its parsed path (names and list indexes)."""
+    """One ``${...}``: its source text, its parsed path and the ``??`` operands after it."""
 
     text: str
     path: tuple[PathPart, ...]
+    fallbacks: tuple[tuple[PathPart, ...] | Literal, ...] = ()
 
     @property
     def head(self) -> str:
         return str(self.path[0])
+
+    def operands(self) -> Iterator[Reference]:
+        """Every path this template reads, one reference each (fallbacks and nested indexes).
+
+        For analysis only (which names a node reads): resolve the template itself, not these.
+        """
+        paths = [self.path, *(f for f in self.fallbacks if not isinstance(f, Literal))]
+        for path in paths:
+            # An operand of ``??`` keeps the fallbacks, so a check can see it may be absent.
+            yield self if path is self.path else Reference(self.text, path, self.fallbacks)
+            for part in path:
+                if isinstance(part, Reference):
+                    yield from part.operands()
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +78,10 @@ class TemplateSyntaxError(ValueError):
 
 
 def parse_path(expression: str) -> tuple[PathPart, ...]:
-    """``node.key.sub[0].field`` → ``("node", "key", "sub", 0, "field")``."""
+    """``node.key.sub[0].field`` → ``("node", "key", "sub", 0, "field")``.
+
+    An index written as a template (``rows[${__index__}]``) becomes a :class:`Reference` part.
+    """
     expression = expression.strip()
     parts: list[PathPart] = []
     position = 0
@@ -62,6 +90,15 @@ def parse_path(expression: str) -> tuple[PathPart, ...]:
         if expression[position] == "." and not expect_name and parts:
             position += 1
             expect_name = True
+            continue
+        if expression.startswith("[${", position) and parts:
+            end = _template_end(expression, position + 1)
+            if end < 0 or not expression.startswith("]", end):
+                raise TemplateSyntaxError(f"invalid template path '${{{expression}}}'")
+            inner = expression[position + 1 : end]
+            parts.append(parse_expression(inner, inner[2:-1]))
+            expect_name = False
+            position = end + 1
             continue
         match = _PATH_PART.match(expression, position)
         if match is None or (match.group(1) is not None and not expect_name):
@@ -79,6 +116,86 @@ def parse_path(expression: str) -> tuple[PathPart, ...]:
     return tuple(parts)
 
 
+def _template_end(text: str, start: int) -> int:
+    """Index just past the ``}`` closing the ``${`` at ``start``; -1 when it is never closed.
+
+    Nested ``${...}`` (a computed index) and quoted ``??`` literals may contain braces.
+    """
+    depth, position, quote = 0, start, ""
+    while position < len(text):
+        char = text[position]
+        if quote:
+            if char == "\\":
+                position += 1
+            elif char == quote:
+                quote = ""
+        elif char in "\"'" and depth:
+            quote = char
+        elif char == "{":
+            depth += 1
+        elif char == "}":
+            depth -= 1
+            if depth == 0:
+                return position + 1
+        position += 1
+    return -1
+
+
+def _split_fallbacks(expression: str) -> list[str]:
+    """Split on ``??`` outside quotes and nested templates."""
+    pieces, current, depth, quote, position = [], [], 0, "", 0
+    while position < len(expression):
+        char = expression[position]
+        if quote:
+            if char == quote:
+                quote = ""
+        elif char in "\"'":
+            quote = char
+        elif char == "{":
+            depth += 1
+        elif char == "}":
+            depth -= 1
+        elif expression.startswith(_FALLBACK, position) and depth == 0:
+            pieces.append("".join(current))
+            current, position = [], position + len(_FALLBACK)
+            continue
+        current.append(char)
+        position += 1
+    pieces.append("".join(current))
+    return pieces
+
+
+def _operand(text: str, whole: str) -> tuple[PathPart, ...] | Literal:
+    text = text.strip()
+    try:
+        return parse_path(text)
+    except TemplateSyntaxError:
+        pass
+    try:
+        return Literal(json.loads(text))
+    except ValueError:
+        pass
+    if len(text) >= 2 and text[0] == text[-1] == "'":
+        return Literal(text[1:-1])
+    raise TemplateSyntaxError(f"invalid template '${{{whole}}}'")
+
+
+def parse_expression(text: str, expression: str) -> Reference:
+    """``${a.b ?? c ?? "x"}`` (``text``) with its inner ``expression`` → a :class:`Reference`."""
+    if _FALLBACK not in expression:
+        return Reference(text, parse_path(expression))
+    pieces = _split_fallbacks(expression)
+    if len(pieces) == 1:
+        return Reference(text, parse_path(expression))
+    first = _operand(pieces[0], expression)
+    if isinstance(first, Literal):
+        raise TemplateSyntaxError(f"invalid template '${{{expression}}}': starts with a literal")
+    rest = tuple(_operand(piece, expression) for piece in pieces[1:])
+    if any(isinstance(operand, Literal) for operand in rest[:-1]):
+        raise TemplateSyntaxError(f"invalid template '${{{expression}}}': a literal must be last")
+    return Reference(text, first, rest)
+
+
 @lru_cache(maxsize=4096)
 def parse_string(text: str) -> str | Reference | Interpolation:
     """A plain string, one whole-value reference, or an interpolation (cached per string)."""
@@ -86,20 +203,25 @@ def parse_string(text: str) -> str | Reference | Interpolation:
         return text
     parts: list[str | Reference] = []
     position = 0
-    for match in _TEMPLATE.finditer(text):
-        literal = text[position : match.start()]
-        if match.group(1):  # "$${...}" is an escaped literal "${...}"
-            literal += "${" + match.group(2) + "}"
-        else:
-            if literal:
-                parts.append(literal)
-            literal = ""
-            parts.append(Reference(match.group(0), parse_path(match.group(2))))
+    literal_start = 0
+    while True:
+        start = text.find("${", position)
+        if start < 0:
+            break
+        end = _template_end(text, start + 1)
+        if end < 0:
+            break
+        escaped = start > 0 and text[start - 1] == "$"
+        literal = text[literal_start : start - 1 if escaped else start]
+        if escaped:  # "$${...}" is an escaped literal "${...}"
+            literal += text[start:end]
         if literal:
             parts.append(literal)
-        position = match.end()
-    if position < len(text):
-        parts.append(text[position:])
+        if not escaped:
+            parts.append(parse_expression(text[start:end], text[start + 2 : end - 1]))
+        position = literal_start = end
+    if literal_start < len(text):
+        parts.append(text[literal_start:])
     merged: list[str | Reference] = []
     for part in parts:
         if isinstance(part, str) and merged and isinstance(merged[-1], str):
@@ -127,13 +249,13 @@ def has_templates(compiled: Any) -> bool:
 
 
 def iter_references(compiled: Any) -> Iterator[Reference]:
-    """Every reference inside a compiled value, in order."""
+    """Every path a compiled value reads, in order (each ``??`` operand and nested index too)."""
     if isinstance(compiled, Reference):
-        yield compiled
+        yield from compiled.operands()
     elif isinstance(compiled, Interpolation):
         for part in compiled.parts:
             if isinstance(part, Reference):
-                yield part
+                yield from part.operands()
     elif isinstance(compiled, dict):
         for item in compiled.values():
             yield from iter_references(item)
@@ -162,10 +284,47 @@ class UnresolvedTemplate(LookupError):
 
 
 def lookup(reference: Reference, store: Mapping[str, Any]) -> Any:
-    """Walk ``reference.path`` through the store; dict keys and list indexes only."""
+    """Resolve ``reference``: its path, else each ``??`` operand in turn."""
+    if not reference.fallbacks:
+        return _walk(reference, reference.path, store)
+    try:
+        return _walk(reference, reference.path, store)
+    except UnresolvedTemplate as miss:
+        last = miss
+    for operand in reference.fallbacks:
+        if isinstance(operand, Literal):
+            return operand.value
+        try:
+            return _walk(reference, operand, store)
+        except UnresolvedTemplate as miss:
+            last = miss
+    raise last
+
+
+def _parsed_json(text: str) -> Any:
+    """A string holding a JSON object or array, parsed; anything else stays as it is."""
+    stripped = text.strip()
+    if stripped[:1] in ("{", "["):
+        try:
+            return json.loads(stripped)
+        except ValueError:
+            pass
+    return text
+
+
+def _walk(reference: Reference, path: tuple[PathPart, ...], store: Mapping[str, Any]) -> Any:
+    """Walk ``path`` through the store; dict keys and list indexes only."""
     current: Any = store
-    for part in reference.path:
-        if isinstance(part, int):
+    for part in path:
+        if isinstance(current, str) and current is not store:
+            current = _parsed_json(current)
+        if isinstance(part, Reference):
+            part = lookup(part, store)
+            if isinstance(part, str) and not isinstance(current, Mapping):
+                part = int(part) if part.isdigit() else part
+            if not isinstance(part, (str, int)):
+                raise UnresolvedTemplate(reference, str(part), [])
+        if isinstance(part, int) and not isinstance(part, bool):
             if isinstance(current, (list, tuple)) and -len(current) <= part < len(current):
                 current = current[part]
                 continue

@@ -18,6 +18,7 @@ import jsonschema
 
 from pflow_trace.errors import UsageError, WorkflowValidationError
 from pflow_trace.ir.param_checks import closest_key_hint, param_problems, unknown_name_hint
+from pflow_trace.ir.pflow_ir import adapt_pflow_ir
 from pflow_trace.ir.templates import (
     TemplateSyntaxError,
     compile_value,
@@ -230,6 +231,8 @@ def _template_problems(
         if head in visible or is_root_key(head):
             continue
         if head in node_ids:
+            if reference.fallbacks:  # ``??``: the node may not have run, and that is the point
+                continue
             when = "itself" if head == node_id else "a node that cannot have run before it"
             problems.append(f"{path}: {reference.text} reads '{head}', {when}")
             continue
@@ -246,8 +249,8 @@ def _template_problems(
 MAX_WORKFLOW_BYTES = 16 * 1024 * 1024
 
 
-def load_workflow_file(path: str | Path) -> dict[str, Any]:
-    """Read and parse a workflow file; unreadable or non-JSON files are one-line errors."""
+def read_workflow_text(path: str | Path) -> str:
+    """A workflow file's text; unreadable, binary or oversized files are one-line errors."""
     source = Path(path)
     try:
         with open(source, "rb") as stream:
@@ -262,19 +265,34 @@ def load_workflow_file(path: str | Path) -> dict[str, Any]:
     if len(data) > MAX_WORKFLOW_BYTES:
         limit_mb = MAX_WORKFLOW_BYTES // (1024 * 1024)
         raise UsageError(f"{source}: larger than {limit_mb} MB, not a workflow file")
-    del data
+    return text
+
+
+def parse_workflow_json(text: str, source: str) -> Any:
+    """A JSON workflow's value; bad JSON, NaN/Infinity and runaway nesting are one problem."""
     try:
-        workflow = json.loads(text, parse_constant=_reject_constant)
+        return json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
         raise WorkflowValidationError(
-            str(source), [f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"]
+            source, [f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"]
         ) from None
     except ValueError as exc:  # NaN, Infinity: Python's parser takes them, JSON does not
-        raise WorkflowValidationError(str(source), [f"not valid JSON: {exc}"]) from None
+        raise WorkflowValidationError(source, [f"not valid JSON: {exc}"]) from None
     except RecursionError:
         raise WorkflowValidationError(
-            str(source), [f"nested more than {MAX_NESTING_DEPTH} levels deep"]
+            source, [f"nested more than {MAX_NESTING_DEPTH} levels deep"]
         ) from None
+
+
+def load_workflow_file(path: str | Path) -> dict[str, Any]:
+    """Read and parse a workflow file: JSON (ours or pflow's IR) or ``.pflow.md``."""
+    from pflow_trace.ir.markdown import is_markdown, parse_markdown
+
+    source = Path(path)
+    text = read_workflow_text(source)
+    if is_markdown(source, text):
+        return parse_markdown(text, source).workflow
+    workflow: dict[str, Any] = parse_workflow_json(text, str(source))
     return workflow
 
 
@@ -285,13 +303,14 @@ def _reject_constant(constant: str) -> Any:
 def validate_workflow(
     workflow: Any, source: str = "workflow", registry: NodeRegistry | None = None
 ) -> dict[str, Any]:
-    """Return the workflow when valid; else raise with every problem found."""
+    """Return the workflow (pflow IR adapted to ours) when valid; else raise with all problems."""
     registry = registry or default_registry()
     # Checked first and alone: every later check walks the value recursively.
     too_deep = nesting_problem(workflow)
     if too_deep is not None:
         raise WorkflowValidationError(source, [too_deep])
-    problems = schema_problems(workflow)
+    workflow, problems = adapt_pflow_ir(workflow)
+    problems += schema_problems(workflow)
     if isinstance(workflow, dict):
         problems += semantic_problems(workflow, registry)
         problems += param_problems(workflow, registry)
@@ -301,4 +320,6 @@ def validate_workflow(
 
 
 def load_and_validate(path: str | Path, registry: NodeRegistry | None = None) -> dict[str, Any]:
-    return validate_workflow(load_workflow_file(path), str(path), registry)
+    from pflow_trace.ir.loading import load_and_validate_any
+
+    return load_and_validate_any(path, registry)

@@ -4,20 +4,33 @@ This is not a sandbox: the code runs in-process with full builtins, exactly like
 author running it themselves. Batches run the same source thousands of times on several threads,
 so compiled code is cached per source string and ``print`` is captured per call, never through
 the process-wide ``sys.stdout``.
+
+As in pflow (pflow-cli 0.16), a top-level bare annotation (``items: list``) declares an input:
+the value bound to it must have that outer type, and a JSON object or array arriving as text is
+parsed first. ``Any``, ``Optional`` and ``typing`` need no import. A string left in ``next``
+is the action the node returns, so a workflow can branch on it.
 """
 
 from __future__ import annotations
 
+import ast
 import builtins
 import copy
 import io
+import json
+import sys
 import threading
+import typing
+from collections.abc import Mapping
 from types import CodeType
 from typing import Any, ClassVar
 
+from pflow_trace.engine.core import Shared
 from pflow_trace.nodes.base import RUNTIME_KEYS, NodeFailure, WorkflowNode, is_signal_interrupt
 
 FILENAME = "<code node>"
+#: Where ``exec`` hands the chosen ``next`` to ``post`` (never written to the store).
+ACTION = "__action__"
 # Sources can differ per batch item once templates are resolved into them; bound the cache.
 _CACHE_MAX = 256
 _compiled: dict[str, CodeType] = {}
@@ -37,8 +50,81 @@ def compile_cached(source: str) -> CodeType:
     return code
 
 
-def _capturing_print(buffer: io.StringIO) -> Any:
-    """A ``print`` that writes to ``buffer`` unless the caller names another ``file``."""
+_OUTER_TYPES: dict[str, tuple[type, ...]] = {
+    "str": (str,),
+    "int": (int,),
+    "float": (int, float),
+    "bool": (bool,),
+    "bytes": (bytes,),
+    "list": (list,),
+    "dict": (dict,),
+    "tuple": (tuple, list),
+    "set": (set, list),
+    "None": (type(None),),
+}
+
+
+def _accepted_types(annotation: ast.expr) -> tuple[type, ...] | None:
+    """The outer types an annotation admits; None when anything goes (``Any``, unknown)."""
+    if isinstance(annotation, ast.Subscript):
+        base = annotation.value
+        if isinstance(base, ast.Name) and base.id == "Optional":
+            inner = _accepted_types(annotation.slice)
+            return None if inner is None else (*inner, type(None))
+        return _accepted_types(base)
+    if isinstance(annotation, ast.BinOp) and isinstance(annotation.op, ast.BitOr):
+        left, right = _accepted_types(annotation.left), _accepted_types(annotation.right)
+        return None if left is None or right is None else (*left, *right)
+    if isinstance(annotation, ast.Constant) and annotation.value is None:
+        return (type(None),)
+    if isinstance(annotation, ast.Name):
+        return _OUTER_TYPES.get(annotation.id)
+    return None
+
+
+_declared_cache: dict[str, dict[str, tuple[tuple[type, ...] | None, str]]] = {}
+
+
+def declared_inputs(source: str) -> dict[str, tuple[tuple[type, ...] | None, str]]:
+    """Top-level bare annotations: name → (accepted outer types, the annotation as written)."""
+    declared = _declared_cache.get(source)
+    if declared is not None:
+        return declared
+    declared = {}
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return declared
+    for statement in tree.body:
+        if (
+            isinstance(statement, ast.AnnAssign)
+            and statement.value is None
+            and isinstance(statement.target, ast.Name)
+        ):
+            annotation = statement.annotation
+            declared[statement.target.id] = (_accepted_types(annotation), ast.unparse(annotation))
+    if len(_declared_cache) < _CACHE_MAX:
+        _declared_cache[source] = declared
+    return declared
+
+
+def _typed_input(name: str, value: Any, accepted: tuple[type, ...] | None, written: str) -> Any:
+    """Parse JSON text for a non-string annotation, then check the outer type."""
+    if isinstance(value, str) and (accepted is None or str not in accepted):
+        stripped = value.strip()
+        if stripped[:1] in ("{", "["):
+            try:
+                value = json.loads(stripped)
+            except ValueError:
+                pass
+    if accepted is None or isinstance(value, accepted):
+        return value
+    got = type(value).__name__
+    raise NodeFailure(f"input '{name}' expects {written} but received {got}")
+
+
+def _capturing_print(buffer: io.StringIO, errors: io.StringIO) -> Any:
+    """A ``print`` that writes to ``buffer`` (or ``errors`` for ``sys.stderr``)."""
 
     def print_(
         *args: Any,
@@ -47,8 +133,10 @@ def _capturing_print(buffer: io.StringIO) -> Any:
         file: Any = None,
         flush: bool = False,
     ) -> None:
-        if file is None:
+        if file is None or file is sys.stdout:
             builtins.print(*args, sep=sep, end=end, file=buffer)
+        elif file is sys.stderr:
+            builtins.print(*args, sep=sep, end=end, file=errors)
         else:
             builtins.print(*args, sep=sep, end=end, file=file, flush=flush)
 
@@ -83,6 +171,8 @@ class CodeNode(WorkflowNode):
                 "type": "object",
                 "propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
             },
+            "timeout": {"type": ["number", "null"], "exclusiveMinimum": 0},
+            "requires": {"type": "array"},
         },
         "required": ["code"],
         "patternProperties": RUNTIME_KEYS,
@@ -97,14 +187,21 @@ class CodeNode(WorkflowNode):
             text = f": {exc.text.strip()}" if exc.text and exc.text.strip() else ""
             raise NodeFailure(f"SyntaxError on {where}: {exc.msg}{text}") from None
 
-        buffer = io.StringIO()
+        buffer, errors = io.StringIO(), io.StringIO()
+        inputs = dict(params.get("inputs") or {})
+        for name, (accepted, written) in declared_inputs(params["code"]).items():
+            if name in inputs:
+                inputs[name] = _typed_input(name, inputs[name], accepted, written)
         # One dict as globals and locals, so functions defined in the code see its variables.
         # Inputs are copied: they may be objects in the store that other threads read.
         namespace: dict[str, Any] = {
             "__builtins__": builtins,
             "__name__": "__pflow_code__",
-            **copy.deepcopy(params.get("inputs") or {}),
-            "print": _capturing_print(buffer),
+            "Any": Any,
+            "Optional": typing.Optional,
+            "typing": typing,
+            **copy.deepcopy(inputs),
+            "print": _capturing_print(buffer, errors),
         }
         try:
             exec(code, namespace)
@@ -113,6 +210,21 @@ class CodeNode(WorkflowNode):
             # is this node failing; only the user's signal stops the run.
             if isinstance(exc, KeyboardInterrupt) and is_signal_interrupt(exc):
                 raise
-            outputs = {"stdout": buffer.getvalue(), "error_line": _user_line(exc)}
-            raise NodeFailure(_exception_line(exc), outputs=outputs) from None
-        return {"result": namespace.get("result"), "stdout": buffer.getvalue()}
+            failed = {"stdout": buffer.getvalue(), "error_line": _user_line(exc)}
+            raise NodeFailure(_exception_line(exc), outputs=failed) from None
+        outputs = {
+            "result": namespace.get("result"),
+            "stdout": buffer.getvalue(),
+            "stderr": errors.getvalue(),
+        }
+        route = namespace.get("next")
+        return {**outputs, ACTION: route} if isinstance(route, str) else outputs
+
+    def post(self, shared: Shared, prep_result: Any, exec_result: Any) -> str | None:
+        """Write the outputs; the ``next`` the code chose is the action, not an output."""
+        outputs: Mapping[str, Any] = exec_result or {}
+        for key, value in outputs.items():
+            if key != ACTION:
+                shared[key] = value
+        action = outputs.get(ACTION)
+        return action if isinstance(action, str) else None

@@ -1,17 +1,18 @@
-"""The ``read-file`` and ``write-file`` nodes: text files in, text files out.
+"""The ``read-file`` and ``write-file`` nodes, with pflow's params and outputs (pflow-cli 0.16).
 
-Paths expand ``~`` and are reported back as absolute paths, so a trace or a later node sees
-exactly which file was touched regardless of the working directory.
+``file_path`` expands ``~`` and is reported back absolute, so a trace or a later node sees
+exactly which file was touched regardless of the working directory. ``write-file`` creates
+missing directories and says what it did in ``written``, as pflow does.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 from typing import Any, ClassVar
 
 from pflow_trace.nodes.base import RUNTIME_KEYS, NodeFailure, WorkflowNode
-from pflow_trace.nodes.failures import parse_json_or_fail
 
 
 def _absolute(path: str) -> str:
@@ -39,85 +40,88 @@ def _check_encoding(encoding: str) -> None:
 
 
 class ReadFileNode(WorkflowNode):
-    """Reads a whole text file; with ``parse_json`` also parses it."""
+    """Reads a whole file: text as it is, bytes that are not text as base64."""
 
     type_name: ClassVar[str] = "read-file"
     params_schema: ClassVar[dict[str, Any] | None] = {
         "type": "object",
         "properties": {
-            "path": {"type": "string", "minLength": 1},
+            "file_path": {"type": "string", "minLength": 1},
             "encoding": {"type": "string", "minLength": 1},
-            "parse_json": {"type": "boolean"},
         },
-        "required": ["path"],
+        "required": ["file_path"],
         "patternProperties": RUNTIME_KEYS,
         "additionalProperties": False,
     }
 
     def exec(self, params: dict[str, Any]) -> dict[str, Any]:
-        path = _absolute(params["path"])
+        path = _absolute(params["file_path"])
         encoding: str = params.get("encoding", "utf-8")
         _check_encoding(encoding)
         try:
             with open(path, "rb") as handle:
                 raw = handle.read()
         except OSError as exc:
-            raise _os_failure("read", params["path"], exc) from None
+            raise _os_failure("read", params["file_path"], exc) from None
         try:
-            content = raw.decode(encoding)
-        except UnicodeDecodeError as exc:
-            raise NodeFailure(
-                f"cannot read '{params['path']}' as {encoding}: invalid byte at offset {exc.start}"
-            ) from None
-        outputs: dict[str, Any] = {"content": content, "path": path, "size_bytes": len(raw)}
-        if params.get("parse_json"):
-            complaint = f"'{params['path']}' is not valid JSON"
-            outputs["json"] = parse_json_or_fail(content, complaint, outputs)
-        return outputs
+            content, is_binary = raw.decode(encoding), False
+        except UnicodeDecodeError:
+            content, is_binary = base64.b64encode(raw).decode("ascii"), True
+        return {"content": content, "content_is_binary": is_binary, "file_path": path}
 
 
 class WriteFileNode(WorkflowNode):
-    """Writes (or appends) text; a non-string ``content`` is written as indented JSON."""
+    """Writes (or appends) text; a value that is not a string is written as JSON."""
 
     type_name: ClassVar[str] = "write-file"
     params_schema: ClassVar[dict[str, Any] | None] = {
         "type": "object",
         "properties": {
-            "path": {"type": "string", "minLength": 1},
+            "file_path": {"type": "string", "minLength": 1},
             "content": {},
+            "content_is_binary": {"type": "boolean"},
             "encoding": {"type": "string", "minLength": 1},
             "append": {"type": "boolean"},
-            "make_dirs": {"type": "boolean"},
         },
-        "required": ["path", "content"],
+        "required": ["file_path", "content"],
         "patternProperties": RUNTIME_KEYS,
         "additionalProperties": False,
     }
 
     def exec(self, params: dict[str, Any]) -> dict[str, Any]:
-        path = _absolute(params["path"])
+        path = _absolute(params["file_path"])
+        data = self._data(params)
+        append = bool(params.get("append"))
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            # Binary mode: no newline translation sneaks in.
+            with open(path, "ab" if append else "wb") as handle:
+                handle.write(data)
+        except OSError as exc:
+            raise _os_failure("write", params["file_path"], exc) from None
+        verb = "appended to" if append else "wrote to"
+        return {"written": f"Successfully {verb} '{path}'"}
+
+    @staticmethod
+    def _data(params: dict[str, Any]) -> bytes:
+        """The bytes to write: base64 decoded, or text encoded (JSON for other values)."""
+        content = params["content"]
+        if params.get("content_is_binary"):
+            try:
+                return base64.b64decode(str(content), validate=True)
+            except ValueError:
+                raise NodeFailure("content_is_binary is true but content is not base64") from None
         encoding: str = params.get("encoding", "utf-8")
         _check_encoding(encoding)
-        content = params["content"]
         if not isinstance(content, str):
             try:
-                content = json.dumps(content, indent=2, ensure_ascii=False) + "\n"
+                content = json.dumps(content, ensure_ascii=False)
             except (TypeError, ValueError) as exc:
                 raise NodeFailure(f"cannot write content as JSON: {exc}") from None
         try:
-            data = content.encode(encoding)
+            return content.encode(encoding)
         except UnicodeEncodeError as exc:
             raise NodeFailure(
                 f"cannot encode content as {encoding}: {exc.object[exc.start : exc.end]!r}"
                 " has no encoding"
             ) from None
-
-        try:
-            if params.get("make_dirs", True):
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-            # Binary mode: bytes_written is exact and no newline translation sneaks in.
-            with open(path, "ab" if params.get("append") else "wb") as handle:
-                handle.write(data)
-        except OSError as exc:
-            raise _os_failure("write", params["path"], exc) from None
-        return {"path": path, "bytes_written": len(data)}

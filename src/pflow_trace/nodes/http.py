@@ -1,13 +1,20 @@
 """The ``http`` node: one HTTP request with the standard library, no client dependency.
 
+Params and outputs are pflow's (pflow-cli 0.16): ``body`` is text or a value sent as JSON,
+``params`` is the query string, ``auth_token`` / ``api_key`` add the usual headers, and the
+outputs are ``response`` (JSON parsed), ``status_code``, ``response_headers`` and
+``response_time`` (seconds), with ``error`` set when the status is not 2xx.
+
 Only ``http://`` and ``https://`` URLs are accepted: urllib would otherwise also read
 ``file://`` and ``ftp://`` URLs, which a workflow fetching "a URL" should never do by surprise.
 """
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -15,7 +22,7 @@ from email.message import Message
 from typing import Any, ClassVar
 
 from pflow_trace.nodes.base import RUNTIME_KEYS, NodeFailure, WorkflowNode
-from pflow_trace.nodes.failures import parse_json_or_fail
+from pflow_trace.nodes.shell import as_text
 from pflow_trace.text import one_line
 
 DEFAULT_TIMEOUT_S = 30.0
@@ -23,14 +30,10 @@ BODY_EXCERPT_CHARS = 200
 
 
 def _headers_dict(headers: Message | None) -> dict[str, str]:
-    """Response headers with lower-case names, so ``${node.headers.content-type}`` is stable.
-
-    Repeated headers (``Set-Cookie``) are joined with ``, `` rather than silently dropped.
-    """
+    """Response headers as the server spelled them; a repeated header is joined with ``, ``."""
     result: dict[str, str] = {}
     for name, value in (headers or Message()).items():
-        key = name.lower()
-        result[key] = f"{result[key]}, {value}" if key in result else value
+        result[name] = f"{result[name]}, {value}" if name in result else value
     return result
 
 
@@ -41,16 +44,54 @@ def _is_json(headers: Message | None) -> bool:
     return content_type == "application/json" or content_type.endswith("+json")
 
 
-def _decode(raw: bytes, headers: Message | None) -> str:
+def _response_value(raw: bytes, headers: Message | None) -> tuple[Any, bool]:
+    """The body as pflow hands it on: parsed JSON, else text, else base64 (and True)."""
     charset = (headers.get_content_charset() if headers is not None else None) or "utf-8"
     try:
-        return raw.decode(charset, errors="replace")
-    except LookupError:  # a server naming a charset Python does not know
-        return raw.decode("utf-8", errors="replace")
+        text = raw.decode(charset)
+    except (LookupError, UnicodeDecodeError):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return base64.b64encode(raw).decode("ascii"), True
+    if _is_json(headers) and text.strip():
+        try:
+            return json.loads(text), False
+        except ValueError:
+            pass
+    return text, False
+
+
+def _with_query(url: str, query: dict[str, Any] | None) -> str:
+    if not query:
+        return url
+    pairs = urllib.parse.urlencode({key: as_text(value) for key, value in query.items()})
+    return f"{url}{'&' if urllib.parse.urlsplit(url).query else '?'}{pairs}"
+
+
+def _request_headers(params: dict[str, Any]) -> dict[str, str]:
+    """The caller's headers plus ``auth_token`` / ``api_key`` (a copy: params are shared)."""
+    headers = {str(name): as_text(value) for name, value in (params.get("headers") or {}).items()}
+    if params.get("auth_token"):
+        headers["Authorization"] = f"Bearer {params['auth_token']}"
+    if params.get("api_key"):
+        headers[params.get("api_key_header") or "X-API-Key"] = str(params["api_key"])
+    return headers
+
+
+def _request_body(body: Any, headers: dict[str, str]) -> bytes | None:
+    """A string goes as it is; any other value as JSON (with its content type, unless set)."""
+    if body is None:
+        return None
+    if isinstance(body, str):
+        return body.encode("utf-8")
+    if not any(name.lower() == "content-type" for name in headers):
+        headers["Content-Type"] = "application/json"
+    return json.dumps(body, ensure_ascii=False).encode("utf-8")
 
 
 class HttpNode(WorkflowNode):
-    """Sends a request and fails on status >= 400 or when the server cannot be reached."""
+    """Sends a request; a status outside 2xx or an unreachable server fails the node."""
 
     type_name: ClassVar[str] = "http"
     params_schema: ClassVar[dict[str, Any] | None] = {
@@ -58,10 +99,13 @@ class HttpNode(WorkflowNode):
         "properties": {
             "url": {"type": "string", "minLength": 1},
             "method": {"type": "string", "pattern": "^[A-Za-z]+$"},
-            "headers": {"type": "object", "additionalProperties": {"type": "string"}},
-            "body": {"type": "string"},
-            "json": {},
+            "headers": {"type": "object"},
+            "body": {},
+            "params": {"type": ["object", "null"]},
             "timeout": {"type": "number", "exclusiveMinimum": 0},
+            "auth_token": {"type": ["string", "null"]},
+            "api_key": {"type": ["string", "null"]},
+            "api_key_header": {"type": "string", "minLength": 1},
         },
         "required": ["url"],
         "patternProperties": RUNTIME_KEYS,
@@ -69,41 +113,32 @@ class HttpNode(WorkflowNode):
     }
 
     def exec(self, params: dict[str, Any]) -> dict[str, Any]:
-        url: str = params["url"]
+        url = _with_query(params["url"], params.get("params"))
         timeout: float = params.get("timeout", DEFAULT_TIMEOUT_S)
         if urllib.parse.urlsplit(url).scheme.lower() not in ("http", "https"):
             raise NodeFailure(f"unsupported URL '{url}': only http:// and https:// are allowed")
-        if "body" in params and "json" in params:
-            raise NodeFailure("give either 'body' or 'json', not both")
-
-        headers = dict(params.get("headers") or {})  # a copy: params are shared across threads
-        data: bytes | None = None
-        if "json" in params:
-            data = json.dumps(params["json"]).encode("utf-8")
-            if not any(name.lower() == "content-type" for name in headers):
-                headers["Content-Type"] = "application/json"
-        elif "body" in params:
-            data = params["body"].encode("utf-8")
+        if params.get("auth_token") and params.get("api_key"):
+            raise NodeFailure("give either 'auth_token' or 'api_key', not both")
+        headers = _request_headers(params)
+        data = _request_body(params.get("body"), headers)
         method = (params.get("method") or ("POST" if data is not None else "GET")).upper()
 
+        started = time.perf_counter()
         status, response_headers, raw = self._send(url, method, headers, data, timeout)
-        body = _decode(raw, response_headers)
+        response, is_binary = _response_value(raw, response_headers)
         outputs: dict[str, Any] = {
-            "status": status,
-            "headers": _headers_dict(response_headers),
-            "body": body,
+            "response": response,
+            "response_is_binary": is_binary,
+            "status_code": status,
+            "response_headers": _headers_dict(response_headers),
+            "response_time": round(time.perf_counter() - started, 6),
         }
-        if status >= 400:
-            detail = one_line(body, BODY_EXCERPT_CHARS, keep="tail")
+        if not 200 <= status < 300:
+            outputs["error"] = f"HTTP {status}"
+            excerpt = response if isinstance(response, str) else json.dumps(response)
+            detail = one_line(excerpt, BODY_EXCERPT_CHARS, keep="tail")
             message = f"HTTP {status} from {url}" + (f": {detail}" if detail else "")
             raise NodeFailure(message, outputs=outputs)
-        if _is_json(response_headers):
-            complaint = f"response from {url} says it is JSON but does not parse"
-            outputs["json"] = (
-                parse_json_or_fail(body, complaint, outputs, position=False)
-                if body.strip()
-                else None
-            )
         return outputs
 
     @staticmethod

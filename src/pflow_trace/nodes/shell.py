@@ -1,12 +1,18 @@
 """The ``shell`` node: run a command with ``/bin/sh -c`` and capture what it prints.
 
-The child inherits the current W3C trace context as ``TRACEPARENT`` / ``TRACESTATE`` so a traced
-program it starts can attach its own spans under the node's span.
+Its params and outputs are pflow's (pflow-cli 0.16): ``stdin`` takes any value (objects as
+JSON), ``env`` values bind as text, ``ignore_errors`` keeps a non-zero exit from failing the
+node, and stdout loses its trailing newlines unless ``strip_newline`` is false. Output that is
+not UTF-8 is returned base64-encoded with ``*_is_binary`` set. The child inherits the current W3C
+trace context as ``TRACEPARENT`` / ``TRACESTATE`` so a traced program it starts can attach its
+own spans under the node's span.
 """
 
 from __future__ import annotations
 
+import base64
 import functools
+import json
 import os
 import signal
 import subprocess
@@ -24,13 +30,12 @@ from pflow_trace.nodes.base import (
     register_cancel,
     unregister_cancel,
 )
-from pflow_trace.nodes.failures import parse_json_or_fail
 from pflow_trace.text import one_line
 
 STDERR_EXCERPT_CHARS = 500
 #: How much of the command a timeout message quotes.
 COMMAND_EXCERPT_CHARS = 200
-DEFAULT_TIMEOUT_S = 60.0
+DEFAULT_TIMEOUT_S = 30.0
 # After a kill, how long to wait for the pipes to drain before giving up on them.
 _DRAIN_AFTER_KILL_S = 5.0
 
@@ -59,7 +64,7 @@ def trace_context_env() -> dict[str, str]:
     return env
 
 
-def _kill_group(proc: subprocess.Popen[str]) -> None:
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     """Kill the command and everything it started (it runs in its own process group)."""
     try:
         os.killpg(proc.pid, signal.SIGKILL)
@@ -83,6 +88,26 @@ def _describe_exit(code: int) -> str:
     return f"command exited with code {code}"
 
 
+def as_text(value: Any) -> str:
+    """How pflow binds a value as text: strings as they are, objects and lists as JSON,
+    ``None`` as empty, anything else through ``str`` (``True``, ``3``)."""
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return ""
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+def _decoded(raw: bytes) -> tuple[str, bool]:
+    """UTF-8 text, or base64 of bytes that are not UTF-8 (and True to say so)."""
+    try:
+        return raw.decode("utf-8"), False
+    except UnicodeDecodeError:
+        return base64.b64encode(raw).decode("ascii"), True
+
+
 class ShellNode(WorkflowNode):
     """Runs ``command`` through ``/bin/sh -c``; a non-zero exit or a timeout fails the node."""
 
@@ -91,11 +116,12 @@ class ShellNode(WorkflowNode):
         "type": "object",
         "properties": {
             "command": {"type": "string", "minLength": 1},
-            "stdin": {"type": "string"},
-            "env": {"type": "object", "additionalProperties": {"type": "string"}},
+            "stdin": {},
+            "env": {"type": "object"},
             "cwd": {"type": "string", "minLength": 1},
             "timeout": {"type": ["number", "null"], "exclusiveMinimum": 0},
-            "parse_json": {"type": "boolean"},
+            "ignore_errors": {"type": "boolean"},
+            "strip_newline": {"type": "boolean"},
         },
         "required": ["command"],
         "patternProperties": RUNTIME_KEYS,
@@ -104,27 +130,37 @@ class ShellNode(WorkflowNode):
 
     def exec(self, params: dict[str, Any]) -> dict[str, Any]:
         command: str = params["command"]
-        stdin: str | None = params.get("stdin")
+        stdin = None if params.get("stdin") is None else as_text(params["stdin"]).encode()
         timeout: float | None = params.get("timeout", DEFAULT_TIMEOUT_S)
+        user_env = {str(name): as_text(value) for name, value in (params.get("env") or {}).items()}
         # os.environ, then the trace context, then the user's env: an explicit TRACEPARENT wins.
-        env = {**os.environ, **trace_context_env(), **(params.get("env") or {})}
+        env = {**os.environ, **trace_context_env(), **user_env}
         proc = self._start(command, stdin is not None, env, params.get("cwd"))
-        stdout, stderr = self._communicate(proc, command, stdin, timeout)
+        raw_out, raw_err = self._communicate(proc, command, stdin, timeout)
 
+        stdout, stdout_binary = _decoded(raw_out)
+        stderr, stderr_binary = _decoded(raw_err)
+        if params.get("strip_newline", True) and not stdout_binary:
+            stdout = stdout.rstrip("\n")
         code = proc.returncode
-        outputs: dict[str, Any] = {"stdout": stdout, "stderr": stderr, "exit_code": code}
-        if code != 0:
+        outputs: dict[str, Any] = {
+            "stdout": stdout,
+            "stdout_is_binary": stdout_binary,
+            "stderr": stderr,
+            "stderr_is_binary": stderr_binary,
+            "exit_code": code,
+            "command": command,
+        }
+        if code != 0 and not params.get("ignore_errors", False):
             detail = one_line(stderr, STDERR_EXCERPT_CHARS, keep="tail")
             message = _describe_exit(code) + (f": {detail}" if detail else "")
             raise NodeFailure(message, outputs=outputs)
-        if params.get("parse_json"):
-            outputs["json"] = parse_json_or_fail(stdout, "stdout is not valid JSON", outputs)
         return outputs
 
     @staticmethod
     def _start(
         command: str, has_stdin: bool, env: dict[str, str], cwd: str | None
-    ) -> subprocess.Popen[str]:
+    ) -> subprocess.Popen[bytes]:
         """Start ``/bin/sh -c command``; a missing directory or shell is a one-line failure."""
         try:
             return subprocess.Popen(
@@ -134,9 +170,6 @@ class ShellNode(WorkflowNode):
                 stderr=subprocess.PIPE,
                 env=env,
                 cwd=os.path.expanduser(cwd) if cwd else None,
-                text=True,
-                encoding="utf-8",
-                errors="replace",
                 # Own process group, so a timeout can kill grandchildren that hold the pipes.
                 start_new_session=True,
             )
@@ -148,8 +181,12 @@ class ShellNode(WorkflowNode):
             raise NodeFailure(f"cannot start command{where}: {exc.strerror or exc}") from None
 
     def _communicate(
-        self, proc: subprocess.Popen[str], command: str, stdin: str | None, timeout: float | None
-    ) -> tuple[str, str]:
+        self,
+        proc: subprocess.Popen[bytes],
+        command: str,
+        stdin: bytes | None,
+        timeout: float | None,
+    ) -> tuple[bytes, bytes]:
         """Feed stdin and collect stdout and stderr; kill the process group if it overruns.
 
         While the command runs it is registered for cancellation, so Ctrl-C on the main thread
@@ -167,7 +204,12 @@ class ShellNode(WorkflowNode):
             quoted = one_line(command, COMMAND_EXCERPT_CHARS, keep="tail")
             raise NodeFailure(
                 f"command timed out after {timeout:g}s: {quoted}",
-                outputs={"stdout": stdout, "stderr": stderr, "exit_code": None},
+                outputs={
+                    "stdout": stdout.decode("utf-8", "replace"),
+                    "stderr": stderr.decode("utf-8", "replace"),
+                    "exit_code": None,
+                    "command": command,
+                },
             ) from None
         except BaseException:  # Ctrl-C or a runtime cancellation: leave no orphans behind
             _kill_group(proc)
@@ -180,7 +222,7 @@ class ShellNode(WorkflowNode):
         return output
 
     @staticmethod
-    def _drain(proc: subprocess.Popen[str]) -> tuple[str, str]:
+    def _drain(proc: subprocess.Popen[bytes]) -> tuple[bytes, bytes]:
         """Collect what a killed command printed; give up if something still holds the pipes."""
         try:
             stdout, stderr = proc.communicate(timeout=_DRAIN_AFTER_KILL_S)
@@ -189,5 +231,5 @@ class ShellNode(WorkflowNode):
                 if pipe is not None:
                     pipe.close()
             proc.wait()
-            return "", ""
-        return stdout or "", stderr or ""
+            return b"", b""
+        return stdout or b"", stderr or b""

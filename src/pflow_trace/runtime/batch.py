@@ -25,11 +25,14 @@ from pflow_trace.observe import conventions as conv
 from pflow_trace.observe.facts import ItemOutcome, ItemStatus
 from pflow_trace.runtime import interrupts
 from pflow_trace.runtime.batch_lanes import INTERRUPTED, Lanes, ParallelItems
+from pflow_trace.runtime.batch_output import build_batch_output
 from pflow_trace.runtime.context import current_attempt, current_execution
 from pflow_trace.runtime.layers import LayerWrapper, describe_error
 
 ErrorHandling = Literal["fail_fast", "continue"]
 
+#: The root key holding the running item's 0-based position, ``${__index__}`` as in pflow.
+INDEX_KEY = "__index__"
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,17 +64,6 @@ class BatchConfig:
         return "parallel" if self.parallel else "sequential"
 
 
-def timing_stats(durations: list[float]) -> dict[str, float]:
-    """``batch_metadata.timing`` from the item durations (ms); ``{}`` for an empty batch."""
-    if not durations:
-        return {}
-    total = sum(durations)
-    return {
-        "total_items_ms": round(total, 2),
-        "avg_item_ms": round(total / len(durations), 2),
-        "min_item_ms": round(min(durations), 2),
-        "max_item_ms": round(max(durations), 2),
-    }
 
 
 _TYPE_NAMES = {dict: "object", str: "string", int: "number", float: "number", bool: "boolean"}
@@ -134,7 +126,7 @@ class BatchNode(ParallelItems, LayerWrapper):
         token = otel_context.attach(trace.set_span_in_context(span))
         try:
             attempt, result, error, interrupt = self._attempts(
-                chain, shared, item, span, flight, lanes, on_signal_thread
+                chain, shared, index, item, span, flight, lanes, on_signal_thread
             )
         except BaseException as exc:  # a runtime bug: the span says so, and it propagates
             if lanes is not None:
@@ -162,6 +154,7 @@ class BatchNode(ParallelItems, LayerWrapper):
         self,
         chain: Any,
         shared: Any,
+        index: int,
         item: Any,
         span: Span,
         flight: list[Any] | None,
@@ -179,6 +172,7 @@ class BatchNode(ParallelItems, LayerWrapper):
                 # Each attempt runs on a fresh shallow copy, so a failed one leaves nothing behind.
                 item_shared = dict(shared)
                 item_shared[config.alias] = item
+                item_shared[INDEX_KEY] = index
                 attempt_token = current_attempt.set(attempt)
                 if flight is not None:
                     flight[4] = attempt
@@ -342,25 +336,4 @@ class BatchNode(ParallelItems, LayerWrapper):
     def batch_output(
         self, items: list[Any], outcomes: list[ItemOutcome], results: list[Any]
     ) -> dict[str, Any]:
-        errors = [
-            {"index": o.index, "item": items[o.index], "error": o.error}
-            for o in outcomes
-            if o.status == "failed"
-        ]
-        success_count = sum(1 for o in outcomes if o.status == "success")
-        config = self.config
-        return {
-            "results": results,
-            "count": len(items),
-            "success_count": success_count,
-            "error_count": len(errors),
-            "errors": errors or None,
-            "batch_metadata": {
-                "parallel": config.parallel,
-                "max_concurrent": config.max_concurrent if config.parallel else None,
-                "max_retries": config.max_retries,
-                "retry_wait": config.retry_wait,
-                "execution_mode": config.execution_mode,
-                "timing": timing_stats([outcome.duration_ms for outcome in outcomes]),
-            },
-        }
+        return build_batch_output(self.config, items, outcomes, results)

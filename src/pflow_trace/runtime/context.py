@@ -48,6 +48,8 @@ class RunContext:
     #: How many node executions this run has made so far, and the latest ones, in order.
     node_visits: int = 0
     recent_nodes: deque[str] = field(default_factory=lambda: deque(maxlen=RECENT_NODES_KEPT))
+    #: Failures the run routed around (an ``error`` edge), one line each, for its warnings.
+    recovered: list[str] = field(default_factory=list)
 
     @property
     def recording(self) -> bool:

@@ -38,6 +38,8 @@ class RunResult:
     shared: dict[str, Any] = field(repr=False)
     #: The signal that stopped an interrupted run (None for Python's own Ctrl-C handler).
     interrupt_signal: int | None = None
+    #: Why a run is degraded: each ``continue`` batch with failed items, each routed failure.
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def status(self) -> str:
@@ -56,14 +58,24 @@ def workflow_name(workflow: Mapping[str, Any], fallback: str = "workflow") -> st
     return str(workflow.get("name") or fallback)
 
 
-def _degraded(workflow: Mapping[str, Any], shared: Mapping[str, Any]) -> bool:
-    """A run is degraded when a ``continue`` batch finished with failed items."""
+def run_warnings(
+    workflow: Mapping[str, Any], shared: Mapping[str, Any], run: RunContext
+) -> list[str]:
+    """What makes a finished run degraded, one line each.
+
+    Batches that kept going past failed items (named, with counts) and failures an ``error``
+    edge routed around.
+    """
+    warnings: list[str] = []
     for node in workflow["nodes"]:
         if "batch" in node:
             output = shared.get(node["id"])
             if isinstance(output, Mapping) and output.get("error_count"):
-                return True
-    return False
+                warnings.append(
+                    f"batch '{node['id']}': {output['error_count']} of {output.get('count')}"
+                    " items failed"
+                )
+    return warnings + list(run.recovered)
 
 
 def _outputs(workflow: Mapping[str, Any], shared: Mapping[str, Any]) -> dict[str, Any]:
@@ -103,9 +115,11 @@ def run_workflow(
     run.recent_nodes.clear()
     reset_cancellation()
     interrupt_signal: int | None = None
+    warnings: list[str] = []
     try:
         flow._run(shared)
-        record.status = "degraded" if _degraded(workflow, shared) else "success"
+        warnings = run_warnings(workflow, shared, run)
+        record.status = "degraded" if warnings else "success"
     except NodeExecutionError as exc:
         record.status, record.error, record.failed_node = "failed", exc.message, exc.node_id
     except KeyboardInterrupt as exc:
@@ -121,6 +135,7 @@ def run_workflow(
         nodes={node_id: shared[node_id] for node_id in node_ids if node_id in shared},
         shared=shared,
         interrupt_signal=interrupt_signal,
+        warnings=warnings,
     )
 
 

@@ -10,6 +10,7 @@ from pflow_trace.text import nesting_problem, terminal_safe
 
 _TYPE_CHECKS: dict[str, tuple[type, ...]] = {
     "string": (str,),
+    "integer": (int,),
     "number": (int, float),
     "boolean": (bool,),
     "array": (list,),
@@ -66,7 +67,8 @@ def resolve_inputs(workflow: dict[str, Any], provided: dict[str, Any]) -> dict[s
             value = json.dumps(value) if not isinstance(value, str) else value
         checks = _TYPE_CHECKS.get(expected or "")
         if checks and (
-            not isinstance(value, checks) or (expected == "number" and isinstance(value, bool))
+            not isinstance(value, checks)
+            or (expected in ("number", "integer") and isinstance(value, bool))
         ):
             problems.append(f"input '{name}' must be {expected}, got {json.dumps(value)}")
             continue

@@ -9,6 +9,10 @@ goes: it counts executions against the run's limit (an edge loop that never ends
 loop named instead of growing until memory runs out), and when the workflow routes by action,
 a node that returns an action none of its edges follows fails instead of silently ending the
 run as a success.
+
+A node with an ``error`` successor (pflow's ``on-error``) does not fail the run: its failure is
+recorded the same way, its namespace is dropped (a failed node's outputs are not readable, as
+in pflow, so ``??`` falls through), and the node returns the ``error`` action instead.
 """
 
 from __future__ import annotations
@@ -23,6 +27,9 @@ from pflow_trace.observe.facts import NodeExecution
 from pflow_trace.runtime import interrupts
 from pflow_trace.runtime.context import current_execution
 from pflow_trace.runtime.layers import LayerWrapper, describe_error
+
+#: The action a failed node returns when an edge routes its failure (pflow's ``on-error``).
+ERROR_ACTION = "error"
 
 
 class InstrumentedNode(LayerWrapper):
@@ -93,6 +100,9 @@ class InstrumentedNode(LayerWrapper):
         except Exception as exc:
             error = exc
             execution.error = run.sanitizer.text(describe_error(exc))
+            handler = self.successors.get(ERROR_ACTION)
+            if handler is not None:
+                return self._route_failure(shared, handler)
             if isinstance(exc, NodeExecutionError):
                 raise
             raise NodeExecutionError(self.node_id, execution.error) from exc
@@ -106,6 +116,15 @@ class InstrumentedNode(LayerWrapper):
             current_execution.reset(execution_token)
             if observer is not None:
                 observer.node_finished(execution, shared)
+
+    def _route_failure(self, shared: Any, handler: Any) -> str:
+        """Hand the failure to the ``error`` successor: drop the namespace, note it, route."""
+        shared.pop(self.node_id, None)
+        target = getattr(handler, "node_id", "?")
+        self.run_context.recovered.append(
+            f"node '{self.node_id}' failed; on-error routed to '{target}'"
+        )
+        return ERROR_ACTION
 
 
 def _loop(recent: Any) -> list[str]:

@@ -1,0 +1,242 @@
+"""``.pflow.md`` entities into pflow's IR: inputs, steps (nodes and routing) and outputs.
+
+Item values are YAML, parsed with PyYAML after every ``${...}`` is swapped for a placeholder
+(a template's braces would otherwise read as a YAML flow mapping) and swapped back afterwards.
+Routing follows pflow: steps run in document order unless ``- next:`` / ``- on-error:`` say
+otherwise, and every step gets explicit edges (see :mod:`pflow_trace.ir.markdown_routing`).
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pflow_trace.ir.markdown import Document, Entity, Fence, Item, ParsedMarkdown, description
+from pflow_trace.ir.templates import _template_end
+
+#: Node fields that sit beside ``params`` in the IR; every other item is a param.
+NODE_FIELDS = ("type", "batch", "retry", "loop", "cache", "prompt_cache", "prewarm", "approval")
+ROUTING = ("next", "on-error")
+INPUT_FIELDS = ("type", "required", "default", "stdin", "description")
+OUTPUT_FIELDS = ("source", "type", "stdout", "description")
+#: Params that, like pflow, may name a file next to the workflow instead of holding the text.
+FILE_PARAMS = ("code", "prompt", "system")
+#: Tags that are a language, so a block tagged with one alone is missing its param name.
+LANGUAGES = ("python", "py", "shell", "sh", "bash", "yaml", "yml", "json", "text", "markdown")
+END = "end"
+ERROR_ACTION = "error"
+_PLACEHOLDER = "__pflow_template_{}__"
+
+
+def _protect(text: str) -> tuple[str, list[str]]:
+    """Swap each ``${...}`` (nested ones included) for a YAML-safe placeholder."""
+    templates: list[str] = []
+    out: list[str] = []
+    position = 0
+    while True:
+        start = text.find("${", position)
+        end = _template_end(text, start + 1) if start >= 0 else -1
+        if start < 0 or end < 0:
+            out.append(text[position:])
+            return "".join(out), templates
+        out.append(text[position:start] + _PLACEHOLDER.format(len(templates)))
+        templates.append(text[start:end])
+        position = end
+
+
+def _restore(value: Any, templates: list[str]) -> Any:
+    if isinstance(value, str):
+        for index in range(len(templates) - 1, -1, -1):
+            value = value.replace(_PLACEHOLDER.format(index), templates[index])
+        return value
+    if isinstance(value, dict):
+        return {_restore(k, templates): _restore(v, templates) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_restore(item, templates) for item in value]
+    return value
+
+
+def load_yaml(text: str) -> Any:
+    """YAML with templates kept verbatim; raises ``ValueError`` with the parser's reason."""
+    protected, templates = _protect(text)
+    try:
+        return _restore(yaml.safe_load(protected), templates)
+    except yaml.YAMLError as exc:
+        reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ValueError(reason) from None
+
+
+def _item_pair(doc: Document, item: Item) -> tuple[str, Any] | None:
+    try:
+        value = load_yaml(item.text)
+    except ValueError as exc:
+        doc.problem(item.line, f"'- {item.text.splitlines()[0]}' is not valid YAML: {exc}")
+        return None
+    if not isinstance(value, dict) or len(value) != 1:
+        doc.problem(item.line, f"expected '- key: value', got '- {item.text.splitlines()[0]}'")
+        return None
+    key, data = next(iter(value.items()))
+    return str(key), data
+
+
+def _fence_param(doc: Document, fence: Fence) -> tuple[str, Any] | None:
+    """``python code`` → ("code", text); ``yaml batch`` → ("batch", parsed); ``prompt``.
+
+Only YAML blocks are parsed; a ``json body`` block is the body's text, as in pflow.
+"""
+    words = fence.info.split()
+    if not words:
+        doc.problem(fence.line, "code block has no tag (e.g. ```shell command```)")
+        return None
+    if len(words) == 1 and words[0].lower() in LANGUAGES:
+        doc.problem(fence.line, f"code block '{words[0]}' names no param (e.g. ```python code```)")
+        return None
+    language, param = (words[0].lower(), words[1]) if len(words) > 1 else ("text", words[0])
+    if language in ("yaml", "yml"):  # as in pflow, other blocks (json too) are text
+        try:
+            return param, load_yaml(fence.content)
+        except ValueError as exc:
+            doc.problem(fence.line, f"```{fence.info}``` is not valid {language}: {exc}")
+            return None
+    return param, fence.content
+
+
+def entity_fields(doc: Document, entity: Entity) -> tuple[dict[str, Any], dict[str, int]]:
+    """Every ``- key: value`` and code-block param of an entity, with the line of each."""
+    values: dict[str, Any] = {}
+    lines: dict[str, int] = {}
+    sources = [(item.line, _item_pair(doc, item)) for item in entity.items]
+    sources += [(fence.line, _fence_param(doc, fence)) for fence in entity.fences]
+    for line, pair in sources:
+        if pair is None:
+            continue
+        key, value = pair
+        if key in values:
+            doc.problem(line, f"'{key}' is given twice in '### {entity.name}' (first on line "
+                        f"{lines[key]})")
+            continue
+        values[key], lines[key] = value, line
+    return values, lines
+
+
+def _input_spec(doc: Document, entity: Entity, lines: dict[str, int]) -> dict[str, Any]:
+    fields, field_lines = entity_fields(doc, entity)
+    for key in fields:
+        if key not in INPUT_FIELDS:
+            doc.problem(field_lines[key], f"input '{entity.name}' has no field '{key}' "
+                        f"(fields: {', '.join(INPUT_FIELDS)})")
+    spec = {key: value for key, value in fields.items() if key in INPUT_FIELDS}
+    if "description" not in spec and entity.prose:
+        spec = {"description": description(entity.prose), **spec}
+    lines[f"inputs.{entity.name}"] = entity.line
+    for key, line in field_lines.items():
+        lines[f"inputs.{entity.name}.{key}"] = line
+    return spec
+
+
+def _output_spec(doc: Document, entity: Entity, lines: dict[str, int]) -> dict[str, Any]:
+    fields, field_lines = entity_fields(doc, entity)
+    for key in fields:
+        if key not in OUTPUT_FIELDS:
+            doc.problem(field_lines[key], f"output '{entity.name}' has no field '{key}' "
+                        f"(fields: {', '.join(OUTPUT_FIELDS)})")
+    if "source" not in fields:
+        doc.problem(entity.line, f"output '{entity.name}' has no '- source: ${{node.key}}'")
+    spec = {key: value for key, value in fields.items() if key in OUTPUT_FIELDS}
+    if "description" not in spec and entity.prose:
+        spec = {"description": description(entity.prose), **spec}
+    lines[f"outputs.{entity.name}"] = field_lines.get("source", entity.line)
+    return spec
+
+
+def _file_param(value: Any, base: Path) -> Any:
+    """``- code: ./transform.py``: the file's text, read relative to the workflow file."""
+    if not isinstance(value, str) or "\n" in value or not value.startswith(("./", "../")):
+        return value
+    candidate = base / value
+    return candidate.read_text(encoding="utf-8").rstrip("\n") if candidate.is_file() else value
+
+
+def _node(
+    doc: Document, entity: Entity, index: int, base: Path, lines: dict[str, int]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One step as an IR node, and its routing items (``next``, ``on-error``)."""
+    fields, field_lines = entity_fields(doc, entity)
+    node: dict[str, Any] = {"id": entity.name, "type": fields.pop("type", None)}
+    if node["type"] is None:
+        doc.problem(entity.line, f"step '{entity.name}' has no '- type:'")
+    if entity.prose:
+        node["purpose"] = description(entity.prose)
+    routing = {key: fields.pop(key) for key in ROUTING if key in fields}
+    routing["_lines"] = {key: field_lines[key] for key in ROUTING if key in field_lines}
+    params = {key: value for key, value in fields.items() if key not in NODE_FIELDS}
+    node["params"] = {key: _file_param(v, base) if key in FILE_PARAMS else v
+                      for key, v in params.items()}
+    node.update({key: value for key, value in fields.items() if key in NODE_FIELDS})
+    prefix = f"nodes[{index}]"
+    lines[prefix] = entity.line
+    for key, line in field_lines.items():
+        where = f"{prefix}.params.{key}" if key in params else f"{prefix}.{key}"
+        lines[where] = line
+    if node["type"] == "code" and isinstance(node["params"].get("code"), str):
+        routing["_literal"] = literal_next_targets(node["params"]["code"])
+    return node, routing
+
+
+def literal_next_targets(code: str) -> list[str]:
+    """The string literals a code node assigns to ``next``, in source order."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return []
+    found: list[tuple[int, int, str]] = []
+    for statement in ast.walk(tree):
+        value = None
+        if isinstance(statement, ast.AnnAssign) and isinstance(statement.target, ast.Name):
+            value = statement.value if statement.target.id == "next" else None
+        elif isinstance(statement, ast.Assign) and any(
+            isinstance(target, ast.Name) and target.id == "next" for target in statement.targets
+        ):
+            value = statement.value
+        if isinstance(value, ast.Constant) and isinstance(value.value, str):
+            found.append((value.lineno, value.col_offset, value.value))
+    targets: list[str] = []
+    for _, _, target in sorted(found):
+        if target not in targets:
+            targets.append(target)
+    return targets
+
+
+def build_workflow(doc: Document, name: str, base: Path) -> ParsedMarkdown:
+    """pflow's IR for the document (with ``ir_version``), plus the line of every part."""
+    from pflow_trace.ir.markdown_routing import route_edges
+
+    lines: dict[str, int] = {}
+    workflow: dict[str, Any] = {"ir_version": "0.1.0", "name": name}
+    if doc.title is None:
+        doc.problem(1, "no '# title' line")
+    text = description(doc.prose)
+    if text:
+        workflow["description"] = text
+    by_section: dict[str, list[Entity]] = {section: [] for section in ("inputs", "steps",
+                                                                       "outputs")}
+    for entity in doc.entities:
+        if entity.section in by_section:
+            by_section[entity.section].append(entity)
+    if by_section["inputs"]:
+        workflow["inputs"] = {e.name: _input_spec(doc, e, lines) for e in by_section["inputs"]}
+    steps = [_node(doc, e, i, base, lines) for i, e in enumerate(by_section["steps"])]
+    if not steps:
+        doc.problem(doc.section_lines.get("steps", 1), "a workflow needs '## Steps' with at least"
+                    " one '### step'")
+    workflow["nodes"] = [node for node, _ in steps]
+    edges = route_edges(doc, [(e, routing) for e, (_, routing) in zip(by_section["steps"], steps,
+                                                                        strict=True)], lines)
+    if edges:
+        workflow["edges"] = edges
+    if by_section["outputs"]:
+        workflow["outputs"] = {e.name: _output_spec(doc, e, lines) for e in by_section["outputs"]}
+    return ParsedMarkdown(workflow, lines)

@@ -1,0 +1,78 @@
+"""The local HTTP server the compat workflows call, shared by ``record.py`` and the tests.
+
+It binds 127.0.0.1 on a free port and answers a fixed, small API, so pflow and pflow-trace see
+byte-identical responses:
+
+- ``GET /users`` → a JSON list of three users; ``GET /users/<id>`` → one user, 404 for others;
+- ``GET /text`` → ``text/plain``; ``GET /echo`` → the path, query and auth headers as JSON;
+- ``POST /items`` → 201 with the body it got and its content type;
+- anything else → 404 with a JSON error.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+USERS = [
+    {"id": 1, "name": "ada", "team": "core"},
+    {"id": 2, "name": "bob", "team": "web"},
+    {"id": 3, "name": "cy", "team": "core"},
+]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def _send(self, status: int, payload: Any, content_type: str = "application/json") -> None:
+        body = (payload if isinstance(payload, str) else json.dumps(payload)).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        path, _, query = self.path.partition("?")
+        if path == "/users":
+            self._send(200, USERS)
+        elif path.startswith("/users/"):
+            user = next((u for u in USERS if str(u["id"]) == path.rsplit("/", 1)[1]), None)
+            self._send(200, user) if user else self._send(404, {"error": "no such user"})
+        elif path == "/text":
+            self._send(200, "plain text body", "text/plain")
+        elif path == "/echo":
+            self._send(
+                200,
+                {
+                    "path": path,
+                    "query": query,
+                    "authorization": self.headers.get("Authorization"),
+                    "api_key": self.headers.get("X-API-Key"),
+                },
+            )
+        else:
+            self._send(404, {"error": f"nothing at {path}"})
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        received = self.rfile.read(length).decode()
+        self._send(201, {"received": received, "content_type": self.headers.get("Content-Type")})
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        pass
+
+
+@contextmanager
+def local_server() -> Iterator[str]:
+    """Serve on 127.0.0.1 for the duration of the block; yields the base URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -1,0 +1,137 @@
+"""Differential test: every compat workflow, as ``.pflow.md`` and as pflow's JSON IR, run by
+pflow-trace and compared field by field with what pflow-cli 0.16 produced (``goldens/``).
+
+A difference fails the test unless docs/pflow-compat.md lists it under "Known differences",
+with its reason; a listed difference that no case shows any more fails too, so the list stays
+honest. Goldens are written by ``record.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from compat_cases import (
+    GOLDENS,
+    WORKFLOWS,
+    batch_facts,
+    case_inputs,
+    case_names,
+    differences,
+    known_differences,
+    normalise,
+)
+from compat_server import local_server
+
+from pflow_trace import api
+from pflow_trace.observe.export_settings import ExportSettings
+from pflow_trace.observe.facts import InMemoryObserver
+
+CASES = case_names()
+ALLOWED = known_differences()
+#: pattern → how many times it excused a difference in this session (checked at the end).
+USED: dict[str, int] = {pattern.pattern: 0 for pattern, _ in ALLOWED}
+#: (case, form) pairs compared in this session.
+RAN: set[tuple[str, str]] = set()
+
+
+@pytest.fixture(scope="module")
+def base_url() -> Any:
+    with local_server() as url:
+        yield url
+
+
+def our_facts(path: Path, inputs: dict[str, Any]) -> dict[str, Any]:
+    """Run one workflow in-process, traced in memory, and read it as the goldens read pflow."""
+    observer = InMemoryObserver()
+    options = api.TraceOptions(
+        export=ExportSettings("none", "http/protobuf", None, "compat"),
+        write_trace_file=False,
+        observers=[observer],
+    )
+    workflow = api.load_workflow(path)
+    outcome = api.run(workflow, inputs, options)
+    finished = {execution.node_id: execution for execution in observer.executions}
+    nodes = {}
+    for node in workflow["nodes"]:
+        execution = finished.get(node["id"])
+        status = "not_executed" if execution is None else (
+            "completed" if execution.success else "failed"
+        )
+        nodes[node["id"]] = status
+    batches = {
+        node["id"]: batch_facts(outcome.result.shared.get(node["id"]) or {})
+        for node in workflow["nodes"]
+        if "batch" in node and node["id"] in finished
+    }
+    status = outcome.status
+    return {
+        "status": status,
+        "outputs": outcome.outputs if status != "failed" else None,
+        "nodes": nodes,
+        "batches": batches,
+    }
+
+
+def _excused(case: str, path: str) -> bool:
+    for pattern, _ in ALLOWED:
+        if pattern.match(f"{case}:{path}"):
+            USED[pattern.pattern] += 1
+            return True
+    return False
+
+
+@pytest.mark.parametrize("form", ["pflow.md", "json"])
+@pytest.mark.parametrize("case", CASES)
+def test_matches_pflow(case: str, form: str, base_url: str, tmp_path: Path) -> None:
+    golden = json.loads((GOLDENS / f"{case}.json").read_text())
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    inputs = case_inputs(case, base_url, str(workdir))
+    ours = normalise(
+        our_facts(WORKFLOWS / f"{case}.{form}", inputs),
+        {base_url: "<base_url>", str(workdir): "<workdir>"},
+    )
+    expected = {key: golden[key] for key in ("status", "outputs", "nodes", "batches")}
+    unexplained = [
+        f"{path}: pflow {pflow!r}, ours {mine!r}"
+        for path, pflow, mine in differences(expected, ours)
+        if not _excused(case, path)
+    ]
+    RAN.add((case, form))
+    assert not unexplained, "differences from pflow-cli 0.16:\n" + "\n".join(unexplained)
+
+
+def test_every_known_difference_still_happens() -> None:
+    """Runs after the cases: a listed difference no case shows is stale and must go."""
+    if len(RAN) < 2 * len(CASES):
+        pytest.skip("not every differential case ran in this session")
+    stale = [pattern for pattern, count in USED.items() if count == 0]
+    assert not stale, f"docs/pflow-compat.md lists differences no case shows: {stale}"
+
+
+def test_there_are_enough_cases_in_both_forms() -> None:
+    assert len(CASES) >= 20
+    for case in CASES:
+        assert (WORKFLOWS / f"{case}.json").is_file(), f"{case}.json missing: run record.py"
+        assert (GOLDENS / f"{case}.json").is_file(), f"golden for {case} missing"
+
+
+def test_the_feature_tables_name_only_cases_that_exist() -> None:
+    """Every case number in a "Proof" column of docs/pflow-compat.md is a real case, and every
+    case is named by at least one row (or by "all cases")."""
+    from compat_cases import COMPAT_DOC
+
+    numbers = {case.split("-", 1)[0] for case in CASES}
+    named: set[str] = set()
+    for line in COMPAT_DOC.read_text().split("## Known differences")[0].splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and cells[1] in ("supported", "partly", "not"):
+            for first, last in re.findall(r"\b(\d\d)(?:\u2013(\d\d))?\b", cells[3]):
+                span = range(int(first), int(last or first) + 1)
+                named.update(f"{n:02d}" for n in span)
+    assert named <= numbers, f"rows name cases that do not exist: {sorted(named - numbers)}"
+    assert numbers <= named, f"cases no row names: {sorted(numbers - named)}"

@@ -1,0 +1,257 @@
+"""``.pflow.md`` workflows and pflow's JSON IR: parsing, line-numbered problems, and parity
+with the IR pflow's own parser produced for every compat workflow."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pflow_trace.errors import WorkflowValidationError
+from pflow_trace.ir.markdown import parse_markdown
+from pflow_trace.ir.pflow_ir import adapt_pflow_ir
+from pflow_trace.ir.validation import load_and_validate, validate_workflow
+from subprocess_env import clean_env
+
+COMPAT = Path(__file__).resolve().parents[1] / "compat" / "workflows"
+
+DOC = """# Fetch and count
+
+Counts what the API returns.
+
+## Inputs
+
+### limit
+
+How many to keep.
+
+- type: integer
+- required: false
+- default: 2
+
+## Steps
+
+### fetch
+
+Lists the rows.
+
+- type: shell
+- env:
+    LIMIT: ${limit}
+- timeout: 10
+
+```shell command
+seq 1 "$LIMIT"
+```
+
+### each
+
+One line per row, as text and as data.
+
+- type: code
+- inputs: { row: "${row}", at: "${__index__}" }
+
+```python code
+row: Any
+at: int
+result: dict = {"row": row, "at": at}
+```
+
+```yaml batch
+items: ${fetch.stdout.rows ?? []}
+as: row
+parallel: true
+```
+
+## Outputs
+
+### rows
+
+Every result.
+
+- source: ${each.results}
+"""
+
+
+def problems(text: str) -> list[str]:
+    with pytest.raises(WorkflowValidationError) as info:
+        parse_markdown(text, "wf.pflow.md")
+    return info.value.problems
+
+
+def test_a_document_becomes_pflows_ir() -> None:
+    workflow = parse_markdown(DOC, "dir/fetch.pflow.md").workflow
+    assert workflow["name"] == "fetch"  # the file name, as pflow names its traces
+    assert workflow["description"] == "Counts what the API returns."
+    assert workflow["inputs"] == {
+        "limit": {"description": "How many to keep.", "type": "integer", "required": False,
+                  "default": 2}
+    }
+    fetch, each = workflow["nodes"]
+    assert fetch == {
+        "id": "fetch",
+        "type": "shell",
+        "purpose": "Lists the rows.",
+        "params": {"env": {"LIMIT": "${limit}"}, "timeout": 10, "command": 'seq 1 "$LIMIT"'},
+    }
+    assert each["params"]["inputs"] == {"row": "${row}", "at": "${__index__}"}
+    assert each["params"]["code"].startswith("row: Any\n")
+    assert each["batch"] == {"items": "${fetch.stdout.rows ?? []}", "as": "row", "parallel": True}
+    assert workflow["edges"] == [{"from": "fetch", "to": "each"}]  # document order, explicit
+    assert workflow["outputs"] == {"rows": {"description": "Every result.",
+                                            "source": "${each.results}"}}
+    assert validate_workflow(workflow)["outputs"] == {"rows": "${each.results}"}
+
+
+def test_item_values_are_yaml_and_templates_survive_flow_mappings() -> None:
+    text = DOC.replace("- timeout: 10", '- timeout: 10\n- flags: {deep: ${limit}, fast: yes}\n'
+                       '- note: "two\\nlines"')
+    params = parse_markdown(text).workflow["nodes"][0]["params"]
+    assert params["flags"] == {"deep": "${limit}", "fast": True}
+    assert params["note"] == "two\nlines"
+
+
+def test_longer_fences_hold_backticks_and_files_can_hold_code(tmp_path: Path) -> None:
+    (tmp_path / "calc.py").write_text("result: int = 7\n")
+    text = DOC.replace(
+        "```shell command\nseq 1 \"$LIMIT\"\n```",
+        "````shell command\necho '```'\n````",
+    ).replace("- type: code\n", "- type: code\n- code: ./calc.py\n")
+    text = text.split("```python code")[0] + "```yaml batch" + text.split("```yaml batch")[1]
+    workflow = parse_markdown(text, tmp_path / "wf.pflow.md").workflow
+    assert workflow["nodes"][0]["params"]["command"] == "echo '```'"
+    assert workflow["nodes"][1]["params"]["code"] == "result: int = 7"
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (("- timeout: 10", "- timeout: [10"), "line 24: '- timeout: [10' is not valid YAML"),
+        (("```shell command", "```shell"), "line 26: code block 'shell' names no param"),
+        (("```shell command", "```"), "line 26: code block has no tag"),
+        (("- type: shell\n", ""), "line 17: step 'fetch' has no '- type:'"),
+        (("## Outputs", "## Results"), "line 49: unknown section '## Results'"),
+        (("- source: ${each.results}", "- from: x"), "line 55: output 'rows' has no field 'from'"),
+        (("- timeout: 10", "- timeout: 10\n- timeout: 5"), "line 25: 'timeout' is given twice"),
+        (("- default: 2", "- default: 2\n- secret: true"), "line 14: input 'limit' has no field"),
+        (("# Fetch and count", "Fetch and count"), "line 1: no '# title' line"),
+    ],
+)
+def test_every_parse_problem_names_its_line(change: tuple[str, str], expected: str) -> None:
+    found = problems(DOC.replace(*change))
+    assert any(problem.startswith(expected) for problem in found), found
+
+
+def test_an_unclosed_fence_is_reported_at_its_opening_line() -> None:
+    found = problems(DOC.replace("parallel: true\n```", "parallel: true\n"))
+    assert "line 43: code block opened with ``` is never closed" in found
+
+
+def test_validation_problems_are_located_on_markdown_lines(tmp_path: Path) -> None:
+    path = tmp_path / "wf.pflow.md"
+    path.write_text(DOC.replace("- type: shell", "- type: shel").replace(
+        "${each.results}", "${eech.results}"))
+    with pytest.raises(WorkflowValidationError) as info:
+        load_and_validate(path)
+    assert info.value.problems == [
+        "line 21: nodes[0].type: unknown node type 'shel' (did you mean shell?)",
+        "line 55: outputs.rows: ${eech.results} names unknown 'eech' (closest: each, fetch)",
+    ]
+
+
+def test_the_cli_reports_markdown_problems_in_one_line_each_with_exit_2(tmp_path: Path) -> None:
+    path = tmp_path / "wf.pflow.md"
+    path.write_text(DOC.replace("- timeout: 10", "- timeout: [10"))
+    for command in ("validate", "run"):
+        done = subprocess.run(
+            [sys.executable, "-m", "pflow_trace", command, str(path)],
+            capture_output=True, text=True, env=clean_env(), stdin=subprocess.DEVNULL,
+        )
+        assert done.returncode == 2
+        assert "line 24:" in done.stderr and "Traceback" not in done.stderr
+
+
+ROUTED = """# Routed
+
+Fails over.
+
+## Steps
+
+### primary
+
+Fails.
+
+- type: shell
+- command: exit 1
+- on-error: backup
+
+### backup
+
+Recovers.
+
+- type: shell
+- command: echo backup
+{next}
+### after
+
+Joins.
+
+- type: shell
+- command: echo after
+"""
+
+
+def test_on_error_becomes_an_error_edge_and_handlers_must_say_where_next() -> None:
+    workflow = parse_markdown(ROUTED.format(next="- next: after\n")).workflow
+    assert workflow["edges"] == [
+        {"from": "primary", "to": "backup"},
+        {"from": "primary", "to": "backup", "action": "error"},
+        {"from": "backup", "to": "after"},
+    ]
+    assert problems(ROUTED.format(next="")) == [
+        "line 15: step 'backup' handles errors of 'primary' but has no '- next:'; it would fall "
+        "through to 'after' (add '- next: end' or '- next: <step>')"
+    ]
+
+
+def _comparable(workflow: dict[str, Any]) -> dict[str, Any]:
+    adapted, found = adapt_pflow_ir(workflow)
+    assert found == []
+    nodes = [{k: v for k, v in node.items() if k != "purpose"} for node in adapted["nodes"]]
+    inputs = {name: {k: v for k, v in spec.items() if k != "description"}
+              for name, spec in (adapted.get("inputs") or {}).items()}
+    edges = sorted(  # no action is the "default" action
+        json.dumps({"action": "default", **edge}, sort_keys=True)
+        for edge in adapted.get("edges") or []
+    )
+    return {"nodes": nodes, "inputs": inputs, "edges": edges, "outputs": adapted.get("outputs")}
+
+
+@pytest.mark.parametrize("case", sorted(p.name for p in COMPAT.glob("*.pflow.md")))
+def test_our_parser_gives_the_ir_pflows_parser_gave(case: str) -> None:
+    ours = parse_markdown((COMPAT / case).read_text(), COMPAT / case).workflow
+    pflows = json.loads((COMPAT / case.replace(".pflow.md", ".json")).read_text())
+    assert _comparable(ours) == _comparable(pflows)
+
+
+def test_pflow_ir_fields_we_cannot_honour_are_problems_not_silent_drops() -> None:
+    workflow = {
+        "ir_version": "0.1.0",
+        "nodes": [{"id": "a", "type": "shell", "params": {"command": "true"},
+                   "retry": {"max": 3}, "_source_line": 4, "cache": False}],
+        "outputs": {"o": {"source": "${a.stdout}", "description": "out", "_source_line": 9}},
+        "enable_namespacing": True,
+        "template_resolution_mode": "permissive",
+    }
+    with pytest.raises(WorkflowValidationError) as info:
+        validate_workflow(workflow)
+    assert info.value.problems == [
+        "template_resolution_mode: only 'strict' is supported",
+        "nodes[0].retry: node-level retry is not supported (use batch max_retries)",
+    ]
+    del workflow["template_resolution_mode"], workflow["nodes"][0]["retry"]
+    assert validate_workflow(workflow)["outputs"] == {"o": "${a.stdout}"}
