@@ -45,7 +45,9 @@ EXIT_BY_STATUS = {
 )
 @click.option("--service-name", default=None, help="Default: OTEL_SERVICE_NAME, else pflow-trace.")
 @click.option(
-    "--trace-file", type=click.Path(dir_okay=False), default=None, help="Write the trace here."
+    "--trace-file",
+    default=None,
+    help="Write the trace here (a regular file, or a new path; created 0600).",
 )
 @click.option(
     "--trace-dir",
@@ -66,6 +68,19 @@ EXIT_BY_STATUS = {
     default=None,
     help="Most list elements kept in the trace (env PFLOW_TRACE_MAX_LIST, default 10000).",
 )
+@click.option(
+    "--redact-key",
+    "redact_keys",
+    multiple=True,
+    metavar="REGEX",
+    help="Also hide values under keys matching REGEX (repeatable; adds to "
+    "PFLOW_TRACE_REDACT_KEYS, comma-separated).",
+)
+@click.option(
+    "--no-previews",
+    is_flag=True,
+    help="No item value previews in spans, the trace file or the terminal.",
+)
 def run(
     workflow: str,
     assignments: tuple[str, ...],
@@ -80,16 +95,22 @@ def run(
     no_trace_file: bool,
     max_string: int | None,
     max_list: int | None,
+    redact_keys: tuple[str, ...],
+    no_previews: bool,
 ) -> None:
     """Run WORKFLOW with inputs given as NAME=VALUE (JSON when it parses, else text)."""
     from pflow_trace import api
     from pflow_trace.api import TraceOptions
     from pflow_trace.cli.display import NodeStatusDisplay, silence_stdout
+    from pflow_trace.ir.validation import workflow_warnings
     from pflow_trace.observe.export_settings import resolve_export_settings
+    from pflow_trace.observe.redaction import key_patterns_from_env
     from pflow_trace.observe.sanitize import SnapshotLimits
     from pflow_trace.runtime.inputs import parse_assignments
 
     loaded = api.load_workflow(workflow)
+    for warning in workflow_warnings(loaded):
+        click.echo(f"warning: {warning}", err=True)
     inputs = parse_assignments(assignments)
     settings = resolve_export_settings(exporter, otlp_endpoint, otlp_protocol, service_name)
     text_mode = output_format == "text"
@@ -104,6 +125,8 @@ def run(
         trace_dir=trace_dir,
         limits=SnapshotLimits.from_env(max_string_chars=max_string, max_list_items=max_list),
         observers=[display] if display is not None else [],
+        redact_keys=(*key_patterns_from_env(), *redact_keys),
+        previews=not no_previews,
     )
     outcome = api.run(loaded, inputs, options)
     try:
@@ -125,13 +148,14 @@ def print_outcome(outcome: Any, exporter: str, text_mode: bool) -> None:
 
     result = outcome.result
     redact = outcome.sanitizer.redactor.value
+    error = redact(result.error)  # a secret learned after the error was recorded
     if text_mode:
         record = result.record
         click.echo("")
         took = format_duration_ms(record.duration_ms)
         click.echo(f"status: {record.status}  ({len(result.nodes)} nodes, {took})")
-        if record.error and record.status in ("failed", "interrupted"):
-            click.echo(f"error: {record.error}")
+        if error and record.status in ("failed", "interrupted"):
+            click.echo(f"error: {error}")
         if result.outputs and record.status in ("success", "degraded"):
             click.echo("outputs:")
             for name, value in redact(result.outputs).items():
@@ -147,7 +171,7 @@ def print_outcome(outcome: Any, exporter: str, text_mode: bool) -> None:
             "outputs": redact(result.outputs),
             "nodes": redact(result.nodes),
             "duration_ms": round(result.duration_ms, 3),
-            "error": result.error,
+            "error": error,
             "trace_file": str(outcome.trace_path) if outcome.trace_path else None,
             "trace_id": outcome.trace_id,
         }

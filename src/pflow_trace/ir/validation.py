@@ -261,3 +261,10 @@ def validate_workflow(
 
 def load_and_validate(path: str | Path, registry: NodeRegistry | None = None) -> dict[str, Any]:
     return validate_workflow(load_workflow_file(path), str(path), registry)
+
+
+def workflow_warnings(workflow: dict[str, Any]) -> list[str]:
+    """What a valid workflow does that is allowed but risky; never fails validation."""
+    from pflow_trace.ir.shell_safety import shell_injection_warnings
+
+    return shell_injection_warnings(workflow)

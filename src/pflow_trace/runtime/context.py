@@ -13,7 +13,7 @@ from opentelemetry import trace
 
 from pflow_trace.nodes.base import current_attempt
 from pflow_trace.observe.facts import NodeExecution, RunObserver
-from pflow_trace.observe.redaction import NO_REDACTION
+from pflow_trace.observe.redaction import Redactor
 from pflow_trace.observe.sanitize import Sanitizer
 
 #: The execution of the node whose chain is running on this thread (set by Instrumented).
@@ -30,7 +30,7 @@ class RunContext:
 
     tracer: trace.Tracer = field(default_factory=lambda: trace.NoOpTracer())
     observer: RunObserver | None = None
-    sanitizer: Sanitizer = field(default_factory=lambda: Sanitizer(NO_REDACTION))
+    sanitizer: Sanitizer = field(default_factory=lambda: Sanitizer(Redactor()))
 
     @property
     def recording(self) -> bool:
