@@ -32,7 +32,13 @@ def test_secret_key_spellings_match(key: str) -> None:
     assert Redactor().value({key: "v"}) == {key: REDACTED}
 
 
-@pytest.mark.parametrize("key", ["user", "url", "host", "count", "monkey", "keyboard", "id"])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "user", "url", "host", "count", "monkey", "keyboard", "id", "author", "passenger",
+        "max_tokens", "total_tokens", "tokens_used", "tokenizer", "token_type",
+    ],
+)  # fmt: skip
 def test_ordinary_keys_do_not_match(key: str) -> None:
     assert not is_secret_key(key)
 

@@ -14,8 +14,9 @@ Every value that leaves the process passes through one :class:`Redactor` (usuall
 - **In text.** URL passwords (``https://user:pass@host``) and the values of secret-named pairs
   (``?token=…``, ``api_key=…``, ``"password": "…"``, ``Authorization: Bearer …``).
 
-Learning is thread-safe and cheap: the combined pattern is rebuilt lazily, only after the set
-of known values changed, so a run that learns nothing pays for nothing.
+Learning is thread-safe and cheap: the known values are kept as one immutable tuple, replaced
+whole when a value is learned, so readers never lock and a run that learns nothing pays
+nothing for it.
 """
 
 from __future__ import annotations
@@ -51,7 +52,16 @@ SECRET_KEY_WORDS = (
     "credential",
     "sessionid",
 )
-_SECRET_KEY = re.compile("|".join(SECRET_KEY_WORDS))
+#: ``token`` not followed by these is a secret: ``max_tokens``, ``total_tokens`` (LLM usage
+#: counts), ``tokenizer`` and ``token_type`` are everywhere in model and OAuth responses, and
+#: hiding them would teach the run to hide ordinary numbers and words.
+_NOT_A_TOKEN = ("s", "iz", "type")
+_SECRET_KEY = re.compile(
+    "|".join(
+        f"token(?!{'|'.join(_NOT_A_TOKEN)})" if word == "token" else word
+        for word in SECRET_KEY_WORDS
+    )
+)
 _SEPARATORS = str.maketrans("", "", "-_ .")
 
 #: The environment variable with extra key regexes, comma-separated.
@@ -127,10 +137,10 @@ class Redactor:
     """Redacts by key name, by known secret values and in URLs; learns as the run goes."""
 
     __slots__ = (
-        "_compiled",
         "_extra_keys",
         "_key_cache",
         "_lock",
+        "_longest_first",
         "_values",
         "secret_root_keys",
         "version",
@@ -144,10 +154,11 @@ class Redactor:
     ) -> None:
         self._lock = threading.Lock()
         self._values: set[str] = set()
+        #: The same values, longest first (so a secret inside a longer one is not cut out of
+        #: it first); replaced whole on every change, so readers need no lock.
+        self._longest_first: tuple[str, ...] = ()
         #: Bumped whenever a value is learned; compare it to see whether anything was.
         self.version = 0
-        #: (version it was built for, pattern or None)
-        self._compiled: tuple[int, re.Pattern[str] | None] = (0, None)
         self._extra_keys = compile_key_patterns(key_patterns)
         self._key_cache: dict[str, bool] = {}
         #: Store keys hidden at the root whatever their name (the sensitive inputs' names).
@@ -161,7 +172,10 @@ class Redactor:
         fresh = [
             text
             for text in texts
-            if len(text) >= MIN_SECRET_CHARS and text not in self._values and REDACTED not in text
+            if len(text) >= MIN_SECRET_CHARS
+            and text not in self._values
+            and REDACTED not in text
+            and text not in REDACTED  # "dact" would re-open every marker already written
         ]
         if not fresh:
             return
@@ -170,6 +184,7 @@ class Redactor:
             added = [text for text in dict.fromkeys(fresh) if text not in self._values][:room]
             if added:
                 self._values.update(added)
+                self._longest_first = tuple(sorted(self._values, key=len, reverse=True))
                 self.version += 1
 
     def learn_hidden(self, value: Any) -> None:
@@ -187,19 +202,7 @@ class Redactor:
     @property
     def secret_values(self) -> tuple[str, ...]:
         """Every value hidden by value, longest first."""
-        with self._lock:
-            return tuple(sorted(self._values, key=len, reverse=True))
-
-    def _pattern(self) -> re.Pattern[str] | None:
-        version, pattern = self._compiled
-        if version == self.version:
-            return pattern
-        with self._lock:
-            version = self.version
-            ordered = sorted(self._values, key=len, reverse=True)
-            pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
-            self._compiled = (version, pattern)
-        return pattern
+        return self._longest_first
 
     # -- keys ----------------------------------------------------------------------------------
 
@@ -220,10 +223,15 @@ class Redactor:
     # -- values --------------------------------------------------------------------------------
 
     def text(self, text: str) -> str:
-        """``text`` with every known secret value, URL password and secret pair hidden."""
-        pattern = self._pattern()
-        if pattern is not None:
-            text = pattern.sub(REDACTED, text)
+        """``text`` with every known secret value, URL password and secret pair hidden.
+
+        One C-speed substring test per known value: for literals this beats a regex
+        alternation by several times (measured), and nothing is compiled when values are
+        learned one at a time while a run goes on.
+        """
+        for secret in self._longest_first:
+            if secret in text:
+                text = text.replace(secret, REDACTED)
         return _scrub_marked_secrets(text, self) if len(text) > 4 else text
 
     def is_secret_number(self, value: Any) -> bool:
@@ -296,14 +304,20 @@ MIN_LEARNED_FROM_TEXT_CHARS = 8
 _USERINFO = re.compile(
     r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://[^\s/@:?#]*:)(?P<password>[^\s/@?#]+)@"
 )
+_ANY_STEM = re.compile("|".join(_STEMS), re.IGNORECASE)
 _NAME = r"[A-Za-z0-9_.-]*(?:" + "|".join(_STEMS) + r")[A-Za-z0-9_.-]*"
-_PAIR = re.compile(
+_PAIR_SOURCE = (
     r"(?<![A-Za-z0-9_.-])(?P<quote>[\"']?)(?P<name>" + _NAME + r")(?P=quote)"
     r"(?P<sep>=|[ \t]*:[ \t]*)"
     r"(?P<value>\"(?:[^\"\\\n]|\\.)*\"|'(?:[^'\\\n]|\\.)*'"
-    r"|(?:(?:bearer|basic|token|digest)[ \t]+)?[^\s&#\"'<>,;)}\]]+)",
-    re.IGNORECASE,
+    r"|(?:(?:bearer|basic|token|digest)[ \t]+)?[^\s&#\"'<>,;)}\]]+)"
 )
+
+
+@lru_cache(maxsize=1)
+def _pair_pattern() -> re.Pattern[str]:
+    """Compiled on first use: most runs never print a secret-named pair."""
+    return re.compile(_PAIR_SOURCE, re.IGNORECASE)
 _AUTH_SCHEME = re.compile(r"(?i)(bearer|basic|token|digest)[ \t]+")
 
 
@@ -311,9 +325,9 @@ def _scrub_marked_secrets(text: str, redactor: Redactor) -> str:
     """Hide URL passwords and the values of secret-named pairs; learn the long ones."""
     if "@" in text and "://" in text:
         text = _USERINFO.sub(lambda match: _hide_password(match, redactor), text)
-    lowered = text.lower()
-    if any(stem in lowered for stem in _STEMS):
-        text = _PAIR.sub(lambda match: _hide_pair(match, redactor), text)
+    # Cheap tests first: most strings (ids, file names, prose) have no pair at all.
+    if ("=" in text or ":" in text) and _ANY_STEM.search(text) is not None:
+        text = _pair_pattern().sub(lambda match: _hide_pair(match, redactor), text)
     return text
 
 
