@@ -35,20 +35,25 @@ from pflow_trace.nodes.registry import NodeRegistry
 from pflow_trace.observe.export_settings import ExportSettings, resolve_export_settings
 from pflow_trace.observe.facts import Observers, RunObserver
 from pflow_trace.observe.otel import parent_context_from_env, setup_tracing
-from pflow_trace.observe.redaction import Redactor
+from pflow_trace.observe.redaction import key_patterns_from_env
 from pflow_trace.observe.sanitize import Sanitizer, SnapshotLimits
 from pflow_trace.report.stats import DEFAULT_TOP, build_summary
 from pflow_trace.report.summary import ShowSummary
 from pflow_trace.runtime import interrupts
 from pflow_trace.runtime.context import DEFAULT_MAX_NODE_VISITS, RunContext
 from pflow_trace.runtime.executor import RunResult, run_workflow, workflow_name
-from pflow_trace.runtime.inputs import resolve_inputs, sensitive_values
+from pflow_trace.runtime.inputs import resolve_inputs, run_redactor
 from pflow_trace.text import hex_trace_id
 from pflow_trace.tracefile.builder import TraceDocumentBuilder
 from pflow_trace.tracefile.model import TraceRun
 from pflow_trace.tracefile.readers import read_trace as _read_trace
 from pflow_trace.tracefile.spantable import SpanRecorder
-from pflow_trace.tracefile.writer import ensure_writable_dir, resolve_trace_path, write_trace
+from pflow_trace.tracefile.writer import (
+    check_destination,
+    ensure_writable_dir,
+    resolve_trace_path,
+    write_trace,
+)
 
 __all__ = [
     "ExportSettings",
@@ -82,6 +87,10 @@ class TraceOptions:
     observers: Sequence[RunObserver] = ()
     #: Node executions one run may make before it fails (an edge loop that never ends).
     max_node_visits: int = DEFAULT_MAX_NODE_VISITS
+    #: Extra regexes for key names to hide (``--redact-key``, ``PFLOW_TRACE_REDACT_KEYS``).
+    redact_keys: Sequence[str] = field(default_factory=key_patterns_from_env)
+    #: False: no item value previews in spans, the trace or the terminal (``--no-previews``).
+    previews: bool = True
 
 
 @dataclass
@@ -144,7 +153,18 @@ def _trace_path(options: TraceOptions, workflow: dict[str, Any], execution_id: s
         options.trace_file, options.trace_dir, workflow_name(workflow), time.time_ns(), execution_id
     )
     ensure_writable_dir(path)
+    check_destination(path, "--trace-file")
     return path
+
+
+def _export_warning(
+    warning: str | None, sanitizer: Sanitizer, trace_path: Path | None
+) -> str | None:
+    """The one export warning, redacted (it quotes the endpoint), naming the saved trace."""
+    if warning is None:
+        return None
+    where = f"; the run's trace is in {trace_path}" if trace_path is not None else ""
+    return sanitizer.redactor.text(warning) + where
 
 
 def run(
@@ -162,7 +182,10 @@ def run(
         workflow = load_workflow(workflow, registry)
     options = options or TraceOptions()
     values = resolve_inputs(workflow, inputs or {})
-    sanitizer = Sanitizer(Redactor(sensitive_values(workflow, values)), options.limits)
+    # The run's one redaction: the trace, spans, exports and printed output all go through it.
+    sanitizer = Sanitizer(
+        run_redactor(workflow, values, options.redact_keys), options.limits, options.previews
+    )
     execution_id = str(uuid.uuid4())
     trace_path = _trace_path(options, workflow, execution_id)
     recorder = SpanRecorder() if options.write_trace_file else None
@@ -190,8 +213,7 @@ def run(
     write_seconds, trace_error, warning = recorded
     if trace_error is not None:
         trace_path = None
-    if warning is not None and trace_path is not None:
-        warning = f"{warning}; the run's trace is in {trace_path}"
+    warning = _export_warning(warning, sanitizer, trace_path)
     return TracedRun(
         result=result,
         trace_path=trace_path,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -74,11 +73,19 @@ def export(
     execution id, so exporting it twice does not duplicate it).
     """
     check_export_options(target, file_format, output, endpoint, protocol, timeout_s)
+    if output is not None and output != "-":
+        from pathlib import Path
+
+        from pflow_trace.tracefile.writer import check_destination
+
+        check_destination(Path(output), "-o")
     if target is not None:
         result = _replay(trace, endpoint, protocol, timeout_s, service_name)
+        from pflow_trace.observe.redaction import redact_message
+
         click.echo(
             f"exported {result.span_count} spans of trace {result.trace_id} to "
-            f"{result.endpoint} ({result.protocol})"
+            f"{redact_message(result.endpoint)} ({result.protocol})"
         )
         return
     assert file_format is not None and output is not None  # check_export_options saw to it
@@ -161,7 +168,11 @@ def _convert(trace: str, file_format: str, output: str, service_name: str | None
 
 
 def _write_json(document: dict[str, Any], output: str) -> None:
-    """The document as compact JSON on one line; a file that cannot be written is a UsageError."""
+    """The document as compact JSON on one line; a file that cannot be written is a UsageError.
+
+    A file is written like a trace file: ``0600``, beside the destination, then renamed over
+    it, so a symlink planted at ``output`` is replaced rather than followed.
+    """
     # json.dumps, not json.dump: dump streams through the pure-Python encoder, which is several
     # times slower on a 100,000-item run than building the text with the C encoder.
     text = json.dumps(document, ensure_ascii=False, separators=(",", ":")) + "\n"
@@ -169,10 +180,11 @@ def _write_json(document: dict[str, Any], output: str) -> None:
         sys.stdout.write(text)
         sys.stdout.flush()
         return
+    from pathlib import Path
+
+    from pflow_trace.tracefile.writer import write_private_file
+
     try:
-        # Like ``run --trace-file``: a missing parent directory is created, not an error.
-        os.makedirs(os.path.dirname(output) or ".", exist_ok=True)
-        with open(output, "w", encoding="utf-8") as stream:
-            stream.write(text)
+        write_private_file(Path(output), [text], "-o")
     except OSError as exc:
         raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from None

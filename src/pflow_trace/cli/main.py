@@ -66,7 +66,9 @@ class LazyGroup(click.Group):
         try:
             return super().invoke(ctx)
         except PflowTraceError as exc:
-            click.echo(f"error: {exc.message}", err=True)
+            from pflow_trace.observe.redaction import redact_message
+
+            click.echo(f"error: {redact_message(exc.message)}", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt as exc:  # before or after a run: the run handles its own
             click.echo("interrupted", err=True)

@@ -50,7 +50,9 @@ EXIT_BY_STATUS = {
 )
 @click.option("--service-name", default=None, help="Default: OTEL_SERVICE_NAME, else pflow-trace.")
 @click.option(
-    "--trace-file", type=click.Path(dir_okay=False), default=None, help="Write the trace here."
+    "--trace-file",
+    default=None,
+    help="Write the trace here (a regular file, or a new path; created 0600).",
 )
 @click.option(
     "--trace-dir",
@@ -78,6 +80,19 @@ EXIT_BY_STATUS = {
     default=None,
     help="Most list elements kept in the trace (env PFLOW_TRACE_MAX_LIST, default 10000).",
 )
+@click.option(
+    "--redact-key",
+    "redact_keys",
+    multiple=True,
+    metavar="REGEX",
+    help="Also hide values under keys matching REGEX (repeatable; adds to "
+    "PFLOW_TRACE_REDACT_KEYS, comma-separated).",
+)
+@click.option(
+    "--no-previews",
+    is_flag=True,
+    help="No item value previews in spans, the trace file or the terminal.",
+)
 def run(
     workflow: str,
     assignments: tuple[str, ...],
@@ -94,12 +109,16 @@ def run(
     max_string: int | None,
     max_list: int | None,
     max_node_visits: int | None,
+    redact_keys: tuple[str, ...],
+    no_previews: bool,
 ) -> None:
     """Run WORKFLOW with inputs given as NAME=VALUE (JSON when it parses, else text)."""
     from pflow_trace import api
     from pflow_trace.api import TraceOptions
     from pflow_trace.cli.display import RunTally
+    from pflow_trace.ir.validation import workflow_warnings
     from pflow_trace.observe.export_settings import resolve_export_settings
+    from pflow_trace.observe.redaction import key_patterns_from_env
     from pflow_trace.observe.sanitize import SnapshotLimits
     from pflow_trace.runtime.context import DEFAULT_MAX_NODE_VISITS
     from pflow_trace.runtime.inputs import parse_assignments
@@ -109,6 +128,8 @@ def run(
         loaded = api.load_workflow(workflow)
         inputs = parse_assignments(assignments)
         settings = resolve_export_settings(exporter, otlp_endpoint, otlp_protocol, service_name)
+    for warning in workflow_warnings(loaded):
+        click.echo(f"warning: {terminal_safe(warning)}", err=True)
     tally = RunTally()
     observers: list[Any] = [tally]
     if text_mode and not quiet:
@@ -121,6 +142,8 @@ def run(
         limits=SnapshotLimits.from_env(max_string_chars=max_string, max_list_items=max_list),
         observers=observers,
         max_node_visits=max_node_visits or DEFAULT_MAX_NODE_VISITS,
+        redact_keys=(*key_patterns_from_env(), *redact_keys),
+        previews=not no_previews,
     )
     # Inputs are checked as the run starts: a refused one is still an "invalid" JSON answer.
     with _invalid_as_json(enabled=not text_mode), _stdout_to_stderr(enabled=not text_mode):
@@ -223,13 +246,14 @@ def print_outcome(outcome: Any, exporter: str, text_mode: bool, tally: Any) -> N
     """The run's result on stdout: status, error, outputs and trace path, or one JSON object."""
     result = outcome.result
     redact = outcome.sanitizer.redactor.value
+    error = redact(result.error)  # a secret learned after the error was recorded
     if text_mode:
         record = result.record
         click.echo("")
         click.echo(status_line(outcome, tally))
-        if record.error and record.status in ("failed", "interrupted"):
-            click.echo(f"error: {terminal_safe(record.error)}")
-        for warning in result.warnings:
+        if error and record.status in ("failed", "interrupted"):
+            click.echo(f"error: {terminal_safe(error)}")
+        for warning in redact(result.warnings):
             click.echo(f"warning: {terminal_safe(warning)}")
         if result.outputs and record.status in ("success", "degraded"):
             click.echo("outputs:")
@@ -246,8 +270,8 @@ def print_outcome(outcome: Any, exporter: str, text_mode: bool, tally: Any) -> N
             "outputs": redact(cap_depth(result.outputs)),
             "nodes": redact(cap_depth(result.nodes)),
             "duration_ms": round(result.duration_ms, 3),
-            "error": result.error,
-            "warnings": result.warnings,
+            "error": error,
+            "warnings": redact(result.warnings),
             "trace_file": str(outcome.trace_path) if outcome.trace_path else None,
             "trace_id": outcome.trace_id,
         }

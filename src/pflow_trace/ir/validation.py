@@ -323,3 +323,10 @@ def load_and_validate(path: str | Path, registry: NodeRegistry | None = None) ->
     from pflow_trace.ir.loading import load_and_validate_any
 
     return load_and_validate_any(path, registry)
+
+
+def workflow_warnings(workflow: dict[str, Any]) -> list[str]:
+    """What a valid workflow does that is allowed but risky; never fails validation."""
+    from pflow_trace.ir.shell_safety import shell_injection_warnings
+
+    return shell_injection_warnings(workflow)

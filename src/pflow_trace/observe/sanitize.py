@@ -3,6 +3,8 @@
 One pass does everything a value needs before it leaves the process: secret keys and values
 are redacted, long strings are cut with a visible marker, bytes become ``<binary: N bytes>``,
 long lists and deep nesting are capped, and anything JSON cannot hold becomes its ``repr``.
+Item previews can be switched off for regulated data (``--no-previews``); each one is then
+:data:`NO_PREVIEW`, so a reader sees that something was left out.
 """
 
 from __future__ import annotations
@@ -12,8 +14,11 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from pflow_trace.observe.redaction import REDACTED, Redactor, is_secret_key
+from pflow_trace.observe.redaction import REDACTED, Redactor
 from pflow_trace.text import MAX_PRINTABLE_INT_BITS, describe_long_int, truncate_marked
+
+#: What stands for an item preview when previews are off.
+NO_PREVIEW = "<preview off>"
 
 _JSON_SCALARS = (bool, int, float, type(None))
 
@@ -57,13 +62,29 @@ class SnapshotLimits:
 class Sanitizer:
     """Applies :class:`SnapshotLimits` and a :class:`Redactor` to values, returning copies."""
 
-    __slots__ = ("limits", "redactor")
+    __slots__ = ("limits", "previews", "redactor")
 
-    def __init__(self, redactor: Redactor, limits: SnapshotLimits | None = None) -> None:
+    def __init__(
+        self, redactor: Redactor, limits: SnapshotLimits | None = None, previews: bool = True
+    ) -> None:
         self.redactor = redactor
         self.limits = limits or SnapshotLimits()
+        #: False: every item preview (span attribute, trace, terminal) is :data:`NO_PREVIEW`.
+        self.previews = previews
 
     def value(self, value: Any, depth: int = 0) -> Any:
+        """A safe copy of ``value``; made twice when it taught the redactor a secret.
+
+        A value hidden by key (``access_token`` in parsed JSON) is learned during the copy, so
+        a second copy hides it where it appeared earlier in the same value (the raw body).
+        """
+        if depth:
+            return self._value(value, depth)
+        version = self.redactor.version
+        safe = self._value(value, 0)
+        return self._value(value, 0) if self.redactor.version != version else safe
+
+    def _value(self, value: Any, depth: int) -> Any:
         if isinstance(value, str):
             return truncate_marked(self.redactor.text(value), self.limits.max_string_chars)
         if isinstance(value, _JSON_SCALARS):
@@ -77,15 +98,18 @@ class Sanitizer:
         if depth >= self.limits.max_depth:
             return f"<max depth {self.limits.max_depth} reached>"
         if isinstance(value, dict):
-            return {
-                str(key): REDACTED
-                if isinstance(key, str) and is_secret_key(key)
-                else self.value(item, depth + 1)
-                for key, item in value.items()
-            }
+            redactor = self.redactor
+            copy: dict[str, Any] = {}
+            for key, item in value.items():
+                if isinstance(key, str) and redactor.is_secret_key(key):
+                    redactor.learn_hidden(item)
+                    copy[key] = REDACTED
+                else:
+                    copy[str(key)] = self._value(item, depth + 1)
+            return copy
         if isinstance(value, (list, tuple)):
             limit = self.limits.max_list_items
-            kept = [self.value(item, depth + 1) for item in value[:limit]]
+            kept = [self._value(item, depth + 1) for item in value[:limit]]
             if len(value) > limit:
                 kept.append(f"<{len(value) - limit} more items>")
             return kept
@@ -99,6 +123,8 @@ class Sanitizer:
 
     def preview(self, value: Any) -> str:
         """A short one-line rendering of a batch item for spans, the trace and the terminal."""
+        if not self.previews:
+            return NO_PREVIEW
         if isinstance(value, str):
             text = self.redactor.text(value)
         elif self.redactor.is_secret_number(value):

@@ -14,7 +14,7 @@ from opentelemetry import trace
 
 from pflow_trace.nodes.base import current_attempt
 from pflow_trace.observe.facts import NodeExecution, RunObserver
-from pflow_trace.observe.redaction import NO_REDACTION
+from pflow_trace.observe.redaction import Redactor
 from pflow_trace.observe.sanitize import Sanitizer
 
 #: A run stops with an error after this many node executions: an edge loop that never ends
@@ -42,7 +42,7 @@ class RunContext:
 
     tracer: trace.Tracer = field(default_factory=lambda: trace.NoOpTracer())
     observer: RunObserver | None = None
-    sanitizer: Sanitizer = field(default_factory=lambda: Sanitizer(NO_REDACTION))
+    sanitizer: Sanitizer = field(default_factory=lambda: Sanitizer(Redactor()))
     #: Node executions one run may make; the Instrumented layer enforces it.
     max_node_visits: int = DEFAULT_MAX_NODE_VISITS
     #: How many node executions this run has made so far, and the latest ones, in order.

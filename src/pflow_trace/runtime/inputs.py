@@ -1,11 +1,17 @@
-"""Workflow inputs: command-line ``name=value`` pairs, declared types, defaults, required."""
+"""Workflow inputs: command-line ``name=value`` pairs, declared types, defaults, required.
+
+Also what the run's redaction knows before anything runs (:func:`run_redactor`): the leaves of
+sensitive inputs, inputs whose names name a secret, and secrets written into node params.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from pflow_trace.errors import UsageError
+from pflow_trace.observe.redaction import Redactor, leaf_values
 from pflow_trace.text import nesting_problem, terminal_safe
 
 _TYPE_CHECKS: dict[str, tuple[type, ...]] = {
@@ -70,7 +76,9 @@ def resolve_inputs(workflow: dict[str, Any], provided: dict[str, Any]) -> dict[s
             not isinstance(value, checks)
             or (expected in ("number", "integer") and isinstance(value, bool))
         ):
-            problems.append(f"input '{name}' must be {expected}, got {json.dumps(value)}")
+            # A sensitive value is never echoed back, not even in an error message.
+            got = "a value of another type" if spec.get("sensitive") else json.dumps(value)
+            problems.append(f"input '{name}' must be {expected}, got {got}")
             continue
         values[name] = value
     if problems:
@@ -78,9 +86,49 @@ def resolve_inputs(workflow: dict[str, Any], provided: dict[str, Any]) -> dict[s
     return values
 
 
-def sensitive_values(workflow: dict[str, Any], values: dict[str, Any]) -> list[Any]:
-    """The values of inputs declared ``"sensitive": true``: redacted wherever they appear."""
+def sensitive_names(workflow: dict[str, Any]) -> frozenset[str]:
+    """The names of inputs declared ``"sensitive": true``."""
     declared: dict[str, dict[str, Any]] = workflow.get("inputs") or {}
+    return frozenset(name for name, spec in declared.items() if spec.get("sensitive"))
+
+
+def sensitive_values(workflow: dict[str, Any], values: dict[str, Any]) -> list[str]:
+    """Every leaf string and number of each sensitive input, whatever its type, as text.
+
+    An array or object is not one secret but many: each item of a sensitive list used as
+    ``batch.items`` must be hidden on its own wherever it appears.
+    """
     return [
-        values[name] for name, spec in declared.items() if spec.get("sensitive") and name in values
+        leaf
+        for name in sorted(sensitive_names(workflow))
+        if name in values
+        for leaf in leaf_values(values[name])
     ]
+
+
+def _node_params(workflow: dict[str, Any]) -> Iterable[dict[str, Any]]:
+    for node in workflow.get("nodes") or []:
+        params = node.get("params") if isinstance(node, dict) else None
+        if isinstance(params, dict):
+            yield params
+
+
+def run_redactor(
+    workflow: dict[str, Any], values: dict[str, Any], key_patterns: Iterable[str] = ()
+) -> Redactor:
+    """The run's redactor, knowing every secret the workflow and its inputs reveal up front."""
+    redactor = Redactor(
+        sensitive_values(workflow, values),
+        key_patterns=key_patterns,
+        secret_root_keys=sensitive_names(workflow),
+    )
+    for name, value in values.items():
+        if redactor.is_secret_root_key(name):
+            redactor.learn_hidden(value)
+    # Secrets written into the workflow itself (a literal Authorization header, a password in
+    # a URL); a template is skipped, what it resolves to is learned when it is hidden.
+    probe = Redactor(key_patterns=key_patterns)
+    for params in _node_params(workflow):
+        probe.value(params)
+    redactor.learn(value for value in probe.secret_values if "${" not in value)
+    return redactor

@@ -5,6 +5,10 @@ before and after each node, turns batch item outcomes into ``batch_items`` recor
 run ends, hands the finished document to the writer. Everything passes through the run's
 :class:`~pflow_trace.observe.sanitize.Sanitizer`, so secrets and huge values never reach the file.
 
+A store key that names a secret (an input ``api_key``, a node ``get_token``) is hidden whole at
+the root, as at any depth, and its value is learned so it is hidden by value everywhere else.
+A value learned after some events were recorded is hidden in them when the document is built.
+
 Snapshots stay linear in the run's size: each value is sanitized once (cached by identity), and
 an event shows only the namespaces that matter to its node (its own and the ones its templates
 read) besides inputs and run-wide keys; ``mutations`` still compares every key.
@@ -20,10 +24,16 @@ from typing import Any
 
 from pflow_trace import __version__
 from pflow_trace.observe.facts import ItemOutcome, NodeExecution, RunObserver, RunRecord
-from pflow_trace.observe.redaction import REDACTED, is_secret_key
+from pflow_trace.observe.redaction import REDACTED, Redactor
 from pflow_trace.observe.sanitize import Sanitizer
 from pflow_trace.text import hex_span_id, hex_trace_id
 from pflow_trace.tracefile.spantable import SpanRecorder
+from pflow_trace.tracefile.spantable_format import (
+    COL_ATTRIBUTES,
+    COL_EVENTS,
+    COL_STATUS_MESSAGE,
+    COLUMNS,
+)
 
 FORMAT_VERSION = "1.2.0"
 GENERATOR = f"pflow-trace {__version__}"
@@ -64,6 +74,8 @@ class TraceDocumentBuilder(RunObserver):
         # key -> (raw value kept alive, its sanitized form): each value is sanitized once
         self._cache: dict[str, tuple[Any, Any]] = {}
         self._lock = threading.Lock()
+        #: The redactor's version when the run started: a later one means values were learned.
+        self._redactor_version = sanitizer.redactor.version
 
     # -- snapshots -----------------------------------------------------------------------------
 
@@ -79,6 +91,7 @@ class TraceDocumentBuilder(RunObserver):
         cache = self._cache
         hidden = self.namespaces
         own, reads = execution.node_id, execution.reads
+        redactor = self.sanitizer.redactor
         for key, value in shared.items():
             identities[key] = id(value)
             if key in hidden and key != own and key not in reads:
@@ -87,7 +100,11 @@ class TraceDocumentBuilder(RunObserver):
             if cached is not None and cached[0] is value:
                 view[key] = cached[1]
                 continue
-            sanitized = self.sanitizer.value(value)
+            if redactor.is_secret_root_key(key):
+                redactor.learn_hidden(value)
+                sanitized: Any = REDACTED
+            else:
+                sanitized = self.sanitizer.value(value)
             cache[key] = (value, sanitized)  # the raw value is kept so its id stays unique
             view[key] = sanitized
         return _Snapshot(identities, view)
@@ -140,6 +157,7 @@ class TraceDocumentBuilder(RunObserver):
     def _template_resolutions(self, execution: NodeExecution) -> dict[str, Any]:
         """``{param: {template, resolved}}``; a param named like a secret keeps the shape."""
         value = self.sanitizer.value
+        is_secret_key = self.sanitizer.redactor.is_secret_key
         resolutions: dict[str, Any] = {}
         for param, resolution in execution.template_resolutions.items():
             if is_secret_key(param):
@@ -201,6 +219,10 @@ class TraceDocumentBuilder(RunObserver):
         }
         if self.spans is not None:
             otel["spans"] = self.spans.table(run.start_ns)
+        error = run.error
+        redactor = self.sanitizer.redactor
+        if redactor.version != self._redactor_version:
+            events, error = _hide_late_secrets(redactor, events, otel), redactor.text(error or "")
         return {
             "format_version": FORMAT_VERSION,
             "generator": GENERATOR,
@@ -212,8 +234,40 @@ class TraceDocumentBuilder(RunObserver):
             "final_status": run.status if run.status != "running" else "interrupted",
             "nodes_executed": len(events),
             "nodes_failed": sum(1 for event in events if not event["success"]),
-            "error": run.error,
+            "error": error or None,
             "failed_node": run.failed_node,
             "otel": otel,
             "nodes": events,
         }
+
+
+#: The parts of a node event that hold run values (everything else is ids, times and counts).
+_EVENT_VALUES = ("shared_before", "shared_after", "template_resolutions", "error")
+#: The span-table columns that hold text from the run: status message, attributes, events.
+_ROW_VALUES = tuple(
+    COLUMNS.index(column) for column in (COL_STATUS_MESSAGE, COL_ATTRIBUTES, COL_EVENTS)
+)
+
+
+def _hide_late_secrets(
+    redactor: Redactor, events: list[dict[str, Any]], otel: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """Hide values learned mid-run in what was recorded before they were learned.
+
+    Only the fields that hold run values are rewritten, so ids, times and the document's own
+    keys are never touched. ``otel``'s span rows are rewritten in place.
+    """
+    strings = redactor.strings
+    rewritten = []
+    for event in events:
+        event = {**event, **{key: strings(event[key]) for key in _EVENT_VALUES if key in event}}
+        if "batch_items" in event:
+            event["batch_items"] = [
+                {**item, "item": strings(item["item"]), "error": strings(item["error"])}
+                for item in event["batch_items"]
+            ]
+        rewritten.append(event)
+    for row in otel.get("spans", {}).get("rows", ()):
+        for column in _ROW_VALUES:
+            row[column] = strings(row[column])
+    return rewritten

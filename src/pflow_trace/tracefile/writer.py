@@ -1,17 +1,26 @@
-"""Where trace files go and how they are written: atomically, always valid JSON.
+"""Where trace files go and how they are written: atomically, privately, always valid JSON.
 
 Location: ``--trace-file PATH``; else ``--trace-dir DIR`` or ``PFLOW_TRACE_DIR``; else
 ``~/.pflow-trace/traces/`` (one rule, shared with ``show``: ``traces.locate.default_trace_dir``).
 Name: ``workflow-trace-<name>-<YYYYmmdd-HHMMSS>-<short id>.json``.
+
+A trace holds what a run saw, so it is written like a private file: directories we create are
+``0700``, files ``0600``; the file is written beside its destination and renamed over it, so a
+symlink planted at the destination is replaced, never followed. A destination that exists and
+is not a regular file (a device, a FIFO, a socket, a directory) is refused before the run
+starts (:func:`check_destination`), and checked again right before the rename. ``export -o``
+writes its files the same way (:func:`write_private_file`).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
+import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -53,12 +62,62 @@ def resolve_trace_path(
     return directory / trace_file_name(workflow_name, start_ns, execution_id)
 
 
+#: Modes of what we create: only the user may read a trace.
+PRIVATE_DIR_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
+
+_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def check_destination(path: Path, option: str) -> None:
+    """Refuse a destination that exists and is not a regular file (a symlink is replaced).
+
+    ``/dev/null``, a FIFO or a socket would otherwise be replaced by a regular file (as root,
+    the real device), and a directory would fail only after the run.
+    """
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise UsageError(f"{option} {path}: {exc.strerror or exc}") from None
+    if stat.S_ISREG(mode) or stat.S_ISLNK(mode):
+        return
+    kind = next((name for test, name in _KINDS if test(mode)), "not a regular file")
+    raise UsageError(f"{option} {path} is {kind}; give the path of a regular file")
+
+
+def make_private_dirs(directory: Path) -> None:
+    """Create ``directory`` and missing parents as ``0700`` (whatever the umask says)."""
+    missing: list[Path] = []
+    current = directory
+    while not current.exists():
+        missing.append(current)
+        if current.parent == current:
+            break
+        current = current.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=PRIVATE_DIR_MODE)
+        except FileExistsError:
+            continue
+        os.chmod(folder, PRIVATE_DIR_MODE)  # mkdir's mode is masked by the umask
+
+
 def ensure_writable_dir(path: Path) -> None:
     """Fail before the run starts when the trace cannot be written, not after."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dirs(path.parent)
     except OSError as exc:
         raise UsageError(f"cannot create trace directory {path.parent}: {exc.strerror}") from None
+    if not path.parent.is_dir():
+        raise UsageError(f"trace directory {path.parent} is not a directory")
     if not os.access(path.parent, os.W_OK):
         raise UsageError(f"trace directory {path.parent} is not writable")
 
@@ -112,13 +171,23 @@ def write_trace(path: Path, document: dict[str, Any]) -> Path:
 
 def _write_atomically(path: Path, document: dict[str, Any]) -> Path:
     """Write to a temporary file beside ``path``, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    chunks = itertools.chain(iter_json_chunks(document), ["\n"])
+    return write_private_file(path, chunks, "--trace-file")
+
+
+def write_private_file(path: Path, chunks: Iterable[str], option: str) -> Path:
+    """Write ``chunks`` to a ``0600`` temporary file beside ``path``, then rename it over.
+
+    The rename replaces a symlink at ``path`` instead of writing through it; a destination
+    that became a device, FIFO or directory since it was checked is refused, not replaced.
+    """
+    make_private_dirs(path.parent)
     descriptor, temporary = tempfile.mkstemp(prefix=".trace-", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8", buffering=1 << 20) as handle:
-            for chunk in iter_json_chunks(document):
+            for chunk in chunks:
                 handle.write(chunk)
-            handle.write("\n")
+        check_destination(path, option)
         os.replace(temporary, path)
     except BaseException:
         try:
