@@ -31,6 +31,7 @@ from opentelemetry.sdk.trace import SpanProcessor
 from pflow_trace.ir.validation import load_and_validate
 from pflow_trace.ir.validation import validate_workflow as _validate
 from pflow_trace.nodes.registry import NodeRegistry
+from pflow_trace.observe.conventions import ENV_CAPTURE_MESSAGE_CONTENT
 from pflow_trace.observe.export_settings import ExportSettings, resolve_export_settings
 from pflow_trace.observe.facts import Observers, RunObserver
 from pflow_trace.observe.otel import parent_context_from_env, setup_tracing
@@ -78,6 +79,9 @@ class TraceOptions:
     join_env_trace_context: bool = True
     extra_processors: Sequence[SpanProcessor] = ()
     observers: Sequence[RunObserver] = ()
+    #: Record LLM prompts and completions on spans; None follows
+    #: ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``.
+    capture_llm_content: bool | None = None
 
 
 @dataclass
@@ -138,6 +142,30 @@ def _trace_path(options: TraceOptions, workflow: dict[str, Any], execution_id: s
     return path
 
 
+def _run_sanitizer(
+    workflow: dict[str, Any], values: dict[str, Any], limits: SnapshotLimits
+) -> Sanitizer:
+    """Redacts the sensitive inputs' values and any API key an ``llm`` node could send."""
+    secrets = [*sensitive_values(workflow, values), *_llm_api_keys(workflow)]
+    return Sanitizer(Redactor(secrets), limits)
+
+
+def _llm_api_keys(workflow: dict[str, Any]) -> list[str]:
+    """The API keys an ``llm`` node could send, redacted everywhere the run writes."""
+    if not any(node.get("type") == "llm" for node in workflow["nodes"]):
+        return []
+    from pflow_trace.nodes.llm_calls import known_api_keys
+
+    return known_api_keys()
+
+
+def _capture_llm_content(option: bool | None) -> bool:
+    """The option when given, else OpenTelemetry's GenAI switch (``true`` turns it on)."""
+    if option is not None:
+        return option
+    return os.environ.get(ENV_CAPTURE_MESSAGE_CONTENT, "").strip().lower() == "true"
+
+
 def run(
     workflow: dict[str, Any] | PathLike,
     inputs: dict[str, Any] | None = None,
@@ -153,7 +181,7 @@ def run(
         workflow = load_workflow(workflow, registry)
     options = options or TraceOptions()
     values = resolve_inputs(workflow, inputs or {})
-    sanitizer = Sanitizer(Redactor(sensitive_values(workflow, values)), options.limits)
+    sanitizer = _run_sanitizer(workflow, values, options.limits)
     execution_id = str(uuid.uuid4())
     trace_path = _trace_path(options, workflow, execution_id)
     recorder = SpanRecorder() if options.write_trace_file else None
@@ -166,7 +194,8 @@ def run(
     processors = [*options.extra_processors, *([recorder] if recorder is not None else [])]
     tracing = setup_tracing(options.export, processors)
     observer = Observers([builder, *options.observers])
-    context = RunContext(tracer=tracing.tracer, observer=observer, sanitizer=sanitizer)
+    capture = _capture_llm_content(options.capture_llm_content)
+    context = RunContext(tracing.tracer, observer, sanitizer, capture_llm_content=capture)
     parent = parent_context_from_env() if options.join_env_trace_context else None
     write_seconds = 0.0
     try:

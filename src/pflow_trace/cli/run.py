@@ -66,6 +66,18 @@ EXIT_BY_STATUS = {
     default=None,
     help="Most list elements kept in the trace (env PFLOW_TRACE_MAX_LIST, default 10000).",
 )
+@click.option(
+    "--prices",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="JSON price file laid over the built-in LLM price table (env PFLOW_TRACE_PRICES).",
+)
+@click.option(
+    "--capture-llm-content",
+    is_flag=True,
+    help="Record LLM prompts and completions on spans, redacted "
+    "(env OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true).",
+)
 def run(
     workflow: str,
     assignments: tuple[str, ...],
@@ -80,6 +92,8 @@ def run(
     no_trace_file: bool,
     max_string: int | None,
     max_list: int | None,
+    prices: str | None,
+    capture_llm_content: bool,
 ) -> None:
     """Run WORKFLOW with inputs given as NAME=VALUE (JSON when it parses, else text)."""
     from pflow_trace import api
@@ -90,6 +104,8 @@ def run(
     from pflow_trace.runtime.inputs import parse_assignments
 
     loaded = api.load_workflow(workflow)
+    if prices is not None:
+        use_price_file(prices)
     inputs = parse_assignments(assignments)
     settings = resolve_export_settings(exporter, otlp_endpoint, otlp_protocol, service_name)
     text_mode = output_format == "text"
@@ -104,6 +120,7 @@ def run(
         trace_dir=trace_dir,
         limits=SnapshotLimits.from_env(max_string_chars=max_string, max_list_items=max_list),
         observers=[display] if display is not None else [],
+        capture_llm_content=True if capture_llm_content else None,
     )
     outcome = api.run(loaded, inputs, options)
     try:
@@ -117,6 +134,31 @@ def run(
     except BrokenPipeError:
         silence_stdout()
     raise SystemExit(EXIT_BY_STATUS.get(outcome.result.status, EXIT_WORKFLOW_FAILED))
+
+
+def use_price_file(path: str) -> None:
+    """Check the price file now (a bad one is a one-line error before anything runs), then
+    hand it to the ``llm`` nodes the way a user would: through ``PFLOW_TRACE_PRICES``."""
+    import os
+
+    from pflow_trace.nodes.llm_pricing import PRICES_ENV, read_user_prices
+
+    read_user_prices(path)
+    os.environ[PRICES_ENV] = os.path.abspath(path)
+
+
+def llm_status_line(llm_summary: dict[str, Any]) -> str:
+    """``llm: 5 calls, 305 tokens (130 in, 175 out), price unknown for echo``."""
+    from pflow_trace.cli.display import llm_text
+
+    calls = llm_summary.get("calls", 0)
+    text = f"llm: {calls} call{'s' if calls != 1 else ''}, {llm_text(llm_summary)}"
+    tokens_in, tokens_out = llm_summary.get("input_tokens", 0), llm_summary.get("output_tokens", 0)
+    text += f" ({tokens_in:,} in, {tokens_out:,} out)"
+    unpriced = llm_summary.get("unpriced_models") or []
+    if unpriced:
+        text += f"; no price for {', '.join(unpriced)}"
+    return text
 
 
 def print_outcome(outcome: Any, exporter: str, text_mode: bool) -> None:
@@ -137,6 +179,9 @@ def print_outcome(outcome: Any, exporter: str, text_mode: bool) -> None:
             for name, value in redact(result.outputs).items():
                 shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
                 click.echo(f"  {name}: {shown}")
+        llm_summary = (outcome.document or {}).get("llm_summary")
+        if llm_summary:
+            click.echo(llm_status_line(llm_summary))
         if outcome.trace_path is not None:
             click.echo(f"trace: {outcome.trace_path}")
         if outcome.trace_id and exporter == "otlp" and outcome.export_warning is None:
@@ -150,5 +195,6 @@ def print_outcome(outcome: Any, exporter: str, text_mode: bool) -> None:
             "error": result.error,
             "trace_file": str(outcome.trace_path) if outcome.trace_path else None,
             "trace_id": outcome.trace_id,
+            "llm": (outcome.document or {}).get("llm_summary"),
         }
         click.echo(json.dumps(payload, ensure_ascii=False, default=str))

@@ -36,6 +36,21 @@ def is_secret_key(key: str) -> bool:
     return _SECRET_KEY.search(key) is not None
 
 
+_TOKEN_COUNT = re.compile(r"tokens$", re.IGNORECASE)
+
+
+def is_token_count(key: str, value: Any) -> bool:
+    """True for a number under a key that counts tokens: an exception to :func:`is_secret_key`.
+
+    ``input_tokens``, ``max_tokens`` and ``total_tokens`` hold an LLM call's token counts, not
+    credentials; a number there is kept (a number equal to a secret value is still redacted by
+    value). A string or anything else under such a key is redacted as before.
+    """
+    if _TOKEN_COUNT.search(key) is None:
+        return False
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+
+
 class Redactor:
     """Redacts by key name and by known secret values; cheap when there are no values."""
 
@@ -72,7 +87,9 @@ class Redactor:
             return self.text(value)
         if isinstance(value, dict):
             return {
-                key: REDACTED if isinstance(key, str) and is_secret_key(key) else self.value(item)
+                key: REDACTED
+                if isinstance(key, str) and is_secret_key(key) and not is_token_count(key, item)
+                else self.value(item)
                 for key, item in value.items()
             }
         if isinstance(value, (list, tuple)):

@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from pflow_trace.observe.redaction import REDACTED, Redactor, is_secret_key
+from pflow_trace.observe.redaction import REDACTED, Redactor, is_secret_key, is_token_count
 from pflow_trace.text import truncate_marked
 
 _JSON_SCALARS = (bool, int, float, type(None))
@@ -77,7 +77,7 @@ class Sanitizer:
         if isinstance(value, dict):
             return {
                 str(key): REDACTED
-                if isinstance(key, str) and is_secret_key(key)
+                if isinstance(key, str) and is_secret_key(key) and not is_token_count(key, item)
                 else self.value(item, depth + 1)
                 for key, item in value.items()
             }

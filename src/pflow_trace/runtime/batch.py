@@ -27,8 +27,10 @@ from pflow_trace.ir.templates import Reference, compile_value, resolve_param
 from pflow_trace.nodes.base import NodeFailure, cancel_running_work
 from pflow_trace.observe import conventions as conv
 from pflow_trace.observe.facts import ItemOutcome, ItemStatus
+from pflow_trace.observe.llm_usage import summarize_usages
 from pflow_trace.runtime.context import current_attempt, current_execution
 from pflow_trace.runtime.layers import LayerWrapper, describe_error
+from pflow_trace.runtime.llm_spans import record_llm_call, usage_of, usage_of_failure
 
 ErrorHandling = Literal["fail_fast", "continue"]
 
@@ -144,6 +146,7 @@ class BatchNode(LayerWrapper):
         token = otel_context.attach(trace.set_span_in_context(span))
         result: Any = None
         error: str | None = None
+        usage: dict[str, Any] | None = None  # an LLM call's llm_usage, from its last attempt
         attempt = 0
         try:
             for attempt in range(1, max_retries + 1):
@@ -154,10 +157,12 @@ class BatchNode(LayerWrapper):
                 try:
                     chain._run(item_shared)
                     result = item_shared.get(self.node_id)
+                    usage = usage_of(result)
                     error = None
                     break
                 except Exception as exc:
                     error = self.run_context.sanitizer.text(describe_error(exc))
+                    usage = usage_of_failure(exc)
                     if attempt < max_retries:
                         self._before_retry(span, attempt, error)
                 finally:
@@ -167,12 +172,15 @@ class BatchNode(LayerWrapper):
             raise
         finally:
             end_ns = time.time_ns()
+            if usage is not None and recording:
+                run = self.run_context
+                record_llm_call(span, usage, result, run.sanitizer, run.capture_llm_content)
             self._end_item_span(span, token, attempt, error, end_ns, recording)
         status: ItemStatus = "success" if error is None else "failed"
         span_id = span.get_span_context().span_id
         # Positional, in field order: keywords cost about 0.6 µs more per item (measured).
         outcome = ItemOutcome(
-            index, item, status, attempt, start_ns, end_ns, worker, error, span_id
+            index, item, status, attempt, start_ns, end_ns, worker, error, span_id, usage
         )
         return outcome, result
 
@@ -366,18 +374,22 @@ class BatchNode(LayerWrapper):
         ]
         success_count = sum(1 for o in outcomes if o.status == "success")
         config = self.config
+        metadata: dict[str, Any] = {
+            "parallel": config.parallel,
+            "max_concurrent": config.max_concurrent if config.parallel else None,
+            "max_retries": config.max_retries,
+            "retry_wait": config.retry_wait,
+            "execution_mode": config.execution_mode,
+            "timing": timing_stats([outcome.duration_ms for outcome in outcomes]),
+        }
+        llm_usage = summarize_usages(o.llm_usage for o in outcomes)
+        if llm_usage is not None:  # an LLM batch: its calls' tokens and cost
+            metadata["llm_usage"] = llm_usage
         return {
             "results": results,
             "count": len(items),
             "success_count": success_count,
             "error_count": len(errors),
             "errors": errors or None,
-            "batch_metadata": {
-                "parallel": config.parallel,
-                "max_concurrent": config.max_concurrent if config.parallel else None,
-                "max_retries": config.max_retries,
-                "retry_wait": config.retry_wait,
-                "execution_mode": config.execution_mode,
-                "timing": timing_stats([outcome.duration_ms for outcome in outcomes]),
-            },
+            "batch_metadata": metadata,
         }

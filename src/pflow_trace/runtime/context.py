@@ -31,6 +31,8 @@ class RunContext:
     tracer: trace.Tracer = field(default_factory=lambda: trace.NoOpTracer())
     observer: RunObserver | None = None
     sanitizer: Sanitizer = field(default_factory=lambda: Sanitizer(NO_REDACTION))
+    #: Record LLM prompts and completions on spans (opt-in; see ``docs/llm.md``).
+    capture_llm_content: bool = False
 
     @property
     def recording(self) -> bool:
