@@ -133,8 +133,9 @@ def _model(name: str | None) -> Any:
     try:
         return llm_calls.models.get(name)
     except llm.UnknownModelError:
+        shown = name or llm.get_default_model()
         raise NodeFailure(
-            f"llm: unknown model '{name}': no installed llm plugin provides it "
+            f"llm: unknown model '{shown}': no installed llm plugin provides it "
             "(`llm models list` shows the models there are)"
         ) from None
 
