@@ -179,3 +179,21 @@ def validate_trace() -> Callable[[Any], dict[str, Any]]:
         return document
 
     return validate
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_llm_user_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The ``llm`` library's user directory (keys, extra models, logs) is a scratch one.
+
+    No test reads a developer's stored API keys or model aliases, or writes into them; tests
+    that configure models (an OpenAI-compatible server on loopback) get their own directory
+    with ``monkeypatch.setenv("LLM_USER_PATH", ...)``. Subprocesses inherit the variable.
+    """
+    path = tmp_path_factory.mktemp("llm-user-dir")
+    previous = os.environ.get("LLM_USER_PATH")
+    os.environ["LLM_USER_PATH"] = str(path)
+    yield path
+    if previous is None:
+        os.environ.pop("LLM_USER_PATH", None)
+    else:
+        os.environ["LLM_USER_PATH"] = previous

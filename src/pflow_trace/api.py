@@ -32,6 +32,7 @@ from pflow_trace.errors import TraceWriteError
 from pflow_trace.ir.validation import load_and_validate
 from pflow_trace.ir.validation import validate_workflow as _validate
 from pflow_trace.nodes.registry import NodeRegistry
+from pflow_trace.observe.conventions import ENV_CAPTURE_MESSAGE_CONTENT
 from pflow_trace.observe.export_settings import ExportSettings, resolve_export_settings
 from pflow_trace.observe.facts import Observers, RunObserver
 from pflow_trace.observe.otel import parent_context_from_env, setup_tracing
@@ -91,6 +92,9 @@ class TraceOptions:
     redact_keys: Sequence[str] = field(default_factory=key_patterns_from_env)
     #: False: no item value previews in spans, the trace or the terminal (``--no-previews``).
     previews: bool = True
+    #: Record LLM prompts and completions on spans; None follows
+    #: ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``.
+    capture_llm_content: bool | None = None
 
 
 @dataclass
@@ -167,6 +171,22 @@ def _export_warning(
     return sanitizer.redactor.text(warning) + where
 
 
+def _llm_api_keys(workflow: dict[str, Any]) -> list[str]:
+    """The API keys an ``llm`` node could send, redacted everywhere the run writes."""
+    if not any(node.get("type") == "llm" for node in workflow["nodes"]):
+        return []
+    from pflow_trace.nodes.llm_calls import known_api_keys
+
+    return known_api_keys()
+
+
+def _capture_llm_content(option: bool | None) -> bool:
+    """The option when given, else OpenTelemetry's GenAI switch (``true`` turns it on)."""
+    if option is not None:
+        return option
+    return os.environ.get(ENV_CAPTURE_MESSAGE_CONTENT, "").strip().lower() == "true"
+
+
 def run(
     workflow: dict[str, Any] | PathLike,
     inputs: dict[str, Any] | None = None,
@@ -183,9 +203,9 @@ def run(
     options = options or TraceOptions()
     values = resolve_inputs(workflow, inputs or {})
     # The run's one redaction: the trace, spans, exports and printed output all go through it.
-    sanitizer = Sanitizer(
-        run_redactor(workflow, values, options.redact_keys), options.limits, options.previews
-    )
+    redactor = run_redactor(workflow, values, options.redact_keys)
+    redactor.learn(_llm_api_keys(workflow))
+    sanitizer = Sanitizer(redactor, options.limits, options.previews)
     execution_id = str(uuid.uuid4())
     trace_path = _trace_path(options, workflow, execution_id)
     recorder = SpanRecorder() if options.write_trace_file else None
@@ -203,6 +223,7 @@ def run(
         observer=observer,
         sanitizer=sanitizer,
         max_node_visits=options.max_node_visits,
+        capture_llm_content=_capture_llm_content(options.capture_llm_content),
     )
     parent = parent_context_from_env() if options.join_env_trace_context else None
     with interrupts.signals_handled():

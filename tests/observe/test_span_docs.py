@@ -12,7 +12,7 @@ from pflow_trace.observe import conventions as conv
 SPANS_DOC = Path(__file__).resolve().parents[2] / "docs" / "spans.md"
 #: ``pflow.`` followed by a dotted lower-case name; a sentence's final full stop is not part of it.
 PFLOW_NAME = re.compile(r"\bpflow\.[a-z0-9_]+(?:\.[a-z0-9_]+)*")
-KNOWN_NAMES = {*conv.ALL_ATTRIBUTES, conv.EVENT_RETRY}
+KNOWN_NAMES = {*conv.ALL_ATTRIBUTES, conv.EVENT_RETRY, conv.EVENT_LLM_RETRY}
 
 
 @pytest.fixture(scope="module")
@@ -33,13 +33,13 @@ def test_every_attribute_has_a_table_row_with_type_meaning_and_example(doc: str)
     rows = {
         cells[0].strip("` "): cells
         for line in doc.splitlines()
-        if line.startswith("| `pflow.")
+        if line.startswith(("| `pflow.", "| `gen_ai.", "| `error."))
         for cells in [[cell.strip() for cell in line.strip("|").split("|")]]
     }
     for name in conv.ALL_ATTRIBUTES:
         assert name in rows, f"no table row for `{name}`"
         _, type_name, meaning, example = rows[name]
-        assert type_name in ("string", "int", "bool", "double"), name
+        assert type_name in ("string", "int", "bool", "double", "string[]"), name
         assert meaning and example, name
 
 
@@ -51,6 +51,7 @@ def test_every_layer_is_documented(doc: str, layer: str) -> None:
 def test_the_retry_and_exception_events_are_documented(doc: str) -> None:
     names = in_backticks(doc)
     assert conv.EVENT_RETRY in names
+    assert conv.EVENT_LLM_RETRY in names
     assert {"exception", "exception.type", "exception.message"} <= names
 
 

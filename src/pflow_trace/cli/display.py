@@ -15,6 +15,7 @@ from typing import Any, TextIO
 import click
 
 from pflow_trace.observe.facts import ItemOutcome, NodeExecution, RunObserver, RunRecord
+from pflow_trace.observe.llm_usage import summarize_usages
 from pflow_trace.text import format_duration_ms, one_line, terminal_safe
 
 #: Failed items listed under a batch node's status line before "+N more".
@@ -47,6 +48,27 @@ def batch_line(execution: NodeExecution) -> str | None:
     failed = sum(1 for item in items if item.status == "failed")
     text = f"{ok}/{len(items)} items ok"
     return f"{text}, {failed} failed" if failed else text
+
+
+def llm_text(totals: Mapping[str, Any] | None) -> str | None:
+    """``305 tokens, $0.0012`` (or ``price unknown``) for LLM calls; None when there were none."""
+    if not totals:
+        return None
+    from pflow_trace.report.llm_layout import PRICE_UNKNOWN, fmt_tokens, fmt_usd
+
+    cost = totals.get("cost_usd")
+    if cost is None and totals.get("known_cost_usd"):
+        cost_text = f"{fmt_usd(totals['known_cost_usd'])} + {PRICE_UNKNOWN}"
+    else:
+        cost_text = fmt_usd(cost)
+    return f"{fmt_tokens(totals.get('total_tokens') or 0)} tokens, {cost_text}"
+
+
+def node_llm_totals(execution: NodeExecution) -> dict[str, Any] | None:
+    """A node's LLM calls added up: its own call, or its batch items' calls."""
+    if execution.batch_items is not None:
+        return summarize_usages(item.llm_usage for item in execution.batch_items)
+    return summarize_usages([execution.llm_usage])
 
 
 def error_lines(execution: NodeExecution) -> list[str]:
@@ -191,6 +213,9 @@ class NodeStatusDisplay:
             f"{mark} {terminal_safe(execution.node_id):<{self.id_width}}  {detail:<28}  "
             f"{format_duration_ms(execution.duration_ms):>8}"
         )
+        llm = llm_text(node_llm_totals(execution))
+        if llm is not None:
+            line += f"  {llm}"
         degraded = execution.success and any(
             item.status == "failed" for item in execution.batch_items or ()
         )

@@ -93,63 +93,71 @@ EXIT_BY_STATUS = {
     is_flag=True,
     help="No item value previews in spans, the trace file or the terminal.",
 )
-def run(
-    workflow: str,
-    assignments: tuple[str, ...],
-    output_format: str,
-    quiet: bool,
-    no_color: bool,
-    exporter: str | None,
-    otlp_endpoint: str | None,
-    otlp_protocol: str | None,
-    service_name: str | None,
-    trace_file: str | None,
-    trace_dir: str | None,
-    no_trace_file: bool,
-    max_string: int | None,
-    max_list: int | None,
-    max_node_visits: int | None,
-    redact_keys: tuple[str, ...],
-    no_previews: bool,
-) -> None:
+@click.option(
+    "--prices",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="JSON price file laid over the built-in LLM price table (env PFLOW_TRACE_PRICES).",
+)
+@click.option(
+    "--capture-llm-content",
+    is_flag=True,
+    help="Record LLM prompts and completions on spans, redacted "
+    "(env OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true).",
+)
+def run(workflow: str, assignments: tuple[str, ...], **flags: Any) -> None:
     """Run WORKFLOW with inputs given as NAME=VALUE (JSON when it parses, else text)."""
     from pflow_trace import api
-    from pflow_trace.api import TraceOptions
     from pflow_trace.cli.display import RunTally
     from pflow_trace.ir.validation import workflow_warnings
     from pflow_trace.observe.export_settings import resolve_export_settings
-    from pflow_trace.observe.redaction import key_patterns_from_env
-    from pflow_trace.observe.sanitize import SnapshotLimits
-    from pflow_trace.runtime.context import DEFAULT_MAX_NODE_VISITS
     from pflow_trace.runtime.inputs import parse_assignments
 
-    text_mode = output_format == "text"
+    text_mode = flags["output_format"] == "text"
     with _invalid_as_json(enabled=not text_mode):
         loaded = api.load_workflow(workflow)
         inputs = parse_assignments(assignments)
-        settings = resolve_export_settings(exporter, otlp_endpoint, otlp_protocol, service_name)
+        settings = resolve_export_settings(
+            flags["exporter"], flags["otlp_endpoint"], flags["otlp_protocol"], flags["service_name"]
+        )
+        if flags["prices"] is not None:
+            use_price_file(flags["prices"])
     for warning in workflow_warnings(loaded):
         click.echo(f"warning: {terminal_safe(warning)}", err=True)
     tally = RunTally()
     observers: list[Any] = [tally]
-    if text_mode and not quiet:
-        observers.append(_status_display(loaded, no_color))
-    options = TraceOptions(
-        export=settings,
-        write_trace_file=not no_trace_file,
-        trace_file=trace_file,
-        trace_dir=trace_dir,
-        limits=SnapshotLimits.from_env(max_string_chars=max_string, max_list_items=max_list),
-        observers=observers,
-        max_node_visits=max_node_visits or DEFAULT_MAX_NODE_VISITS,
-        redact_keys=(*key_patterns_from_env(), *redact_keys),
-        previews=not no_previews,
-    )
+    if text_mode and not flags["quiet"]:
+        observers.append(_status_display(loaded, flags["no_color"]))
+    options = _trace_options(flags, settings, observers)
     # Inputs are checked as the run starts: a refused one is still an "invalid" JSON answer.
     with _invalid_as_json(enabled=not text_mode), _stdout_to_stderr(enabled=not text_mode):
         outcome = api.run(loaded, inputs, options)
-    report_outcome(outcome, tally, settings.exporter, text_mode, quiet)
+    report_outcome(outcome, tally, settings.exporter, text_mode, flags["quiet"])
     raise SystemExit(exit_code(outcome))
+
+
+def _trace_options(flags: dict[str, Any], settings: Any, observers: list[Any]) -> Any:
+    """The command's flags as the API's :class:`~pflow_trace.api.TraceOptions`."""
+    from pflow_trace.api import TraceOptions
+    from pflow_trace.observe.redaction import key_patterns_from_env
+    from pflow_trace.observe.sanitize import SnapshotLimits
+    from pflow_trace.runtime.context import DEFAULT_MAX_NODE_VISITS
+
+    limits = SnapshotLimits.from_env(
+        max_string_chars=flags["max_string"], max_list_items=flags["max_list"]
+    )
+    return TraceOptions(
+        export=settings,
+        write_trace_file=not flags["no_trace_file"],
+        trace_file=flags["trace_file"],
+        trace_dir=flags["trace_dir"],
+        limits=limits,
+        observers=observers,
+        max_node_visits=flags["max_node_visits"] or DEFAULT_MAX_NODE_VISITS,
+        redact_keys=(*key_patterns_from_env(), *flags["redact_keys"]),
+        previews=not flags["no_previews"],
+        capture_llm_content=True if flags["capture_llm_content"] else None,
+    )
 
 
 def report_outcome(outcome: Any, tally: Any, exporter: str, text_mode: bool, quiet: bool) -> None:
@@ -242,6 +250,31 @@ def status_line(outcome: Any, tally: Any) -> str:
     return f"status: {record.status}  ({tally.executions} {noun} run, {took})"
 
 
+def use_price_file(path: str) -> None:
+    """Check the price file now (a bad one is a one-line error before anything runs), then
+    hand it to the ``llm`` nodes the way a user would: through ``PFLOW_TRACE_PRICES``."""
+    import os
+
+    from pflow_trace.nodes.llm_pricing import PRICES_ENV, read_user_prices
+
+    read_user_prices(path)
+    os.environ[PRICES_ENV] = os.path.abspath(path)
+
+
+def llm_status_line(llm_summary: dict[str, Any]) -> str:
+    """``llm: 5 calls, 305 tokens (130 in, 175 out), price unknown for echo``."""
+    from pflow_trace.cli.display import llm_text
+
+    calls = llm_summary.get("calls", 0)
+    text = f"llm: {calls} call{'s' if calls != 1 else ''}, {llm_text(llm_summary)}"
+    tokens_in, tokens_out = llm_summary.get("input_tokens", 0), llm_summary.get("output_tokens", 0)
+    text += f" ({tokens_in:,} in, {tokens_out:,} out)"
+    unpriced = llm_summary.get("unpriced_models") or []
+    if unpriced:
+        text += f"; no price for {', '.join(unpriced)}"
+    return text
+
+
 def print_outcome(outcome: Any, exporter: str, text_mode: bool, tally: Any) -> None:
     """The run's result on stdout: status, error, outputs and trace path, or one JSON object."""
     result = outcome.result
@@ -260,6 +293,9 @@ def print_outcome(outcome: Any, exporter: str, text_mode: bool, tally: Any) -> N
             for name, value in redact(cap_depth(result.outputs)).items():
                 shown = value if isinstance(value, str) else _strict_json(value)
                 click.echo(f"  {terminal_safe(name)}: {terminal_safe(shown)}")
+        llm_summary = (outcome.document or {}).get("llm_summary")
+        if llm_summary:
+            click.echo(llm_status_line(llm_summary))
         if outcome.trace_path is not None:
             click.echo(f"trace: {terminal_safe(outcome.trace_path)}")
         if outcome.trace_id and exporter == "otlp" and outcome.export_warning is None:
@@ -274,6 +310,7 @@ def print_outcome(outcome: Any, exporter: str, text_mode: bool, tally: Any) -> N
             "warnings": redact(result.warnings),
             "trace_file": str(outcome.trace_path) if outcome.trace_path else None,
             "trace_id": outcome.trace_id,
+            "llm": (outcome.document or {}).get("llm_summary"),
         }
         click.echo(_strict_json(payload))
 

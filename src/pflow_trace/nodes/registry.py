@@ -19,9 +19,10 @@ def _builtin_types() -> dict[str, type[WorkflowNode]]:
     from pflow_trace.nodes.echo import EchoNode
     from pflow_trace.nodes.files import ReadFileNode, WriteFileNode
     from pflow_trace.nodes.http import HttpNode
+    from pflow_trace.nodes.llm import LlmNode
     from pflow_trace.nodes.shell import ShellNode
 
-    types = (ShellNode, HttpNode, ReadFileNode, WriteFileNode, CodeNode, EchoNode)
+    types = (ShellNode, HttpNode, ReadFileNode, WriteFileNode, CodeNode, EchoNode, LlmNode)
     return {cls.type_name: cls for cls in types}
 
 

@@ -59,6 +59,56 @@ EVENT_RETRY = "pflow.retry"
 ATTR_RETRY_ATTEMPT = "pflow.retry.attempt"
 ATTR_RETRY_ERROR = "pflow.retry.error"
 
+# -- an LLM call: OpenTelemetry's GenAI semantic conventions (gen_ai.*) -------------------------
+# Set on the span of the call: a batch item's span, or the instrumented span of a node that is
+# not a batch. Filled from the ``llm_usage`` output a node returns (``docs/llm.md``).
+GEN_AI_OPERATION_NAME = "gen_ai.operation.name"
+GEN_AI_PROVIDER_NAME = "gen_ai.provider.name"
+GEN_AI_REQUEST_MODEL = "gen_ai.request.model"
+GEN_AI_REQUEST_TEMPERATURE = "gen_ai.request.temperature"
+GEN_AI_REQUEST_MAX_TOKENS = "gen_ai.request.max_tokens"
+GEN_AI_RESPONSE_MODEL = "gen_ai.response.model"
+GEN_AI_RESPONSE_ID = "gen_ai.response.id"
+GEN_AI_RESPONSE_FINISH_REASONS = "gen_ai.response.finish_reasons"
+GEN_AI_USAGE_INPUT_TOKENS = "gen_ai.usage.input_tokens"
+GEN_AI_USAGE_OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
+GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS = "gen_ai.usage.cache_read.input_tokens"
+GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS = "gen_ai.usage.cache_creation.input_tokens"
+#: Opt-in content (``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``); JSON text, redacted.
+GEN_AI_SYSTEM_INSTRUCTIONS = "gen_ai.system_instructions"
+GEN_AI_INPUT_MESSAGES = "gen_ai.input.messages"
+GEN_AI_OUTPUT_MESSAGES = "gen_ai.output.messages"
+#: The standard attribute naming the class of a failure (an LLM call that failed).
+ATTR_ERROR_TYPE = "error.type"
+#: Our own: the call's cost in US dollars; absent when the model's price is unknown.
+ATTR_LLM_COST_USD = "pflow.llm.cost_usd"
+#: Our own: how many times the node sent the request (retries of rate limits and outages).
+ATTR_LLM_ATTEMPTS = "pflow.llm.attempts"
+#: ``gen_ai.operation.name`` for a prompt sent to a chat or completion model.
+GEN_AI_OPERATION_CHAT = "chat"
+#: The switch OpenTelemetry's GenAI instrumentations read to record prompts and completions.
+ENV_CAPTURE_MESSAGE_CONTENT = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+
+# -- retry events of an LLM call, on the call's span ---------------------------------------------
+#: One failed attempt the node retried; carries ATTR_RETRY_ATTEMPT, ATTR_RETRY_ERROR, error.type.
+EVENT_LLM_RETRY = "pflow.llm.retry"
+
+#: GenAI attributes whose values differ from call to call (the span table keeps them per span).
+GEN_AI_VARYING_ATTRIBUTES = (
+    GEN_AI_RESPONSE_ID,
+    GEN_AI_RESPONSE_FINISH_REASONS,
+    GEN_AI_USAGE_INPUT_TOKENS,
+    GEN_AI_USAGE_OUTPUT_TOKENS,
+    GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS,
+    GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS,
+    GEN_AI_SYSTEM_INSTRUCTIONS,
+    GEN_AI_INPUT_MESSAGES,
+    GEN_AI_OUTPUT_MESSAGES,
+    ATTR_ERROR_TYPE,
+    ATTR_LLM_COST_USD,
+    ATTR_LLM_ATTEMPTS,
+)
+
 #: Every attribute key the runtime may set; docs and dashboard tests read this.
 ALL_ATTRIBUTES = (
     ATTR_LAYER,
@@ -80,6 +130,13 @@ ALL_ATTRIBUTES = (
     ATTR_BATCH_WORKER,
     ATTR_RETRY_ATTEMPT,
     ATTR_RETRY_ERROR,
+    GEN_AI_OPERATION_NAME,
+    GEN_AI_PROVIDER_NAME,
+    GEN_AI_REQUEST_MODEL,
+    GEN_AI_REQUEST_TEMPERATURE,
+    GEN_AI_REQUEST_MAX_TOKENS,
+    GEN_AI_RESPONSE_MODEL,
+    *GEN_AI_VARYING_ATTRIBUTES,
 )
 
 

@@ -50,6 +50,8 @@ class ItemOutcome:
     worker: int
     error: str | None = None
     span_id: int = 0
+    #: The ``llm_usage`` the item's node returned (an LLM call); None for any other node.
+    llm_usage: dict[str, Any] | None = None
 
     @property
     def duration_ms(self) -> float:
@@ -73,6 +75,9 @@ class NodeExecution:
     template_resolutions: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: set by the batch layer; None for a node without ``batch``.
     batch_items: list[ItemOutcome] | None = None
+    #: the ``llm_usage`` a node that is not a batch returned (one LLM call); None otherwise.
+    #: A batch's calls are on its items.
+    llm_usage: dict[str, Any] | None = None
     #: the observer's own data for this execution (e.g. the trace sink's snapshot).
     observer_state: Any = None
 

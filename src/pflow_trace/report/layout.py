@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from pflow_trace.report.blocks import Block, Cell, Fields, Heading, Note, Table
+from pflow_trace.report.llm_layout import llm_blocks
 from pflow_trace.report.summary import (
     BatchSummary,
     ItemTiming,
@@ -114,6 +115,8 @@ def _run_blocks(run: RunSummary) -> list[Block]:
             blocks.extend(_batch_blocks(node, node.batch))
         elif node.error and node.status == "failed":
             blocks.append(Note(f"{node.node_id} failed: {_first_line(node.error)}", "bad"))
+    if run.llm is not None:
+        blocks.extend(llm_blocks(run.llm))
     return blocks
 
 

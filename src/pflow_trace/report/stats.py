@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from pflow_trace.report.batch_stats import DEFAULT_ERROR_GROUPS, DEFAULT_TOP, summarize_batch
+from pflow_trace.report.llm_stats import summarize_llm
 from pflow_trace.report.percentiles import percentiles
 from pflow_trace.report.summary import (
     Aggregate,
@@ -74,6 +75,7 @@ def summarize_run(
         failed_node=run.failed_node,
         warnings=list(run.warnings),
         nodes=nodes,
+        llm=summarize_llm(run, top),
     )
 
 

@@ -16,6 +16,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from pflow_trace.report.llm_stats import LlmSummary
+
 #: Identifies the JSON document; bumped only on an incompatible change (see docs/show-json.md).
 SCHEMA_NAME = "pflow-trace/show"
 SCHEMA_VERSION = 1
@@ -132,6 +134,8 @@ class RunSummary:
     failed_node: str | None
     warnings: list[str]
     nodes: list[NodeSummary]
+    #: The run's LLM calls (tokens, cost, quality signals); None when it made none.
+    llm: LlmSummary | None = None
 
 
 @dataclass(slots=True)

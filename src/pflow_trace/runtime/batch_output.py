@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from pflow_trace.observe.facts import ItemOutcome
+from pflow_trace.observe.llm_usage import summarize_usages
 
 
 def timing_stats(durations: list[float]) -> dict[str, float]:
@@ -53,18 +54,22 @@ def build_batch_output(
         if o.status == "success"
     ]
     stopped_early = config.error_handling == "fail_fast" and errors
+    metadata: dict[str, Any] = {
+        "parallel": config.parallel,
+        "max_concurrent": config.max_concurrent if config.parallel else None,
+        "max_retries": config.max_retries,
+        "retry_wait": config.retry_wait or None,  # pflow writes null when none was set
+        "execution_mode": config.execution_mode,
+        "timing": timing_stats([outcome.duration_ms for outcome in outcomes]),
+    }
+    llm_usage = summarize_usages(o.llm_usage for o in outcomes)
+    if llm_usage is not None:  # an LLM batch: its calls' tokens and cost
+        metadata["llm_usage"] = llm_usage
     return {
         "results": kept,
         "count": len(outcomes) if stopped_early else len(items),
         "success_count": len(kept),
         "error_count": len(errors),
         "errors": errors,
-        "batch_metadata": {
-            "parallel": config.parallel,
-            "max_concurrent": config.max_concurrent if config.parallel else None,
-            "max_retries": config.max_retries,
-            "retry_wait": config.retry_wait or None,  # pflow writes null when none was set
-            "execution_mode": config.execution_mode,
-            "timing": timing_stats([outcome.duration_ms for outcome in outcomes]),
-        },
+        "batch_metadata": metadata,
     }

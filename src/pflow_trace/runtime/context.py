@@ -50,6 +50,8 @@ class RunContext:
     recent_nodes: deque[str] = field(default_factory=lambda: deque(maxlen=RECENT_NODES_KEPT))
     #: Failures the run routed around (an ``error`` edge), one line each, for its warnings.
     recovered: list[str] = field(default_factory=list)
+    #: Record LLM prompts and completions on spans (opt-in; see ``docs/llm.md``).
+    capture_llm_content: bool = False
 
     @property
     def recording(self) -> bool:

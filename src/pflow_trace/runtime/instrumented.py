@@ -27,6 +27,7 @@ from pflow_trace.observe.facts import NodeExecution
 from pflow_trace.runtime import interrupts
 from pflow_trace.runtime.context import current_execution
 from pflow_trace.runtime.layers import LayerWrapper, describe_error
+from pflow_trace.runtime.llm_spans import record_llm_call, usage_of, usage_of_failure
 
 #: The action a failed node returns when an edge routes its failure (pflow's ``on-error``).
 ERROR_ACTION = "error"
@@ -96,9 +97,13 @@ class InstrumentedNode(LayerWrapper):
             action = self._run_inner(shared)
             self._check_action(action)
             execution.success = True
+            if execution.batch_items is None:  # a node's own LLM call (a batch's are per item)
+                self._record_llm_call(span, execution, shared.get(self.node_id), None)
             return action
         except Exception as exc:
             error = exc
+            if execution.batch_items is None:
+                self._record_llm_call(span, execution, None, exc)
             execution.error = run.sanitizer.text(describe_error(exc))
             handler = self.successors.get(ERROR_ACTION)
             if handler is not None:
@@ -116,6 +121,17 @@ class InstrumentedNode(LayerWrapper):
             current_execution.reset(execution_token)
             if observer is not None:
                 observer.node_finished(execution, shared)
+
+    def _record_llm_call(
+        self, span: Any, execution: NodeExecution, outputs: Any, failure: Exception | None
+    ) -> None:
+        """A node that made an LLM call: its usage into the facts, its attributes on the span."""
+        usage = usage_of_failure(failure) if failure is not None else usage_of(outputs)
+        if usage is None:
+            return
+        execution.llm_usage = usage
+        run = self.run_context
+        record_llm_call(span, usage, outputs, run.sanitizer, run.capture_llm_content)
 
     def _route_failure(self, shared: Any, handler: Any) -> str:
         """Hand the failure to the ``error`` successor: drop the namespace, note it, route."""

@@ -24,6 +24,7 @@ from typing import Any
 
 from pflow_trace import __version__
 from pflow_trace.observe.facts import ItemOutcome, NodeExecution, RunObserver, RunRecord
+from pflow_trace.observe.llm_usage import UsageTotals, summarize_usages
 from pflow_trace.observe.redaction import REDACTED, Redactor
 from pflow_trace.observe.sanitize import Sanitizer
 from pflow_trace.text import hex_span_id, hex_trace_id
@@ -76,6 +77,8 @@ class TraceDocumentBuilder(RunObserver):
         self._lock = threading.Lock()
         #: The redactor's version when the run started: a later one means values were learned.
         self._redactor_version = sanitizer.redactor.version
+        #: Every LLM call of the run so far, for the document's ``llm_summary``.
+        self._llm_totals = UsageTotals()
 
     # -- snapshots -----------------------------------------------------------------------------
 
@@ -151,8 +154,30 @@ class TraceDocumentBuilder(RunObserver):
             event["error"] = execution.error
         if execution.batch_items is not None:
             event["batch_items"] = self._batch_items(execution)
+        llm_usage = self._llm_usage(execution)
+        if llm_usage is not None:
+            event["llm_usage"] = llm_usage
         with self._lock:
             self.events.append(event)
+
+    def _llm_usage(self, execution: NodeExecution) -> dict[str, Any] | None:
+        """A node's LLM usage: its own call, or the totals over its batch's calls.
+
+        Each call is also counted into the run's ``llm_summary`` here, once.
+        """
+        if execution.batch_items is not None:
+            usages = [outcome.llm_usage for outcome in execution.batch_items]
+        else:
+            usages = [execution.llm_usage]
+        with self._lock:
+            for usage in usages:
+                self._llm_totals.add(usage)
+        if execution.batch_items is not None:
+            return summarize_usages(usages)
+        if not execution.llm_usage:
+            return None
+        call: dict[str, Any] = self.sanitizer.value(execution.llm_usage)
+        return call
 
     def _template_resolutions(self, execution: NodeExecution) -> dict[str, Any]:
         """``{param: {template, resolved}}``; a param named like a secret keeps the shape."""
@@ -175,7 +200,7 @@ class TraceDocumentBuilder(RunObserver):
             return []
         batch_start = min(outcome.start_ns for outcome in outcomes)
         preview = self.sanitizer.preview
-        return [
+        records = [
             {
                 "index": outcome.index,
                 "item": preview(outcome.item),
@@ -189,6 +214,11 @@ class TraceDocumentBuilder(RunObserver):
             }
             for outcome in outcomes
         ]
+        value = self.sanitizer.value
+        for record, outcome in zip(records, outcomes, strict=True):
+            if outcome.llm_usage:  # an LLM call: only these items carry the key
+                record["llm_usage"] = value(outcome.llm_usage)
+        return records
 
     def run_finished(self, run: RunRecord, shared: Mapping[str, Any]) -> None:
         self.run = run
@@ -210,6 +240,7 @@ class TraceDocumentBuilder(RunObserver):
         end_ns = run.end_ns or time.time_ns()
         with self._lock:
             events = list(self.events)
+            llm_summary = self._llm_totals.as_dict() if self._llm_totals.calls else None
         otel: dict[str, Any] = {
             "trace_id": hex_trace_id(run.trace_id),
             "span_id": hex_span_id(run.span_id),
@@ -223,7 +254,7 @@ class TraceDocumentBuilder(RunObserver):
         redactor = self.sanitizer.redactor
         if redactor.version != self._redactor_version:
             events, error = _hide_late_secrets(redactor, events, otel), redactor.text(error or "")
-        return {
+        document = {
             "format_version": FORMAT_VERSION,
             "generator": GENERATOR,
             "execution_id": run.execution_id,
@@ -239,6 +270,9 @@ class TraceDocumentBuilder(RunObserver):
             "otel": otel,
             "nodes": events,
         }
+        if llm_summary is not None:
+            document["llm_summary"] = llm_summary
+        return document
 
 
 #: The parts of a node event that hold run values (everything else is ids, times and counts).

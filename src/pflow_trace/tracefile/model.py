@@ -45,6 +45,9 @@ class BatchItem:
     worker: int | None = None
     #: The item's ``batch.item`` span id (16 hex); only our format records it.
     span_id: str | None = None
+    #: The item's LLM call (``llm_usage``; pflow's ``llm_call``) as written; None for an item
+    #: that made none. ``empty_response`` is set when the response was blank.
+    llm_usage: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -95,6 +98,9 @@ class TraceNode:
     #: False for a node that started but never reported an end (the run was cut off).
     finished: bool = True
     batch: BatchInfo | None = None
+    #: The LLM call of a node that is not a batch (``llm_usage``; pflow's ``llm_call``), as
+    #: written; a batch node's calls are on its items.
+    llm_usage: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)

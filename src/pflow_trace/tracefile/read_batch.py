@@ -99,6 +99,41 @@ _ITEM_TYPES = (
 _NOT_SUMMED = frozenset({"index", "status", "span_id"})
 
 
+def attach_llm_usage(items: list[BatchItem], raw_items: list[Any]) -> None:
+    """Give each item its LLM call: ours as ``llm_usage``, pflow's as ``llm_call``.
+
+    Items and records pair up only when every record became an item (the careful path drops
+    records that are not objects); otherwise the usage is looked up by index.
+    """
+    records = [raw for raw in raw_items if raw.__class__ is dict]
+    if len(records) != len(items):
+        return
+    for item, raw in zip(items, records, strict=True):
+        usage = llm_call_of(raw)
+        if usage is not None:
+            item.llm_usage = usage
+
+
+def llm_call_of(record: dict[str, Any]) -> dict[str, Any] | None:
+    """The LLM call a trace record carries, in any format; None when it has none.
+
+    pflow keeps the response text beside the call (``llm_response``) rather than a flag, so a
+    blank one is marked here as ``empty_response`` like ours.
+    """
+    usage = record.get("llm_usage")
+    if usage.__class__ is not dict:
+        usage = record.get("llm_call")
+    if usage.__class__ is not dict:
+        output = record.get("node_output")
+        usage = output.get("llm_usage") if output.__class__ is dict else None
+    if usage.__class__ is not dict or not usage or "calls" in usage:
+        return None
+    response = record.get("llm_response")
+    if "empty_response" not in usage and isinstance(response, str):
+        usage = {**usage, "empty_response": not response.strip()}
+    return usage
+
+
 def _batch_items(raw_items: list[Any]) -> list[BatchItem]:
     """Turn ``batch_items`` records into :class:`BatchItem` objects: the hot path.
 

@@ -15,7 +15,7 @@ from pflow_trace.tracefile.model import (
     TraceNode,
     TraceRun,
 )
-from pflow_trace.tracefile.read_batch import batch_info
+from pflow_trace.tracefile.read_batch import attach_llm_usage, batch_info, llm_call_of
 from pflow_trace.tracefile.read_common import (
     FAILED_NODE_STATUSES,
     FORMAT_PFLOW_JSONL,
@@ -165,8 +165,13 @@ def _node_from_event(record: dict[str, Any]) -> TraceNode:
     output = record.get("node_output")
     raw_items = record.get("batch_items")
     batch = None
+    llm_usage = None
     if isinstance(raw_items, list) or (isinstance(output, dict) and "batch_metadata" in output):
         batch = batch_info(output, raw_items)
+        if batch.items and isinstance(raw_items, list):
+            attach_llm_usage(batch.items, raw_items)
+    else:
+        llm_usage = llm_call_of(record)
     status = record.get("status")
     return TraceNode(
         node_id=str(record.get("node_id", "?")),
@@ -176,6 +181,7 @@ def _node_from_event(record: dict[str, Any]) -> TraceNode:
         timestamp=as_str(record.get("timestamp")),
         error=error_text(record.get("error")),
         batch=batch,
+        llm_usage=llm_usage,
     )
 
 

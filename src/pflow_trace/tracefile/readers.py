@@ -34,7 +34,7 @@ from pflow_trace.tracefile.model import (
     TraceNode,
     TraceRun,
 )
-from pflow_trace.tracefile.read_batch import batch_info
+from pflow_trace.tracefile.read_batch import attach_llm_usage, batch_info, llm_call_of
 from pflow_trace.tracefile.read_common import (
     FORMAT_OURS,
     FORMAT_PFLOW,
@@ -171,8 +171,14 @@ def _node_from_document(raw: dict[str, Any]) -> TraceNode:
     output = shared_after.get(node_id) if isinstance(shared_after, dict) else None
     raw_items = raw.get("batch_items")
     batch = None
+    llm_usage = None
     if isinstance(raw_items, list) or (isinstance(output, dict) and "batch_metadata" in output):
         batch = batch_info(output, raw_items)
+        # Ours marks an LLM batch with node-level totals (pflow's 1.2.0 has no item records).
+        if batch.items and isinstance(raw_items, list) and "llm_usage" in raw:
+            attach_llm_usage(batch.items, raw_items)
+    else:  # ours writes the call on the event; pflow's 1.2.0 only in the node's output
+        llm_usage = llm_call_of(raw) or (llm_call_of(output) if isinstance(output, dict) else None)
     return TraceNode(
         node_id=node_id,
         node_type=str(raw.get("node_type", "?")),
@@ -183,6 +189,7 @@ def _node_from_document(raw: dict[str, Any]) -> TraceNode:
         error=error_text(raw.get("error")),
         span_id=as_str(raw.get("span_id")),
         batch=batch,
+        llm_usage=llm_usage,
     )
 
 

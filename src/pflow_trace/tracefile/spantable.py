@@ -35,10 +35,9 @@ _VARYING = frozenset(
         conv.ATTR_BATCH_ERROR_COUNT,
         conv.ATTR_EXECUTION_ID,
         conv.ATTR_FINAL_STATUS,
+        *conv.GEN_AI_VARYING_ATTRIBUTES,
     }
 )
-
-_VARYING_ORDER = tuple(sorted(_VARYING))
 
 #: A row as :meth:`SpanRecorder.on_end` keeps it until :meth:`SpanRecorder.table` encodes it:
 #: (kind, span id, parent id or 0, start ns, end ns, status code, status message, varying
@@ -84,7 +83,7 @@ class SpanRecorder(SpanProcessor):
             if kind is None:
                 kind = self._add_kind(key, span)
             if len(raw) > len(key[1]):
-                varying = {name: raw[name] for name in _VARYING_ORDER if name in raw}
+                varying = {name: value for name, value in raw.items() if name in _VARYING}
             elif span.name not in self._plain_kinds:
                 self._plain_kinds[span.name] = (kind, dict(raw))
         events = (

@@ -1,0 +1,173 @@
+"""The ``llm`` node: one prompt to a model through the ``llm`` library, with its usage and cost.
+
+Params and outputs follow pflow's ``llm`` node: ``prompt``, ``system``, ``model``,
+``temperature``, ``max_tokens`` in; ``response`` and ``llm_usage`` out (model, token counts by
+kind, ``cost_usd``), plus the call's finish reason, response id and provider, which the runtime
+turns into OpenTelemetry's ``gen_ai.*`` span attributes. Any model the ``llm`` library or one
+of its plugins provides works (OpenAI is built in; ``llm-echo`` answers offline).
+
+Rate limits, overloaded servers and lost connections are retried here, up to ``max_retries``
+attempts (3, as pflow's node does), waiting ``retry_wait`` seconds doubled each time or what the
+provider's ``Retry-After`` asks; every failed attempt is listed in ``llm_usage.retries`` and
+becomes a span event. Anything else (a bad key, an unknown model, a refused request) fails at
+once. API keys come from the environment or the ``llm`` key store and are scrubbed from every
+output. The node never touches spans itself: see ``docs/llm.md``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, ClassVar
+
+from pflow_trace.nodes import llm_calls
+from pflow_trace.nodes.base import RUNTIME_KEYS, NodeFailure, WorkflowNode
+from pflow_trace.nodes.llm_pricing import price_table
+
+DEFAULT_MAX_RETRIES = 3
+DEFAULT_RETRY_WAIT_S = 1.0
+
+
+class LlmNode(WorkflowNode):
+    """Sends ``prompt`` (and ``system``) to ``model``; outputs the text and what it cost."""
+
+    type_name: ClassVar[str] = "llm"
+    params_schema: ClassVar[dict[str, Any] | None] = {
+        "type": "object",
+        "properties": {
+            "prompt": {"type": "string"},
+            "system": {"type": ["string", "null"]},
+            "model": {"type": ["string", "null"]},
+            "temperature": {"type": ["number", "null"], "minimum": 0},
+            "max_tokens": {"type": ["integer", "null"], "minimum": 1},
+            "model_options": {"type": ["object", "null"]},
+            "max_retries": {"type": "integer", "minimum": 1},
+            "retry_wait": {"type": "number", "minimum": 0},
+        },
+        "required": ["prompt"],
+        "patternProperties": RUNTIME_KEYS,
+        "additionalProperties": False,
+    }
+
+    def exec(self, params: dict[str, Any]) -> dict[str, Any]:
+        model = _model(params.get("model"))
+        options = _options(model, params)
+        secret = llm_calls.resolved_key(model)
+        usage: dict[str, Any] = {
+            "model": model.model_id,
+            "provider": llm_calls.provider_name(model),
+        }
+        for name in ("temperature", "max_tokens"):
+            if params.get(name) is not None:
+                usage[name] = params[name]
+        response, attempts, retries = self._call(model, params, options, usage, secret)
+        usage.update(_response_usage(response, model.model_id))
+        usage["attempts"] = attempts
+        if retries:
+            usage["retries"] = retries
+        text = llm_calls.scrub(response.text(), secret)
+        usage["empty_response"] = not text.strip()  # a "success" that said nothing
+        outputs: dict[str, Any] = {"response": text, "prompt": params["prompt"]}
+        if params.get("system") is not None:
+            outputs["system"] = params["system"]
+        outputs["llm_usage"] = usage
+        return outputs
+
+    @staticmethod
+    def _call(
+        model: Any,
+        params: dict[str, Any],
+        options: dict[str, Any],
+        usage: dict[str, Any],
+        secret: str | None,
+    ) -> tuple[Any, int, list[dict[str, Any]]]:
+        """The request, retried on transient failures; every failed attempt is listed."""
+        max_attempts = int(params.get("max_retries", DEFAULT_MAX_RETRIES))
+        wait_s = float(params.get("retry_wait", DEFAULT_RETRY_WAIT_S))
+        retries: list[dict[str, Any]] = []
+        for attempt in range(1, max_attempts + 1):
+            try:
+                response = model.prompt(
+                    params["prompt"], system=params.get("system"), stream=False, options=options
+                )
+                response.text()  # the request happens here; failures surface here
+                return response, attempt, retries
+            except Exception as exc:
+                error = llm_calls.describe_failure(exc, secret)
+                failure = {
+                    "attempt": attempt,
+                    "error": error,
+                    "error_type": llm_calls.error_type(exc),
+                    "time_unix_nano": time.time_ns(),
+                }
+                pause_s = _pause_s(exc, wait_s, attempt)
+                if attempt == max_attempts or pause_s is None:
+                    failed = {**usage, "attempts": attempt, "error": error}
+                    failed["error_type"] = failure["error_type"]
+                    if retries:
+                        failed["retries"] = retries
+                    tried = f" after {attempt} attempts" if attempt > 1 else ""
+                    raise NodeFailure(
+                        f"llm: {model.model_id} failed{tried}: {error}",
+                        outputs={"llm_usage": failed},
+                    ) from None
+                retries.append(failure)
+                time.sleep(pause_s)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _pause_s(exc: Exception, wait_s: float, attempt: int) -> float | None:
+    """How long to wait before the next attempt; None when the failure is not worth one."""
+    if not llm_calls.is_transient(exc):
+        return None
+    asked = llm_calls.retry_after_s(exc)
+    if asked is not None and asked > llm_calls.MAX_RETRY_AFTER_S:
+        return None
+    backoff = wait_s * 2 ** (attempt - 1)
+    return max(backoff, asked or 0.0)
+
+
+def _model(name: str | None) -> Any:
+    """The ``llm`` model for ``name`` (the library's default model when none is given)."""
+    import llm
+
+    try:
+        return llm_calls.models.get(name)
+    except llm.UnknownModelError:
+        shown = name or llm.get_default_model()
+        raise NodeFailure(
+            f"llm: unknown model '{shown}': no installed llm plugin provides it "
+            "(`llm models list` shows the models there are)"
+        ) from None
+
+
+def _options(model: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """``temperature``, ``max_tokens`` and ``model_options``, checked against the model."""
+    options: dict[str, Any] = dict(params.get("model_options") or {})
+    for name in ("temperature", "max_tokens"):
+        if params.get(name) is not None:
+            options[name] = params[name]
+    try:
+        model.Options(**options)
+    except Exception as exc:  # pydantic's ValidationError: an option the model does not take
+        errors = getattr(exc, "errors", None)
+        first = errors()[0] if callable(errors) and errors() else {}
+        where = ".".join(str(part) for part in first.get("loc", ())) or "options"
+        reason = first.get("msg", str(exc))
+        raise NodeFailure(
+            f"llm: model '{model.model_id}' does not accept option '{where}': {reason}"
+        ) from None
+    return options
+
+
+def _response_usage(response: Any, model_id: str) -> dict[str, Any]:
+    """Token counts, finish reason, response id and model, and the cost of one response."""
+    finish_reason, response_id, response_model = llm_calls.response_details(response.json())
+    usage: dict[str, Any] = llm_calls.token_usage(response.usage())
+    usage["finish_reason"] = finish_reason
+    usage["response_id"] = response_id
+    usage["response_model"] = response_model or getattr(response, "resolved_model", None)
+    priced = price_table().lookup(model_id, usage["response_model"])
+    usage["cost_usd"] = (
+        priced[1].cost_usd(usage) if priced and usage["input_tokens"] is not None else None
+    )
+    return usage

@@ -1,0 +1,268 @@
+"""What the ``llm`` node reads off the ``llm`` library: models, usage, finish reasons, failures.
+
+Kept apart from the node so the node reads as the call and its retries. Nothing here imports
+the ``llm`` library at module level: a workflow without an ``llm`` node never pays for it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from pflow_trace.observe.redaction import REDACTED, is_secret_key
+from pflow_trace.text import one_line
+
+#: How much of a provider's error message a failure quotes.
+ERROR_EXCERPT_CHARS = 300
+#: A provider asking for a longer pause than this is not waited for (the attempt fails).
+MAX_RETRY_AFTER_S = 60.0
+#: HTTP statuses worth another attempt: timeout, conflict, rate limit, and server errors.
+_TRANSIENT_STATUSES = frozenset({408, 409, 429})
+_TRANSIENT_WORDS = ("RateLimit", "Timeout", "Connection", "Overloaded", "Unavailable")
+#: gen_ai.provider.name by the module a model class comes from (OpenTelemetry's names).
+_PROVIDERS = {
+    "llm.default_plugins.openai_models": "openai",
+    "llm_anthropic": "anthropic",
+    "llm_claude_3": "anthropic",
+    "llm_gemini": "gcp.gemini",
+    "llm_mistral": "mistral_ai",
+    "llm_bedrock": "aws.bedrock",
+    "llm_groq": "groq",
+    "llm_deepseek": "deepseek",
+}
+#: Environment names that hold an API key besides the secret words (``..._KEY``).
+_KEY_NAME = re.compile(r"(?:^|_)KEY$", re.IGNORECASE)
+#: A value shorter than this is not treated as a key (it would redact ordinary text).
+_MIN_KEY_CHARS = 8
+
+
+class _ModelCache:
+    """Models by name and ``llm`` user directory, resolved once per process.
+
+    Resolving a name runs every plugin's registration hook (and re-reads
+    ``extra-openai-models.yaml``); a batch of thousands of calls must not do that per item.
+    """
+
+    def __init__(self) -> None:
+        self._models: dict[tuple[str | None, str | None], Any] = {}
+        self._lock = threading.Lock()
+
+    def get(self, name: str | None) -> Any:
+        key = (name, os.environ.get("LLM_USER_PATH"))
+        with self._lock:
+            model = self._models.get(key)
+            if model is None:
+                import llm
+
+                model = llm.get_model(name) if name else llm.get_model(llm.get_default_model())
+                _make_retries_visible(model)
+                self._models[key] = model
+            return model
+
+    def clear(self) -> None:
+        with self._lock:
+            self._models.clear()
+
+
+models = _ModelCache()
+
+
+def _make_retries_visible(model: Any) -> None:
+    """Turn off the OpenAI client's own retries for this model, so the node's are the only ones.
+
+    The ``llm`` library's OpenAI plugin builds an ``openai`` client per call, and that client
+    silently retries rate limits and server errors twice. A retry nobody sees cannot be a span
+    event, so the node retries instead (and records each attempt); the client gets
+    ``max_retries=0``. Models of other plugins have no ``get_client`` and are left as they are.
+    """
+    get_client = getattr(model, "get_client", None)
+    if get_client is None or getattr(model, "_pflow_trace_visible_retries", False):
+        return
+
+    def get_client_without_retries(*args: Any, **kwargs: Any) -> Any:
+        client = get_client(*args, **kwargs)
+        with_options = getattr(client, "with_options", None)
+        return with_options(max_retries=0) if callable(with_options) else client
+
+    model.get_client = get_client_without_retries
+    model._pflow_trace_visible_retries = True
+
+
+def provider_name(model: Any) -> str:
+    """``gen_ai.provider.name`` for a model: OpenTelemetry's value where one exists."""
+    module = type(model).__module__
+    for prefix, name in _PROVIDERS.items():
+        if module == prefix or module.startswith(prefix + "."):
+            return name
+    root = module.split(".")[0]
+    return root.removeprefix("llm_") or root
+
+
+def resolved_key(model: Any) -> str | None:
+    """The API key the model will send, to scrub it from anything the node returns."""
+    if getattr(model, "needs_key", None) is None:
+        return None
+    try:
+        key = model.get_key()
+    except Exception:  # no key: the call itself fails with the library's own message
+        return None
+    return key if isinstance(key, str) and key else None
+
+
+def scrub(text: str, secret: str | None) -> str:
+    return text.replace(secret, REDACTED) if secret and secret in text else text
+
+
+def status_code(exc: BaseException) -> int | None:
+    status = getattr(exc, "status_code", None)
+    if status is None:
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+    return status if isinstance(status, int) else None
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Worth another attempt: a rate limit, an overloaded or failing server, a lost connection."""
+    status = status_code(exc)
+    if status is not None:
+        return status in _TRANSIENT_STATUSES or status >= 500
+    names = [cls.__name__ for cls in type(exc).__mro__]
+    return any(word in name for name in names for word in _TRANSIENT_WORDS)
+
+
+def retry_after_s(exc: BaseException) -> float | None:
+    """The pause the provider asked for (``Retry-After`` in seconds), if it said one."""
+    headers = getattr(getattr(exc, "response", None), "headers", None)
+    if headers is None:
+        return None
+    try:
+        value = headers.get("retry-after")
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def error_type(exc: BaseException) -> str:
+    """``error.type``: the HTTP status when there is one, else the exception's class name."""
+    status = status_code(exc)
+    return str(status) if status is not None else type(exc).__name__
+
+
+def describe_failure(exc: BaseException, secret: str | None) -> str:
+    """One line a person reads: what failed, with the provider's words, never the key."""
+    text = one_line(str(exc), ERROR_EXCERPT_CHARS) or type(exc).__name__
+    status = status_code(exc)
+    where = f"HTTP {status}: " if status is not None else f"{type(exc).__name__}: "
+    return scrub(where + text, secret)
+
+
+# -- reading a response ----------------------------------------------------------------------
+
+
+def _first(mapping: Mapping[str, Any], *keys: str) -> Any:
+    for key in keys:
+        value = mapping.get(key)
+        if value is not None:
+            return value
+    return None
+
+
+def response_details(raw: Any) -> tuple[str | None, str | None, str | None]:
+    """``(finish_reason, response id, response model)`` from the provider's raw JSON.
+
+    OpenAI keeps the reason in ``choices[0]`` (or at the top when streamed), Anthropic as
+    ``stop_reason``, Gemini in ``candidates[0].finishReason``; all are lower-cased.
+    """
+    if not isinstance(raw, Mapping):
+        return None, None, None
+    places: list[Mapping[str, Any]] = [raw]
+    for listed in ("choices", "candidates"):
+        entries = raw.get(listed)
+        if isinstance(entries, list) and entries and isinstance(entries[0], Mapping):
+            places.append(entries[0])
+    reason = None
+    for place in places:
+        reason = _first(place, "finish_reason", "stop_reason", "finishReason")
+        if reason is not None:
+            break
+    response_id = _first(raw, "id", "responseId")
+    response_model = _first(raw, "model", "modelVersion")
+    return (
+        str(reason).lower() if reason is not None else None,
+        str(response_id) if response_id is not None else None,
+        str(response_model) if response_model is not None else None,
+    )
+
+
+def _detail(details: Mapping[str, Any], *path: str) -> int:
+    value: Any = details
+    for key in path:
+        if not isinstance(value, Mapping):
+            return 0
+        value = value.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def token_usage(usage: Any) -> dict[str, int | None]:
+    """The call's token counts by the rule in :mod:`pflow_trace.observe.llm_usage`.
+
+    OpenAI and Gemini count cached input inside the input tokens; Anthropic reports it beside
+    them (``cache_read_input_tokens``, ``cache_creation_input_tokens``), so it is added in.
+    ``None`` counts mean the provider reported no usage.
+    """
+    input_tokens, output_tokens = usage.input, usage.output
+    details: Mapping[str, Any] = usage.details or {}
+    if input_tokens is None and output_tokens is None:
+        return dict.fromkeys(
+            ("input_tokens", "output_tokens", "total_tokens", "cache_read_input_tokens",
+             "cache_creation_input_tokens", "thinking_tokens"),
+        )
+    input_tokens, output_tokens = input_tokens or 0, output_tokens or 0
+    read = _detail(details, "prompt_tokens_details", "cached_tokens") or _detail(
+        details, "cachedContentTokenCount"
+    )
+    written = 0
+    beside = _detail(details, "cache_read_input_tokens") + _detail(
+        details, "cache_creation_input_tokens"
+    )
+    if beside:
+        read = _detail(details, "cache_read_input_tokens")
+        written = _detail(details, "cache_creation_input_tokens")
+        input_tokens += read + written
+    thinking = _detail(details, "completion_tokens_details", "reasoning_tokens") or _detail(
+        details, "thoughtsTokenCount"
+    )
+    return {
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "total_tokens": input_tokens + output_tokens,
+        "cache_read_input_tokens": read,
+        "cache_creation_input_tokens": written,
+        "thinking_tokens": thinking,
+    }
+
+
+def known_api_keys() -> list[str]:
+    """Every API key this process could send: the ``llm`` key store and key-like variables.
+
+    The run adds them to its redaction, so a key that turns up in a response, an error or a
+    param is replaced wherever the run writes (trace, spans, terminal, JSON output).
+    """
+    values = {
+        value
+        for name, value in os.environ.items()
+        if (is_secret_key(name) or _KEY_NAME.search(name)) and len(value) >= _MIN_KEY_CHARS
+    }
+    try:
+        import llm
+
+        values.update(
+            value
+            for value in llm.load_keys().values()
+            if isinstance(value, str) and len(value) >= _MIN_KEY_CHARS
+        )
+    except Exception:  # an unreadable key store: the environment's keys still count
+        pass
+    return sorted(values)
