@@ -28,9 +28,10 @@ from typing import Any
 
 from opentelemetry.sdk.trace import SpanProcessor
 
-from pflow_trace.ir.validation import load_and_validate
+from pflow_trace.errors import WorkflowValidationError
+from pflow_trace.ir.validation import load_and_validate, shipping_problems
 from pflow_trace.ir.validation import validate_workflow as _validate
-from pflow_trace.nodes.registry import NodeRegistry
+from pflow_trace.nodes.registry import NodeRegistry, default_registry
 from pflow_trace.observe.export_settings import ExportSettings, resolve_export_settings
 from pflow_trace.observe.facts import Observers, RunObserver
 from pflow_trace.observe.otel import parent_context_from_env, setup_tracing
@@ -40,6 +41,7 @@ from pflow_trace.report.stats import DEFAULT_TOP, build_summary
 from pflow_trace.report.summary import ShowSummary
 from pflow_trace.runtime.context import RunContext
 from pflow_trace.runtime.executor import RunResult, run_workflow, workflow_name
+from pflow_trace.runtime.executors import ExecutorSet
 from pflow_trace.runtime.inputs import resolve_inputs, sensitive_values
 from pflow_trace.text import hex_trace_id
 from pflow_trace.tracefile.builder import TraceDocumentBuilder
@@ -78,6 +80,10 @@ class TraceOptions:
     join_env_trace_context: bool = True
     extra_processors: Sequence[SpanProcessor] = ()
     observers: Sequence[RunObserver] = ()
+    #: Where parallel batches that name no ``batch.executor`` run: threads, processes or dask.
+    executor: str = "threads"
+    #: The Dask scheduler's address (``tcp://host:8786``); None starts an in-process cluster.
+    scheduler: str | None = None
 
 
 @dataclass
@@ -138,6 +144,16 @@ def _trace_path(options: TraceOptions, workflow: dict[str, Any], execution_id: s
     return path
 
 
+def _refuse_unshippable(
+    workflow: dict[str, Any], executor: str, registry: NodeRegistry | None
+) -> None:
+    """``run --executor``: nodes that cannot go to another process fail before anything runs."""
+    if executor != "threads":
+        problems = shipping_problems(workflow, registry or default_registry(), executor)
+        if problems:
+            raise WorkflowValidationError(workflow_name(workflow), problems)
+
+
 def run(
     workflow: dict[str, Any] | PathLike,
     inputs: dict[str, Any] | None = None,
@@ -152,6 +168,7 @@ def run(
     if not isinstance(workflow, dict):
         workflow = load_workflow(workflow, registry)
     options = options or TraceOptions()
+    _refuse_unshippable(workflow, options.executor, registry)
     values = resolve_inputs(workflow, inputs or {})
     sanitizer = Sanitizer(Redactor(sensitive_values(workflow, values)), options.limits)
     execution_id = str(uuid.uuid4())
@@ -166,7 +183,8 @@ def run(
     processors = [*options.extra_processors, *([recorder] if recorder is not None else [])]
     tracing = setup_tracing(options.export, processors)
     observer = Observers([builder, *options.observers])
-    context = RunContext(tracer=tracing.tracer, observer=observer, sanitizer=sanitizer)
+    executors = ExecutorSet(options.executor, options.scheduler)
+    context = RunContext(tracing.tracer, observer, sanitizer, executors)
     parent = parent_context_from_env() if options.join_env_trace_context else None
     write_seconds = 0.0
     try:

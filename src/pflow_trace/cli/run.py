@@ -66,6 +66,19 @@ EXIT_BY_STATUS = {
     default=None,
     help="Most list elements kept in the trace (env PFLOW_TRACE_MAX_LIST, default 10000).",
 )
+@click.option(
+    "--executor",
+    type=click.Choice(["threads", "processes", "dask"]),
+    default=None,
+    help="Where parallel batches without batch.executor run (default threads; dask with "
+    "--scheduler).",
+)
+@click.option(
+    "--scheduler",
+    default=None,
+    metavar="ADDRESS",
+    help="Dask scheduler, e.g. tcp://host:8786. Without it, dask starts a local cluster.",
+)
 def run(
     workflow: str,
     assignments: tuple[str, ...],
@@ -80,15 +93,20 @@ def run(
     no_trace_file: bool,
     max_string: int | None,
     max_list: int | None,
+    executor: str | None,
+    scheduler: str | None,
 ) -> None:
     """Run WORKFLOW with inputs given as NAME=VALUE (JSON when it parses, else text)."""
     from pflow_trace import api
     from pflow_trace.api import TraceOptions
     from pflow_trace.cli.display import NodeStatusDisplay, silence_stdout
+    from pflow_trace.errors import UsageError
     from pflow_trace.observe.export_settings import resolve_export_settings
     from pflow_trace.observe.sanitize import SnapshotLimits
     from pflow_trace.runtime.inputs import parse_assignments
 
+    if scheduler and executor not in (None, "dask"):
+        raise UsageError(f"--scheduler is for --executor dask, not {executor}")
     loaded = api.load_workflow(workflow)
     inputs = parse_assignments(assignments)
     settings = resolve_export_settings(exporter, otlp_endpoint, otlp_protocol, service_name)
@@ -104,6 +122,8 @@ def run(
         trace_dir=trace_dir,
         limits=SnapshotLimits.from_env(max_string_chars=max_string, max_list_items=max_list),
         observers=[display] if display is not None else [],
+        executor=executor or ("dask" if scheduler else "threads"),
+        scheduler=scheduler,
     )
     outcome = api.run(loaded, inputs, options)
     try:

@@ -36,6 +36,16 @@ class RunRecord:
         return (self.end_ns - self.start_ns) / 1e6
 
 
+@dataclass(frozen=True, slots=True)
+class WorkerPlace:
+    """Where an item ran when it left the run's process: host, process id, Dask worker."""
+
+    host: str
+    pid: int
+    #: The Dask worker's address; None on the local process pool.
+    address: str | None = None
+
+
 @dataclass(slots=True)
 class ItemOutcome:
     """One batch item: what ran, how often, how long, where, and how it ended."""
@@ -49,6 +59,8 @@ class ItemOutcome:
     worker: int
     error: str | None = None
     span_id: int = 0
+    #: The worker process it ran on; None for the run's own threads.
+    place: WorkerPlace | None = None
 
     @property
     def duration_ms(self) -> float:

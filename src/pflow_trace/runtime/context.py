@@ -1,4 +1,4 @@
-"""What the wrapper layers share during a run: the tracer, the observer and the sanitizer.
+"""What the wrapper layers share during a run: tracer, observer, sanitizer and executors.
 
 With no observer and the OpenTelemetry API's no-op tracer (the defaults), the wrappers do only
 the work the run itself needs; turning tracing on swaps these objects, not the code path.
@@ -15,6 +15,7 @@ from pflow_trace.nodes.base import current_attempt
 from pflow_trace.observe.facts import NodeExecution, RunObserver
 from pflow_trace.observe.redaction import NO_REDACTION
 from pflow_trace.observe.sanitize import Sanitizer
+from pflow_trace.runtime.executors import ExecutorSet
 
 #: The execution of the node whose chain is running on this thread (set by Instrumented).
 __all__ = ["RunContext", "current_attempt", "current_execution"]
@@ -31,6 +32,8 @@ class RunContext:
     tracer: trace.Tracer = field(default_factory=lambda: trace.NoOpTracer())
     observer: RunObserver | None = None
     sanitizer: Sanitizer = field(default_factory=lambda: Sanitizer(NO_REDACTION))
+    #: Where batch items run (threads unless a node or the run names another executor).
+    executors: ExecutorSet = field(default_factory=ExecutorSet)
 
     @property
     def recording(self) -> bool:

@@ -104,7 +104,10 @@ def run_workflow(
     except KeyboardInterrupt:
         record.status, record.error = "interrupted", "interrupted by the user (Ctrl-C)"
     finally:
-        _finish_run(run, record, span, token, shared)
+        try:
+            _finish_run(run, record, span, token, shared)
+        finally:
+            run.executors.close()  # worker processes and a cluster the run started end with it
     node_ids = [node["id"] for node in workflow["nodes"]]
     return RunResult(
         record=record,

@@ -157,7 +157,7 @@ class TraceDocumentBuilder(RunObserver):
             return []
         batch_start = min(outcome.start_ns for outcome in outcomes)
         preview = self.sanitizer.preview
-        return [
+        records = [
             {
                 "index": outcome.index,
                 "item": preview(outcome.item),
@@ -171,6 +171,13 @@ class TraceDocumentBuilder(RunObserver):
             }
             for outcome in outcomes
         ]
+        if any(outcome.place is not None for outcome in outcomes):
+            for record, outcome in zip(records, outcomes, strict=True):
+                place = outcome.place
+                record["host"] = place.host if place is not None else None
+                record["pid"] = place.pid if place is not None else None
+                record["worker_address"] = place.address if place is not None else None
+        return records
 
     def run_finished(self, run: RunRecord, shared: Mapping[str, Any]) -> None:
         self.run = run

@@ -74,6 +74,9 @@ _ITEM_FIELDS = (
     "span_id",
 )
 _item_fields = itemgetter(*_ITEM_FIELDS)
+#: Where an item ran, recorded only for items run in another process (processes, dask).
+_PLACE_FIELDS = ("host", "pid", "worker_address")
+_placed_item_fields = itemgetter(*_ITEM_FIELDS, *_PLACE_FIELDS)
 #: The fields statistics compute with (and the span id the HTML report links to Jaeger), and
 #: the types they may hold; checked in bulk after the fast path. The others (``index``,
 #: ``item``, ``error``) are display values that ``stats`` turns into text itself, and
@@ -84,6 +87,11 @@ _ITEM_TYPES = (
     ("start_offset_ms", frozenset({int, float, type(None)})),
     ("worker", frozenset({int, type(None)})),
     ("span_id", frozenset({str, type(None)})),
+)
+_PLACE_TYPES = (
+    ("host", frozenset({str, type(None)})),
+    ("pid", frozenset({int, type(None)})),
+    ("worker_address", frozenset({str, type(None)})),
 )
 
 
@@ -97,14 +105,18 @@ def _batch_items(raw_items: list[Any]) -> list[BatchItem]:
     document for nothing. Anything unusual (a missing field as in pflow's records, a value
     of the wrong type) falls back to the careful per-item loop.
     """
+    placed = bool(raw_items) and isinstance(raw_items[0], dict) and "host" in raw_items[0]
+    fields, types = (
+        (_placed_item_fields, _ITEM_TYPES + _PLACE_TYPES) if placed else (_item_fields, _ITEM_TYPES)
+    )
     paused = gc.isenabled()
     gc.disable()
     try:
         try:
-            items = list(starmap(BatchItem, map(_item_fields, raw_items)))
+            items = list(starmap(BatchItem, map(fields, raw_items)))
         except (KeyError, TypeError):
             return _batch_items_careful(raw_items)
-        for name, allowed in _ITEM_TYPES:
+        for name, allowed in types:
             if not set(map(type, map(attrgetter(name), items))) <= allowed:
                 return _batch_items_careful(raw_items)
         return items
@@ -144,6 +156,14 @@ def _batch_items_careful(raw_items: list[Any]) -> list[BatchItem]:
         if span_id.__class__ is not str:
             span_id = None
         index, item = get("index"), get("item")
-        append(BatchItem(index, item, status, duration, error, attempts, offset, worker, span_id))
+        host, pid, address = get("host"), get("pid"), get("worker_address")
+        append(
+            BatchItem(
+                index, item, status, duration, error, attempts, offset, worker, span_id,
+                host if host.__class__ is str else None,
+                pid if pid.__class__ is int else None,
+                address if address.__class__ is str else None,
+            )
+        )  # fmt: skip
     return items
 
