@@ -49,7 +49,7 @@ def dask_scheduler() -> Iterator[str]:
 
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
         cluster = LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
         )
     try:
         yield cluster.scheduler_address
@@ -90,6 +90,8 @@ def test_span_tree_and_items_match_threads(
         r and {"x": r["result"]["x"]} for r in local.outputs["results"]
     ]
     assert remote.outputs["errors"][0]["error"] == "ValueError: four is refused"
+    event = next(e for e in document["nodes"] if e["node_id"] == "work")
+    assert event["template_resolutions"]["inputs"]["template"]["x"] == "${item}"
 
     # Parents across processes: every item span is a child of the batch span, made elsewhere.
     batch_span = next(s for s in remote_spans if s.name == "work batch")

@@ -272,7 +272,7 @@ def shipping_problems(
             try:
                 pickle.dumps(node.get("params") or {})
             except Exception as exc:
-                reason = f"its params cannot be sent to another process ({exc})"
+                reason = f"has params that cannot be sent to another process ({exc})"
         if reason is not None:
             problems.append(f"{where}: node type '{node.get('type')}' {reason}")
     return problems

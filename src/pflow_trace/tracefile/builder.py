@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Any
 
 from pflow_trace import __version__
@@ -171,7 +172,7 @@ class TraceDocumentBuilder(RunObserver):
             }
             for outcome in outcomes
         ]
-        if any(outcome.place is not None for outcome in outcomes):
+        if any(map(attrgetter("place"), outcomes)):
             for record, outcome in zip(records, outcomes, strict=True):
                 place = outcome.place
                 record["host"] = place.host if place is not None else None

@@ -75,7 +75,7 @@ class DaskExecutor:
                 n_workers=self.workers or os.cpu_count() or 1,
                 threads_per_worker=1,
                 processes=True,
-                dashboard_address=None,
+                dashboard_address=":0",
             )
         self.client = distributed.Client(self.cluster, set_as_default=False)
         return self.client
@@ -101,7 +101,7 @@ class _DaskTransport:
         self.client = client
         self.distributed = _import_distributed()
         self.futures: dict[Any, ItemTask] = {}
-        #: Futures that finished, put there by Dask's callback thread.
+        #: (future, reply, error) of finished tasks, put there by the client's event loop.
         self.finished: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.job: BatchJob | None = None
         self.job_future: Any = None
@@ -128,7 +128,17 @@ class _DaskTransport:
             pure=False,
         )
         self.futures[future] = task
-        future.add_done_callback(self.finished.put)
+        self.client.loop.add_callback(self._fetch, future)
+
+    async def _fetch(self, future: Any) -> None:
+        """On the client's event loop: wait for the task and fetch its reply as soon as it is
+        done, so fetches overlap each other and the driver never waits for one in turn."""
+        try:
+            reply = await self.client.gather(future, asynchronous=True)
+        except BaseException as exc:  # the task's error, KilledWorker, or a cancellation
+            self.finished.put((future, None, exc))
+        else:
+            self.finished.put((future, reply, None))
 
     def wait(self, timeout_s: float) -> list[tuple[ItemTask, ItemReply | WorkerLost]]:
         try:
@@ -138,19 +148,17 @@ class _DaskTransport:
         while not self.finished.empty():
             done.append(self.finished.get_nowait())
         replies: list[tuple[ItemTask, ItemReply | WorkerLost]] = []
-        for future in done:
+        for future, reply, exc in done:
             task = self.futures.pop(future, None)
             if task is not None:  # not one this batch cancelled meanwhile
-                replies.append((task, self._reply(future)))
+                replies.append((task, self._reply(reply, exc)))
         return replies
 
-    def _reply(self, future: Any) -> ItemReply | WorkerLost:
-        if future.status == "finished":
-            reply = future.result()
+    def _reply(self, reply: ItemReply | None, exc: BaseException | None) -> ItemReply | WorkerLost:
+        if exc is None:
             if reply is not None:
-                return reply  # type: ignore[no-any-return]
+                return reply
             return WorkerLost("the item was cancelled on its worker", final=True)
-        exc = future.exception()
         if isinstance(exc, self.distributed.KilledWorker):
             return WorkerLost(f"the Dask worker running the item died ({exc})")
         return WorkerLost(f"the item's task failed on the cluster: {type(exc).__name__}: {exc}")
