@@ -29,6 +29,7 @@ BENCHMARKS = (
     "bench_snapshots",
     "bench_startup",
     "bench_report",
+    "bench_executors",
 )
 
 
@@ -70,6 +71,13 @@ def headline(result: dict[str, Any]) -> str:
         return (
             f"{r['time']}x show --json (target <= 2), page {r['size']}x the trace "
             f"(target <= 3); {painted}"
+        )
+    if name == "executors":
+        return "  ".join(
+            f"{kind} {c['executor']}@{c['max_concurrent']}: x{c['speedup_vs_threads']} "
+            f"{c['overhead_per_item_us']}us/item"
+            for kind in ("cpu_bound", "trivial")
+            for c in result[kind]
         )
     interesting = {k: v for k, v in result.items() if k in ("ratios", "ratio", "met")}
     return json.dumps(interesting)

@@ -139,7 +139,7 @@ def _checked_trace_dir(
     yield directory
     if request.node.get_closest_marker("no_trace_validation") is not None:
         return
-    tmp_path = getattr(request.node, "funcargs", {}).get("tmp_path")
+    tmp_path = (getattr(request.node, "funcargs", None) or {}).get("tmp_path")
     seen: set[Path] = set()
     problems: list[str] = []
     found = [(path, path.is_relative_to(directory)) for path in _candidates(directory, tmp_path)]

@@ -28,10 +28,11 @@ from typing import Any
 
 from opentelemetry.sdk.trace import SpanProcessor
 
-from pflow_trace.errors import TraceWriteError
+from pflow_trace.errors import TraceWriteError, WorkflowValidationError
+from pflow_trace.ir.shipping import shipping_problems
 from pflow_trace.ir.validation import load_and_validate
 from pflow_trace.ir.validation import validate_workflow as _validate
-from pflow_trace.nodes.registry import NodeRegistry
+from pflow_trace.nodes.registry import NodeRegistry, default_registry
 from pflow_trace.observe.conventions import ENV_CAPTURE_MESSAGE_CONTENT
 from pflow_trace.observe.export_settings import ExportSettings, resolve_export_settings
 from pflow_trace.observe.facts import Observers, RunObserver
@@ -43,6 +44,7 @@ from pflow_trace.report.summary import ShowSummary
 from pflow_trace.runtime import interrupts
 from pflow_trace.runtime.context import DEFAULT_MAX_NODE_VISITS, RunContext
 from pflow_trace.runtime.executor import RunResult, run_workflow, workflow_name
+from pflow_trace.runtime.executors import ExecutorSet
 from pflow_trace.runtime.inputs import resolve_inputs, run_redactor
 from pflow_trace.text import hex_trace_id
 from pflow_trace.tracefile.builder import TraceDocumentBuilder
@@ -95,6 +97,10 @@ class TraceOptions:
     #: Record LLM prompts and completions on spans; None follows
     #: ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``.
     capture_llm_content: bool | None = None
+    #: Where parallel batches that name no ``batch.executor`` run: threads, processes or dask.
+    executor: str = "threads"
+    #: The Dask scheduler's address (``tcp://host:8786``); None starts an in-process cluster.
+    scheduler: str | None = None
 
 
 @dataclass
@@ -187,6 +193,29 @@ def _capture_llm_content(option: bool | None) -> bool:
     return os.environ.get(ENV_CAPTURE_MESSAGE_CONTENT, "").strip().lower() == "true"
 
 
+def _refuse_unshippable(
+    workflow: dict[str, Any], executor: str, registry: NodeRegistry | None
+) -> None:
+    """``run --executor``: nodes that cannot go to another process fail before anything runs."""
+    if executor != "threads":
+        problems = shipping_problems(workflow, registry or default_registry(), executor)
+        if problems:
+            raise WorkflowValidationError(workflow_name(workflow), problems)
+
+
+def _run_sanitizer(
+    workflow: dict[str, Any], values: dict[str, Any], options: TraceOptions
+) -> Sanitizer:
+    """The run's one redaction: the trace, spans, exports and printed output all go through it.
+
+    It knows the sensitive inputs, secret-named keys (the user's patterns too) and the API keys
+    an ``llm`` node could send before anything runs, and learns the rest as the run goes.
+    """
+    redactor = run_redactor(workflow, values, options.redact_keys)
+    redactor.learn(_llm_api_keys(workflow))
+    return Sanitizer(redactor, options.limits, options.previews)
+
+
 def run(
     workflow: dict[str, Any] | PathLike,
     inputs: dict[str, Any] | None = None,
@@ -201,11 +230,9 @@ def run(
     if not isinstance(workflow, dict):
         workflow = load_workflow(workflow, registry)
     options = options or TraceOptions()
+    _refuse_unshippable(workflow, options.executor, registry)
     values = resolve_inputs(workflow, inputs or {})
-    # The run's one redaction: the trace, spans, exports and printed output all go through it.
-    redactor = run_redactor(workflow, values, options.redact_keys)
-    redactor.learn(_llm_api_keys(workflow))
-    sanitizer = Sanitizer(redactor, options.limits, options.previews)
+    sanitizer = _run_sanitizer(workflow, values, options)
     execution_id = str(uuid.uuid4())
     trace_path = _trace_path(options, workflow, execution_id)
     recorder = SpanRecorder() if options.write_trace_file else None
@@ -224,6 +251,7 @@ def run(
         sanitizer=sanitizer,
         max_node_visits=options.max_node_visits,
         capture_llm_content=_capture_llm_content(options.capture_llm_content),
+        executors=ExecutorSet(options.executor, options.scheduler),
     )
     parent = parent_context_from_env() if options.join_env_trace_context else None
     with interrupts.signals_handled():

@@ -148,3 +148,15 @@ def test_sanitizer_learns_like_the_redactor() -> None:
         "json": {"refresh_token": REDACTED},
     }
     assert sanitizer.text("again abc-learned-77") == f"again {REDACTED}"
+
+
+def test_a_redactor_travels_to_a_worker_process_with_what_it_learned() -> None:
+    """Batch items on the processes and dask executors redact with a pickled copy."""
+    import pickle
+
+    redactor = Redactor(["s3cr3t-value"])
+    redactor.learn(["learned-later-secret"])
+    copy = pickle.loads(pickle.dumps(redactor))
+    assert copy.text("a s3cr3t-value and a learned-later-secret") == "a <redacted> and a <redacted>"
+    copy.learn(["another-one-here"])  # the copy's own lock works
+    assert copy.text("another-one-here") == "<redacted>"

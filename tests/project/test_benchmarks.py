@@ -35,6 +35,7 @@ def test_every_benchmark_runs_quick_and_reports_its_figures(tmp_path: Path) -> N
         "snapshots",
         "startup",
         "report",
+        "executors",
     }
 
     per_item = by_name["per_item"]
@@ -56,5 +57,15 @@ def test_every_benchmark_runs_quick_and_reports_its_figures(tmp_path: Path) -> N
     page = by_name["report"]
     assert page["ratios"]["time"] > 0 and 0 < page["ratios"]["size"] < 3
     assert "skipped" in page["browser"] or page["browser"]["waterfall_drawn_ms"] > 0
+    executors = by_name["executors"]
+    for kind in ("cpu_bound", "trivial"):
+        assert {(c["executor"], c["max_concurrent"]) for c in executors[kind]} == {
+            ("threads", 2),
+            ("processes", 2),
+            ("dask", 2),
+            ("dask", 8),
+        }
+        for case in executors[kind]:
+            assert case["wall_ms"] > 0 and case["speedup_vs_threads"] > 0
     for entry in report["results"]:
         assert entry["benchmark"] in result.stdout

@@ -11,7 +11,13 @@ from typing import Any
 
 import click
 
-from pflow_trace.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_WORKFLOW_FAILED, PflowTraceError
+from pflow_trace.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_WORKFLOW_FAILED,
+    PflowTraceError,
+    UsageError,
+)
 from pflow_trace.observe.export_settings import EXPORTERS, PROTOCOLS
 from pflow_trace.text import cap_depth, format_duration_ms, terminal_safe
 
@@ -105,6 +111,19 @@ EXIT_BY_STATUS = {
     help="Record LLM prompts and completions on spans, redacted "
     "(env OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true).",
 )
+@click.option(
+    "--executor",
+    type=click.Choice(["threads", "processes", "dask"]),
+    default=None,
+    help="Where parallel batches without batch.executor run (default threads; dask with "
+    "--scheduler).",
+)
+@click.option(
+    "--scheduler",
+    default=None,
+    metavar="ADDRESS",
+    help="Dask scheduler, e.g. tcp://host:8786. Without it, dask starts a local cluster.",
+)
 def run(workflow: str, assignments: tuple[str, ...], **flags: Any) -> None:
     """Run WORKFLOW with inputs given as NAME=VALUE (JSON when it parses, else text)."""
     from pflow_trace import api
@@ -115,6 +134,8 @@ def run(workflow: str, assignments: tuple[str, ...], **flags: Any) -> None:
 
     text_mode = flags["output_format"] == "text"
     with _invalid_as_json(enabled=not text_mode):
+        if flags["scheduler"] and flags["executor"] not in (None, "dask"):
+            raise UsageError(f"--scheduler is for --executor dask, not {flags['executor']}")
         loaded = api.load_workflow(workflow)
         inputs = parse_assignments(assignments)
         settings = resolve_export_settings(
@@ -157,6 +178,8 @@ def _trace_options(flags: dict[str, Any], settings: Any, observers: list[Any]) -
         redact_keys=(*key_patterns_from_env(), *flags["redact_keys"]),
         previews=not flags["no_previews"],
         capture_llm_content=True if flags["capture_llm_content"] else None,
+        executor=flags["executor"] or ("dask" if flags["scheduler"] else "threads"),
+        scheduler=flags["scheduler"],
     )
 
 

@@ -19,6 +19,7 @@ import jsonschema
 from pflow_trace.errors import UsageError, WorkflowValidationError
 from pflow_trace.ir.param_checks import closest_key_hint, param_problems, unknown_name_hint
 from pflow_trace.ir.pflow_ir import adapt_pflow_ir
+from pflow_trace.ir.shipping import shipping_problems
 from pflow_trace.ir.templates import (
     TemplateSyntaxError,
     compile_value,
@@ -27,6 +28,9 @@ from pflow_trace.ir.templates import (
 )
 from pflow_trace.nodes.registry import NodeRegistry, default_registry
 from pflow_trace.text import MAX_NESTING_DEPTH, json_path, nesting_problem, terminal_safe
+
+#: Where a batch's items may run (runtime/executors): this process, local processes, Dask.
+EXECUTOR_NAMES = ("threads", "processes", "dask")
 
 
 @lru_cache(maxsize=1)
@@ -314,6 +318,8 @@ def validate_workflow(
     if isinstance(workflow, dict):
         problems += semantic_problems(workflow, registry)
         problems += param_problems(workflow, registry)
+        if not problems:
+            problems += shipping_problems(workflow, registry)
     if problems:
         raise WorkflowValidationError(source, [terminal_safe(problem) for problem in problems])
     return workflow

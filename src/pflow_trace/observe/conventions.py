@@ -45,6 +45,8 @@ ATTR_BATCH_PARALLEL = "pflow.batch.parallel"
 ATTR_BATCH_MAX_CONCURRENT = "pflow.batch.max_concurrent"
 ATTR_BATCH_EXECUTION_MODE = "pflow.batch.execution_mode"
 ATTR_BATCH_ERROR_HANDLING = "pflow.batch.error_handling"
+#: threads, processes or dask: where the items ran.
+ATTR_BATCH_EXECUTOR = "pflow.batch.executor"
 ATTR_BATCH_SUCCESS_COUNT = "pflow.batch.success_count"
 ATTR_BATCH_ERROR_COUNT = "pflow.batch.error_count"
 
@@ -53,6 +55,10 @@ ATTR_BATCH_INDEX = "pflow.batch.index"
 ATTR_BATCH_ATTEMPTS = "pflow.batch.attempts"
 ATTR_BATCH_ITEM_PREVIEW = "pflow.batch.item"
 ATTR_BATCH_WORKER = "pflow.batch.worker"
+#: Where an item ran when it left the run's process (processes and dask executors only).
+ATTR_BATCH_HOST = "pflow.batch.host"
+ATTR_BATCH_PID = "pflow.batch.pid"
+ATTR_BATCH_WORKER_ADDRESS = "pflow.batch.worker_address"
 
 # -- retry events on an item span ----------------------------------------------------------------
 EVENT_RETRY = "pflow.retry"
@@ -122,12 +128,16 @@ ALL_ATTRIBUTES = (
     ATTR_BATCH_MAX_CONCURRENT,
     ATTR_BATCH_EXECUTION_MODE,
     ATTR_BATCH_ERROR_HANDLING,
+    ATTR_BATCH_EXECUTOR,
     ATTR_BATCH_SUCCESS_COUNT,
     ATTR_BATCH_ERROR_COUNT,
     ATTR_BATCH_INDEX,
     ATTR_BATCH_ATTEMPTS,
     ATTR_BATCH_ITEM_PREVIEW,
     ATTR_BATCH_WORKER,
+    ATTR_BATCH_HOST,
+    ATTR_BATCH_PID,
+    ATTR_BATCH_WORKER_ADDRESS,
     ATTR_RETRY_ATTEMPT,
     ATTR_RETRY_ERROR,
     GEN_AI_OPERATION_NAME,

@@ -37,6 +37,16 @@ class RunRecord:
         return (self.end_ns - self.start_ns) / 1e6
 
 
+@dataclass(frozen=True, slots=True)
+class WorkerPlace:
+    """Where an item ran when it left the run's process: host, process id, Dask worker."""
+
+    host: str
+    pid: int
+    #: The Dask worker's address; None on the local process pool.
+    address: str | None = None
+
+
 @dataclass(slots=True)
 class ItemOutcome:
     """One batch item: what ran, how often, how long, where, and how it ended."""
@@ -52,6 +62,8 @@ class ItemOutcome:
     span_id: int = 0
     #: The ``llm_usage`` the item's node returned (an LLM call); None for any other node.
     llm_usage: dict[str, Any] | None = None
+    #: The worker process it ran on; None for the run's own threads.
+    place: WorkerPlace | None = None
 
     @property
     def duration_ms(self) -> float:

@@ -165,6 +165,15 @@ class Redactor:
         self.secret_root_keys = frozenset(secret_root_keys)
         self.learn([leaf for value in secret_values for leaf in leaf_values(value)])
 
+    def __getstate__(self) -> dict[str, Any]:
+        """What a worker process needs: everything but the lock, which cannot be pickled."""
+        return {name: getattr(self, name) for name in self.__slots__ if name != "_lock"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._lock = threading.Lock()
+        for name, value in state.items():
+            setattr(self, name, value)
+
     # -- learning ------------------------------------------------------------------------------
 
     def learn(self, texts: Iterable[str]) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 
 from pflow_trace.report.error_shapes import error_shape
 from pflow_trace.report.percentiles import percentile
-from pflow_trace.report.summary import BatchSummary, ErrorGroup, ItemTiming, SlowItem
+from pflow_trace.report.summary import BatchSummary, ErrorGroup, ItemTiming, SlowItem, WorkerShare
 from pflow_trace.text import preview
 from pflow_trace.tracefile.model import (
     ITEM_FAILED,
@@ -123,7 +123,26 @@ def summarize_batch(
         errors=groups,
         errors_more=more,
         unknown=unknown,
+        workers=_workers(batch.items) if batch.items else [],
     )
+
+
+def _workers(items: list[BatchItem]) -> list[WorkerShare]:
+    """Items, failures and busy time per worker process; [] when no item left the process."""
+    if list(map(attrgetter("host"), items)).count(None) == len(items):
+        return []
+    shares: dict[str, WorkerShare] = {}
+    for item in items:
+        name = item.place or "this process"
+        share = shares.get(name)
+        if share is None:
+            share = shares[name] = WorkerShare(name, 0, 0, 0.0)
+        share.items += 1
+        share.failed += item.status == ITEM_FAILED
+        share.busy_ms += item.duration_ms or 0.0
+    for share in shares.values():
+        share.busy_ms = round(share.busy_ms, 3)
+    return [shares[name] for name in sorted(shares)]
 
 
 def _without_item_records(batch: BatchInfo) -> _ItemFindings:

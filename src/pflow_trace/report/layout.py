@@ -155,6 +155,8 @@ def _nodes_table(nodes: list[NodeSummary]) -> Table:
 def _batch_blocks(node: NodeSummary, batch: BatchSummary) -> list[Block]:
     """A batch node: its fields, the slowest items, the error groups, what is not known."""
     blocks: list[Block] = [Heading(f"batch {node.node_id}", "batch"), _batch_fields(batch)]
+    if batch.workers:
+        blocks.append(_workers_table(batch))
     if batch.slowest:
         blocks.append(_slowest_table(batch))
     if batch.errors:
@@ -234,6 +236,19 @@ def _parallelism_text(batch: BatchSummary) -> str:
     elif not batch.parallel:
         text += " (sequential: at most 1)"
     return text
+
+
+def _workers_table(batch: BatchSummary) -> Table:
+    """Where the items ran when they left the run's process: one row per worker process."""
+    table = Table(
+        [("worker", "left"), ("items", "right"), ("failed", "right"), ("busy", "right")],
+        title=f"by worker ({len(batch.workers)})",
+    )
+    for share in batch.workers:
+        table.rows.append(
+            [share.worker, str(share.items), str(share.failed), format_duration_ms(share.busy_ms)]
+        )
+    return table
 
 
 def _slowest_table(batch: BatchSummary) -> Table:

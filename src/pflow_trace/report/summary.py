@@ -61,6 +61,18 @@ class ErrorGroup:
 
 
 @dataclass(slots=True)
+class WorkerShare:
+    """What one worker process did for a batch whose items left the run's process."""
+
+    #: The Dask worker's address, else ``host pid N`` (the processes executor).
+    worker: str
+    items: int
+    failed: int
+    #: Sum of its items' durations.
+    busy_ms: float
+
+
+@dataclass(slots=True)
 class BatchSummary:
     """One batch node: counts, item time, parallelism, slowest items, errors, unknowns."""
 
@@ -95,6 +107,8 @@ class BatchSummary:
     errors_more: int = 0
     #: Plain sentences naming what this trace cannot tell about the batch.
     unknown: list[str] = field(default_factory=list)
+    #: Items per worker process, by worker name; empty when the items ran on the run's threads.
+    workers: list[WorkerShare] = field(default_factory=list)
 
 
 @dataclass(slots=True)

@@ -15,6 +15,7 @@ formats record only when a node ended) is flagged ``start_estimated``.
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import compress, repeat
@@ -53,7 +54,8 @@ class ItemColumns:
     #: run's time axis); ``None`` when not recorded (the item is not drawn).
     offset_ms: list[float | None]
     duration_ms: list[float | None]
-    #: The worker lane; 0 when not recorded.
+    #: The row the item is drawn on: its worker lane (0 when not recorded) or, for items that
+    #: ran in other processes, a row within its worker's group (see ``lane_labels``).
     lane: list[int]
     attempts: list[int | None]
     #: Position in ``errors``, or -1 for no error.
@@ -68,6 +70,9 @@ class ItemColumns:
     lanes: int
     #: Items with no recorded start or duration.
     unplaced: int
+    #: One label per row when the items ran in other processes, rows grouped by worker
+    #: ("tcp://10.0.0.5:40211 · 1"); empty for threads, whose rows are "lane N".
+    lane_labels: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -178,6 +183,9 @@ def _item_columns(
     lanes = list(map(get["worker"], items))
     if set(map(type, lanes)) != {int} or min(lanes) < 0:
         lanes = [w if w.__class__ is int and w >= 0 else 0 for w in lanes]
+    lane_labels: list[str] = []
+    if list(map(get["host"], items)).count(None) != count:
+        lanes, lane_labels = _rows_by_worker(items, offsets, durations)
     indexes = list(map(get["index"], items))
     if set(map(type, indexes)) - {int}:
         indexes = [i if i.__class__ is int else None for i in indexes]
@@ -202,7 +210,39 @@ def _item_columns(
         retry_ms=marks,
         lanes=max(lanes, default=0) + 1,
         unplaced=min(unplaced, count),
+        lane_labels=lane_labels,
     )
+
+
+def _rows_by_worker(
+    items: list[BatchItem], offsets: list[float | None], durations: list[float | None]
+) -> tuple[list[int], list[str]]:
+    """(row per item, label per row) with each worker process's items on rows of their own.
+
+    Within a worker the items are packed onto as few rows as never overlap (a worker with
+    two threads gets two rows), so the picture shows what each worker did when.
+    """
+    by_place: dict[str, list[int]] = {}
+    for at, item in enumerate(items):
+        by_place.setdefault(item.place or "this process", []).append(at)
+    rows = [0] * len(items)
+    labels: list[str] = []
+    for place in sorted(by_place):
+        ends: list[tuple[float, int]] = []  # heap of (end of the row's last item, row)
+        first_row = len(labels)
+        order = sorted(by_place[place], key=lambda at: offsets[at] or 0.0)
+        for at in order:
+            start = offsets[at] or 0.0
+            end = start + (durations[at] or 0.0)
+            if ends and ends[0][0] <= start:  # the row that went idle first is free again
+                row = ends[0][1]
+                heapq.heapreplace(ends, (end, row))
+            else:
+                row = len(labels)
+                labels.append(f"{place} · {row - first_row}")
+                heapq.heappush(ends, (end, row))
+            rows[at] = row
+    return rows, labels
 
 
 def _error_columns(messages: list[object]) -> tuple[list[str], list[int]]:

@@ -47,9 +47,11 @@ class BatchConfig:
     max_retries: int = 1
     retry_wait: float = 0.0
     error_handling: ErrorHandling = "fail_fast"
+    #: Where items run: threads (this process), processes or dask (runtime/executors).
+    executor: str = "threads"
 
     @classmethod
-    def from_ir(cls, block: dict[str, Any]) -> BatchConfig:
+    def from_ir(cls, block: dict[str, Any], executor: str = "threads") -> BatchConfig:
         return cls(
             items=block["items"],
             alias=block.get("as", "item"),
@@ -58,6 +60,7 @@ class BatchConfig:
             max_retries=int(block.get("max_retries", 1)),
             retry_wait=float(block.get("retry_wait", 0)),
             error_handling=block.get("error_handling", "fail_fast"),
+            executor=executor,
         )
 
     @property
@@ -292,10 +295,8 @@ class BatchNode(ParallelItems, LayerWrapper):
                 execution.batch_items = outcomes  # filled live: an interrupted run keeps them
             results: list[Any] = [None] * count
             try:
-                if config.parallel and count > 1:
-                    self.run_parallel(shared, items, outcomes, results)
-                else:
-                    self.run_sequential(shared, items, outcomes, results)
+                executor = self.run_context.executors.get(config.executor)
+                executor.run_items(self, shared, items, outcomes, results)
             finally:
                 outcomes.sort(key=lambda outcome: outcome.index)
                 output = self.batch_output(items, outcomes, results)

@@ -13,6 +13,7 @@ from typing import Any
 from pflow_trace.engine import BaseNode, Flow
 from pflow_trace.engine.core import DEFAULT_ACTION
 from pflow_trace.errors import UsageError
+from pflow_trace.ir.shipping import batch_executor
 from pflow_trace.ir.templates import compile_value, iter_references
 from pflow_trace.nodes.registry import NodeRegistry, default_registry
 from pflow_trace.runtime.batch import BatchConfig, BatchNode
@@ -43,7 +44,9 @@ def build_chain(
     chain: BaseNode = TemplateAwareNode(node_class(node_id), node_id, node_type, run)
     chain = NamespacedNode(chain, node_id, node_type, run)
     if "batch" in node:
-        chain = BatchNode(chain, node_id, node_type, run, BatchConfig.from_ir(node["batch"]))
+        executor = batch_executor(node["batch"], run.executors.default)
+        config = BatchConfig.from_ir(node["batch"], executor)
+        chain = BatchNode(chain, node_id, node_type, run, config)
     chain = InstrumentedNode(
         chain,
         node_id,

@@ -1,4 +1,4 @@
-"""What the wrapper layers share during a run: the tracer, the observer and the sanitizer.
+"""What the wrapper layers share during a run: tracer, observer, sanitizer and executors.
 
 With no observer and the OpenTelemetry API's no-op tracer (the defaults), the wrappers do only
 the work the run itself needs; turning tracing on swaps these objects, not the code path.
@@ -16,6 +16,7 @@ from pflow_trace.nodes.base import current_attempt
 from pflow_trace.observe.facts import NodeExecution, RunObserver
 from pflow_trace.observe.redaction import Redactor
 from pflow_trace.observe.sanitize import Sanitizer
+from pflow_trace.runtime.executors import ExecutorSet
 
 #: A run stops with an error after this many node executions: an edge loop that never ends
 #: would otherwise run (and grow the trace) until memory runs out.
@@ -52,6 +53,8 @@ class RunContext:
     recovered: list[str] = field(default_factory=list)
     #: Record LLM prompts and completions on spans (opt-in; see ``docs/llm.md``).
     capture_llm_content: bool = False
+    #: Where batch items run (threads unless a node or the run names another executor).
+    executors: ExecutorSet = field(default_factory=ExecutorSet)
 
     @property
     def recording(self) -> bool:

@@ -127,7 +127,10 @@ def run_workflow(
         record.status, record.error = "interrupted", stopped.message
         interrupt_signal = stopped.signal_number if isinstance(exc, RunInterrupted) else None
     finally:
-        _finish_run(run, record, span, token, shared)
+        try:
+            _finish_run(run, record, span, token, shared)
+        finally:
+            run.executors.close()  # worker processes and a cluster the run started end with it
     node_ids = [node["id"] for node in workflow["nodes"]]
     return RunResult(
         record=record,

@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Any
 
 from pflow_trace import __version__
@@ -214,6 +215,12 @@ class TraceDocumentBuilder(RunObserver):
             }
             for outcome in outcomes
         ]
+        if any(map(attrgetter("place"), outcomes)):
+            for record, outcome in zip(records, outcomes, strict=True):
+                place = outcome.place
+                record["host"] = place.host if place is not None else None
+                record["pid"] = place.pid if place is not None else None
+                record["worker_address"] = place.address if place is not None else None
         value = self.sanitizer.value
         for record, outcome in zip(records, outcomes, strict=True):
             if outcome.llm_usage:  # an LLM call: only these items carry the key

@@ -45,6 +45,20 @@ class BatchItem:
     worker: int | None = None
     #: The item's ``batch.item`` span id (16 hex); only our format records it.
     span_id: str | None = None
+    #: Where the item ran when it left the run's process (processes and dask executors):
+    #: host name, process id and Dask worker address; ``None`` for items run on threads.
+    host: str | None = None
+    pid: int | None = None
+    worker_address: str | None = None
+
+    @property
+    def place(self) -> str | None:
+        """A label for the worker process: Dask address, else ``host pid``; None on threads."""
+        if self.worker_address:
+            return self.worker_address
+        if self.host is not None or self.pid is not None:
+            return f"{self.host or '?'} pid {self.pid if self.pid is not None else '?'}"
+        return None
     #: The item's LLM call (``llm_usage``; pflow's ``llm_call``) as written; None for an item
     #: that made none. ``empty_response`` is set when the response was blank.
     llm_usage: dict[str, Any] | None = None

@@ -80,6 +80,9 @@ _ITEM_FIELDS = (
     "span_id",
 )
 _item_fields = itemgetter(*_ITEM_FIELDS)
+#: Where an item ran, recorded only for items run in another process (processes, dask).
+_PLACE_FIELDS = ("host", "pid", "worker_address")
+_placed_item_fields = itemgetter(*_ITEM_FIELDS, *_PLACE_FIELDS)
 #: The fields statistics and exporters compute with (``index`` and ``status`` are sorted,
 #: counted and compared; the span id links the HTML report to Jaeger), and the types they may
 #: hold; checked in bulk after the fast path. The others (``item``, ``error``) are display
@@ -93,10 +96,15 @@ _ITEM_TYPES = (
     ("worker", frozenset({int, type(None)})),
     ("span_id", frozenset({str, type(None)})),
 )
+_PLACE_TYPES = (
+    ("host", frozenset({str, type(None)})),
+    ("pid", frozenset({int, type(None)})),
+    ("worker_address", frozenset({str, type(None)})),
+)
 
 
 #: Fields the bulk check does not add up: ids and labels, not measurements.
-_NOT_SUMMED = frozenset({"index", "status", "span_id"})
+_NOT_SUMMED = frozenset({"index", "status", "span_id", "host", "pid", "worker_address"})
 
 
 def attach_llm_usage(items: list[BatchItem], raw_items: list[Any]) -> None:
@@ -144,14 +152,18 @@ def _batch_items(raw_items: list[Any]) -> list[BatchItem]:
     document for nothing. Anything unusual (a missing field as in pflow's records, a value
     of the wrong type) falls back to the careful per-item loop.
     """
+    placed = bool(raw_items) and isinstance(raw_items[0], dict) and "host" in raw_items[0]
+    fields, types = (
+        (_placed_item_fields, _ITEM_TYPES + _PLACE_TYPES) if placed else (_item_fields, _ITEM_TYPES)
+    )
     paused = gc.isenabled()
     gc.disable()
     try:
         try:
-            items = list(starmap(BatchItem, map(_item_fields, raw_items)))
+            items = list(starmap(BatchItem, map(fields, raw_items)))
         except (KeyError, TypeError):
             return _batch_items_careful(raw_items)
-        for name, allowed in _ITEM_TYPES:
+        for name, allowed in types:
             values = list(map(attrgetter(name), items))
             if not set(map(type, values)) <= allowed:
                 return _batch_items_careful(raw_items)
@@ -187,6 +199,12 @@ def _batch_items_careful(raw_items: list[Any]) -> list[BatchItem]:
         worker = as_int(get("worker"))
         span_id = as_str(get("span_id"))
         index, item = as_int(get("index")), get("item")
-        append(BatchItem(index, item, status, duration, error, attempts, offset, worker, span_id))
+        host, pid, address = as_str(get("host")), as_int(get("pid")), as_str(get("worker_address"))
+        append(
+            BatchItem(
+                index, item, status, duration, error, attempts, offset, worker, span_id,
+                host, pid, address,
+            )
+        )  # fmt: skip
     return items
 

@@ -122,7 +122,8 @@
         byLane: byLane.map((list) => Int32Array.from(list)),
       };
       for (let lane = 0; lane < items.lanes; lane++) {
-        rows.push({ kind: "lane", node: node, lane: lane, y: y, h: LANE_H });
+        const label = items.lane_labels.length ? items.lane_labels[lane] : "lane " + lane;
+        rows.push({ kind: "lane", node: node, lane: lane, label: label, y: y, h: LANE_H });
         y += LANE_H;
       }
     }
@@ -275,7 +276,7 @@
       } else if (row.h >= 10) {
         ctx.fillStyle = colour("dim");
         ctx.font = "10px system-ui, sans-serif";
-        ctx.fillText("lane " + row.lane, 18, row.y + row.h / 2);
+        ctx.fillText(clip(row.label, LABEL_W - 24), 18, row.y + row.h / 2);
       }
     }
   }
@@ -335,7 +336,8 @@
     fields.push(["node", node.node_id], ["index", items.index[i]], ["item", items.preview[i]],
       ["status", CLASSES[items.status[i]]], ["attempts", items.attempts[i]],
       ["start", ms(node.draw.start[i])], ["duration", ms(items.duration_ms[i])],
-      ["lane", items.lane[i]]);
+      [items.lane_labels.length ? "worker" : "lane",
+        items.lane_labels.length ? items.lane_labels[items.lane[i]] : items.lane[i]]);
     const marks = items.retry_ms[String(i)];
     if (marks) fields.push(["retries at", marks.map(ms).join(", ") + " after the item started"]);
     fields.push(["error", error], ["span id", items.span_id[i]]);

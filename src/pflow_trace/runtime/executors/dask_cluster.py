@@ -1,0 +1,248 @@
+"""The ``dask`` executor: items run as tasks on a ``dask.distributed`` cluster.
+
+The run connects to ``--scheduler`` (``tcp://host:8786``) or, without one, starts an in-process
+``LocalCluster`` of worker processes, and closes what it started when it ends. A batch's job is
+scattered to every worker once; each item is then one task, at most ``max_concurrent`` of them
+submitted at a time (the driver loop in :mod:`.driver`). On a worker, a thread keeps one
+:class:`~.job.ItemRunner` per job, and the item's spans come back in its reply.
+
+Dask re-runs a task whose worker died up to ``distributed.scheduler.allowed-failures`` times
+before reporting ``KilledWorker``; the ``LocalCluster`` started here sets that to 0, so a death
+is reported at once and retried by the batch's own ``max_retries`` (see docs/distributed.md for
+an external scheduler). Ctrl-C cancels the batch's tasks and interrupts items already running
+on the workers (an exception raised in their thread, and their child processes stopped), so
+nothing of the run keeps running on the cluster.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import queue
+import threading
+import uuid
+from typing import Any
+
+from pflow_trace.nodes.base import NodeFailure, cancel_running_work
+from pflow_trace.runtime.executors.driver import ItemTask, WorkerLost, run_on_transport
+from pflow_trace.runtime.executors.job import BatchJob, ItemReply, ItemRunner, this_place
+
+#: How long connecting to a scheduler may take before the node fails.
+CONNECT_TIMEOUT_S = 10
+#: How long the workers get to confirm that a cancelled batch's items were interrupted.
+CANCEL_TIMEOUT_S = 5
+
+
+def _import_distributed() -> Any:
+    try:
+        import distributed
+    except ImportError:
+        raise NodeFailure(
+            "the dask executor needs dask.distributed: pip install 'pflow-trace[dask]'"
+        ) from None
+    return distributed
+
+
+class DaskExecutor:
+    """A client of one cluster for the whole run; the cluster too when the run started it."""
+
+    name = "dask"
+
+    def __init__(self, scheduler: str | None = None, workers: int | None = None) -> None:
+        self.scheduler = scheduler
+        self.workers = workers
+        self.client: Any = None
+        self.cluster: Any = None
+
+    def connect(self) -> Any:
+        if self.client is not None:
+            return self.client
+        distributed = _import_distributed()
+        if self.scheduler:
+            try:
+                self.client = distributed.Client(
+                    self.scheduler, timeout=CONNECT_TIMEOUT_S, set_as_default=False
+                )
+            except (OSError, TimeoutError) as exc:
+                raise NodeFailure(
+                    f"cannot reach the Dask scheduler at {self.scheduler}: {exc}"
+                ) from None
+            return self.client
+        import dask
+
+        with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+            self.cluster = distributed.LocalCluster(
+                n_workers=self.workers or os.cpu_count() or 1,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=":0",
+            )
+        self.client = distributed.Client(self.cluster, set_as_default=False)
+        return self.client
+
+    def run_items(
+        self, batch: Any, shared: Any, items: list[Any], outcomes: list[Any], results: list[Any]
+    ) -> None:
+        transport = _DaskTransport(self.connect())
+        run_on_transport(self.name, transport, batch, shared, items, outcomes, results)
+
+    def close(self) -> None:
+        client, cluster, self.client, self.cluster = self.client, self.cluster, None, None
+        if client is not None:
+            client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+class _DaskTransport:
+    """One batch's tasks on the cluster."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.distributed = _import_distributed()
+        self.futures: dict[Any, ItemTask] = {}
+        #: (future, reply, error) of finished tasks, put there by the client's event loop.
+        self.finished: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.job: BatchJob | None = None
+        self.job_future: Any = None
+        self.key_prefix = ""
+
+    def begin(self, job: BatchJob, lanes: int) -> None:
+        try:
+            self.job_future = self.client.scatter(job, broadcast=True, hash=False)
+        except Exception as exc:
+            raise NodeFailure(f"the batch cannot be sent to the Dask cluster: {exc}") from None
+        self.job = job
+        self.key_prefix = f"pflow-{job.node_id}-{uuid.uuid4().hex[:8]}"
+
+    def submit(self, task: ItemTask) -> None:
+        future = self.client.submit(
+            run_dask_item,
+            self.job_future,
+            task.index,
+            task.item,
+            task.lane,
+            task.attempt_offset,
+            task.want_resolutions,
+            key=f"{self.key_prefix}-{task.index}-{task.attempt_offset}",
+            pure=False,
+        )
+        self.futures[future] = task
+        self.client.loop.add_callback(self._fetch, future)
+
+    async def _fetch(self, future: Any) -> None:
+        """On the client's event loop: wait for the task and fetch its reply as soon as it is
+        done, so fetches overlap each other and the driver never waits for one in turn."""
+        try:
+            reply = await self.client.gather(future, asynchronous=True)
+        except BaseException as exc:  # the task's error, KilledWorker, or a cancellation
+            self.finished.put((future, None, exc))
+        else:
+            self.finished.put((future, reply, None))
+
+    def wait(self, timeout_s: float) -> list[tuple[ItemTask, ItemReply | WorkerLost]]:
+        try:
+            done = [self.finished.get(timeout=timeout_s)]
+        except queue.Empty:
+            return []
+        while not self.finished.empty():
+            done.append(self.finished.get_nowait())
+        replies: list[tuple[ItemTask, ItemReply | WorkerLost]] = []
+        for future, reply, exc in done:
+            task = self.futures.pop(future, None)
+            if task is not None:  # not one this batch cancelled meanwhile
+                replies.append((task, self._reply(reply, exc)))
+        return replies
+
+    def _reply(self, reply: ItemReply | None, exc: BaseException | None) -> ItemReply | WorkerLost:
+        if exc is None:
+            if reply is not None:
+                return reply
+            return WorkerLost("the item was cancelled on its worker", final=True)
+        if isinstance(exc, self.distributed.KilledWorker):
+            return WorkerLost(f"the Dask worker running the item died ({exc})")
+        return WorkerLost(f"the item's task failed on the cluster: {type(exc).__name__}: {exc}")
+
+    def cancel(self) -> None:
+        futures, self.futures = list(self.futures), {}
+        if self.job is None:
+            return
+        try:
+            self.client.cancel(futures, force=True)
+            self.client.run(interrupt_job, self.job.job_id, wait=True)
+        except Exception:  # the run is ending either way; a broken connection must not hide it
+            pass
+
+    def end(self) -> None:
+        futures, self.futures = list(self.futures), {}
+        try:
+            self.client.cancel([*futures, self.job_future])
+        except Exception:
+            pass
+
+
+# -- the worker side -------------------------------------------------------------------------
+
+
+class JobCancelled(BaseException):
+    """Raised inside an item's thread on a worker when its run cancelled the batch."""
+
+
+_state_lock = threading.Lock()
+#: thread ident -> job id of the item running on that thread (on this worker process).
+_running: dict[int, str] = {}
+_cancelled_jobs: set[str] = set()
+_runners = threading.local()
+_set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
+_set_async_exc.argtypes = (ctypes.c_ulong, ctypes.py_object)
+
+
+def _runner(job: BatchJob) -> ItemRunner:
+    """This thread's runner for ``job`` (the last job's is kept; batches come one by one)."""
+    runner: ItemRunner | None = getattr(_runners, "runner", None)
+    if runner is None or runner.job.job_id != job.job_id:
+        from distributed import get_worker
+
+        runner = ItemRunner(job, this_place(get_worker().address))
+        _runners.runner = runner
+    return runner
+
+
+def run_dask_item(
+    job: BatchJob, index: int, item: Any, lane: int, offset: int, want: bool
+) -> ItemReply | None:
+    """The task: run one item on this worker; None when its batch was cancelled."""
+    if job.job_id in _cancelled_jobs:
+        return None
+    runner = _runner(job)
+    ident = threading.get_ident()
+    try:
+        with _state_lock:
+            _running[ident] = job.job_id
+        try:
+            return runner.run(index, item, lane, offset, want)
+        finally:
+            with _state_lock:
+                del _running[ident]
+                # A cancel that came as the item ended must not fire in Dask's own code.
+                _set_async_exc(ident, ctypes.py_object())
+    except JobCancelled:
+        return None
+
+
+def interrupt_job(job_id: str) -> int:
+    """Cancel a batch on this worker: refuse its queued items, interrupt its running ones."""
+    with _state_lock:
+        _cancelled_jobs.add(job_id)
+        threads = [ident for ident, running in _running.items() if running == job_id]
+        for ident in threads:
+            _set_async_exc(ident, ctypes.py_object(JobCancelled))
+    if threads:
+        cancel_running_work()  # child processes (shell nodes) of the interrupted items
+    return len(threads)
+
+
+def running_items() -> int:
+    """How many items of any run are running on this worker (tests and diagnostics)."""
+    with _state_lock:
+        return len(_running)
