@@ -75,7 +75,7 @@ def test_pflow_jsonl_sample_renders(tmp_path: Path) -> None:
         (["bad.json"], "error: bad.json: "),
         (["empty"], "error: empty: no trace files"),
         (["good.json", "--jaeger-url", "javascript:alert(1)"], "error: --jaeger-url "),
-        (["good.json", "-o", "no/such/dir/r.html"], "error: no/such/dir/r.html: cannot write"),
+        (["good.json", "-o", "good.json/r.html"], "error: -o good.json/r.html: Not a directory"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(
@@ -109,3 +109,27 @@ def test_open_hands_the_page_to_the_web_browser(tmp_path: Path) -> None:
 def test_report_is_listed_in_help(tmp_path: Path) -> None:
     result = cli("--help", cwd=tmp_path)
     assert re.search(r"^\s+report\s+Write a self-contained HTML report", result.stdout, re.M)
+
+
+def test_report_reads_traces_as_show_does_and_writes_a_private_file(tmp_path: Path) -> None:
+    """A stray JSON file in the directory is skipped with a warning; the page is 0600."""
+    traces = tmp_path / "traces"
+    tf.write_trace(traces / "run.json", tf.parallel_trace())
+    (traces / "settings.json").write_text('{"theme": "dark"}', encoding="utf-8")
+    result = cli("report", str(traces), "-o", "out/page.html", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "warning: skipped:" in result.stderr and "settings.json" in result.stderr
+    page = tmp_path / "out" / "page.html"
+    assert page.stat().st_mode & 0o777 == 0o600
+    assert page_data(page)["summary"]["runs"][0]["workflow_name"] == "parallel"
+
+
+def test_report_refuses_a_fifo_before_reading_anything(tmp_path: Path) -> None:
+    import os
+
+    fifo = tmp_path / "pipe.html"
+    os.mkfifo(fifo)
+    trace = tf.write_trace(tmp_path / "run.json", tf.parallel_trace())
+    result = cli("report", str(trace), "-o", str(fifo), cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "FIFO" in result.stderr

@@ -14,11 +14,11 @@ from urllib.parse import urlsplit
 
 import click
 
+from pflow_trace.cli.trace_selection import read_runs, trace_selection
 from pflow_trace.errors import UsageError
-from pflow_trace.report.batch_stats import DEFAULT_TOP
 from pflow_trace.report.html import render_report
-from pflow_trace.tracefile.locate import ENV_TRACE_DIR, resolve_trace_paths
-from pflow_trace.tracefile.readers import read_trace
+from pflow_trace.text import terminal_safe
+from pflow_trace.tracefile.writer import check_destination, write_private_file
 
 #: Where the page goes without ``-o``: the current directory, where a person looks first.
 DEFAULT_OUTPUT = Path("pflow-trace-report.html")
@@ -41,20 +41,7 @@ DEFAULT_OUTPUT = Path("pflow-trace-report.html")
     default=None,
     help="Link each span to this Jaeger UI, e.g. http://localhost:16686.",
 )
-@click.option(
-    "--top",
-    type=click.IntRange(min=0),
-    default=DEFAULT_TOP,
-    show_default=True,
-    help="How many of the slowest items to list per batch node.",
-)
-@click.option(
-    "--trace-dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=None,
-    help=f"Where to look when no TRACE is given [default: ${ENV_TRACE_DIR} or "
-    "~/.pflow-trace/traces/].",
-)
+@trace_selection
 def report(
     traces: tuple[Path, ...],
     output: Path,
@@ -71,17 +58,14 @@ def report(
     """
     if jaeger_url is not None:
         _check_jaeger_url(jaeger_url)
-    paths = resolve_trace_paths(traces, trace_dir)
-    runs = [read_trace(path) for path in paths]
-    for run in runs:
-        for warning in run.warnings:
-            click.echo(f"warning: {warning}", err=True)
+    check_destination(output, "-o")  # a FIFO, device or directory: refused before any work
+    runs = read_runs(traces, trace_dir)
     html = render_report(runs, jaeger_url=jaeger_url, top=top)
     try:
-        output.write_text(html, encoding="utf-8")
+        write_private_file(output, [html], "-o")
     except OSError as exc:
         raise UsageError(f"{output}: cannot write ({exc.strerror or exc})") from None
-    click.echo(f"report: {output}")
+    click.echo(f"report: {terminal_safe(output)}")
     if open_page:
         webbrowser.open(output.resolve().as_uri())
 
