@@ -289,3 +289,17 @@ def test_a_100000_item_batch_paints_and_redraws(browser: Any, tmp_path: Path) ->
     (tmp_path / "paint.json").write_text(json.dumps(timings), encoding="utf-8")
     print(f"\n100,000 items in the browser: {timings}")
     loaded.assert_clean()
+
+
+def test_an_llm_run_shows_its_tokens_and_cost_in_the_header(browser: Any, tmp_path: Path) -> None:
+    """The bundled LLM example on the offline echo model: the header carries the run's usage."""
+    options = pflow_trace.TraceOptions(trace_dir=tmp_path, export=resolve_export_settings("none"))
+    outcome = pflow_trace.run(str(ROOT / "examples" / "llm-batch.json"), None, options)
+    assert outcome.trace_path is not None
+    summary = outcome.document["llm_summary"]
+    path = tmp_path / "llm.html"
+    path.write_text(render_report([read_trace(outcome.trace_path)]), encoding="utf-8")
+    loaded = open_page(browser, path)
+    facts = loaded.page.locator("#run-facts").text_content()
+    assert f"{summary['calls']} calls, {summary['total_tokens']} tokens" in facts
+    loaded.assert_clean()

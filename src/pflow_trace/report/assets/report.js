@@ -73,6 +73,7 @@
     addFact(facts, "duration", ms(run.duration_ms));
     addFact(facts, "nodes", run.nodes_run + " run, " + run.nodes_failed + " failed");
     addFact(facts, "items", items + " in batches, " + errors + " failed");
+    if (run.llm) addFact(facts, "LLM", llmFact(run.llm.totals));
     addFact(facts, "trace id", run.trace_id, jaegerLink(run.trace_id, null));
     addFact(facts, "execution", run.execution_id);
     addFact(facts, "file", run.source + " (" + run.format + " " + orDash(run.format_version) + ")");
@@ -89,6 +90,13 @@
         notes.appendChild(el("li", node.node_id + ": start derived from its end time (not recorded)"));
       }
     }
+  }
+
+  function llmFact(totals) {
+    // One rule for cached input (docs/llm.md): input_tokens already includes it.
+    const cost = totals.cost_usd === null ? "price unknown" : "$" + totals.cost_usd.toFixed(4);
+    return totals.calls + " calls, " + totals.total_tokens + " tokens (" + totals.input_tokens +
+      " in, " + totals.output_tokens + " out), " + cost;
   }
 
   // -- waterfall: layout -----------------------------------------------------------------
