@@ -25,13 +25,12 @@ import json
 import os
 import platform
 import shutil
-import sys
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from common import best_interleaved
+from common import best_interleaved, trace_factory
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUTPUT = ROOT / "benchmarks" / "results" / "report.json"
@@ -41,14 +40,6 @@ FULL_ITEMS = 100_000
 QUICK_ITEMS = 10_000
 ROUNDS = 5
 
-
-def _trace_factory() -> Any:
-    tests = str(ROOT / "tests")
-    if tests not in sys.path:
-        sys.path.insert(0, tests)
-    import trace_factory
-
-    return trace_factory
 
 
 def _show_json(path: Path) -> str:
@@ -101,7 +92,7 @@ def _browser_timings(page_path: Path) -> dict[str, Any]:
 
 def run(quick: bool = False, browser: bool = True) -> dict[str, Any]:
     """Generate the trace, time both sides, size the page, optionally load it in Chromium."""
-    factory = _trace_factory()
+    factory = trace_factory()
     items = QUICK_ITEMS if quick else FULL_ITEMS
     with tempfile.TemporaryDirectory(prefix="bench-report-") as tmp:
         path = factory.write_trace(Path(tmp) / "large.json", factory.large_trace(items))

@@ -22,7 +22,6 @@ import argparse
 import gc
 import json
 import platform
-import sys
 import tempfile
 import time
 import tracemalloc
@@ -31,6 +30,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from common import trace_factory
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUTPUT = ROOT / "benchmarks" / "results" / "show.json"
 TARGET_RATIO = 2.0
@@ -38,15 +39,6 @@ FULL_ITEMS = 100_000
 QUICK_ITEMS = 10_000
 REPEATS = 5
 
-
-def _trace_factory() -> Any:
-    """The tests' trace builder; ``tests/`` is not a package, so it is put on the path."""
-    tests = str(ROOT / "tests")
-    if tests not in sys.path:
-        sys.path.insert(0, tests)
-    import trace_factory
-
-    return trace_factory
 
 
 def _json_load(path: Path) -> None:
@@ -94,7 +86,7 @@ def _peak_bytes(action: Callable[[Path], None], path: Path) -> int:
 
 def run(quick: bool = False) -> dict[str, Any]:
     """Generate the trace, measure both sides, and return the figures as a dict."""
-    factory = _trace_factory()
+    factory = trace_factory()
     items = QUICK_ITEMS if quick else FULL_ITEMS
     with tempfile.TemporaryDirectory(prefix="bench-show-") as tmp:
         path = factory.write_trace(Path(tmp) / "large.json", factory.large_trace(items))

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import gc
+import sys
 import time
 import tracemalloc
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def best_of(repeats: int, action: Callable[[], Any]) -> float:
@@ -49,3 +53,13 @@ def best_interleaved(rounds: int, actions: dict[str, Callable[[], Any]]) -> dict
             action()
             best[name] = min(best[name], time.perf_counter() - started)
     return best
+
+
+def trace_factory() -> Any:
+    """The tests' trace builder; ``tests/`` is not a package, so it is put on the path."""
+    tests = str(ROOT / "tests")
+    if tests not in sys.path:
+        sys.path.insert(0, tests)
+    import trace_factory as factory
+
+    return factory
