@@ -195,8 +195,7 @@ def run(
         recorder,
         namespaces=frozenset(node["id"] for node in workflow["nodes"]),
     )
-    processors = [*options.extra_processors, *([recorder] if recorder is not None else [])]
-    tracing = setup_tracing(options.export, processors)
+    tracing = setup_tracing(options.export, options.extra_processors, span_sink=recorder)
     observer = Observers([builder, *options.observers])
     context = RunContext(
         tracer=tracing.tracer,

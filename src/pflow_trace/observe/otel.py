@@ -36,6 +36,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from pflow_trace import __version__
 from pflow_trace.observe.conventions import INSTRUMENTATION_NAME
 from pflow_trace.observe.export_settings import ExportSettings
+from pflow_trace.observe.lean_tracer import LeanTracerProvider, SpanSink, lean_tracing_allowed
 
 _QUIET_LOGGERS = (
     "opentelemetry.exporter.otlp",
@@ -151,7 +152,8 @@ def parent_context_from_env(env: Mapping[str, str] | None = None) -> Context | N
 class Tracing:
     """One configured pipeline: a tracer for the runtime and a clean shutdown for the CLI."""
 
-    provider: TracerProvider
+    #: The SDK's provider, or the lean one when spans go only to the trace file.
+    provider: TracerProvider | LeanTracerProvider
     settings: ExportSettings
     guard: GuardedExporter | None = None
     extra_processors: list[SpanProcessor] = field(default_factory=list)
@@ -167,7 +169,7 @@ class Tracing:
         whatever the backend does.
         """
         if self.guard is None:
-            self.provider.shutdown()
+            self.provider.shutdown()  # the lean provider has nothing to flush
             return None
         deadline_s = self.guard.deadline_s + SHUTDOWN_MARGIN_S
         finished, _ = call_with_deadline(self.provider.shutdown, deadline_s)
@@ -182,13 +184,26 @@ def setup_tracing(
     settings: ExportSettings,
     extra_processors: Sequence[SpanProcessor] = (),
     resource_attributes: Mapping[str, Any] | None = None,
+    span_sink: SpanSink | None = None,
 ) -> Tracing:
-    """A private provider (the global one is left alone) wired to the chosen exporter."""
+    """A private provider (the global one is left alone) wired to the chosen exporter.
+
+    ``span_sink`` (the trace file's span recorder) receives every ended span. With no exporter,
+    no extra processors and no ``OTEL_*`` setting only the SDK honours, the lean provider is
+    used (:mod:`pflow_trace.observe.lean_tracer`); otherwise the SDK, with the sink as one
+    more processor.
+    """
     attributes = {SERVICE_NAME: settings.service_name, **(resource_attributes or {})}
     # Resource.create merges OTEL_RESOURCE_ATTRIBUTES; an explicit service name still wins.
+    resource = Resource.create(attributes)
+    if settings.exporter == "none" and not extra_processors and lean_tracing_allowed():
+        lean = LeanTracerProvider(span_sink, resource.attributes)
+        if span_sink is not None:
+            span_sink.set_origin(resource.attributes, INSTRUMENTATION_NAME, __version__)
+        return Tracing(lean, settings)
     # No exit hook: Tracing.shutdown is always called, and a second, unbounded one at exit
     # would wait on a hung backend after all.
-    provider = TracerProvider(resource=Resource.create(attributes), shutdown_on_exit=False)
+    provider = TracerProvider(resource=resource, shutdown_on_exit=False)
     guard: GuardedExporter | None = None
     if settings.exporter == "console":
         from opentelemetry.sdk.trace.export import ConsoleSpanExporter
@@ -209,6 +224,9 @@ def setup_tracing(
                 export_timeout_millis=settings.timeout_s * 1000,
             )
         )
-    for processor in extra_processors:
+    processors = list(extra_processors)
+    if span_sink is not None:
+        processors.append(span_sink)  # type: ignore[arg-type]  # the recorder is a processor
+    for processor in processors:
         provider.add_span_processor(processor)
-    return Tracing(provider, settings, guard, list(extra_processors))
+    return Tracing(provider, settings, guard, processors)

@@ -66,27 +66,19 @@ class SpanRecorder(SpanProcessor):
         return None
 
     def on_end(self, span: ReadableSpan) -> None:
+        """An SDK span (exporter configured, or extra processors): its fields, then a row."""
+        if not self.scope and span.instrumentation_scope is not None:
+            self.set_origin(
+                span.resource.attributes,
+                span.instrumentation_scope.name,
+                span.instrumentation_scope.version,
+            )
         # The SDK's attributes are a read-only proxy over a BoundedAttributes over a plain dict;
         # reading that dict directly avoids three layers of the Mapping protocol per key. If
         # the SDK's internals change, the public (slower) mapping is used instead.
         raw: Mapping[str, Any] | None = getattr(getattr(span, "_attributes", None), "_dict", None)
         if not isinstance(raw, dict):
-            raw = span.attributes or {}
-        varying = None
-        # Fast path: most spans (namespaced, template, node) carry exactly their kind's
-        # attributes, and comparing two small dicts is one C call.
-        plain = self._plain_kinds.get(span.name)
-        if plain is not None and raw == plain[1]:
-            kind = plain[0]
-        else:
-            key = (span.name, tuple(item for item in raw.items() if item[0] not in _VARYING))
-            kind = self._kinds.get(key)
-            if kind is None:
-                kind = self._add_kind(key, span)
-            if len(raw) > len(key[1]):
-                varying = {name: raw[name] for name in _VARYING_ORDER if name in raw}
-            elif span.name not in self._plain_kinds:
-                self._plain_kinds[span.name] = (kind, dict(raw))
+            raw = dict(span.attributes or {})
         events = (
             [(event.name, event.timestamp, dict(event.attributes or {})) for event in span.events]
             if span.events
@@ -94,23 +86,72 @@ class SpanRecorder(SpanProcessor):
         )
         parent = span.parent
         status = span.status
-        # Rows hold only numbers and strings in the common case, so the garbage collector
-        # stops tracking them: a long batch must not make every collection walk its spans.
-        row = (
-            kind,
+        self.record(
+            span.name,
+            raw,
             span.context.span_id,
             parent.span_id if parent is not None else 0,
             span.start_time or 0,
             span.end_time or 0,
             STATUS_CODE_BY_NAME.get(status.status_code.name, 0),
             status.description,
+            events,
+        )
+
+    def set_origin(
+        self, resource_attributes: Mapping[str, Any], scope_name: str, scope_version: str | None
+    ) -> None:
+        """The resource and instrumentation scope every span of the run shares."""
+        with self._lock:
+            if not self.scope:
+                self.resource_attributes = dict(resource_attributes)
+                self.scope = {"name": scope_name, "version": scope_version}
+
+    def record(
+        self,
+        name: str,
+        attributes: dict[str, Any],
+        span_id: int,
+        parent_span_id: int,
+        start_ns: int,
+        end_ns: int,
+        status_code: int,
+        status_description: str | None,
+        events: list[tuple[str, int, dict[str, Any]]] | None,
+    ) -> None:
+        """One ended span, from the SDK (:meth:`on_end`) or the lean tracer, as a raw row."""
+        varying = None
+        # Fast path: most spans (namespaced, template, node) carry exactly their kind's
+        # attributes, and comparing two small dicts is one C call.
+        plain = self._plain_kinds.get(name)
+        if plain is not None and attributes == plain[1]:
+            kind = plain[0]
+        else:
+            key = (name, tuple(item for item in attributes.items() if item[0] not in _VARYING))
+            kind = self._kinds.get(key)
+            if kind is None:
+                kind = self._add_kind(key)
+            if len(attributes) > len(key[1]):
+                varying = {attr: attributes[attr] for attr in _VARYING_ORDER if attr in attributes}
+            elif name not in self._plain_kinds:
+                self._plain_kinds[name] = (kind, dict(attributes))
+        # Rows hold only numbers and strings in the common case, so the garbage collector
+        # stops tracking them: a long batch must not make every collection walk its spans.
+        row = (
+            kind,
+            span_id,
+            parent_span_id,
+            start_ns,
+            end_ns,
+            status_code,
+            status_description,
             varying,
             events,
         )
         with self._lock:  # table() swaps the list; an append must not land in the old one
             self._rows.append(row)
 
-    def _add_kind(self, key: tuple[str, tuple[tuple[str, Any], ...]], span: ReadableSpan) -> int:
+    def _add_kind(self, key: tuple[str, tuple[tuple[str, Any], ...]]) -> int:
         with self._lock:
             kind = self._kinds.get(key)
             if kind is None:
@@ -120,12 +161,6 @@ class SpanRecorder(SpanProcessor):
                     for name, value in key[1]
                 }
                 self.kinds.append({"name": key[0], "attributes": attributes})
-            if not self.scope and span.instrumentation_scope is not None:
-                self.scope = {
-                    "name": span.instrumentation_scope.name,
-                    "version": span.instrumentation_scope.version,
-                }
-                self.resource_attributes = dict(span.resource.attributes)
             return kind
 
     def shutdown(self) -> None:
