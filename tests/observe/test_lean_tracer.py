@@ -21,6 +21,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanContext, Status, StatusCode, TraceFlags
 
+from otlp_receiver import HTTP, OtlpReceiver, ReceivedSpan
 from pflow_trace import api
 from pflow_trace.api import TracedRun, TraceOptions
 from pflow_trace.ir.validation import validate_workflow
@@ -32,6 +33,7 @@ from pflow_trace.observe.otel import setup_tracing
 SECRET = "s3cr3t-VALUE-42"
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_SPAN_ID = "00f067aa0ba902b7"
+STATUS_NUMBERS = {"UNSET": 0, "OK": 1, "ERROR": 2}
 
 
 def mixed_workflow() -> dict[str, Any]:
@@ -173,17 +175,58 @@ def test_span_table_is_the_same_with_and_without_an_exporter(
     assert len(items) == 9 and {item["span_id"] for item in items} <= lean_ids
 
 
-def test_no_exporter_uses_the_lean_provider_and_any_exporter_the_sdk() -> None:
+def test_the_sdk_makes_spans_only_for_extra_processors_or_sdk_only_settings() -> None:
     none = resolve_export_settings("none", env={})
-    assert isinstance(setup_tracing(none).provider, LeanTracerProvider)
-    assert isinstance(
-        setup_tracing(none, [SimpleSpanProcessor(InMemorySpanExporter())]).provider, TracerProvider
-    )
-    console = resolve_export_settings("console", env={})
-    assert isinstance(setup_tracing(console).provider, TracerProvider)
+    lean = setup_tracing(none).provider
+    assert isinstance(lean, LeanTracerProvider) and lean.exports is None
+    with_processor = setup_tracing(none, [SimpleSpanProcessor(InMemorySpanExporter())])
+    assert isinstance(with_processor.provider, TracerProvider)
+    console = setup_tracing(resolve_export_settings("console", env={})).provider
+    assert isinstance(console, LeanTracerProvider) and console.exports is not None
+    console.shutdown()
     assert not lean_tracing_allowed({"OTEL_TRACES_SAMPLER": "always_off"})
     assert not lean_tracing_allowed({"OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT": "4"})
     assert lean_tracing_allowed({"OTEL_SERVICE_NAME": "x", "PATH": "/bin"})
+
+
+def received_spans(spans: list[ReceivedSpan]) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": span.span_id,
+            "parent": span.parent_span_id,
+            "name": span.name,
+            "attributes": span.attributes,
+            "status": [STATUS_NUMBERS[span.status_code], span.status_message or None],
+            "events": [[event.name, event.attributes] for event in span.events],
+        }
+        for span in spans
+    ]
+
+
+def test_spans_exported_over_otlp_match_the_span_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRACEPARENT", f"00-{TRACE_ID}-{PARENT_SPAN_ID}-01")
+    with OtlpReceiver(HTTP) as receiver:
+        options = TraceOptions(
+            export=resolve_export_settings("otlp", endpoint=receiver.endpoint, env={}),
+            trace_file=str(tmp_path / "otlp.json"),
+        )
+        outcome = api.run(mixed_workflow(), {"api_key": SECRET}, options)
+        spans = receiver.wait_for_spans(52)
+    assert outcome.export_warning is None
+    document = json.loads((tmp_path / "otlp.json").read_text(encoding="utf-8"))
+    table = document["otel"]["spans"]
+    assert len(spans) == len(table["rows"]) == 52
+    # Ids are the same ones here: the exporter got the very spans the table recorded.
+    assert sorted(received_spans(spans), key=lambda s: s["id"]) == sorted(
+        table_spans(table),
+        key=lambda s: s["id"],
+    )
+    assert {span.trace_id for span in spans} == {TRACE_ID}
+    assert spans[0].resource == table["resource"]
+    (root,) = [span for span in spans if span.parent_span_id == PARENT_SPAN_ID]
+    assert root.name == "workflow lean-vs-sdk"
 
 
 def test_instrumentation_inside_a_lean_span_nests_under_it() -> None:

@@ -42,6 +42,8 @@ from opentelemetry.trace import (
     TracerProvider,
 )
 
+from pflow_trace.observe.lean_export import ExportQueue
+
 #: The SDK's default span limits (``SpanLimits``): attributes and events per span.
 MAX_ATTRIBUTES = 128
 MAX_EVENTS = 128
@@ -120,12 +122,12 @@ class LeanSpan(trace.Span):
         "_code",
         "_context",
         "_owned",
-        "_sink",
+        "_tracer",
         "attributes",
         "end_ns",
         "events",
         "name",
-        "parent_span_id",
+        "parent",
         "start_ns",
         "status_description",
     )
@@ -134,14 +136,15 @@ class LeanSpan(trace.Span):
         self,
         name: str,
         context: SpanContext,
-        parent_span_id: int,
+        parent: SpanContext | None,
         start_ns: int,
         attributes: dict[str, Any],
-        sink: SpanSink | None,
+        tracer: LeanTracer,
     ) -> None:
         self.name = name
         self._context = context
-        self.parent_span_id = parent_span_id
+        #: The parent's context (remote for a ``TRACEPARENT`` parent), or None for a root.
+        self.parent = parent
         self.start_ns = start_ns
         self.end_ns = 0
         #: The caller's dict until this span changes it (copy on write: layers pass theirs).
@@ -150,7 +153,7 @@ class LeanSpan(trace.Span):
         self.events: list[tuple[str, int, dict[str, Any]]] | None = None
         self._code = 0  # StatusCode's value: the span table stores the number
         self.status_description: str | None = None
-        self._sink = sink
+        self._tracer = tracer
 
     @property
     def status_code(self) -> StatusCode:
@@ -236,19 +239,23 @@ class LeanSpan(trace.Span):
         if self.end_ns:
             return
         self.end_ns = end_time if end_time is not None else _time_ns()
-        sink = self._sink
+        tracer = self._tracer
+        sink = tracer.sink
         if sink is not None:
+            parent = self.parent
             sink.record(
                 self.name,
                 self.attributes,
                 self._context.span_id,
-                self.parent_span_id,
+                parent.span_id if parent is not None else 0,
                 self.start_ns,
                 self.end_ns,
                 self._code,
                 self.status_description,
                 self.events,
             )
+        if tracer.exports is not None:
+            tracer.exports.append(self)
 
     def __repr__(self) -> str:
         return f"LeanSpan({self.name!r}, span_id={self._context.span_id:016x})"
@@ -257,8 +264,10 @@ class LeanSpan(trace.Span):
 class LeanTracer(Tracer):
     """Starts :class:`LeanSpan`\\ s; parent-based always-on sampling, as the SDK's default."""
 
-    def __init__(self, sink: SpanSink | None) -> None:
-        self._sink = sink
+    def __init__(self, sink: SpanSink | None, exports: ExportQueue | None = None) -> None:
+        self.sink = sink
+        #: With an exporter configured: where ended spans wait to be exported.
+        self.exports = exports
 
     def start_span(
         self,
@@ -281,10 +290,10 @@ class LeanTracer(Tracer):
                     )
                 )
             span_context = _new_span_context(parent.trace_id, span_id, parent.trace_state)
-            parent_span_id = parent.span_id
+            parent_context: SpanContext | None = parent
         else:
             span_context = _new_span_context(_getrandbits(128) or 1, span_id, DEFAULT_TRACE_STATE)
-            parent_span_id = 0
+            parent_context = None
         if attributes is None:
             owned: dict[str, Any] = {}
         elif type(attributes) is dict and _PLAIN_TYPE_SET.issuperset(
@@ -297,10 +306,10 @@ class LeanTracer(Tracer):
         return LeanSpan(
             name,
             span_context,
-            parent_span_id,
+            parent_context,
             start_time if start_time is not None else _time_ns(),
             owned,
-            self._sink,
+            self,
         )
 
     @contextmanager
@@ -338,10 +347,16 @@ class LeanTracer(Tracer):
 class LeanTracerProvider(TracerProvider):
     """One tracer per run for the default case (trace file only, no exporter)."""
 
-    def __init__(self, sink: SpanSink | None, resource_attributes: Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        sink: SpanSink | None,
+        resource_attributes: Mapping[str, Any],
+        exports: ExportQueue | None = None,
+    ) -> None:
         self.sink = sink
         self.resource_attributes = dict(resource_attributes)
-        self._tracer = LeanTracer(sink)
+        self.exports = exports
+        self._tracer = LeanTracer(sink, exports)
 
     def get_tracer(
         self,
@@ -353,4 +368,6 @@ class LeanTracerProvider(TracerProvider):
         return self._tracer
 
     def shutdown(self) -> None:
-        return None
+        """Export what is still waiting (with an exporter); nothing to do otherwise."""
+        if self.exports is not None:
+            self.exports.shutdown()
