@@ -59,6 +59,7 @@ _SDK_ONLY_ENV_PREFIXES = (
 )
 
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+_SAMPLED_BIT = TraceFlags.SAMPLED
 _PLAIN_TYPES = (str, int, float, bool)
 _getrandbits = random.getrandbits
 _time_ns = time.time_ns
@@ -75,10 +76,21 @@ def _new_span_context(trace_id: int, span_id: int, trace_state: Any) -> SpanCont
     return _new_tuple(SpanContext, (trace_id, span_id, False, _SAMPLED, trace_state, True))
 
 
-if _new_span_context(1, 1, DEFAULT_TRACE_STATE) != SpanContext(1, 1, False, _SAMPLED):
-    # The API changed its tuple layout: fall back to the checked constructor.
-    def _new_span_context(trace_id: int, span_id: int, trace_state: Any) -> SpanContext:
-        return SpanContext(trace_id, span_id, False, _SAMPLED, trace_state)
+def _tuple_layout_is_known() -> bool:
+    """Whether ``SpanContext`` is still the tuple this module reads and writes by position;
+    if a later API changes it, :func:`lean_tracing_allowed` says no and the SDK is used."""
+    probe = SpanContext(2, 3, True, _SAMPLED, DEFAULT_TRACE_STATE)
+    made = _new_span_context(2, 3, DEFAULT_TRACE_STATE)
+    return tuple(probe) == (2, 3, True, _SAMPLED, DEFAULT_TRACE_STATE, True) and (
+        made.trace_id,
+        made.span_id,
+        made.is_remote,
+        made.trace_flags,
+        made.is_valid,
+    ) == (2, 3, False, _SAMPLED, True)
+
+
+_TUPLE_LAYOUT_KNOWN = _tuple_layout_is_known()
 
 
 class SpanSink(Protocol):
@@ -105,7 +117,7 @@ class SpanSink(Protocol):
 def lean_tracing_allowed(env: Mapping[str, str] | None = None) -> bool:
     """False when an ``OTEL_*`` setting asks for SDK behaviour this tracer does not have."""
     env = os.environ if env is None else env
-    return not any(name.startswith(_SDK_ONLY_ENV_PREFIXES) for name in env)
+    return _TUPLE_LAYOUT_KNOWN and not any(name.startswith(_SDK_ONLY_ENV_PREFIXES) for name in env)
 
 
 def _clean(value: Any) -> Any:
@@ -246,8 +258,8 @@ class LeanSpan(trace.Span):
             sink.record(
                 self.name,
                 self.attributes,
-                self._context.span_id,
-                parent.span_id if parent is not None else 0,
+                self._context[1],  # span_id (SpanContext is a tuple; see _new_span_context)
+                parent[1] if parent is not None else 0,
                 self.start_ns,
                 self.end_ns,
                 self._code,
@@ -282,14 +294,16 @@ class LeanTracer(Tracer):
     ) -> trace.Span:
         parent = _get_current_span(context).get_span_context()
         span_id = _getrandbits(64) or 1
-        if parent.is_valid:
-            if not parent.trace_flags.sampled:
+        # Tuple fields (trace_id, span_id, is_remote, flags, state, is_valid): the properties
+        # cost a Python call each, and this runs for every span.
+        if parent[5]:
+            if not parent[3] & _SAMPLED_BIT:
                 return NonRecordingSpan(
                     SpanContext(
                         parent.trace_id, span_id, False, parent.trace_flags, parent.trace_state
                     )
                 )
-            span_context = _new_span_context(parent.trace_id, span_id, parent.trace_state)
+            span_context = _new_span_context(parent[0], span_id, parent[4])
             parent_context: SpanContext | None = parent
         else:
             span_context = _new_span_context(_getrandbits(128) or 1, span_id, DEFAULT_TRACE_STATE)

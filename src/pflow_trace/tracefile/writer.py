@@ -145,11 +145,29 @@ def iter_json_chunks(value: Any, depth: int = 0) -> Iterator[str]:
         yield "}"
         return
     yield "["
+    if depth + 1 >= _STREAM_DEPTH:  # elements are leaves: encode them a block at a time
+        for start in range(0, len(value), _BLOCK_ITEMS):
+            yield (", " if start else "") + _encode_block(value[start : start + _BLOCK_ITEMS])
+        yield "]"
+        return
     for position, item in enumerate(value):
         if position:
             yield ", "
         yield from iter_json_chunks(item, depth + 1)
     yield "]"
+
+
+#: Leaf elements (span rows) encoded by one C encoder call: one call per row cost more than
+#: the encoding itself, and a block of this many rows is still a small string.
+_BLOCK_ITEMS = 1000
+
+
+def _encode_block(items: list[Any]) -> str:
+    """``items`` as JSON without the brackets, exactly as encoding them one by one would."""
+    try:
+        return json.dumps(items, ensure_ascii=False, default=str, allow_nan=False)[1:-1]
+    except ValueError:  # one of them needs cap_depth: encode each on its own
+        return ", ".join(_encode(item) for item in items)
 
 
 #: Depth down to which containers are streamed: document → otel → spans → rows.
