@@ -123,8 +123,9 @@ def measure(command: list[str], home: Path) -> tuple[float, float]:
         env.pop(name, None)
     with open(os.devnull) as stdin, open(os.devnull, "w") as stdout:
         started = time.perf_counter()
-        process = subprocess.Popen(command, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE,
-                                   env=env)
+        process = subprocess.Popen(
+            command, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, env=env
+        )
         assert process.stderr is not None
         errors = process.stderr.read()
         _, status, usage = os.wait4(process.pid, 0)
@@ -137,8 +138,15 @@ def measure(command: list[str], home: Path) -> tuple[float, float]:
 
 def commands(pflow: Path | None, workflow: Path, count: int) -> dict[str, list[str]]:
     tools = {
-        "pflow-trace": [sys.executable, "-m", "pflow_trace", "run", "--quiet", str(workflow),
-                        f"count={count}"],
+        "pflow-trace": [
+            sys.executable,
+            "-m",
+            "pflow_trace",
+            "run",
+            "--quiet",
+            str(workflow),
+            f"count={count}",
+        ],
     }
     if pflow is not None:
         tools["pflow-cli"] = [str(pflow), "--no-cache", str(workflow), f"count={count}"]
@@ -153,20 +161,27 @@ def summarise(best: dict[str, dict[int, list[float]]], sizes: tuple[int, int]) -
         tools[tool] = {
             "wall_s": {str(size): round(seconds[size], 3) for size in sizes},
             "peak_rss_mib": {str(size): round(by_size[size][1], 1) for size in sizes},
-            "marginal_us_per_item": round((seconds[large] - seconds[small]) / (large - small)
-                                          * 1e6, 1),
+            "marginal_us_per_item": round(
+                (seconds[large] - seconds[small]) / (large - small) * 1e6, 1
+            ),
         }
     ratios: dict[str, Any] = {}
     if "pflow-cli" in tools:
         theirs, ours = tools["pflow-cli"], tools["pflow-trace"]
         ratios = {
             "marginal_per_item": round(
-                theirs["marginal_us_per_item"] / ours["marginal_us_per_item"], 2),
-            **{f"wall_{size}": round(theirs["wall_s"][str(size)] / ours["wall_s"][str(size)], 2)
-               for size in sizes},
-            **{f"peak_memory_{size}": round(
-                theirs["peak_rss_mib"][str(size)] / ours["peak_rss_mib"][str(size)], 2)
-               for size in sizes},
+                theirs["marginal_us_per_item"] / ours["marginal_us_per_item"], 2
+            ),
+            **{
+                f"wall_{size}": round(theirs["wall_s"][str(size)] / ours["wall_s"][str(size)], 2)
+                for size in sizes
+            },
+            **{
+                f"peak_memory_{size}": round(
+                    theirs["peak_rss_mib"][str(size)] / ours["peak_rss_mib"][str(size)], 2
+                )
+                for size in sizes
+            },
         }
     return {"tools": tools, "pflow_cli_over_pflow_trace": ratios}
 
@@ -175,8 +190,10 @@ def run(quick: bool = False, repeats: int = 3, pflow_path: str | None = None) ->
     sizes = QUICK_SIZES if quick else SIZES
     pflow, problem = find_pflow(pflow_path)
     if problem is not None:
-        print(f"pflow-cli {PFLOW_VERSION} is not available ({problem}); "
-              "reporting pflow-trace alone.", file=sys.stderr)
+        print(
+            f"pflow-cli {PFLOW_VERSION} is not available ({problem}); reporting pflow-trace alone.",
+            file=sys.stderr,
+        )
     best: dict[str, dict[int, list[float]]] = {}
     with tempfile.TemporaryDirectory() as scratch:
         workflow = Path(scratch) / "per-item.pflow.md"
