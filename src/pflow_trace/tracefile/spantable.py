@@ -12,6 +12,7 @@ spans from it with their original ids and timestamps
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -20,8 +21,8 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from pflow_trace.observe import conventions as conv
-from pflow_trace.text import hex_span_id
-from pflow_trace.tracefile.spantable_format import COLUMNS, STATUS_CODE_BY_NAME
+from pflow_trace.text import cap_depth
+from pflow_trace.tracefile.spantable_format import COLUMNS, STATUS_CODE_BY_NAME, EncodedRows
 
 #: Attributes that vary per span of the same name; everything else is part of the kind.
 _VARYING = frozenset(
@@ -56,8 +57,8 @@ class SpanRecorder(SpanProcessor):
         #: Kinds in index order; appended under the lock, read by :meth:`table`.
         self.kinds: list[dict[str, Any]] = []
         self._rows: list[RawRow] = []
-        #: Rows already turned into their trace-file form by :meth:`table`.
-        self._encoded: list[list[Any]] = []
+        #: Rows already turned into their trace-file form (JSON text) by :meth:`table`.
+        self._encoded: list[str] = []
         self._lock = threading.Lock()
         self.resource_attributes: dict[str, Any] = {}
         self.scope: dict[str, str | None] = {}
@@ -172,18 +173,18 @@ class SpanRecorder(SpanProcessor):
     def table(self, origin_ns: int) -> dict[str, Any]:
         """The ``otel.spans`` table: kinds once, then one row per span, times from ``origin_ns``.
 
-        Rows are encoded in place, each replacing its raw tuple, so a 100,000-item batch never
-        holds both forms at once; a later call encodes only the spans that ended since.
+        Rows are encoded in place, each raw tuple replaced by its JSON text, so a 100,000-item
+        batch never holds both forms at once; a later call encodes only the spans that ended
+        since.
         """
         with self._lock:
             pending: list[Any] = self._rows
             self._rows = []
         for position, raw in enumerate(pending):
-            pending[position] = _encode_row(raw, origin_ns)
+            pending[position] = encode_row(raw, origin_ns)
         with self._lock:
             self._encoded.extend(pending)
-            encoded = self._encoded
-        with self._lock:
+            encoded = EncodedRows(self._encoded)
             kinds = list(self.kinds)
         return {
             "resource": self.resource_attributes,
@@ -194,18 +195,26 @@ class SpanRecorder(SpanProcessor):
         }
 
 
-def _encode_row(raw: RawRow, origin_ns: int) -> list[Any]:
-    """One row in :data:`~pflow_trace.tracefile.spantable_format.COLUMNS` order, times made
-    relative to ``origin_ns`` and ids made hex, as the trace file stores them."""
+def _json(value: Any) -> str:
+    """A row's value as the trace writer's encoder would write it (see ``writer._encode``)."""
+    try:
+        return json.dumps(value, ensure_ascii=False, default=str, allow_nan=False)
+    except ValueError:  # NaN or infinity, or an int too long to print: never bare in the file
+        return json.dumps(cap_depth(value), ensure_ascii=False, default=str, allow_nan=False)
+
+
+def encode_row(raw: RawRow, origin_ns: int) -> str:
+    """One row as JSON text, in :data:`~pflow_trace.tracefile.spantable_format.COLUMNS` order,
+    times made relative to ``origin_ns`` and ids made hex; exactly the text ``json.dumps``
+    gives for the row as a list (a test compares them)."""
     kind, span_id, parent, start, end, code, description, varying, events = raw
-    return [
-        kind,
-        hex_span_id(span_id),
-        hex_span_id(parent),
-        start - origin_ns,
-        end - start,
-        code,
-        description,
-        varying,
-        [[name, time - origin_ns, attrs] for name, time, attrs in events] if events else None,
-    ]
+    parent_text = f'"{parent:016x}"' if parent else "null"
+    if description is None and varying is None and not events:
+        tail = "null, null, null"
+    else:
+        timed = [[name, at - origin_ns, attrs] for name, at, attrs in events] if events else None
+        tail = f"{_json(description)}, {_json(varying)}, {_json(timed)}"
+    return (
+        f'[{kind}, "{span_id:016x}", {parent_text}, {start - origin_ns}, {end - start}, '
+        f"{code}, {tail}]"
+    )

@@ -28,6 +28,7 @@ from typing import Any
 from pflow_trace.errors import TraceWriteError, UsageError
 from pflow_trace.text import cap_depth
 from pflow_trace.tracefile.locate import default_trace_dir
+from pflow_trace.tracefile.spantable_format import EncodedRows
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -134,6 +135,12 @@ def iter_json_chunks(value: Any, depth: int = 0) -> Iterator[str]:
     whole by the C encoder. Peak memory is then the largest node event or span row, not the
     whole file, while the encoding stays at C speed (``json.dump`` to a file would take the
     pure-Python encoder)."""
+    if isinstance(value, EncodedRows):  # span rows already JSON text: joined, not re-encoded
+        yield "["
+        for start in range(0, len(value), _BLOCK_ITEMS):
+            yield (", " if start else "") + ", ".join(value[start : start + _BLOCK_ITEMS])
+        yield "]"
+        return
     if depth >= _STREAM_DEPTH or not isinstance(value, (dict, list)) or not value:
         yield _encode(value)
         return
