@@ -52,7 +52,7 @@ def headline(result: dict[str, Any]) -> str:
                 f"in-flight {c['max_in_flight']}"
                 for c in result["cases"]
             )
-            + " (target eff >= 0.95)"
+            + " (target eff >= 0.97 @20, >= 0.85 @100)"
         )
     if name == "startup":
         r = result["ratios"]
