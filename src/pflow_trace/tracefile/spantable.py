@@ -54,6 +54,8 @@ class SpanRecorder(SpanProcessor):
         self._kinds: dict[tuple[str, tuple[tuple[str, Any], ...]], int] = {}
         #: span name -> (kind, attributes) for kinds whose spans carry no varying attribute.
         self._plain_kinds: dict[str, tuple[int, dict[str, Any]]] = {}
+        #: span name -> (kind, its attributes) for kinds whose spans add varying attributes.
+        self._mixed_kinds: dict[str, tuple[int, dict[str, Any]]] = {}
         #: Kinds in index order; appended under the lock, read by :meth:`table`.
         self.kinds: list[dict[str, Any]] = []
         self._rows: list[RawRow] = []
@@ -128,14 +130,15 @@ class SpanRecorder(SpanProcessor):
         if plain is not None and attributes == plain[1]:
             kind = plain[0]
         else:
-            key = (name, tuple(item for item in attributes.items() if item[0] not in _VARYING))
-            kind = self._kinds.get(key)
-            if kind is None:
-                kind = self._add_kind(key)
-            if len(attributes) > len(key[1]):
-                varying = {attr: attributes[attr] for attr in _VARYING_ORDER if attr in attributes}
-            elif name not in self._plain_kinds:
-                self._plain_kinds[name] = (kind, dict(attributes))
+            # Second fast path (batch items, the root): the kind's attributes are all there
+            # and every other key is a varying one; set operations on dict views, in C.
+            mixed = self._mixed_kinds.get(name)
+            extra = attributes.keys() - mixed[1].keys() if mixed is not None else None
+            if mixed is not None and extra <= _VARYING and mixed[1].items() <= attributes.items():
+                kind = mixed[0]
+                varying = {attr: attributes[attr] for attr in sorted(extra)} if extra else None
+            else:
+                kind, varying = self._kind_of(name, attributes)
         # Rows hold only numbers and strings in the common case, so the garbage collector
         # stops tracking them: a long batch must not make every collection walk its spans.
         row = (
@@ -151,6 +154,20 @@ class SpanRecorder(SpanProcessor):
         )
         with self._lock:  # table() swaps the list; an append must not land in the old one
             self._rows.append(row)
+
+    def _kind_of(self, name: str, attributes: dict[str, Any]) -> tuple[int, Any]:
+        """The slow path: the span's kind (added when new) and its varying attributes."""
+        key = (name, tuple(item for item in attributes.items() if item[0] not in _VARYING))
+        kind = self._kinds.get(key)
+        if kind is None:
+            kind = self._add_kind(key)
+        if len(attributes) > len(key[1]):
+            if name not in self._mixed_kinds:
+                self._mixed_kinds[name] = (kind, dict(key[1]))
+            return kind, {attr: attributes[attr] for attr in _VARYING_ORDER if attr in attributes}
+        if name not in self._plain_kinds:
+            self._plain_kinds[name] = (kind, dict(attributes))
+        return kind, None
 
     def _add_kind(self, key: tuple[str, tuple[tuple[str, Any], ...]]) -> int:
         with self._lock:
