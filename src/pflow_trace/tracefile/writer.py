@@ -142,7 +142,7 @@ def iter_json_chunks(value: Any, depth: int = 0) -> Iterator[str]:
         yield "]"
         return
     if depth >= _STREAM_DEPTH or not isinstance(value, (dict, list)) or not value:
-        yield _encode(value)
+        yield from _leaf_chunks(value)
         return
     if isinstance(value, dict):
         yield "{"
@@ -163,6 +163,32 @@ def iter_json_chunks(value: Any, depth: int = 0) -> Iterator[str]:
         yield from iter_json_chunks(item, depth + 1)
     yield "]"
 
+
+def _leaf_chunks(value: Any) -> Iterator[str]:
+    """A value below the streamed depth: whole, except that long lists (a batch's results,
+    its ``batch_items``) go a block of elements at a time, and small dicts holding containers
+    are walked to reach them, so no single string is the size of the file."""
+    if isinstance(value, list) and len(value) > _BLOCK_ITEMS:
+        yield "["
+        for start in range(0, len(value), _BLOCK_ITEMS):
+            yield (", " if start else "") + _encode_block(value[start : start + _BLOCK_ITEMS])
+        yield "]"
+    elif (
+        isinstance(value, dict)
+        and 0 < len(value) <= _WALKED_DICT_KEYS
+        and any(isinstance(item, (dict, list)) for item in value.values())
+    ):
+        yield "{"
+        for position, (key, item) in enumerate(value.items()):
+            yield (", " if position else "") + _encode(str(key)) + ": "
+            yield from _leaf_chunks(item)
+        yield "}"
+    else:
+        yield _encode(value)
+
+
+#: Dicts below the streamed depth with at most this many keys are walked for long lists.
+_WALKED_DICT_KEYS = 64
 
 #: Leaf elements (span rows) encoded by one C encoder call: one call per row cost more than
 #: the encoding itself, and a block of this many rows is still a small string.
