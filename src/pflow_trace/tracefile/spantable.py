@@ -212,10 +212,14 @@ class SpanRecorder(SpanProcessor):
         }
 
 
+#: One encoder for every row: ``json.dumps`` with options builds a new one on each call.
+_ENCODE = json.JSONEncoder(ensure_ascii=False, default=str, allow_nan=False).encode
+
+
 def _json(value: Any) -> str:
     """A row's value as the trace writer's encoder would write it (see ``writer._encode``)."""
     try:
-        return json.dumps(value, ensure_ascii=False, default=str, allow_nan=False)
+        return _ENCODE(value)
     except ValueError:  # NaN or infinity, or an int too long to print: never bare in the file
         return json.dumps(cap_depth(value), ensure_ascii=False, default=str, allow_nan=False)
 
