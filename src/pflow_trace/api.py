@@ -47,7 +47,7 @@ from pflow_trace.runtime.executor import RunResult, run_workflow, workflow_name
 from pflow_trace.runtime.executors import ExecutorSet
 from pflow_trace.runtime.inputs import resolve_inputs, run_redactor
 from pflow_trace.text import hex_trace_id
-from pflow_trace.tracefile.builder import TraceDocumentBuilder
+from pflow_trace.tracefile.builder import TraceDocumentBuilder, plain_document
 from pflow_trace.tracefile.model import TraceRun
 from pflow_trace.tracefile.readers import read_trace as _read_trace
 from pflow_trace.tracefile.spantable import SpanRecorder
@@ -111,8 +111,8 @@ class TracedRun:
     trace_path: Path | None
     trace_id: str | None
     export_warning: str | None
-    #: The trace document as written (already redacted); None when the run never started.
-    document: dict[str, Any] | None
+    #: The trace document as the writer takes it (span rows as JSON text); see ``document``.
+    written_document: dict[str, Any] | None
     sanitizer: Sanitizer
     #: How long writing the trace file took; 0.0 when none was written.
     trace_write_seconds: float = 0.0
@@ -121,10 +121,21 @@ class TracedRun:
     #: The signal (Ctrl-C, SIGTERM, SIGHUP) that stopped the run or arrived while it was being
     #: finished and written; the command line exits 128 + this number.
     signal_number: int | None = None
+    _document: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     @property
     def status(self) -> str:
         return self.result.status
+
+    @property
+    def document(self) -> dict[str, Any] | None:
+        """The trace document as written (already redacted); None when the run never started.
+
+        Its span rows are plain lists, as in the file; they are decoded on first use.
+        """
+        if self._document is None and self.written_document is not None:
+            self._document = plain_document(self.written_document)
+        return self._document
 
     @property
     def outputs(self) -> dict[str, Any]:
@@ -242,8 +253,7 @@ def run(
         recorder,
         namespaces=frozenset(node["id"] for node in workflow["nodes"]),
     )
-    processors = [*options.extra_processors, *([recorder] if recorder is not None else [])]
-    tracing = setup_tracing(options.export, processors)
+    tracing = setup_tracing(options.export, options.extra_processors, span_sink=recorder)
     observer = Observers([builder, *options.observers])
     context = RunContext(
         tracer=tracing.tracer,
@@ -268,7 +278,7 @@ def run(
         trace_path=trace_path,
         trace_id=hex_trace_id(result.record.trace_id),
         export_warning=warning,
-        document=document,
+        written_document=document,
         sanitizer=sanitizer,
         trace_write_seconds=write_seconds,
         trace_error=trace_error,

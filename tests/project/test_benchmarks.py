@@ -43,9 +43,12 @@ def test_every_benchmark_runs_quick_and_reports_its_figures(tmp_path: Path) -> N
         "plain_loop",
         "runtime_untraced",
         "runtime_traced",
+        "runtime_traced_otlp",
         "bare_sdk_spans",
     }
-    assert per_item["ratios"]["traced_vs_untraced_plus_sdk"] > 0
+    assert per_item["ratios"]["traced_vs_untraced"] > 0
+    assert per_item["ratios"]["otlp_vs_untraced_plus_sdk"] > 0
+    assert per_item["export_warnings"] == []  # every span reached the loopback receiver
 
     for case in by_name["parallel"]["cases"]:
         # In-flight items are read from the trace's own timings and can never exceed the lanes.

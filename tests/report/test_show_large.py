@@ -95,7 +95,8 @@ def test_large_trace_memory_matches_json_load(large: tuple[Path, dict[str, Any]]
     assert _peak(_show, path) <= 2.0 * _peak(_json_load, path)
 
 
-def test_benchmark_module_runs_quick(tmp_path: Path) -> None:
+def test_benchmark_module_runs_quick(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # as when run as a script
     spec = importlib.util.spec_from_file_location(
         "bench_show", ROOT / "benchmarks" / "bench_show.py"
     )

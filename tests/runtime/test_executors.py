@@ -10,6 +10,7 @@ serves the whole module: starting one costs seconds on this machine.
 from __future__ import annotations
 
 import _thread
+import json
 import os
 import threading
 import time
@@ -279,3 +280,38 @@ def test_ctrl_c_leaves_no_task_running_on_the_cluster(
                 break
             time.sleep(0.1)
         assert (busy, queued) == (0, 0)
+
+
+def test_the_default_lean_path_keeps_worker_spans_in_the_span_table(tmp_path: Path) -> None:
+    """No exporter: spans go straight into the span table; shipped ones must land there too."""
+    import pflow_trace
+    from pflow_trace.observe.export_settings import resolve_export_settings
+
+    workflow = {
+        "ir_version": "0.1.0",
+        "name": "lean",
+        "nodes": [
+            {
+                "id": "sq",
+                "type": "code",
+                "params": {"code": "result = x * x", "inputs": {"x": "${item}"}},
+                "batch": {"items": [1, 2, 3, 4], "parallel": True, "max_concurrent": 2},
+            }
+        ],
+    }
+    tables = {}
+    for executor in ("threads", "processes"):
+        options = pflow_trace.TraceOptions(
+            trace_file=str(tmp_path / f"{executor}.trace.json"),
+            export=resolve_export_settings("none"),
+            executor=executor,
+        )
+        outcome = pflow_trace.run(workflow, None, options)
+        assert outcome.status == "success"
+        document = json.loads(outcome.trace_path.read_text(encoding="utf-8"))
+        tables[executor] = document["otel"]["spans"]
+    names = {
+        executor: sorted(table["kinds"][row[0]]["name"] for row in table["rows"])
+        for executor, table in tables.items()
+    }
+    assert names["processes"] == names["threads"]

@@ -30,12 +30,15 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
     SpanExportResult,
 )
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from pflow_trace import __version__
 from pflow_trace.observe.conventions import INSTRUMENTATION_NAME
 from pflow_trace.observe.export_settings import ExportSettings
+from pflow_trace.observe.lean_export import ExportQueue
+from pflow_trace.observe.lean_tracer import LeanTracerProvider, SpanSink, lean_tracing_allowed
 
 _QUIET_LOGGERS = (
     "opentelemetry.exporter.otlp",
@@ -151,7 +154,8 @@ def parent_context_from_env(env: Mapping[str, str] | None = None) -> Context | N
 class Tracing:
     """One configured pipeline: a tracer for the runtime and a clean shutdown for the CLI."""
 
-    provider: TracerProvider
+    #: The SDK's provider, or the lean one when spans go only to the trace file.
+    provider: TracerProvider | LeanTracerProvider
     settings: ExportSettings
     guard: GuardedExporter | None = None
     extra_processors: list[SpanProcessor] = field(default_factory=list)
@@ -167,7 +171,7 @@ class Tracing:
         whatever the backend does.
         """
         if self.guard is None:
-            self.provider.shutdown()
+            self.provider.shutdown()  # the lean provider has nothing to flush
             return None
         deadline_s = self.guard.deadline_s + SHUTDOWN_MARGIN_S
         finished, _ = call_with_deadline(self.provider.shutdown, deadline_s)
@@ -182,24 +186,33 @@ def setup_tracing(
     settings: ExportSettings,
     extra_processors: Sequence[SpanProcessor] = (),
     resource_attributes: Mapping[str, Any] | None = None,
+    span_sink: SpanSink | None = None,
 ) -> Tracing:
-    """A private provider (the global one is left alone) wired to the chosen exporter."""
+    """A private provider (the global one is left alone) wired to the chosen exporter.
+
+    ``span_sink`` (the trace file's span recorder) receives every ended span. Unless extra SDK
+    processors are given or an ``OTEL_*`` setting asks for what only the SDK does, the lean
+    provider is used (:mod:`pflow_trace.observe.lean_tracer`), and an exporter, if any, gets
+    SDK spans built from its spans off the run's threads (:mod:`pflow_trace.observe.lean_export`).
+    Otherwise the SDK makes the spans, with the sink as one more processor.
+    """
     attributes = {SERVICE_NAME: settings.service_name, **(resource_attributes or {})}
     # Resource.create merges OTEL_RESOURCE_ATTRIBUTES; an explicit service name still wins.
+    resource = Resource.create(attributes)
+    exporter, guard = _make_exporter(settings)
+    if not extra_processors and lean_tracing_allowed():
+        exports = None
+        if exporter is not None:
+            scope = InstrumentationScope(INSTRUMENTATION_NAME, __version__)
+            exports = ExportQueue(exporter, resource, scope)
+        lean = LeanTracerProvider(span_sink, resource.attributes, exports)
+        if span_sink is not None:
+            span_sink.set_origin(resource.attributes, INSTRUMENTATION_NAME, __version__)
+        return Tracing(lean, settings, guard)
     # No exit hook: Tracing.shutdown is always called, and a second, unbounded one at exit
     # would wait on a hung backend after all.
-    provider = TracerProvider(resource=Resource.create(attributes), shutdown_on_exit=False)
-    guard: GuardedExporter | None = None
-    if settings.exporter == "console":
-        from opentelemetry.sdk.trace.export import ConsoleSpanExporter
-
-        provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter(out=sys.stderr)))
-    elif settings.exporter == "otlp":
-        for name in _QUIET_LOGGERS:
-            logging.getLogger(name).setLevel(logging.CRITICAL)
-        guard = GuardedExporter(
-            make_otlp_exporter(settings), settings.endpoint or "", settings.timeout_s
-        )
+    provider = TracerProvider(resource=resource, shutdown_on_exit=False)
+    if guard is not None:
         provider.add_span_processor(
             BatchSpanProcessor(
                 guard,
@@ -209,6 +222,27 @@ def setup_tracing(
                 export_timeout_millis=settings.timeout_s * 1000,
             )
         )
-    for processor in extra_processors:
+    elif exporter is not None:
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+    processors = list(extra_processors)
+    if span_sink is not None:
+        processors.append(span_sink)  # type: ignore[arg-type]  # the recorder is a processor
+    for processor in processors:
         provider.add_span_processor(processor)
-    return Tracing(provider, settings, guard, list(extra_processors))
+    return Tracing(provider, settings, guard, processors)
+
+
+def _make_exporter(settings: ExportSettings) -> tuple[SpanExporter | None, GuardedExporter | None]:
+    """The configured exporter (None for ``none``), and its guard when it is OTLP's."""
+    if settings.exporter == "console":
+        from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+        return ConsoleSpanExporter(out=sys.stderr), None
+    if settings.exporter == "otlp":
+        for name in _QUIET_LOGGERS:
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+        guard = GuardedExporter(
+            make_otlp_exporter(settings), settings.endpoint or "", settings.timeout_s
+        )
+        return guard, guard
+    return None, None

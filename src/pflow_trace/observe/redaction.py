@@ -327,6 +327,8 @@ _PAIR_SOURCE = (
 def _pair_pattern() -> re.Pattern[str]:
     """Compiled on first use: most runs never print a secret-named pair."""
     return re.compile(_PAIR_SOURCE, re.IGNORECASE)
+
+
 _AUTH_SCHEME = re.compile(r"(?i)(bearer|basic|token|digest)[ \t]+")
 
 

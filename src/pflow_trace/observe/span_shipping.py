@@ -22,6 +22,7 @@ from opentelemetry.trace import SpanContext, Status, StatusCode, TraceFlags, Tra
 
 from pflow_trace import __version__
 from pflow_trace.observe.conventions import INSTRUMENTATION_NAME
+from pflow_trace.observe.lean_tracer import LeanTracer
 
 #: (name, span id, parent span id or 0, start ns, end ns, status code value, status message,
 #: attributes, events as (name, time ns, attributes) tuples).
@@ -77,6 +78,8 @@ def adopt_span_rows(tracer: Tracer, trace_id: int, rows: Iterable[SpanRow]) -> i
     every sink configured for the run receives them. Returns how many spans were handed on;
     0 for a tracer that records nothing (the no-op tracer of an untraced run).
     """
+    if isinstance(tracer, LeanTracer):
+        return _adopt_into_lean(tracer, trace_id, rows)
     processor = getattr(tracer, "span_processor", None)
     if processor is None:
         return 0
@@ -85,6 +88,23 @@ def adopt_span_rows(tracer: Tracer, trace_id: int, rows: Iterable[SpanRow]) -> i
     count = 0
     for row in rows:
         processor.on_end(row_to_span(row, trace_id, resource, scope))
+        count += 1
+    return count
+
+
+def _adopt_into_lean(tracer: LeanTracer, trace_id: int, rows: Iterable[SpanRow]) -> int:
+    """The lean tracer's two sinks: the span table row, and the exporter's queue if any."""
+    sink, exports = tracer.sink, tracer.exports
+    count = 0
+    for row in rows:
+        name, span_id, parent_id, start, end, code, message, attributes, events = row
+        if sink is not None:
+            sink.record(
+                name, attributes, span_id, parent_id, start, end, code, message,
+                list(events) or None,
+            )  # fmt: skip
+        if exports is not None:
+            exports.append(row_to_span(row, trace_id, exports.resource, exports.scope))
         count += 1
     return count
 

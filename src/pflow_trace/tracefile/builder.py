@@ -16,6 +16,7 @@ read) besides inputs and run-wide keys; ``mutations`` still compares every key.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Mapping
@@ -35,6 +36,7 @@ from pflow_trace.tracefile.spantable_format import (
     COL_EVENTS,
     COL_STATUS_MESSAGE,
     COLUMNS,
+    EncodedRows,
 )
 
 FORMAT_VERSION = "1.2.0"
@@ -282,6 +284,16 @@ class TraceDocumentBuilder(RunObserver):
         return document
 
 
+def plain_document(document: dict[str, Any]) -> dict[str, Any]:
+    """``document`` with its span rows as plain lists (as read back from the file), not text."""
+    otel = document.get("otel", {})
+    table = otel.get("spans")
+    if not isinstance(table, dict) or not isinstance(table.get("rows"), EncodedRows):
+        return document
+    spans = {**table, "rows": table["rows"].decoded()}
+    return {**document, "otel": {**otel, "spans": spans}}
+
+
 #: The parts of a node event that hold run values (everything else is ids, times and counts).
 _EVENT_VALUES = ("shared_before", "shared_after", "template_resolutions", "error")
 #: The span-table columns that hold text from the run: status message, attributes, events.
@@ -308,7 +320,19 @@ def _hide_late_secrets(
                 for item in event["batch_items"]
             ]
         rewritten.append(event)
-    for row in otel.get("spans", {}).get("rows", ()):
-        for column in _ROW_VALUES:
-            row[column] = strings(row[column])
+    table = otel.get("spans", {})
+    rows = table.get("rows")
+    if isinstance(rows, EncodedRows):
+        table["rows"] = EncodedRows(_rewrite_row_text(row, strings) for row in rows)
     return rewritten
+
+
+def _rewrite_row_text(row: str, strings: Any) -> str:
+    """One span row (JSON text) with the run values in it hidden; others are kept as text."""
+    values = json.loads(row)
+    hidden = [strings(values[column]) for column in _ROW_VALUES]
+    if hidden == [values[column] for column in _ROW_VALUES]:
+        return row
+    for column, value in zip(_ROW_VALUES, hidden, strict=True):
+        values[column] = value
+    return json.dumps(values, ensure_ascii=False, default=str)

@@ -12,6 +12,7 @@ spans from it with their original ids and timestamps
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -20,8 +21,8 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from pflow_trace.observe import conventions as conv
-from pflow_trace.text import hex_span_id
-from pflow_trace.tracefile.spantable_format import COLUMNS, STATUS_CODE_BY_NAME
+from pflow_trace.text import cap_depth
+from pflow_trace.tracefile.spantable_format import COLUMNS, STATUS_CODE_BY_NAME, EncodedRows
 
 #: Attributes that vary per span of the same name; everything else is part of the kind.
 _VARYING = frozenset(
@@ -42,6 +43,8 @@ _VARYING = frozenset(
     }
 )
 
+_VARYING_ORDER = tuple(sorted(_VARYING))
+
 #: A row as :meth:`SpanRecorder.on_end` keeps it until :meth:`SpanRecorder.table` encodes it:
 #: (kind, span id, parent id or 0, start ns, end ns, status code, status message, varying
 #: attributes or None, events as (name, time ns, attributes) or None).
@@ -55,11 +58,13 @@ class SpanRecorder(SpanProcessor):
         self._kinds: dict[tuple[str, tuple[tuple[str, Any], ...]], int] = {}
         #: span name -> (kind, attributes) for kinds whose spans carry no varying attribute.
         self._plain_kinds: dict[str, tuple[int, dict[str, Any]]] = {}
+        #: span name -> (kind, its attributes) for kinds whose spans add varying attributes.
+        self._mixed_kinds: dict[str, tuple[int, dict[str, Any]]] = {}
         #: Kinds in index order; appended under the lock, read by :meth:`table`.
         self.kinds: list[dict[str, Any]] = []
         self._rows: list[RawRow] = []
-        #: Rows already turned into their trace-file form by :meth:`table`.
-        self._encoded: list[list[Any]] = []
+        #: Rows already turned into their trace-file form (JSON text) by :meth:`table`.
+        self._encoded: list[str] = []
         self._lock = threading.Lock()
         self.resource_attributes: dict[str, Any] = {}
         self.scope: dict[str, str | None] = {}
@@ -68,27 +73,19 @@ class SpanRecorder(SpanProcessor):
         return None
 
     def on_end(self, span: ReadableSpan) -> None:
+        """An SDK span (exporter configured, or extra processors): its fields, then a row."""
+        if not self.scope and span.instrumentation_scope is not None:
+            self.set_origin(
+                span.resource.attributes,
+                span.instrumentation_scope.name,
+                span.instrumentation_scope.version,
+            )
         # The SDK's attributes are a read-only proxy over a BoundedAttributes over a plain dict;
         # reading that dict directly avoids three layers of the Mapping protocol per key. If
         # the SDK's internals change, the public (slower) mapping is used instead.
         raw: Mapping[str, Any] | None = getattr(getattr(span, "_attributes", None), "_dict", None)
         if not isinstance(raw, dict):
-            raw = span.attributes or {}
-        varying = None
-        # Fast path: most spans (namespaced, template, node) carry exactly their kind's
-        # attributes, and comparing two small dicts is one C call.
-        plain = self._plain_kinds.get(span.name)
-        if plain is not None and raw == plain[1]:
-            kind = plain[0]
-        else:
-            key = (span.name, tuple(item for item in raw.items() if item[0] not in _VARYING))
-            kind = self._kinds.get(key)
-            if kind is None:
-                kind = self._add_kind(key, span)
-            if len(raw) > len(key[1]):
-                varying = {name: value for name, value in raw.items() if name in _VARYING}
-            elif span.name not in self._plain_kinds:
-                self._plain_kinds[span.name] = (kind, dict(raw))
+            raw = dict(span.attributes or {})
         events = (
             [(event.name, event.timestamp, dict(event.attributes or {})) for event in span.events]
             if span.events
@@ -96,23 +93,87 @@ class SpanRecorder(SpanProcessor):
         )
         parent = span.parent
         status = span.status
-        # Rows hold only numbers and strings in the common case, so the garbage collector
-        # stops tracking them: a long batch must not make every collection walk its spans.
-        row = (
-            kind,
+        self.record(
+            span.name,
+            raw,
             span.context.span_id,
             parent.span_id if parent is not None else 0,
             span.start_time or 0,
             span.end_time or 0,
             STATUS_CODE_BY_NAME.get(status.status_code.name, 0),
             status.description,
+            events,
+        )
+
+    def set_origin(
+        self, resource_attributes: Mapping[str, Any], scope_name: str, scope_version: str | None
+    ) -> None:
+        """The resource and instrumentation scope every span of the run shares."""
+        with self._lock:
+            if not self.scope:
+                self.resource_attributes = dict(resource_attributes)
+                self.scope = {"name": scope_name, "version": scope_version}
+
+    def record(
+        self,
+        name: str,
+        attributes: dict[str, Any],
+        span_id: int,
+        parent_span_id: int,
+        start_ns: int,
+        end_ns: int,
+        status_code: int,
+        status_description: str | None,
+        events: list[tuple[str, int, dict[str, Any]]] | None,
+    ) -> None:
+        """One ended span, from the SDK (:meth:`on_end`) or the lean tracer, as a raw row."""
+        varying = None
+        # Fast path: most spans (namespaced, template, node) carry exactly their kind's
+        # attributes, and comparing two small dicts is one C call.
+        plain = self._plain_kinds.get(name)
+        if plain is not None and attributes == plain[1]:
+            kind = plain[0]
+        else:
+            # Second fast path (batch items, the root): the kind's attributes are all there
+            # and every other key is a varying one; set operations on dict views, in C.
+            mixed = self._mixed_kinds.get(name)
+            extra = attributes.keys() - mixed[1].keys() if mixed is not None else None
+            if mixed is not None and extra <= _VARYING and mixed[1].items() <= attributes.items():
+                kind = mixed[0]
+                varying = {attr: attributes[attr] for attr in sorted(extra)} if extra else None
+            else:
+                kind, varying = self._kind_of(name, attributes)
+        # Rows hold only numbers and strings in the common case, so the garbage collector
+        # stops tracking them: a long batch must not make every collection walk its spans.
+        row = (
+            kind,
+            span_id,
+            parent_span_id,
+            start_ns,
+            end_ns,
+            status_code,
+            status_description,
             varying,
             events,
         )
         with self._lock:  # table() swaps the list; an append must not land in the old one
             self._rows.append(row)
 
-    def _add_kind(self, key: tuple[str, tuple[tuple[str, Any], ...]], span: ReadableSpan) -> int:
+    def _kind_of(self, name: str, attributes: dict[str, Any]) -> tuple[int, Any]:
+        """The slow path: the span's kind (added when new) and its varying attributes."""
+        key = (name, tuple(item for item in attributes.items() if item[0] not in _VARYING))
+        kind = self._kinds.get(key)
+        if kind is None:
+            kind = self._add_kind(key)
+        if len(attributes) > len(key[1]):
+            if name not in self._mixed_kinds:
+                self._mixed_kinds[name] = (kind, dict(key[1]))
+            return kind, {attr: attributes[attr] for attr in _VARYING_ORDER if attr in attributes}
+        if name not in self._plain_kinds:
+            self._plain_kinds[name] = (kind, dict(attributes))
+        return kind, None
+
+    def _add_kind(self, key: tuple[str, tuple[tuple[str, Any], ...]]) -> int:
         with self._lock:
             kind = self._kinds.get(key)
             if kind is None:
@@ -122,12 +183,6 @@ class SpanRecorder(SpanProcessor):
                     for name, value in key[1]
                 }
                 self.kinds.append({"name": key[0], "attributes": attributes})
-            if not self.scope and span.instrumentation_scope is not None:
-                self.scope = {
-                    "name": span.instrumentation_scope.name,
-                    "version": span.instrumentation_scope.version,
-                }
-                self.resource_attributes = dict(span.resource.attributes)
             return kind
 
     def shutdown(self) -> None:
@@ -139,18 +194,18 @@ class SpanRecorder(SpanProcessor):
     def table(self, origin_ns: int) -> dict[str, Any]:
         """The ``otel.spans`` table: kinds once, then one row per span, times from ``origin_ns``.
 
-        Rows are encoded in place, each replacing its raw tuple, so a 100,000-item batch never
-        holds both forms at once; a later call encodes only the spans that ended since.
+        Rows are encoded in place, each raw tuple replaced by its JSON text, so a 100,000-item
+        batch never holds both forms at once; a later call encodes only the spans that ended
+        since.
         """
         with self._lock:
             pending: list[Any] = self._rows
             self._rows = []
         for position, raw in enumerate(pending):
-            pending[position] = _encode_row(raw, origin_ns)
+            pending[position] = encode_row(raw, origin_ns)
         with self._lock:
             self._encoded.extend(pending)
-            encoded = self._encoded
-        with self._lock:
+            encoded = EncodedRows(self._encoded)
             kinds = list(self.kinds)
         return {
             "resource": self.resource_attributes,
@@ -161,18 +216,30 @@ class SpanRecorder(SpanProcessor):
         }
 
 
-def _encode_row(raw: RawRow, origin_ns: int) -> list[Any]:
-    """One row in :data:`~pflow_trace.tracefile.spantable_format.COLUMNS` order, times made
-    relative to ``origin_ns`` and ids made hex, as the trace file stores them."""
+#: One encoder for every row: ``json.dumps`` with options builds a new one on each call.
+_ENCODE = json.JSONEncoder(ensure_ascii=False, default=str, allow_nan=False).encode
+
+
+def _json(value: Any) -> str:
+    """A row's value as the trace writer's encoder would write it (see ``writer._encode``)."""
+    try:
+        return _ENCODE(value)
+    except ValueError:  # NaN or infinity, or an int too long to print: never bare in the file
+        return json.dumps(cap_depth(value), ensure_ascii=False, default=str, allow_nan=False)
+
+
+def encode_row(raw: RawRow, origin_ns: int) -> str:
+    """One row as JSON text, in :data:`~pflow_trace.tracefile.spantable_format.COLUMNS` order,
+    times made relative to ``origin_ns`` and ids made hex; exactly the text ``json.dumps``
+    gives for the row as a list (a test compares them)."""
     kind, span_id, parent, start, end, code, description, varying, events = raw
-    return [
-        kind,
-        hex_span_id(span_id),
-        hex_span_id(parent),
-        start - origin_ns,
-        end - start,
-        code,
-        description,
-        varying,
-        [[name, time - origin_ns, attrs] for name, time, attrs in events] if events else None,
-    ]
+    parent_text = f'"{parent:016x}"' if parent else "null"
+    if description is None and varying is None and not events:
+        tail = "null, null, null"
+    else:
+        timed = [[name, at - origin_ns, attrs] for name, at, attrs in events] if events else None
+        tail = f"{_json(description)}, {_json(varying)}, {_json(timed)}"
+    return (
+        f'[{kind}, "{span_id:016x}", {parent_text}, {start - origin_ns}, {end - start}, '
+        f"{code}, {tail}]"
+    )

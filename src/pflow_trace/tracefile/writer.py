@@ -28,6 +28,7 @@ from typing import Any
 from pflow_trace.errors import TraceWriteError, UsageError
 from pflow_trace.text import cap_depth
 from pflow_trace.tracefile.locate import default_trace_dir
+from pflow_trace.tracefile.spantable_format import EncodedRows
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -134,8 +135,14 @@ def iter_json_chunks(value: Any, depth: int = 0) -> Iterator[str]:
     whole by the C encoder. Peak memory is then the largest node event or span row, not the
     whole file, while the encoding stays at C speed (``json.dump`` to a file would take the
     pure-Python encoder)."""
+    if isinstance(value, EncodedRows):  # span rows already JSON text: joined, not re-encoded
+        yield "["
+        for start in range(0, len(value), _BLOCK_ITEMS):
+            yield (", " if start else "") + ", ".join(value[start : start + _BLOCK_ITEMS])
+        yield "]"
+        return
     if depth >= _STREAM_DEPTH or not isinstance(value, (dict, list)) or not value:
-        yield _encode(value)
+        yield from _leaf_chunks(value)
         return
     if isinstance(value, dict):
         yield "{"
@@ -145,11 +152,55 @@ def iter_json_chunks(value: Any, depth: int = 0) -> Iterator[str]:
         yield "}"
         return
     yield "["
+    if depth + 1 >= _STREAM_DEPTH:  # elements are leaves: encode them a block at a time
+        for start in range(0, len(value), _BLOCK_ITEMS):
+            yield (", " if start else "") + _encode_block(value[start : start + _BLOCK_ITEMS])
+        yield "]"
+        return
     for position, item in enumerate(value):
         if position:
             yield ", "
         yield from iter_json_chunks(item, depth + 1)
     yield "]"
+
+
+def _leaf_chunks(value: Any) -> Iterator[str]:
+    """A value below the streamed depth: whole, except that long lists (a batch's results,
+    its ``batch_items``) go a block of elements at a time, and small dicts holding containers
+    are walked to reach them, so no single string is the size of the file."""
+    if isinstance(value, list) and len(value) > _BLOCK_ITEMS:
+        yield "["
+        for start in range(0, len(value), _BLOCK_ITEMS):
+            yield (", " if start else "") + _encode_block(value[start : start + _BLOCK_ITEMS])
+        yield "]"
+    elif (
+        isinstance(value, dict)
+        and 0 < len(value) <= _WALKED_DICT_KEYS
+        and any(isinstance(item, (dict, list)) for item in value.values())
+    ):
+        yield "{"
+        for position, (key, item) in enumerate(value.items()):
+            yield (", " if position else "") + _encode(str(key)) + ": "
+            yield from _leaf_chunks(item)
+        yield "}"
+    else:
+        yield _encode(value)
+
+
+#: Dicts below the streamed depth with at most this many keys are walked for long lists.
+_WALKED_DICT_KEYS = 64
+
+#: Leaf elements (span rows) encoded by one C encoder call: one call per row cost more than
+#: the encoding itself, and a block of this many rows is still a small string.
+_BLOCK_ITEMS = 1000
+
+
+def _encode_block(items: list[Any]) -> str:
+    """``items`` as JSON without the brackets, exactly as encoding them one by one would."""
+    try:
+        return json.dumps(items, ensure_ascii=False, default=str, allow_nan=False)[1:-1]
+    except ValueError:  # one of them needs cap_depth: encode each on its own
+        return ", ".join(_encode(item) for item in items)
 
 
 #: Depth down to which containers are streamed: document → otel → spans → rows.
