@@ -25,9 +25,11 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
+
+from loopback import serving
 
 #: What the server calls the model it serves (a dated snapshot, as OpenAI's are named).
 SERVED_MODEL = "gpt-4o-mini-2024-07-18"
@@ -129,14 +131,8 @@ def _handler(log: ServerLog) -> type[BaseHTTPRequestHandler]:
 def chat_server() -> Iterator[tuple[str, ServerLog]]:
     """Serve on ``127.0.0.1`` on a port the OS picks; yields ``(api_base, log)``."""
     log = ServerLog()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(log))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1", log
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(_handler(log)) as base:
+        yield f"{base}/v1", log
 
 
 def configure_model(

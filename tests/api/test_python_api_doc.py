@@ -71,3 +71,10 @@ def test_run_accepts_a_path_and_returns_redacted_outputs(tmp_path: Path) -> None
     assert outcome.trace_write_seconds > 0
     run = pflow_trace.read_trace(outcome.trace_path)
     assert run.workflow_name == "w" and run.final_status == "success"
+
+
+def test_the_package_exports_exactly_the_api_modules_names() -> None:
+    """``pflow_trace.__all__`` is spelled out (importing api eagerly is slow): keep it equal."""
+    from pflow_trace import api
+
+    assert set(pflow_trace.__all__) - {"__version__"} == set(api.__all__)

@@ -15,14 +15,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from loopback import serving
 from otlp_receiver import OtlpReceiver
 from pflow_trace.exporters import FILE_FORMATS
 from pflow_trace.observe.redaction import REDACTED
@@ -92,15 +92,8 @@ class _Api(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def api_server() -> Iterator[str]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Api)
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with serving(_Api) as base:
+        yield base
 
 
 def secrets_workflow() -> dict[str, Any]:
