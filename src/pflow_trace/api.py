@@ -51,6 +51,7 @@ from pflow_trace.tracefile.builder import TraceDocumentBuilder, plain_document
 from pflow_trace.tracefile.model import TraceRun
 from pflow_trace.tracefile.readers import read_trace as _read_trace
 from pflow_trace.tracefile.spantable import SpanRecorder
+from pflow_trace.tracefile.spool import Spool
 from pflow_trace.tracefile.writer import (
     check_destination,
     ensure_writable_dir,
@@ -111,7 +112,8 @@ class TracedRun:
     trace_path: Path | None
     trace_id: str | None
     export_warning: str | None
-    #: The trace document as the writer takes it (span rows as JSON text); see ``document``.
+    #: The trace document as the writer takes it (span rows and ``batch_items`` as spooled
+    #: JSON text); see ``document``.
     written_document: dict[str, Any] | None
     sanitizer: Sanitizer
     #: How long writing the trace file took; 0.0 when none was written.
@@ -246,12 +248,15 @@ def run(
     sanitizer = _run_sanitizer(workflow, values, options)
     execution_id = str(uuid.uuid4())
     trace_path = _trace_path(options, workflow, execution_id)
-    recorder = SpanRecorder() if options.write_trace_file else None
+    # Long lists (span rows, batch_items) wait for the writer in a spool beside the trace.
+    spool = Spool(trace_path.parent) if trace_path is not None else None
+    recorder = SpanRecorder(spool) if options.write_trace_file else None
     builder = TraceDocumentBuilder(
         sanitizer,
         options.export.service_name,
         recorder,
         namespaces=frozenset(node["id"] for node in workflow["nodes"]),
+        spool=spool,
     )
     tracing = setup_tracing(options.export, options.extra_processors, span_sink=recorder)
     observer = Observers([builder, *options.observers])

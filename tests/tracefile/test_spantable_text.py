@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from pflow_trace.tracefile.spantable import encode_row
-from pflow_trace.tracefile.spantable_format import EncodedRows
+from pflow_trace.tracefile.spool import Spool, TextBlocks
 from pflow_trace.tracefile.writer import iter_json_chunks
 
 ORIGIN = 1_700_000_000_000_000_000
@@ -63,8 +63,10 @@ def test_a_value_json_cannot_hold_is_still_written_as_valid_json() -> None:
     assert row[0] == 0 and row[7] is not None
 
 
-def test_encoded_rows_are_written_as_one_array_and_decode_back() -> None:
-    rows = EncodedRows(encode_row(raw, ORIGIN) for raw in ROWS * 700)  # more than one block
+def test_spooled_rows_are_written_as_one_array_and_decode_back(tmp_path: Any) -> None:
+    rows = TextBlocks(Spool(tmp_path))
+    for _ in range(700):  # many blocks
+        rows.append_block(", ".join(encode_row(raw, ORIGIN) for raw in ROWS), len(ROWS))
     document = {"otel": {"spans": {"rows": rows}}, "nodes": []}
     written = json.loads("".join(iter_json_chunks(document)))
     assert written["otel"]["spans"]["rows"] == rows.decoded() == [as_list(r) for r in ROWS * 700]

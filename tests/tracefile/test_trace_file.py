@@ -16,7 +16,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -936,8 +935,8 @@ def test_a_crash_while_writing_keeps_the_previous_file(
 
     with monkeypatch.context() as patch:
         if crash == "encoder raises":
-            fake_json = SimpleNamespace(dump=exploding_encoder, dumps=exploding_encoder)
-            patch.setattr(trace_file, "json", fake_json)
+            patch.setattr(trace_file, "encode_json", exploding_encoder)
+            patch.setattr(trace_file, "encode_elements", exploding_encoder)
         else:
             real_fdopen = os.fdopen
             patch.setattr(

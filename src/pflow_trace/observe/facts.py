@@ -64,6 +64,9 @@ class ItemOutcome:
     llm_usage: dict[str, Any] | None = None
     #: The worker process it ran on; None for the run's own threads.
     place: WorkerPlace | None = None
+    #: The item's preview as its span carries it (made once, for the span and the trace
+    #: file's record); None when no recording span made one.
+    preview: str | None = None
 
     @property
     def duration_ms(self) -> float:

@@ -16,7 +16,6 @@ read) besides inputs and run-wide keys; ``mutations`` still compares every key.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Mapping
@@ -36,8 +35,8 @@ from pflow_trace.tracefile.spantable_format import (
     COL_EVENTS,
     COL_STATUS_MESSAGE,
     COLUMNS,
-    EncodedRows,
 )
+from pflow_trace.tracefile.spool import Spool, TextBlocks, encode_elements
 
 FORMAT_VERSION = "1.2.0"
 GENERATOR = f"pflow-trace {__version__}"
@@ -66,8 +65,11 @@ class TraceDocumentBuilder(RunObserver):
         service_name: str = "pflow-trace",
         spans: SpanRecorder | None = None,
         namespaces: frozenset[str] = frozenset(),
+        spool: Spool | None = None,
     ) -> None:
         self.sanitizer = sanitizer
+        #: Where ``batch_items`` records wait for the writer (in memory when None).
+        self.spool = spool
         #: The workflow's node ids: the store keys that are node namespaces.
         self.namespaces = namespaces
         self.service_name = service_name
@@ -128,6 +130,8 @@ class TraceDocumentBuilder(RunObserver):
 
     def run_started(self, run: RunRecord) -> None:
         self.run = run
+        if self.spans is not None:
+            self.spans.start(run.start_ns)
 
     def node_started(self, execution: NodeExecution, shared: Mapping[str, Any]) -> None:
         execution.observer_state = self._snapshot(shared, execution)
@@ -197,16 +201,31 @@ class TraceDocumentBuilder(RunObserver):
                 }
         return resolutions
 
-    def _batch_items(self, execution: NodeExecution) -> list[dict[str, Any]]:
-        outcomes = sorted(execution.batch_items or (), key=lambda outcome: outcome.index)
+    def _batch_items(self, execution: NodeExecution) -> TextBlocks:
+        """The ``batch_items`` records, in index order, encoded and spooled a block at a time
+        (a million-item batch never holds a million record dicts)."""
+        outcomes = sorted(execution.batch_items or (), key=attrgetter("index"))
+        records = TextBlocks(self.spool)
         if not outcomes:
-            return []
+            return records
         batch_start = min(outcome.start_ns for outcome in outcomes)
+        with_place = any(map(attrgetter("place"), outcomes))
+        for start in range(0, len(outcomes), _ITEMS_PER_BLOCK):
+            block = outcomes[start : start + _ITEMS_PER_BLOCK]
+            encoded = encode_elements(self._item_records(block, batch_start, with_place))
+            records.append_block(encoded, len(block))
+        return records
+
+    def _item_records(
+        self, outcomes: list[ItemOutcome], batch_start: int, with_place: bool
+    ) -> list[dict[str, Any]]:
+        """One ``batch_items`` record per outcome; the item's preview is the one its span
+        carries when the batch layer made one."""
         preview = self.sanitizer.preview
         records = [
             {
                 "index": outcome.index,
-                "item": preview(outcome.item),
+                "item": outcome.preview if outcome.preview is not None else preview(outcome.item),
                 "status": outcome.status,
                 "attempts": outcome.attempts,
                 "duration_ms": round((outcome.end_ns - outcome.start_ns) / 1e6, 3),
@@ -217,7 +236,7 @@ class TraceDocumentBuilder(RunObserver):
             }
             for outcome in outcomes
         ]
-        if any(map(attrgetter("place"), outcomes)):
+        if with_place:
             for record, outcome in zip(records, outcomes, strict=True):
                 place = outcome.place
                 record["host"] = place.host if place is not None else None
@@ -285,13 +304,23 @@ class TraceDocumentBuilder(RunObserver):
 
 
 def plain_document(document: dict[str, Any]) -> dict[str, Any]:
-    """``document`` with its span rows as plain lists (as read back from the file), not text."""
+    """``document`` with its spooled lists (span rows, ``batch_items``) as plain lists, as read
+    back from the file."""
     otel = document.get("otel", {})
     table = otel.get("spans")
-    if not isinstance(table, dict) or not isinstance(table.get("rows"), EncodedRows):
-        return document
-    spans = {**table, "rows": table["rows"].decoded()}
-    return {**document, "otel": {**otel, "spans": spans}}
+    if isinstance(table, dict) and isinstance(table.get("rows"), TextBlocks):
+        otel = {**otel, "spans": {**table, "rows": table["rows"].decoded()}}
+    nodes = [
+        {**event, "batch_items": event["batch_items"].decoded()}
+        if isinstance(event.get("batch_items"), TextBlocks)
+        else event
+        for event in document.get("nodes", [])
+    ]
+    return {**document, "otel": otel, "nodes": nodes}
+
+
+#: Records of ``batch_items`` encoded and spooled together.
+_ITEMS_PER_BLOCK = 1000
 
 
 #: The parts of a node event that hold run values (everything else is ids, times and counts).
@@ -314,25 +343,25 @@ def _hide_late_secrets(
     rewritten = []
     for event in events:
         event = {**event, **{key: strings(event[key]) for key in _EVENT_VALUES if key in event}}
-        if "batch_items" in event:
-            event["batch_items"] = [
-                {**item, "item": strings(item["item"]), "error": strings(item["error"])}
-                for item in event["batch_items"]
-            ]
+        items = event.get("batch_items")
+        if isinstance(items, TextBlocks):
+            event["batch_items"] = items.rewritten(lambda item: _hide_in_item(item, strings))
         rewritten.append(event)
     table = otel.get("spans", {})
     rows = table.get("rows")
-    if isinstance(rows, EncodedRows):
-        table["rows"] = EncodedRows(_rewrite_row_text(row, strings) for row in rows)
+    if isinstance(rows, TextBlocks):
+        table["rows"] = rows.rewritten(lambda row: _hide_in_row(row, strings))
     return rewritten
 
 
-def _rewrite_row_text(row: str, strings: Any) -> str:
-    """One span row (JSON text) with the run values in it hidden; others are kept as text."""
-    values = json.loads(row)
-    hidden = [strings(values[column]) for column in _ROW_VALUES]
-    if hidden == [values[column] for column in _ROW_VALUES]:
-        return row
-    for column, value in zip(_ROW_VALUES, hidden, strict=True):
-        values[column] = value
-    return json.dumps(values, ensure_ascii=False, default=str)
+def _hide_in_item(item: dict[str, Any], strings: Any) -> dict[str, Any]:
+    """One ``batch_items`` record with its preview and error hidden where they hold secrets."""
+    return {**item, "item": strings(item["item"]), "error": strings(item["error"])}
+
+
+def _hide_in_row(row: list[Any], strings: Any) -> list[Any]:
+    """One span row with the run values in it (status message, attributes, events) hidden."""
+    row = list(row)
+    for column in _ROW_VALUES:
+        row[column] = strings(row[column])
+    return row

@@ -22,7 +22,8 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from pflow_trace.observe import conventions as conv
 from pflow_trace.text import cap_depth
-from pflow_trace.tracefile.spantable_format import COLUMNS, STATUS_CODE_BY_NAME, EncodedRows
+from pflow_trace.tracefile.spantable_format import COLUMNS, STATUS_CODE_BY_NAME
+from pflow_trace.tracefile.spool import Spool, TextBlocks
 
 #: Attributes that vary per span of the same name; everything else is part of the kind.
 _VARYING = frozenset(
@@ -50,11 +51,15 @@ _VARYING_ORDER = tuple(sorted(_VARYING))
 #: attributes or None, events as (name, time ns, attributes) or None).
 RawRow = tuple[Any, ...]
 
+#: Rows encoded and spooled together: big enough that encoding is one tight loop, small
+#: enough that a 1,000,000-item run never holds more than a few blocks of raw rows.
+ROWS_PER_BLOCK = 4096
+
 
 class SpanRecorder(SpanProcessor):
     """Records ended spans as rows of the trace file's span table; thread-safe and cheap."""
 
-    def __init__(self) -> None:
+    def __init__(self, spool: Spool | None = None) -> None:
         self._kinds: dict[tuple[str, tuple[tuple[str, Any], ...]], int] = {}
         #: span name -> (kind, attributes) for kinds whose spans carry no varying attribute.
         self._plain_kinds: dict[str, tuple[int, dict[str, Any]]] = {}
@@ -62,10 +67,14 @@ class SpanRecorder(SpanProcessor):
         self._mixed_kinds: dict[str, tuple[int, dict[str, Any]]] = {}
         #: Kinds in index order; appended under the lock, read by :meth:`table`.
         self.kinds: list[dict[str, Any]] = []
+        #: Rows not yet encoded: a block's worth at most once the run's start is known.
         self._rows: list[RawRow] = []
-        #: Rows already turned into their trace-file form (JSON text) by :meth:`table`.
-        self._encoded: list[str] = []
+        #: Rows in their trace-file form (JSON text), in the spool as blocks fill up.
+        self.rows = TextBlocks(spool)
+        #: The run's start: rows store times relative to it (None until the run starts).
+        self._origin_ns: int | None = None
         self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()  # one block encoded at a time, rows kept in order
         self.resource_attributes: dict[str, Any] = {}
         self.scope: dict[str, str | None] = {}
 
@@ -156,8 +165,27 @@ class SpanRecorder(SpanProcessor):
             varying,
             events,
         )
-        with self._lock:  # table() swaps the list; an append must not land in the old one
-            self._rows.append(row)
+        with self._lock:  # _flush swaps the list; an append must not land in the old one
+            rows = self._rows
+            rows.append(row)
+        if len(rows) >= ROWS_PER_BLOCK and self._origin_ns is not None:
+            self._flush()
+
+    def start(self, origin_ns: int) -> None:
+        """The run started at ``origin_ns``: from now on full blocks of rows are spooled."""
+        self._origin_ns = origin_ns
+
+    def _flush(self) -> None:
+        """Encode the rows waiting (on the thread that filled the block) and spool them."""
+        origin_ns = self._origin_ns
+        if origin_ns is None:
+            return
+        with self._flush_lock:
+            with self._lock:
+                pending, self._rows = self._rows, []
+            if pending:
+                text = ", ".join([encode_row(raw, origin_ns) for raw in pending])
+                self.rows.append_block(text, len(pending))
 
     def _kind_of(self, name: str, attributes: dict[str, Any]) -> tuple[int, Any]:
         """The slow path: the span's kind (added when new) and its varying attributes."""
@@ -194,25 +222,21 @@ class SpanRecorder(SpanProcessor):
     def table(self, origin_ns: int) -> dict[str, Any]:
         """The ``otel.spans`` table: kinds once, then one row per span, times from ``origin_ns``.
 
-        Rows are encoded in place, each raw tuple replaced by its JSON text, so a 100,000-item
-        batch never holds both forms at once; a later call encodes only the spans that ended
-        since.
+        The rows are a :class:`~pflow_trace.tracefile.spool.TextBlocks` (most of them in the
+        spool); the spans that ended since the last full block are encoded now. A later call
+        (a run built mid-way, then finished) adds only the spans that ended since.
         """
+        if self._origin_ns is None:
+            self._origin_ns = origin_ns
+        self._flush()
         with self._lock:
-            pending: list[Any] = self._rows
-            self._rows = []
-        for position, raw in enumerate(pending):
-            pending[position] = encode_row(raw, origin_ns)
-        with self._lock:
-            self._encoded.extend(pending)
-            encoded = EncodedRows(self._encoded)
             kinds = list(self.kinds)
         return {
             "resource": self.resource_attributes,
             "scope": self.scope,
             "kinds": kinds,
             "columns": list(COLUMNS),
-            "rows": encoded,
+            "rows": self.rows,
         }
 
 

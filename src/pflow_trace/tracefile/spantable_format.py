@@ -11,9 +11,6 @@ an older reader, and a writer must never drop or rename one of :data:`REQUIRED_C
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 from pflow_trace.tracefile.replay_model import STATUS_NAMES
 
 #: Index into the table's ``kinds`` (span name plus the attributes its spans share).
@@ -57,16 +54,3 @@ REQUIRED_COLUMNS = (
 
 #: The SDK's status code name (``StatusCode.name``) -> the number a row stores.
 STATUS_CODE_BY_NAME = {name: code for code, name in STATUS_NAMES.items()}
-
-
-class EncodedRows(list[str]):
-    """A span table's rows, each already JSON text (``[kind, "span id", ...]``).
-
-    A 100,000-item run has 400,000 rows: as text each is one small string, where a list of
-    values with two hex-id strings took about four times the memory, and writing the file
-    joins the strings instead of encoding every row again. The writer writes them as the JSON
-    array they are; :meth:`decoded` gives the plain lists, the same as reading the file back.
-    """
-
-    def decoded(self) -> list[list[Any]]:
-        return [json.loads(row) for row in self]

@@ -15,7 +15,6 @@ writes its files the same way (:func:`write_private_file`).
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import re
 import stat
@@ -26,9 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from pflow_trace.errors import TraceWriteError, UsageError
-from pflow_trace.text import cap_depth
 from pflow_trace.tracefile.locate import default_trace_dir
-from pflow_trace.tracefile.spantable_format import EncodedRows
+from pflow_trace.tracefile.spool import TextBlocks, encode_elements, encode_json
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -123,22 +121,17 @@ def ensure_writable_dir(path: Path) -> None:
         raise UsageError(f"trace directory {path.parent} is not writable")
 
 
-def _encode(value: Any) -> str:
-    try:
-        return json.dumps(value, ensure_ascii=False, default=str, allow_nan=False)
-    except ValueError:  # NaN or infinity, or an int too long to print: never bare in the file
-        return json.dumps(cap_depth(value), ensure_ascii=False, default=str, allow_nan=False)
-
-
 def iter_json_chunks(value: Any, depth: int = 0) -> Iterator[str]:
     """JSON text in pieces: containers near the top are walked, everything below is encoded
     whole by the C encoder. Peak memory is then the largest node event or span row, not the
     whole file, while the encoding stays at C speed (``json.dump`` to a file would take the
     pure-Python encoder)."""
-    if isinstance(value, EncodedRows):  # span rows already JSON text: joined, not re-encoded
+    if isinstance(value, TextBlocks):  # already JSON text (spooled): copied, not re-encoded
         yield "["
-        for start in range(0, len(value), _BLOCK_ITEMS):
-            yield (", " if start else "") + ", ".join(value[start : start + _BLOCK_ITEMS])
+        for position, text in enumerate(value.texts()):
+            if position:
+                yield ", "
+            yield text
         yield "]"
         return
     if depth >= _STREAM_DEPTH or not isinstance(value, (dict, list)) or not value:
@@ -147,14 +140,14 @@ def iter_json_chunks(value: Any, depth: int = 0) -> Iterator[str]:
     if isinstance(value, dict):
         yield "{"
         for position, (key, item) in enumerate(value.items()):
-            yield (", " if position else "") + _encode(str(key)) + ": "
+            yield (", " if position else "") + encode_json(str(key)) + ": "
             yield from iter_json_chunks(item, depth + 1)
         yield "}"
         return
     yield "["
     if depth + 1 >= _STREAM_DEPTH:  # elements are leaves: encode them a block at a time
         for start in range(0, len(value), _BLOCK_ITEMS):
-            yield (", " if start else "") + _encode_block(value[start : start + _BLOCK_ITEMS])
+            yield (", " if start else "") + encode_elements(value[start : start + _BLOCK_ITEMS])
         yield "]"
         return
     for position, item in enumerate(value):
@@ -171,7 +164,7 @@ def _leaf_chunks(value: Any) -> Iterator[str]:
     if isinstance(value, list) and len(value) > _BLOCK_ITEMS:
         yield "["
         for start in range(0, len(value), _BLOCK_ITEMS):
-            yield (", " if start else "") + _encode_block(value[start : start + _BLOCK_ITEMS])
+            yield (", " if start else "") + encode_elements(value[start : start + _BLOCK_ITEMS])
         yield "]"
     elif (
         isinstance(value, dict)
@@ -180,11 +173,11 @@ def _leaf_chunks(value: Any) -> Iterator[str]:
     ):
         yield "{"
         for position, (key, item) in enumerate(value.items()):
-            yield (", " if position else "") + _encode(str(key)) + ": "
+            yield (", " if position else "") + encode_json(str(key)) + ": "
             yield from _leaf_chunks(item)
         yield "}"
     else:
-        yield _encode(value)
+        yield encode_json(value)
 
 
 #: Dicts below the streamed depth with at most this many keys are walked for long lists.
@@ -193,14 +186,6 @@ _WALKED_DICT_KEYS = 64
 #: Leaf elements (span rows) encoded by one C encoder call: one call per row cost more than
 #: the encoding itself, and a block of this many rows is still a small string.
 _BLOCK_ITEMS = 1000
-
-
-def _encode_block(items: list[Any]) -> str:
-    """``items`` as JSON without the brackets, exactly as encoding them one by one would."""
-    try:
-        return json.dumps(items, ensure_ascii=False, default=str, allow_nan=False)[1:-1]
-    except ValueError:  # one of them needs cap_depth: encode each on its own
-        return ", ".join(_encode(item) for item in items)
 
 
 #: Depth down to which containers are streamed: document → otel → spans → rows.
