@@ -248,8 +248,9 @@ def run(
     sanitizer = _run_sanitizer(workflow, values, options)
     execution_id = str(uuid.uuid4())
     trace_path = _trace_path(options, workflow, execution_id)
-    # Long lists (span rows, batch_items) wait for the writer in a spool beside the trace.
-    spool = Spool(trace_path.parent) if trace_path is not None else None
+    # Long lists (span rows, batch_items) wait for the writer in a spool beside the trace
+    # (in the temporary directory when no trace file is written: the document still is made).
+    spool = Spool(trace_path.parent if trace_path is not None else None)
     recorder = SpanRecorder(spool) if options.write_trace_file else None
     builder = TraceDocumentBuilder(
         sanitizer,
