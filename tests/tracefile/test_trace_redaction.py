@@ -146,3 +146,33 @@ def test_no_previews_leaves_item_values_out_of_spans_trace_and_show(tmp_path: Pa
     assert [item["item"] for item in events(tmp_path)["each"]["batch_items"]] == [NO_PREVIEW] * 2
     shown = CliRunner().invoke(cli, ["show", str(tmp_path / "trace.json")])
     assert shown.exit_code == 0 and "patient-" not in shown.stdout
+
+
+def test_a_value_learned_late_is_hidden_in_spooled_rows_and_batch_items(tmp_path: Path) -> None:
+    token = "tok-learned-late-24680"
+    values = [f"plain {n}" for n in range(3000)]  # several spooled blocks of both lists
+    values[2500] = f"has {token}"
+    workflow = {
+        "ir_version": "0.1.0",
+        "name": "late-spooled",
+        "nodes": [
+            {
+                "id": "items",
+                "type": "echo",
+                "params": {"value": "${item}"},
+                "batch": {"items": values},
+            },
+            {"id": "login", "type": "echo", "params": {"session": {"refresh_token": token}}},
+        ],
+    }
+    outcome = api.run(workflow, {}, options(tmp_path))
+    text = (tmp_path / "trace.json").read_text(encoding="utf-8")
+    assert token not in text
+    document = json.loads(text)
+    assert document == outcome.document
+    items = {event["node_id"]: event for event in document["nodes"]}["items"]["batch_items"]
+    assert items[2500]["item"] == f"has {REDACTED}"
+    assert [item["item"] for item in items[:2]] == ["plain 0", "plain 1"]
+    rows = document["otel"]["spans"]["rows"]
+    previews = [(row[7] or {}).get(conv.ATTR_BATCH_ITEM_PREVIEW) for row in rows]
+    assert f"has {REDACTED}" in previews and "plain 2999" in previews
