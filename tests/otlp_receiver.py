@@ -8,8 +8,10 @@ reads back what a collector would have seen:
 - ``grpc``: the ``opentelemetry.proto.collector.trace.v1.TraceService/Export`` method.
 
 Every request is decoded with ``opentelemetry-proto`` and flattened into :class:`ReceivedSpan`
-records (resource spans → scope spans → spans, each carrying its resource's attributes). The
-receiver binds only loopback addresses, on a port the OS picks.
+records (resource spans → scope spans → spans, each carrying its resource's attributes); the
+headers (HTTP) or metadata (gRPC) of each request are kept too. An HTTP receiver can be told to
+refuse every request with a status of its choosing. The receiver binds only loopback addresses,
+on a port the OS picks.
 """
 
 from __future__ import annotations
@@ -130,11 +132,21 @@ class _Collected:
     """What the receiver has seen; shared by the transport threads."""
 
     requests: list[trace_service_pb2.ExportTraceServiceRequest] = field(default_factory=list)
+    #: Each request's HTTP headers or gRPC metadata, names lower-cased (refused ones too).
+    headers: list[dict[str, str]] = field(default_factory=list)
     spans: list[ReceivedSpan] = field(default_factory=list)
     lock: threading.Condition = field(default_factory=threading.Condition)
 
-    def add(self, request: trace_service_pb2.ExportTraceServiceRequest) -> None:
+    def add(
+        self,
+        request: trace_service_pb2.ExportTraceServiceRequest | None,
+        headers: dict[str, str],
+    ) -> None:
+        """A request that arrived (``request`` None: refused, and only its headers kept)."""
         with self.lock:
+            self.headers.append(headers)
+            if request is None:
+                return
             self.requests.append(request)
             self.spans.extend(flatten(request))
             self.lock.notify_all()
@@ -155,6 +167,11 @@ class _HttpHandler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length)
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        if self.server.refuse_with is not None:
+            self.server.collected.add(None, headers)
+            self._reply(self.server.refuse_with, b"refused", "text/plain")
+            return
         if self.path != TRACES_PATH:
             self._reply(404, b"not found", "text/plain")
             return
@@ -167,7 +184,7 @@ class _HttpHandler(BaseHTTPRequestHandler):
         except Exception:
             self._reply(400, b"undecodable request", "text/plain")
             return
-        self.server.collected.add(request)
+        self.server.collected.add(request, headers)
         response = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
         self._reply(200, response, PROTOBUF)
 
@@ -185,9 +202,12 @@ class _HttpHandler(BaseHTTPRequestHandler):
 class _HttpServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], collected: _Collected) -> None:
+    def __init__(
+        self, address: tuple[str, int], collected: _Collected, refuse_with: int | None
+    ) -> None:
         super().__init__(address, _HttpHandler)
         self.collected = collected
+        self.refuse_with = refuse_with
 
 
 def _require_loopback(host: str) -> None:
@@ -203,12 +223,18 @@ class OtlpReceiver:
     ...     spans = receiver.wait_for_spans(12)
     """
 
-    def __init__(self, protocol: str = HTTP, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, protocol: str = HTTP, host: str = "127.0.0.1", refuse_with: int | None = None
+    ) -> None:
         if protocol not in (HTTP, GRPC):
             raise ValueError(f"unknown protocol {protocol!r}")
+        if refuse_with is not None and protocol != HTTP:
+            raise ValueError("only the HTTP receiver refuses requests")
         _require_loopback(host)
         self.protocol = protocol
         self.host = host
+        #: An HTTP status to answer every request with, keeping nothing (None: accept).
+        self.refuse_with = refuse_with
         self.port = 0
         self._collected = _Collected()
         self._http: _HttpServer | None = None
@@ -219,7 +245,7 @@ class OtlpReceiver:
 
     def start(self) -> OtlpReceiver:
         if self.protocol == HTTP:
-            self._http = _HttpServer((self.host, 0), self._collected)
+            self._http = _HttpServer((self.host, 0), self._collected, self.refuse_with)
             self.port = self._http.server_address[1]
             self._http_thread = threading.Thread(
                 target=self._http.serve_forever,
@@ -240,7 +266,8 @@ class OtlpReceiver:
 
         class Servicer(trace_service_pb2_grpc.TraceServiceServicer):
             def Export(self, request: Any, context: Any) -> Any:
-                collected.add(request)
+                metadata = {item.key: item.value for item in context.invocation_metadata()}
+                collected.add(request, metadata)
                 return trace_service_pb2.ExportTraceServiceResponse()
 
         server = grpc.server(ThreadPoolExecutor(max_workers=4, thread_name_prefix="otlp-grpc"))
@@ -282,6 +309,12 @@ class OtlpReceiver:
     def requests(self) -> list[trace_service_pb2.ExportTraceServiceRequest]:
         with self._collected.lock:
             return list(self._collected.requests)
+
+    @property
+    def headers(self) -> list[dict[str, str]]:
+        """Each request's headers (HTTP) or metadata (gRPC), in the order they arrived."""
+        with self._collected.lock:
+            return list(self._collected.headers)
 
     def wait_for_spans(self, count: int, timeout_s: float = 5.0) -> list[ReceivedSpan]:
         """Every span received once at least ``count`` have arrived (or the timeout passed)."""

@@ -3,8 +3,10 @@
 The trace file's span table must not depend on which path made it: a run with no exporter
 (lean tracer) and the same run with an SDK processor attached (the SDK path, as with an OTLP or
 console exporter) give the same table — same kinds, attributes, statuses, events and tree —
-and the SDK's exported spans say the same thing. Ids and times differ between runs, so the
-comparison is over the tree with ids and times left out.
+and the SDK's exported spans say the same thing. What an OTLP backend receives is the span
+table, over each transport and over the stock exporter the environment can ask for, and it is
+what a run without an exporter records. Ids and times differ between runs, so comparisons
+across runs are over the tree with ids and times left out.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanContext, Status, StatusCode, TraceFlags
 
-from otlp_receiver import HTTP, OtlpReceiver, ReceivedSpan
+from otlp_receiver import GRPC, HTTP, OtlpReceiver, ReceivedSpan
 from pflow_trace import api
 from pflow_trace.api import TracedRun, TraceOptions
 from pflow_trace.ir.validation import validate_workflow
@@ -203,17 +205,40 @@ def received_spans(spans: list[ReceivedSpan]) -> list[dict[str, Any]]:
     ]
 
 
+#: (protocol, compression, a setting only the stock exporter knows): our encoder and sender
+#: for the first four, the stock exporter for the last two (deflate, or an OTEL_PYTHON_* one).
+EXPORT_PATHS = [
+    (HTTP, "none", None),
+    (HTTP, "gzip", None),
+    (GRPC, "none", None),
+    (GRPC, "gzip", None),
+    (HTTP, "deflate", None),
+    (GRPC, "none", "OTEL_PYTHON_EXPORTER_OTLP_GRPC_RETRYABLE_ERROR_CODES"),
+]
+
+
+@pytest.mark.parametrize(("protocol", "compression", "stock_only"), EXPORT_PATHS)
 def test_spans_exported_over_otlp_match_the_span_table(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    protocol: str,
+    compression: str,
+    stock_only: str | None,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("TRACEPARENT", f"00-{TRACE_ID}-{PARENT_SPAN_ID}-01")
-    with OtlpReceiver(HTTP) as receiver:
+    if compression != "none":
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", compression)
+    if stock_only:
+        monkeypatch.setenv(stock_only, "UNAVAILABLE")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", f"x-api-key={SECRET},tenant=a%20b")
+    with OtlpReceiver(protocol) as receiver:
         options = TraceOptions(
-            export=resolve_export_settings("otlp", endpoint=receiver.endpoint, env={}),
+            export=resolve_export_settings("otlp", receiver.endpoint, protocol, env={}),
             trace_file=str(tmp_path / "otlp.json"),
         )
         outcome = api.run(mixed_workflow(), {"api_key": SECRET}, options)
         spans = receiver.wait_for_spans(52)
+        headers = receiver.headers
     assert outcome.export_warning is None
     document = json.loads((tmp_path / "otlp.json").read_text(encoding="utf-8"))
     table = document["otel"]["spans"]
@@ -227,6 +252,33 @@ def test_spans_exported_over_otlp_match_the_span_table(
     assert spans[0].resource == table["resource"]
     (root,) = [span for span in spans if span.parent_span_id == PARENT_SPAN_ID]
     assert root.name == "workflow lean-vs-sdk"
+    stock = compression == "deflate" or stock_only is not None
+    for sent in headers:
+        assert (sent["x-api-key"], sent["tenant"]) == (SECRET, "a b")
+        assert sent["user-agent"].startswith("OTel-OTLP-Exporter" if stock else "pflow-trace/")
+        if protocol == HTTP:  # (a gRPC server does not show how a request was compressed)
+            encoding = None if compression == "none" else compression
+            assert sent.get("content-encoding") == encoding
+
+
+def test_spans_exported_over_otlp_match_a_run_without_an_exporter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a backend receives is what a run without an exporter records (ids aside)."""
+    monkeypatch.setenv("TRACEPARENT", f"00-{TRACE_ID}-{PARENT_SPAN_ID}-01")
+    alone = run_once(tmp_path, "alone", [])
+    with OtlpReceiver(HTTP) as receiver:
+        options = TraceOptions(
+            export=resolve_export_settings("otlp", endpoint=receiver.endpoint, env={}),
+            trace_file=str(tmp_path / "exported.json"),
+        )
+        exported = api.run(mixed_workflow(), {"api_key": SECRET}, options)
+        spans = receiver.wait_for_spans(52)
+    assert exported.export_warning is None and exported.status == alone.status == "failed"
+    document = json.loads(Path(str(alone.trace_path)).read_text(encoding="utf-8"))
+    expected = tree_of(table_spans(document["otel"]["spans"]))
+    assert tree_of(received_spans(spans)) == expected
+    assert SECRET not in json.dumps(expected)
 
 
 def test_instrumentation_inside_a_lean_span_nests_under_it() -> None:

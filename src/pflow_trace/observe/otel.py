@@ -1,9 +1,12 @@
 """Builds the OpenTelemetry pipeline for one process: provider, resource, processors, exporter.
 
-Exporters are imported only when asked for (the gRPC stack is slow to import). An OTLP exporter
-is wrapped in :class:`GuardedExporter`, which gives the backend one chance per export with a
-short timeout and, once it has failed, stops trying: a down collector then costs about one
-second at exit and yields exactly one warning line, printed by the caller.
+Exporters are imported only when asked for (the gRPC stack is slow to import). With the lean
+tracer, OTLP export uses our own encoder and sender (:mod:`pflow_trace.observe.otlp_send`)
+unless the environment asks for something only the stock exporter does; the SDK path, and
+that fallback, use the stock OTLP exporter. Either is wrapped in :class:`GuardedExporter`,
+which gives the backend one chance per export with a short timeout and, once it has failed,
+stops trying: a down collector then costs about one second at exit and yields exactly one
+warning line, printed by the caller.
 
 The exporters' own timeouts bound each socket read, not a request: a backend that accepts the
 connection and answers one byte at a time would hold them for minutes. So every export, and
@@ -37,11 +40,13 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from pflow_trace import __version__
 from pflow_trace.observe.conventions import INSTRUMENTATION_NAME
 from pflow_trace.observe.export_settings import ExportSettings
-from pflow_trace.observe.lean_export import ExportQueue
+from pflow_trace.observe.lean_export import ExportQueue, ReadableSpanExporter
 from pflow_trace.observe.lean_tracer import LeanTracerProvider, SpanSink, lean_tracing_allowed
+from pflow_trace.observe.otlp_send import ExportFailed, make_wire_exporter
 
 _QUIET_LOGGERS = (
     "opentelemetry.exporter.otlp",
+    "opentelemetry.util.re",  # its warning about a malformed header quotes the header's value
     "opentelemetry.sdk.trace.export",
     "opentelemetry.exporter.otlp.proto.grpc.exporter",
     "opentelemetry.exporter.otlp.proto.http",
@@ -95,6 +100,8 @@ class GuardedExporter(SpanExporter):
         reason = "the backend did not accept them (is it running?)"
         try:
             finished, result = call_with_deadline(lambda: self.inner.export(spans), self.deadline_s)
+        except ExportFailed as exc:  # our sender's reason, already one safe line
+            result, reason = SpanExportResult.FAILURE, str(exc)
         except Exception as exc:  # an exporter bug or transport error must not reach the run
             result = SpanExportResult.FAILURE
             reason = f"{type(exc).__name__}: {exc}"
@@ -199,16 +206,15 @@ def setup_tracing(
     attributes = {SERVICE_NAME: settings.service_name, **(resource_attributes or {})}
     # Resource.create merges OTEL_RESOURCE_ATTRIBUTES; an explicit service name still wins.
     resource = Resource.create(attributes)
-    exporter, guard = _make_exporter(settings)
     if not extra_processors and lean_tracing_allowed():
-        exports = None
-        if exporter is not None:
-            scope = InstrumentationScope(INSTRUMENTATION_NAME, __version__)
-            exports = ExportQueue(exporter, resource, scope)
+        scope = InstrumentationScope(INSTRUMENTATION_NAME, __version__)
+        exporter, guard = _make_lean_exporter(settings, resource, scope)
+        exports = ExportQueue(exporter, resource, scope) if exporter is not None else None
         lean = LeanTracerProvider(span_sink, resource.attributes, exports)
         if span_sink is not None:
             span_sink.set_origin(resource.attributes, INSTRUMENTATION_NAME, __version__)
         return Tracing(lean, settings, guard)
+    exporter, guard = _make_exporter(settings)
     # No exit hook: Tracing.shutdown is always called, and a second, unbounded one at exit
     # would wait on a hung backend after all.
     provider = TracerProvider(resource=resource, shutdown_on_exit=False)
@@ -233,16 +239,42 @@ def setup_tracing(
 
 
 def _make_exporter(settings: ExportSettings) -> tuple[SpanExporter | None, GuardedExporter | None]:
-    """The configured exporter (None for ``none``), and its guard when it is OTLP's."""
+    """The SDK path's exporter (None for ``none``), and its guard when it is OTLP's."""
     if settings.exporter == "console":
         from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
         return ConsoleSpanExporter(out=sys.stderr), None
     if settings.exporter == "otlp":
-        for name in _QUIET_LOGGERS:
-            logging.getLogger(name).setLevel(logging.CRITICAL)
+        _quiet_exporter_logs()
         guard = GuardedExporter(
             make_otlp_exporter(settings), settings.endpoint or "", settings.timeout_s
         )
         return guard, guard
     return None, None
+
+
+def _make_lean_exporter(
+    settings: ExportSettings, resource: Resource, scope: InstrumentationScope
+) -> tuple[SpanExporter | None, GuardedExporter | None]:
+    """The export queue's exporter (it takes lean spans), and its guard when it is OTLP's.
+
+    OTLP goes through our wire encoder and sender when they cover the environment's settings
+    (:func:`~pflow_trace.observe.otlp_send.make_wire_exporter`), else through the stock exporter.
+    """
+    if settings.exporter == "console":
+        from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+        return ReadableSpanExporter(ConsoleSpanExporter(out=sys.stderr), resource, scope), None
+    if settings.exporter == "otlp":
+        _quiet_exporter_logs()
+        inner: SpanExporter | None = make_wire_exporter(settings, resource, scope, os.environ)
+        if inner is None:
+            inner = ReadableSpanExporter(make_otlp_exporter(settings), resource, scope)
+        guard = GuardedExporter(inner, settings.endpoint or "", settings.timeout_s)
+        return guard, guard
+    return None, None
+
+
+def _quiet_exporter_logs() -> None:
+    for name in _QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
