@@ -229,6 +229,24 @@ def _run_sanitizer(
     return Sanitizer(redactor, options.limits, options.previews)
 
 
+def _trace_builder(
+    workflow: dict[str, Any], options: TraceOptions, sanitizer: Sanitizer, trace_path: Path | None
+) -> TraceDocumentBuilder:
+    """The run's trace-file view, with its span recorder when a trace file is written.
+
+    Long lists (span rows, ``batch_items``) wait for the writer in a spool beside the trace
+    (in the temporary directory when no trace file is written: the document is still made).
+    """
+    spool = Spool(trace_path.parent if trace_path is not None else None)
+    return TraceDocumentBuilder(
+        sanitizer,
+        options.export.service_name,
+        SpanRecorder(spool) if options.write_trace_file else None,
+        namespaces=frozenset(node["id"] for node in workflow["nodes"]),
+        spool=spool,
+    )
+
+
 def run(
     workflow: dict[str, Any] | PathLike,
     inputs: dict[str, Any] | None = None,
@@ -248,17 +266,8 @@ def run(
     sanitizer = _run_sanitizer(workflow, values, options)
     execution_id = str(uuid.uuid4())
     trace_path = _trace_path(options, workflow, execution_id)
-    # Long lists (span rows, batch_items) wait for the writer in a spool beside the trace
-    # (in the temporary directory when no trace file is written: the document still is made).
-    spool = Spool(trace_path.parent if trace_path is not None else None)
-    recorder = SpanRecorder(spool) if options.write_trace_file else None
-    builder = TraceDocumentBuilder(
-        sanitizer,
-        options.export.service_name,
-        recorder,
-        namespaces=frozenset(node["id"] for node in workflow["nodes"]),
-        spool=spool,
-    )
+    builder = _trace_builder(workflow, options, sanitizer, trace_path)
+    recorder = builder.spans
     tracing = setup_tracing(options.export, options.extra_processors, span_sink=recorder)
     observer = Observers([builder, *options.observers])
     context = RunContext(
