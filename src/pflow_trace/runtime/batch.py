@@ -223,6 +223,7 @@ class BatchNode(ParallelItems, LayerWrapper):
         attributes = dict(self.item_base_attributes)
         attributes[conv.ATTR_BATCH_INDEX] = index
         attributes[conv.ATTR_BATCH_WORKER] = worker
+        attributes[conv.ATTR_BATCH_ATTEMPTS] = 1  # the first attempt; a retried item updates it
         if preview is not None:
             attributes[conv.ATTR_BATCH_ITEM_PREVIEW] = preview
         return self.run_context.tracer.start_span(
@@ -263,7 +264,8 @@ class BatchNode(ParallelItems, LayerWrapper):
         ``token`` is None when the span was never made current on this thread.
         """
         if recording:
-            span.set_attribute(conv.ATTR_BATCH_ATTEMPTS, attempts)
+            if attempts != 1:  # the span started with 1; changing it copies its attributes
+                span.set_attribute(conv.ATTR_BATCH_ATTEMPTS, attempts)
             if error is not None:
                 span.set_status(Status(StatusCode.ERROR, error))
         if token is not None:

@@ -64,8 +64,9 @@ class SpanRecorder(SpanProcessor):
         self._kinds: dict[tuple[str, tuple[tuple[str, Any], ...]], int] = {}
         #: span name -> (kind, attributes) for kinds whose spans carry no varying attribute.
         self._plain_kinds: dict[str, tuple[int, dict[str, Any]]] = {}
-        #: span name -> (kind, its attributes) for kinds whose spans add varying attributes.
-        self._mixed_kinds: dict[str, tuple[int, dict[str, Any]]] = {}
+        #: span name -> (kind, its attributes, the keys of its usual shape, that shape's
+        #: varying keys in row order) for kinds whose spans add varying attributes.
+        self._mixed_kinds: dict[str, tuple[int, dict[str, Any], set[str], tuple[str, ...]]] = {}
         #: Kinds in index order; appended under the lock, read by :meth:`table`.
         self.kinds: list[dict[str, Any]] = []
         #: Rows not yet encoded: a block's worth at most once the run's start is known.
@@ -146,13 +147,23 @@ class SpanRecorder(SpanProcessor):
         else:
             # Second fast path (batch items, the root): the kind's attributes are all there
             # and every other key is a varying one; set operations on dict views, in C.
+            # Its usual shape (the same keys as the last span of this name) skips the set
+            # difference and the sort.
             mixed = self._mixed_kinds.get(name)
-            extra = attributes.keys() - mixed[1].keys() if mixed is not None else None
-            if mixed is not None and extra <= _VARYING and mixed[1].items() <= attributes.items():
-                kind = mixed[0]
-                varying = {attr: attributes[attr] for attr in sorted(extra)} if extra else None
-            else:
+            if mixed is None or not mixed[1].items() <= attributes.items():
                 kind, varying = self._kind_of(name, attributes)
+            elif attributes.keys() == mixed[2]:
+                kind = mixed[0]
+                varying = {attr: attributes[attr] for attr in mixed[3]}
+            else:
+                extra = attributes.keys() - mixed[1].keys()
+                if extra <= _VARYING:
+                    kind = mixed[0]
+                    order = tuple(sorted(extra))
+                    varying = {attr: attributes[attr] for attr in order} if order else None
+                    self._mixed_kinds[name] = (kind, mixed[1], attributes.keys() | set(), order)
+                else:
+                    kind, varying = self._kind_of(name, attributes)
         # Rows hold only numbers and strings in the common case, so the garbage collector
         # stops tracking them: a long batch must not make every collection walk its spans.
         row = (
@@ -195,9 +206,10 @@ class SpanRecorder(SpanProcessor):
         if kind is None:
             kind = self._add_kind(key)
         if len(attributes) > len(key[1]):
+            order = tuple(attr for attr in _VARYING_ORDER if attr in attributes)
             if name not in self._mixed_kinds:
-                self._mixed_kinds[name] = (kind, dict(key[1]))
-            return kind, {attr: attributes[attr] for attr in _VARYING_ORDER if attr in attributes}
+                self._mixed_kinds[name] = (kind, dict(key[1]), set(attributes), order)
+            return kind, {attr: attributes[attr] for attr in order}
         if name not in self._plain_kinds:
             self._plain_kinds[name] = (kind, dict(attributes))
         return kind, None
