@@ -140,6 +140,17 @@ class TracedRun:
         return self._document
 
     @property
+    def llm_summary(self) -> dict[str, Any] | None:
+        """The run's LLM calls added up (the trace's ``llm_summary``), None without any.
+
+        Read from the document's head: unlike ``document``, it decodes no span rows.
+        """
+        if self.written_document is None:
+            return None
+        summary: dict[str, Any] | None = self.written_document.get("llm_summary")
+        return summary
+
+    @property
     def outputs(self) -> dict[str, Any]:
         """The workflow's declared outputs, redacted like every other output."""
         redacted: dict[str, Any] = self.sanitizer.redactor.value(self.result.outputs)

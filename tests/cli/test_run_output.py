@@ -142,3 +142,34 @@ def test_export_creates_missing_parent_directories(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert json.loads(output.read_text())["traceEvents"]
+
+
+def test_run_prints_its_summary_without_decoding_the_trace_document(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """A million-item trace decoded back into lists would cost gigabytes after the run."""
+    from pflow_trace import api
+
+    def refuse(document: Any) -> Any:
+        raise AssertionError("the whole trace document was decoded")
+
+    monkeypatch.setattr(api, "plain_document", refuse)
+    nodes = [
+        {
+            "id": "work",
+            "type": "code",
+            "params": {"code": "result = x", "inputs": {"x": "${item}"}},
+            "batch": {"items": list(range(50))},
+        }
+    ]
+    path = write(tmp_path, nodes)
+    trace = tmp_path / "run.trace.json"
+    runner = CliRunner()
+    for output_format in ("text", "json"):
+        result = runner.invoke(
+            cli_group,
+            ["run", "--output-format", output_format, "--trace-file", str(trace), str(path)],
+        )
+        assert result.exit_code == 0, result.output
+        assert "success" in result.output
+    assert json.loads(trace.read_text(encoding="utf-8"))["final_status"] == "success"

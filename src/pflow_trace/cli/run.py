@@ -316,7 +316,7 @@ def print_outcome(outcome: Any, exporter: str, text_mode: bool, tally: Any) -> N
             for name, value in redact(cap_depth(result.outputs)).items():
                 shown = value if isinstance(value, str) else _strict_json(value)
                 click.echo(f"  {terminal_safe(name)}: {terminal_safe(shown)}")
-        llm_summary = (outcome.document or {}).get("llm_summary")
+        llm_summary = outcome.llm_summary
         if llm_summary:
             click.echo(llm_status_line(llm_summary))
         if outcome.trace_path is not None:
@@ -333,7 +333,7 @@ def print_outcome(outcome: Any, exporter: str, text_mode: bool, tally: Any) -> N
             "warnings": redact(result.warnings),
             "trace_file": str(outcome.trace_path) if outcome.trace_path else None,
             "trace_id": outcome.trace_id,
-            "llm": (outcome.document or {}).get("llm_summary"),
+            "llm": outcome.llm_summary,
         }
         click.echo(_strict_json(payload))
 
