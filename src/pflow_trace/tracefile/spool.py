@@ -42,6 +42,9 @@ class Spool:
         self._size_bytes = 0
         #: Why the file refused a block, once it has; blocks then stay in memory.
         self.failure: str | None = None
+        if not hasattr(os, "pwrite"):  # not a POSIX system: blocks stay in memory
+            self._file = None
+            return
         try:
             # Closed with the spool or when it is collected: the file lives as long as its blocks.
             self._file: Any = tempfile.TemporaryFile(dir=directory)  # noqa: SIM115
