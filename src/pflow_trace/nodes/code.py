@@ -200,7 +200,7 @@ class CodeNode(WorkflowNode):
             "Any": Any,
             "Optional": typing.Optional,
             "typing": typing,
-            **copy.deepcopy(inputs),
+            **_private_copy(inputs),
             "print": _capturing_print(buffer, errors),
         }
         try:
@@ -228,3 +228,18 @@ class CodeNode(WorkflowNode):
                 shared[key] = value
         action = outputs.get(ACTION)
         return action if isinstance(action, str) else None
+
+
+#: Values a snippet cannot change in place: they need no copy.
+_IMMUTABLE_TYPES = frozenset({str, int, float, bool, type(None), bytes})
+
+
+def _private_copy(inputs: dict[str, Any]) -> dict[str, Any]:
+    """``inputs`` (already a fresh dict) with every mutable value deep-copied.
+
+    The common batch item is a number or a string: copying those is a no-op that still cost
+    ``deepcopy``'s memo bookkeeping on every item.
+    """
+    if _IMMUTABLE_TYPES.issuperset(map(type, inputs.values())):
+        return inputs
+    return copy.deepcopy(inputs)

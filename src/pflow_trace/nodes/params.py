@@ -22,12 +22,18 @@ _VALIDATORS: dict[int, Any] = {}
 _VALID_SHAPES: dict[int, set[tuple[Any, ...]]] = {}
 _MAX_SHAPES_PER_SCHEMA = 256
 _SHORT_STRING = 16
+_LONG_STRING = (str, True)
 _lock = threading.Lock()
 
 
 def _value_shape(value: Any) -> Any:
+    kind = type(value)  # exact types first: the common values skip the isinstance chain
+    if kind is int or kind is float:
+        return (kind, (value > 0) - (value < 0))
+    if kind is str:
+        return value if len(value) <= _SHORT_STRING else _LONG_STRING
     if isinstance(value, str):
-        return value if len(value) <= _SHORT_STRING else (str, True)
+        return value if len(value) <= _SHORT_STRING else _LONG_STRING
     if isinstance(value, bool) or value is None:
         return value
     if isinstance(value, (int, float)):
