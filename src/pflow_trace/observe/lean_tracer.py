@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 from opentelemetry import trace
 from opentelemetry.attributes import _clean_attribute_value
-from opentelemetry.context import Context
+from opentelemetry.context import Context, get_current
 from opentelemetry.trace import (
     DEFAULT_TRACE_STATE,
     NonRecordingSpan,
@@ -64,6 +64,17 @@ _PLAIN_TYPES = (str, int, float, bool)
 _getrandbits = random.getrandbits
 _time_ns = time.time_ns
 _get_current_span = trace.get_current_span
+_get_current_context = get_current
+
+
+def _span_key() -> str | None:
+    """The context key the API keeps the current span under, read off the public API (the
+    one key ``set_span_in_context`` adds to an empty context); None if that ever changes."""
+    keys = list(trace.set_span_in_context(trace.INVALID_SPAN, Context()))
+    return keys[0] if len(keys) == 1 else None
+
+
+_SPAN_KEY = _span_key()
 _UNSET, _ERROR = StatusCode.UNSET, StatusCode.ERROR
 _OK_CODE = StatusCode.OK.value
 _PLAIN_TYPE_SET = frozenset(_PLAIN_TYPES)
@@ -292,7 +303,13 @@ class LeanTracer(Tracer):
         record_exception: bool = True,
         set_status_on_exception: bool = True,
     ) -> trace.Span:
-        parent = _get_current_span(context).get_span_context()
+        # The parent is almost always one of our spans: read it straight from the context
+        # (what get_current_span does, minus its calls and an ABC isinstance check).
+        current = (context if context is not None else _get_current_context()).get(_SPAN_KEY)
+        if current.__class__ is LeanSpan:
+            parent = current._context
+        else:
+            parent = _get_current_span(context).get_span_context()
         span_id = _getrandbits(64) or 1
         # Tuple fields (trace_id, span_id, is_remote, flags, state, is_valid): the properties
         # cost a Python call each, and this runs for every span.
