@@ -67,14 +67,10 @@ _get_current_span = trace.get_current_span
 _get_current_context = get_current
 
 
-def _span_key() -> str | None:
-    """The context key the API keeps the current span under, read off the public API (the
-    one key ``set_span_in_context`` adds to an empty context); None if that ever changes."""
-    keys = list(trace.set_span_in_context(trace.INVALID_SPAN, Context()))
-    return keys[0] if len(keys) == 1 else None
-
-
-_SPAN_KEY = _span_key()
+#: The context key the API keeps the current span under, read off the public API: the one
+#: key ``set_span_in_context`` adds to an empty context (None, and unused, if that changes).
+_KEYS = list(trace.set_span_in_context(trace.INVALID_SPAN, Context()))
+_SPAN_KEY = _KEYS[0] if len(_KEYS) == 1 else None
 _UNSET, _ERROR = StatusCode.UNSET, StatusCode.ERROR
 _OK_CODE = StatusCode.OK.value
 _PLAIN_TYPE_SET = frozenset(_PLAIN_TYPES)
@@ -303,8 +299,8 @@ class LeanTracer(Tracer):
         record_exception: bool = True,
         set_status_on_exception: bool = True,
     ) -> trace.Span:
-        # The parent is almost always one of our spans: read it straight from the context
-        # (what get_current_span does, minus its calls and an ABC isinstance check).
+        # Almost always one of our spans: read straight from the context (get_current_span's
+        # work, minus two calls and an ABC isinstance check).
         current = (context if context is not None else _get_current_context()).get(_SPAN_KEY)
         if current.__class__ is LeanSpan:
             parent = current._context
