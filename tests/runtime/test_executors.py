@@ -241,14 +241,35 @@ def interrupt_when_started(marker: Path, count: int) -> threading.Thread:
     return thread
 
 
+def assert_started_items_recorded_interrupted(
+    marker: Path, spans: list[Any], document: dict[str, Any]
+) -> None:
+    """Each item that started on a worker has one ``interrupted`` record and one span,
+    made by the driver (the worker was stopped), the same as on threads."""
+    started = sorted(int(path.name.split("-")[1]) for path in marker.glob("started-*"))
+    records = batch_items(document)
+    assert [record["item"] for record in records] == [str(x) for x in started]
+    assert {record["status"] for record in records} == {"interrupted"}
+    assert {record["error"] for record in records} == {"interrupted"}
+    by_id = {span.context.span_id: span for span in item_spans(spans)}
+    assert sorted(by_id) == sorted(int(record["span_id"], 16) for record in records)
+    batch_span = next(span for span in spans if span.name == "work batch")
+    for span in by_id.values():
+        assert span.status.description == "interrupted"
+        assert span.parent.span_id == batch_span.context.span_id
+    rows = {row["span_id"] for row in table_rows(document)}
+    assert {record["span_id"] for record in records} <= rows
+
+
 def test_ctrl_c_kills_the_worker_processes(tmp_path: Path) -> None:
     marker = Path(marker_dir(tmp_path, "marks"))
     workflow = batch_workflow(BUSY_CODE, [1, 2, 3, 4], inputs={"marker": str(marker)})
     watcher = interrupt_when_started(marker, 2)
-    outcome, _, document = run_traced(workflow, tmp_path / "t.trace.json", "processes")
+    outcome, spans, document = run_traced(workflow, tmp_path / "t.trace.json", "processes")
     watcher.join()
     assert outcome.status == "interrupted"
     assert document["final_status"] == "interrupted"
+    assert_started_items_recorded_interrupted(marker, spans, document)
     pids = [int(path.read_text()) for path in marker.glob("started-*")]
     assert len(pids) == 2
     for pid in pids:
@@ -266,11 +287,14 @@ def test_ctrl_c_leaves_no_task_running_on_the_cluster(
     marker = Path(marker_dir(tmp_path, "marks"))
     workflow = batch_workflow(BUSY_CODE, [1, 2, 3, 4], inputs={"marker": str(marker)})
     watcher = interrupt_when_started(marker, 2)
-    outcome, _, document = run_traced(workflow, tmp_path / "t.trace.json", "dask", dask_scheduler)
+    outcome, spans, document = run_traced(
+        workflow, tmp_path / "t.trace.json", "dask", dask_scheduler
+    )
     watcher.join()
     assert outcome.status == "interrupted"
     assert document["final_status"] == "interrupted"
     assert len(list(marker.glob("started-*"))) == 2  # the queued items never started
+    assert_started_items_recorded_interrupted(marker, spans, document)
     with Client(dask_scheduler, set_as_default=False) as client:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:

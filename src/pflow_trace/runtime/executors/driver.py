@@ -12,7 +12,8 @@ attempts remain (its span then starts when the first attempt was handed out and 
 retry event for the lost one); on the last attempt the driver itself records the failed item
 span, since no worker is left to. ``fail_fast`` stops handing out items at the first failure;
 items already in flight finish and are kept, as on threads. Ctrl-C (or any error) cancels the
-work on the workers before it propagates.
+work on the workers, then records every item still out as ``interrupted`` (its span made here),
+before it propagates.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from pflow_trace.observe import conventions as conv
 from pflow_trace.observe.facts import ItemOutcome, WorkerPlace
 from pflow_trace.observe.span_shipping import SpanRow, adopt_span_rows
 from pflow_trace.runtime import interrupts
+from pflow_trace.runtime.batch_lanes import INTERRUPTED
 from pflow_trace.runtime.context import current_execution
 from pflow_trace.runtime.executors.job import BatchJob, ItemReply, build_job
 
@@ -105,6 +107,7 @@ def run_on_transport(
         loop.run()
     except BaseException:
         transport.cancel()  # Ctrl-C or a bug: nothing may keep running on the workers
+        loop.record_cut_short()
         raise
     finally:
         transport.end()
@@ -149,6 +152,8 @@ class _DriverLoop:
         self.next_index = 0
         self.retries: deque[ItemTask] = deque()
         self.in_flight = 0
+        #: index -> task of every item handed out whose reply has not come back.
+        self.flying: dict[int, ItemTask] = {}
         self.stop = False
         self.stop_on_error = batch.config.error_handling == "fail_fast"
         self.execution = current_execution.get()
@@ -167,6 +172,7 @@ class _DriverLoop:
                 continue
             for task, reply in _interruptible(self.transport.wait, self._wait_s()):
                 self.in_flight -= 1
+                self.flying.pop(task.index, None)
                 self.free_lanes.append(task.lane)
                 if isinstance(reply, WorkerLost):
                     self._lost(task, reply)
@@ -188,6 +194,7 @@ class _DriverLoop:
             execution = self.execution
             task.want_resolutions = execution is not None and not execution.template_resolutions
             self.transport.submit(task)
+            self.flying[task.index] = task
             self.in_flight += 1
 
     def _wait_s(self) -> float:
@@ -249,6 +256,23 @@ class _DriverLoop:
             )  # fmt: skip
             self._keep(outcome, None, [])
 
+    def record_cut_short(self) -> None:
+        """The run is being stopped (or a bug ended the loop): every item that was handed out
+        and has no reply, or waits for a retry, is recorded ``interrupted``, its span made
+        here, as the threads lanes do for theirs. Each was handed out, so each started."""
+        now = time.time_ns()
+        cut_short = [*self.flying.values(), *self.retries]
+        self.flying.clear()
+        self.retries.clear()
+        for task in sorted(cut_short, key=lambda task: task.index):
+            attempt = task.attempt_offset + 1
+            span_id = self._driver_item_span(task, attempt, INTERRUPTED, now, None, task.lost)
+            outcome = ItemOutcome(
+                task.index, task.item, "interrupted", attempt, task.first_start_ns, now,
+                task.lane, INTERRUPTED, span_id,
+            )  # fmt: skip
+            self._keep(outcome, None, [])
+
     def _keep(self, outcome: ItemOutcome, result: Any, rows: list[SpanRow]) -> None:
         if rows:
             adopt_span_rows(self.batch.run_context.tracer, self.trace_id, rows)
@@ -260,9 +284,17 @@ class _DriverLoop:
         self.batch.notify(outcome, len(self.items))
 
     def _driver_item_span(
-        self, task: ItemTask, attempts: int, error: str, end_ns: int, place: WorkerPlace | None
+        self,
+        task: ItemTask,
+        attempts: int,
+        error: str,
+        end_ns: int,
+        place: WorkerPlace | None,
+        earlier: list[tuple[int, str, int]] | None = None,
     ) -> int:
-        """The failed item's span when its last attempt died with its worker (made here)."""
+        """The item's span when no worker will send one (made here): its last attempt died
+        with its worker, or the run stopped while it ran. ``earlier``: the lost attempts to
+        note as retry events (by default all but the last, the one that ``error`` ends)."""
         batch = self.batch
         run = batch.run_context
         attributes = dict(batch.item_base_attributes)
@@ -279,7 +311,7 @@ class _DriverLoop:
         span = run.tracer.start_span(
             batch.item_span_name, attributes=attributes, start_time=task.first_start_ns
         )
-        for attempt, message, at_ns in task.lost[:-1]:
+        for attempt, message, at_ns in task.lost[:-1] if earlier is None else earlier:
             span.add_event(
                 conv.EVENT_RETRY,
                 {conv.ATTR_RETRY_ATTEMPT: attempt, conv.ATTR_RETRY_ERROR: message},
