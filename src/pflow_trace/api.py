@@ -278,8 +278,7 @@ def run(
     execution_id = str(uuid.uuid4())
     trace_path = _trace_path(options, workflow, execution_id)
     builder = _trace_builder(workflow, options, sanitizer, trace_path)
-    recorder = builder.spans
-    tracing = setup_tracing(options.export, options.extra_processors, span_sink=recorder)
+    tracing = setup_tracing(options.export, options.extra_processors, span_sink=builder.spans)
     observer = Observers([builder, *options.observers])
     context = RunContext(
         tracer=tracing.tracer,

@@ -208,7 +208,7 @@ def setup_tracing(
     resource = Resource.create(attributes)
     if not extra_processors and lean_tracing_allowed():
         scope = InstrumentationScope(INSTRUMENTATION_NAME, __version__)
-        exporter, guard = _make_lean_exporter(settings, resource, scope)
+        exporter, guard = _make_exporter(settings, (resource, scope))
         exports = ExportQueue(exporter, resource, scope) if exporter is not None else None
         lean = LeanTracerProvider(span_sink, resource.attributes, exports)
         if span_sink is not None:
@@ -238,38 +238,31 @@ def setup_tracing(
     return Tracing(provider, settings, guard, processors)
 
 
-def _make_exporter(settings: ExportSettings) -> tuple[SpanExporter | None, GuardedExporter | None]:
-    """The SDK path's exporter (None for ``none``), and its guard when it is OTLP's."""
-    if settings.exporter == "console":
-        from opentelemetry.sdk.trace.export import ConsoleSpanExporter
-
-        return ConsoleSpanExporter(out=sys.stderr), None
-    if settings.exporter == "otlp":
-        _quiet_exporter_logs()
-        guard = GuardedExporter(
-            make_otlp_exporter(settings), settings.endpoint or "", settings.timeout_s
-        )
-        return guard, guard
-    return None, None
-
-
-def _make_lean_exporter(
-    settings: ExportSettings, resource: Resource, scope: InstrumentationScope
+def _make_exporter(
+    settings: ExportSettings, lean_origin: tuple[Resource, InstrumentationScope] | None = None
 ) -> tuple[SpanExporter | None, GuardedExporter | None]:
-    """The export queue's exporter (it takes lean spans), and its guard when it is OTLP's.
+    """The configured exporter (None for ``none``), and its guard when it is OTLP's.
 
-    OTLP goes through our wire encoder and sender when they cover the environment's settings
-    (:func:`~pflow_trace.observe.otlp_send.make_wire_exporter`), else through the stock exporter.
+    With ``lean_origin`` (the run's resource and scope) the exporter takes the export queue's
+    lean spans: OTLP goes through our wire encoder and sender when they cover the
+    environment's settings (:func:`~pflow_trace.observe.otlp_send.make_wire_exporter`), and any
+    stock exporter is given SDK spans built from them (:class:`ReadableSpanExporter`).
     """
+
+    def taking_lean_spans(exporter: SpanExporter) -> SpanExporter:
+        return exporter if lean_origin is None else ReadableSpanExporter(exporter, *lean_origin)
+
     if settings.exporter == "console":
         from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
-        return ReadableSpanExporter(ConsoleSpanExporter(out=sys.stderr), resource, scope), None
+        return taking_lean_spans(ConsoleSpanExporter(out=sys.stderr)), None
     if settings.exporter == "otlp":
         _quiet_exporter_logs()
-        inner: SpanExporter | None = make_wire_exporter(settings, resource, scope, os.environ)
+        inner: SpanExporter | None = None
+        if lean_origin is not None:
+            inner = make_wire_exporter(settings, *lean_origin, os.environ)
         if inner is None:
-            inner = ReadableSpanExporter(make_otlp_exporter(settings), resource, scope)
+            inner = taking_lean_spans(make_otlp_exporter(settings))
         guard = GuardedExporter(inner, settings.endpoint or "", settings.timeout_s)
         return guard, guard
     return None, None

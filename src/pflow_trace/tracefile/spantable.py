@@ -12,7 +12,6 @@ spans from it with their original ids and timestamps
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Mapping
 from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
@@ -22,9 +21,8 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from pflow_trace.observe import conventions as conv
-from pflow_trace.text import cap_depth
 from pflow_trace.tracefile.spantable_format import COLUMNS, STATUS_CODE_BY_NAME
-from pflow_trace.tracefile.spool import Spool, TextBlocks
+from pflow_trace.tracefile.spool import Spool, TextBlocks, encode_json
 
 #: Attributes that vary per span of the same name; everything else is part of the kind.
 _VARYING = frozenset(
@@ -161,7 +159,7 @@ class SpanRecorder(SpanProcessor):
                     kind = mixed[0]
                     order = tuple(sorted(extra))
                     varying = {attr: attributes[attr] for attr in order} if order else None
-                    self._mixed_kinds[name] = (kind, mixed[1], attributes.keys() | set(), order)
+                    self._mixed_kinds[name] = (kind, mixed[1], set(attributes), order)
                 else:
                     kind, varying = self._kind_of(name, attributes)
         # Rows hold only numbers and strings in the common case, so the garbage collector
@@ -253,13 +251,10 @@ class SpanRecorder(SpanProcessor):
         }
 
 
-#: One encoder for every row: ``json.dumps`` with options builds a new one on each call.
-_ENCODE = json.JSONEncoder(ensure_ascii=False, default=str, allow_nan=False).encode
-
 #: CPython's C encoder made once, without the circular-reference check: row values are
 #: cleaned span attributes and events (scalars and tuples of them), which cannot hold a cycle.
 #: Calling it directly skips ``JSONEncoder.encode``'s Python wrapper, half the cost of a small
-#: dict. None where the C encoder is missing (the wrapper is used).
+#: dict. None where the C encoder is missing.
 _C_ENCODE = (
     c_make_encoder(None, str, encode_basestring, None, ": ", ", ", False, False, False)
     if c_make_encoder is not None
@@ -268,13 +263,14 @@ _C_ENCODE = (
 
 
 def _json(value: Any) -> str:
-    """A row's value as the trace writer's encoder would write it (see ``spool.encode_json``)."""
-    try:
-        if _C_ENCODE is not None:
+    """A row's value as the trace writer writes it; what the fast encoder refuses (NaN,
+    infinity, an int too long to print) goes the writer's own way (``spool.encode_json``)."""
+    if _C_ENCODE is not None:
+        try:
             return "".join(_C_ENCODE(value, 0))
-        return _ENCODE(value)
-    except (ValueError, RecursionError):  # NaN, infinity, an int too long: never bare
-        return json.dumps(cap_depth(value), ensure_ascii=False, default=str, allow_nan=False)
+        except (ValueError, RecursionError):
+            pass
+    return encode_json(value)
 
 
 def encode_row(raw: RawRow, origin_ns: int) -> str:
