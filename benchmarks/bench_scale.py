@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import ratio
+from common import positive_int, ratio
 
 
 def workflow(count: int) -> dict[str, Any]:
@@ -93,7 +93,7 @@ def run(items: int) -> dict[str, Any]:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--items", type=int, default=1_000_000)
+    parser.add_argument("--items", type=positive_int, default=1_000_000)
     arguments = parser.parse_args()
     json.dump(run(arguments.items), sys.stdout, indent=2)
     print()

@@ -29,6 +29,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from common import positive_int
+
 PFLOW_VERSION = "0.16.0"
 CACHED_VENV = Path.home() / ".cache" / "pflow-trace-bench" / f"pflow-cli-{PFLOW_VERSION}"
 SIZES = (1_000, 5_000)
@@ -219,7 +221,9 @@ def run(quick: bool = False, repeats: int = 3, pflow_path: str | None = None) ->
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="50 and 250 items, one round")
-    parser.add_argument("--repeats", type=int, default=3, help="rounds; best of them is kept")
+    parser.add_argument(
+        "--repeats", type=positive_int, default=3, help="rounds; best of them is kept"
+    )
     parser.add_argument("--pflow", help="path to an installed pflow command")
     arguments = parser.parse_args()
     repeats = 1 if arguments.quick else arguments.repeats

@@ -1,7 +1,8 @@
-"""Shared helpers for the benchmarks: best-of-N timing and peak memory, nothing else."""
+"""Shared helpers for the benchmarks: best-of-N timing, peak memory, a count argument."""
 
 from __future__ import annotations
 
+import argparse
 import gc
 import sys
 import time
@@ -33,6 +34,17 @@ def peak_memory_bytes(action: Callable[[], Any]) -> int:
         return tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
+
+
+def positive_int(text: str) -> int:
+    """An ``argparse`` type: a whole number of at least 1, else argparse's one-line error."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is less than 1")
+    return value
 
 
 def ratio(numerator: float, denominator: float) -> float:

@@ -7,9 +7,12 @@ What is checked is that every benchmark ran and reported the fields its target i
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -72,3 +75,79 @@ def test_every_benchmark_runs_quick_and_reports_its_figures(tmp_path: Path) -> N
             assert case["wall_ms"] > 0 and case["speedup_vs_threads"] > 0
     for entry in report["results"]:
         assert entry["benchmark"] in result.stdout
+
+
+def run_benchmark(tmp_path: Path, script: str, *arguments: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), *arguments],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env={**os.environ, "HOME": str(tmp_path)},
+    )
+
+
+def test_the_peer_benchmark_reports_ours_alone_when_pflow_cli_is_missing(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-pflow"
+    result = run_benchmark(tmp_path, "bench_vs_pflow.py", "--quick", "--pflow", str(missing))
+    assert result.returncode == 0, result.stderr
+    assert f"is not available ({missing} does not exist); reporting pflow-trace alone" in (
+        result.stderr
+    )
+    report = json.loads(result.stdout)
+    assert report["pflow_cli"] is None and report["pflow_cli_problem"]
+    assert set(report["tools"]) == {"pflow-trace"}
+    assert report["tools"]["pflow-trace"]["marginal_us_per_item"] is not None
+
+
+def test_the_peer_benchmark_compares_two_tools_side_by_side(tmp_path: Path) -> None:
+    """A stand-in ``pflow`` (our own CLI behind pflow's arguments) exercises the comparison."""
+    stand_in = tmp_path / "pflow"
+    stand_in.write_text(
+        f'#!/bin/sh\n# pflow --no-cache WORKFLOW count=N\nshift\n'
+        f'exec "{sys.executable}" -m pflow_trace run --quiet --no-trace-file "$@"\n'
+    )
+    stand_in.chmod(0o755)
+    result = run_benchmark(tmp_path, "bench_vs_pflow.py", "--quick", "--pflow", str(stand_in))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["pflow_cli_problem"] is None
+    assert set(report["tools"]) == {"pflow-trace", "pflow-cli"}
+    for tool in report["tools"].values():
+        assert set(tool["wall_s"]) == set(tool["peak_rss_mib"]) == {"50", "250"}
+        assert all(rss > 0 for rss in tool["peak_rss_mib"].values())
+    ratios = report["pflow_cli_over_pflow_trace"]
+    assert set(ratios) >= {"marginal_per_item", "wall_250", "peak_memory_250"}
+    assert ratios["wall_250"] > 0
+
+
+def test_the_scale_benchmark_runs_show_and_its_baselines(tmp_path: Path) -> None:
+    result = run_benchmark(tmp_path, "bench_scale.py", "--items", "300")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["items"] == 300 and report["trace_mib"] > 0
+    for part in ("run", "run_without_trace_file", "show", "json_load"):
+        assert report[part]["wall_s"] > 0 and report[part]["peak_rss_mib"] > 0
+    assert set(report["ratios"]) == {
+        "show_vs_json_load",
+        "run_vs_no_trace_file_wall",
+        "run_vs_no_trace_file_rss",
+    }
+
+
+@pytest.mark.parametrize(
+    ("script", "arguments", "message"),
+    [
+        ("bench_scale.py", ["--items", "0"], "argument --items: 0 is less than 1"),
+        ("bench_scale.py", ["--items", "many"], "argument --items: 'many' is not a whole number"),
+        ("bench_vs_pflow.py", ["--repeats", "0"], "argument --repeats: 0 is less than 1"),
+    ],
+)
+def test_a_bad_count_is_one_line_and_exit_2(
+    tmp_path: Path, script: str, arguments: list[str], message: str
+) -> None:
+    result = run_benchmark(tmp_path, script, *arguments)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].endswith(message)
+    assert "Traceback" not in result.stderr

@@ -54,10 +54,10 @@ class Spool:
 
     def put(self, text: str) -> Block:
         """Append ``text``; returns where it went."""
-        data = text.encode("utf-8")
         with self._lock:
             if self._file is None or self.failure is not None:
                 return text
+            data = text.encode("utf-8")
             offset = self._size_bytes
             try:
                 written = 0
@@ -107,9 +107,12 @@ class TextBlocks:
 
     def texts(self) -> Iterator[str]:
         """Each block's text, in order (read back from the spool one at a time)."""
-        spool = self.spool
         for block in list(self.blocks):
-            yield block if isinstance(block, str) or spool is None else spool.get(block)
+            if isinstance(block, str):
+                yield block
+            else:
+                assert self.spool is not None  # a block in the file came through its spool
+                yield self.spool.get(block)
 
     def decoded(self) -> list[Any]:
         """The plain list, the same as reading the array back from the written file."""
