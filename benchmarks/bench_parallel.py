@@ -65,7 +65,7 @@ def measure(items: int, max_concurrent: int, delay_ms: int, directory: Path) -> 
     from pflow_trace.api import TraceOptions
     from pflow_trace.ir.validation import validate_workflow
     from pflow_trace.observe.export_settings import resolve_export_settings
-    from pflow_trace.runtime.executor import run_workflow
+    from pflow_trace.runtime.workflow_run import run_workflow
 
     wf = validate_workflow(workflow(items, max_concurrent, delay_ms))
     options = TraceOptions(

@@ -122,7 +122,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     from pflow_trace.api import TraceOptions
     from pflow_trace.ir.validation import validate_workflow
     from pflow_trace.observe.export_settings import resolve_export_settings
-    from pflow_trace.runtime.executor import run_workflow
+    from pflow_trace.runtime.workflow_run import run_workflow
 
     count = 500 if quick else 20_000
     repeats = 1 if quick else 5

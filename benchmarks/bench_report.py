@@ -41,7 +41,6 @@ QUICK_ITEMS = 10_000
 ROUNDS = 5
 
 
-
 def _show_json(path: Path) -> str:
     from pflow_trace.report.stats import build_summary
     from pflow_trace.tracefile.readers import read_trace
@@ -71,8 +70,9 @@ def _browser_timings(page_path: Path) -> dict[str, Any]:
         )
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.route("**/*", lambda r: r.continue_() if r.request.url.startswith("file:")
-                       else r.abort())
+            page.route(
+                "**/*", lambda r: r.continue_() if r.request.url.startswith("file:") else r.abort()
+            )
             page.goto(page_path.resolve().as_uri())
             page.wait_for_function("window.pflowReport !== undefined")
             return page.evaluate(

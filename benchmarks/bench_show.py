@@ -40,7 +40,6 @@ QUICK_ITEMS = 10_000
 REPEATS = 5
 
 
-
 def _json_load(path: Path) -> None:
     with open(path, encoding="utf-8") as stream:
         json.load(stream)

@@ -57,7 +57,7 @@ def measure(node_count: int, repeats: int) -> dict[str, Any]:
     from pflow_trace.api import TraceOptions
     from pflow_trace.ir.validation import validate_workflow
     from pflow_trace.observe.export_settings import resolve_export_settings
-    from pflow_trace.runtime.executor import run_workflow
+    from pflow_trace.runtime.workflow_run import run_workflow
 
     wf = validate_workflow(workflow(node_count))
     with tempfile.TemporaryDirectory() as directory:

@@ -3,15 +3,14 @@
 The public API lives in :mod:`pflow_trace.api` and is re-exported here: ``load_workflow``,
 ``validate_workflow``, ``run`` (with :class:`TraceOptions`, returning a :class:`TracedRun`),
 ``read_trace`` and ``summarize``. Names are resolved on first use, so ``import pflow_trace``
-(and ``pflow-trace --version``) stays cheap and modules below the API can read
-``__version__`` without importing the whole package.
+(and ``pflow-trace --version``) stays cheap. The version lives in :mod:`pflow_trace.version`.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from pflow_trace.version import __version__
 
 __all__ = [
     "ExportSettings",

@@ -29,7 +29,7 @@ from typing import Any
 from opentelemetry.sdk.trace import SpanProcessor
 
 from pflow_trace.errors import TraceWriteError, WorkflowValidationError
-from pflow_trace.ir.shipping import shipping_problems
+from pflow_trace.ir.executor_choice import executor_problems
 from pflow_trace.ir.validation import load_and_validate
 from pflow_trace.ir.validation import validate_workflow as _validate
 from pflow_trace.nodes.registry import NodeRegistry, default_registry
@@ -43,9 +43,9 @@ from pflow_trace.report.stats import DEFAULT_TOP, build_summary
 from pflow_trace.report.summary import ShowSummary
 from pflow_trace.runtime import interrupts
 from pflow_trace.runtime.context import DEFAULT_MAX_NODE_VISITS, RunContext
-from pflow_trace.runtime.executor import RunResult, run_workflow, workflow_name
 from pflow_trace.runtime.executors import ExecutorSet
 from pflow_trace.runtime.inputs import resolve_inputs, run_redactor
+from pflow_trace.runtime.workflow_run import RunResult, run_workflow, workflow_name
 from pflow_trace.text import hex_trace_id
 from pflow_trace.tracefile.builder import TraceDocumentBuilder, plain_document
 from pflow_trace.tracefile.model import TraceRun
@@ -222,7 +222,7 @@ def _refuse_unshippable(
 ) -> None:
     """``run --executor``: nodes that cannot go to another process fail before anything runs."""
     if executor != "threads":
-        problems = shipping_problems(workflow, registry or default_registry(), executor)
+        problems = executor_problems(workflow, registry or default_registry(), executor)
         if problems:
             raise WorkflowValidationError(workflow_name(workflow), problems)
 

@@ -17,6 +17,7 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[2] / "src" / "pflow_trace"
 #: Bottom to top. A package may import only packages listed before it (and itself). ``ir`` sits
 #: above ``nodes`` because validating a workflow asks the node registry which types exist.
 LAYERS = (
+    "version",
     "text",
     "errors",
     "engine",
@@ -26,15 +27,15 @@ LAYERS = (
     "runtime",
     "tracefile",
     "report",
-    "exporters",
+    "replay",
     "api",
     "cli",
 )
 #: What the issue that shaped the layout pins down by name.
 FORBIDDEN_FROM_BOTTOM = {
-    "engine": {"runtime", "tracefile", "report", "exporters", "cli", "api"},
-    "ir": {"runtime", "tracefile", "report", "exporters", "cli", "api"},
-    "observe": {"runtime", "tracefile", "report", "exporters", "cli", "api"},
+    "engine": {"runtime", "tracefile", "report", "replay", "cli", "api"},
+    "ir": {"runtime", "tracefile", "report", "replay", "cli", "api"},
+    "observe": {"runtime", "tracefile", "report", "replay", "cli", "api"},
 }
 
 
@@ -68,7 +69,7 @@ def package_graph() -> dict[str, set[str]]:
         unit = unit_of(module_path)
         if unit in ("__init__", "__main__"):
             continue
-        for target in imported_units(module_path) - {unit, "__version__"}:
+        for target in imported_units(module_path) - {unit}:
             graph[unit].add(target)
     return graph
 

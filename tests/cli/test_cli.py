@@ -117,7 +117,11 @@ def test_json_output_is_one_object_with_nodes_and_trace_fields(tmp_path: Path) -
     assert payload["outputs"] == {"ok": 2}
     work = payload["nodes"]["work"]
     assert work["results"][0] == {
-        "result": 0, "stdout": "", "stderr": "", "item": 0, "original_index": 0
+        "result": 0,
+        "stdout": "",
+        "stderr": "",
+        "item": 0,
+        "original_index": 0,
     }
     assert [entry["original_index"] for entry in work["results"]] == [0, 2]
     assert work["errors"] == [{"index": 1, "item": 1, "error": "ValueError: bad item 1"}]

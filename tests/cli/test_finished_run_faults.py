@@ -209,8 +209,13 @@ def loop_workflow(tmp_path: Path) -> Path:
 def test_an_endless_edge_loop_fails_at_the_limit_naming_the_loop(tmp_path: Path) -> None:
     trace = tmp_path / "run.trace.json"
     completed = run_cli(
-        loop_workflow(tmp_path), "--max-node-visits", "41", "--output-format", "json",
-        "--trace-file", trace,
+        loop_workflow(tmp_path),
+        "--max-node-visits",
+        "41",
+        "--output-format",
+        "json",
+        "--trace-file",
+        trace,
     )
     assert completed.returncode == 1, completed.stderr
     payload = json.loads(completed.stdout)
@@ -264,4 +269,3 @@ def test_a_node_without_edges_out_may_return_any_action(tmp_path: Path) -> None:
     )
     assert completed.returncode == 0, completed.stderr
     assert json.loads(completed.stdout)["status"] == "success"
-

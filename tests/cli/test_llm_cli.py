@@ -150,9 +150,7 @@ def test_otlp_replay_carries_the_gen_ai_attributes(example_run: ExampleRun) -> N
     assert {span.attributes[conv.GEN_AI_OPERATION_NAME] for span in calls} == {"chat"}
 
 
-def test_content_goes_on_spans_only_with_the_flag(
-    example_run: ExampleRun, tmp_path: Path
-) -> None:
+def test_content_goes_on_spans_only_with_the_flag(example_run: ExampleRun, tmp_path: Path) -> None:
     without = item_span_attributes(example_run.document)
     assert all(conv.GEN_AI_INPUT_MESSAGES not in span for span in without)
     trace_path = tmp_path / "content.trace.json"

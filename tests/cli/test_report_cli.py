@@ -49,7 +49,13 @@ def test_several_traces_and_a_jaeger_url(tmp_path: Path) -> None:
     out = tmp_path / "out" / "r.html"
     out.parent.mkdir()
     result = cli(
-        "report", str(a), str(b), "-o", str(out), "--jaeger-url", "http://localhost:16686/",
+        "report",
+        str(a),
+        str(b),
+        "-o",
+        str(out),
+        "--jaeger-url",
+        "http://localhost:16686/",
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr

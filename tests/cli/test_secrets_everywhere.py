@@ -24,8 +24,8 @@ import pytest
 
 from loopback import serving
 from otlp_receiver import OtlpReceiver
-from pflow_trace.exporters import FILE_FORMATS
 from pflow_trace.observe.redaction import REDACTED
+from pflow_trace.replay import FILE_FORMATS
 from subprocess_env import clean_env
 
 SENSITIVE_STRING = "S1-sensitive-string-7781"

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from pflow_trace.exporters.load import load_replay_trace
+from pflow_trace.replay.load import load_replay_trace
 from pflow_trace.tracefile.replay_model import STATUS_ERROR
 from subprocess_env import clean_env
 

@@ -83,9 +83,19 @@ def run_pflow(pflow: Path, case: str, inputs: dict[str, Any], home: Path) -> dic
     env = {**os.environ, "HOME": str(home)}
     with open(os.devnull) as devnull:
         done = subprocess.run(
-            [str(pflow), "--no-cache", "--output-format", "json",
-             str(WORKFLOWS / f"{case}.pflow.md"), *arguments],
-            stdin=devnull, capture_output=True, text=True, env=env, timeout=120,
+            [
+                str(pflow),
+                "--no-cache",
+                "--output-format",
+                "json",
+                str(WORKFLOWS / f"{case}.pflow.md"),
+                *arguments,
+            ],
+            stdin=devnull,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
         )
     result = json.loads(done.stdout)
     traces = sorted((home / ".pflow" / "debug").glob("workflow-trace-*.json"))

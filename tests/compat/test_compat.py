@@ -58,8 +58,10 @@ def our_facts(path: Path, inputs: dict[str, Any]) -> dict[str, Any]:
     nodes = {}
     for node in workflow["nodes"]:
         execution = finished.get(node["id"])
-        status = "not_executed" if execution is None else (
-            "completed" if execution.success else "failed"
+        status = (
+            "not_executed"
+            if execution is None
+            else ("completed" if execution.success else "failed")
         )
         nodes[node["id"]] = status
     batches = {

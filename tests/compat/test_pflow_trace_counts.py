@@ -18,14 +18,27 @@ from compat_cases import FIXTURES, WORKFLOWS
 from subprocess_env import clean_env
 
 CASE = "05-continue-failing-items"
-BATCH_COUNTS = ("count", "success_count", "error_count", "skipped_count", "item_records",
-                "execution_mode", "parallel", "max_concurrent", "max_retries")
+BATCH_COUNTS = (
+    "count",
+    "success_count",
+    "error_count",
+    "skipped_count",
+    "item_records",
+    "execution_mode",
+    "parallel",
+    "max_concurrent",
+    "max_retries",
+)
 
 
 def cli(*arguments: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "pflow_trace", *arguments],
-        capture_output=True, text=True, env=clean_env(), stdin=subprocess.DEVNULL, timeout=120,
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        stdin=subprocess.DEVNULL,
+        timeout=120,
     )
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from pflow_trace import api
 from pflow_trace.errors import WorkflowValidationError
-from pflow_trace.ir.shipping import batch_executor
+from pflow_trace.ir.executor_choice import batch_executor
 from pflow_trace.ir.validation import validate_workflow
 from pflow_trace.nodes.base import WorkflowNode
 from pflow_trace.nodes.registry import NodeRegistry

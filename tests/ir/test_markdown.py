@@ -88,8 +88,12 @@ def test_a_document_becomes_pflows_ir() -> None:
     assert workflow["name"] == "fetch"  # the file name, as pflow names its traces
     assert workflow["description"] == "Counts what the API returns."
     assert workflow["inputs"] == {
-        "limit": {"description": "How many to keep.", "type": "integer", "required": False,
-                  "default": 2}
+        "limit": {
+            "description": "How many to keep.",
+            "type": "integer",
+            "required": False,
+            "default": 2,
+        }
     }
     fetch, each = workflow["nodes"]
     assert fetch == {
@@ -102,14 +106,17 @@ def test_a_document_becomes_pflows_ir() -> None:
     assert each["params"]["code"].startswith("row: Any\n")
     assert each["batch"] == {"items": "${fetch.stdout.rows ?? []}", "as": "row", "parallel": True}
     assert workflow["edges"] == [{"from": "fetch", "to": "each"}]  # document order, explicit
-    assert workflow["outputs"] == {"rows": {"description": "Every result.",
-                                            "source": "${each.results}"}}
+    assert workflow["outputs"] == {
+        "rows": {"description": "Every result.", "source": "${each.results}"}
+    }
     assert validate_workflow(workflow)["outputs"] == {"rows": "${each.results}"}
 
 
 def test_item_values_are_yaml_and_templates_survive_flow_mappings() -> None:
-    text = DOC.replace("- timeout: 10", '- timeout: 10\n- flags: {deep: ${limit}, fast: yes}\n'
-                       '- note: "two\\nlines"')
+    text = DOC.replace(
+        "- timeout: 10",
+        '- timeout: 10\n- flags: {deep: ${limit}, fast: yes}\n- note: "two\\nlines"',
+    )
     params = parse_markdown(text).workflow["nodes"][0]["params"]
     assert params["flags"] == {"deep": "${limit}", "fast": True}
     assert params["note"] == "two\nlines"
@@ -118,7 +125,7 @@ def test_item_values_are_yaml_and_templates_survive_flow_mappings() -> None:
 def test_longer_fences_hold_backticks_and_files_can_hold_code(tmp_path: Path) -> None:
     (tmp_path / "calc.py").write_text("result: int = 7\n")
     text = DOC.replace(
-        "```shell command\nseq 1 \"$LIMIT\"\n```",
+        '```shell command\nseq 1 "$LIMIT"\n```',
         "````shell command\necho '```'\n````",
     ).replace("- type: code\n", "- type: code\n- code: ./calc.py\n")
     text = text.split("```python code")[0] + "```yaml batch" + text.split("```yaml batch")[1]
@@ -153,8 +160,9 @@ def test_an_unclosed_fence_is_reported_at_its_opening_line() -> None:
 
 def test_validation_problems_are_located_on_markdown_lines(tmp_path: Path) -> None:
     path = tmp_path / "wf.pflow.md"
-    path.write_text(DOC.replace("- type: shell", "- type: shel").replace(
-        "${each.results}", "${eech.results}"))
+    path.write_text(
+        DOC.replace("- type: shell", "- type: shel").replace("${each.results}", "${eech.results}")
+    )
     with pytest.raises(WorkflowValidationError) as info:
         load_and_validate(path)
     assert info.value.problems == [
@@ -169,7 +177,10 @@ def test_the_cli_reports_markdown_problems_in_one_line_each_with_exit_2(tmp_path
     for command in ("validate", "run"):
         done = subprocess.run(
             [sys.executable, "-m", "pflow_trace", command, str(path)],
-            capture_output=True, text=True, env=clean_env(), stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            env=clean_env(),
+            stdin=subprocess.DEVNULL,
         )
         assert done.returncode == 2
         assert "line 24:" in done.stderr and "Traceback" not in done.stderr
@@ -222,8 +233,10 @@ def _comparable(workflow: dict[str, Any]) -> dict[str, Any]:
     adapted, found = adapt_pflow_ir(workflow)
     assert found == []
     nodes = [{k: v for k, v in node.items() if k != "purpose"} for node in adapted["nodes"]]
-    inputs = {name: {k: v for k, v in spec.items() if k != "description"}
-              for name, spec in (adapted.get("inputs") or {}).items()}
+    inputs = {
+        name: {k: v for k, v in spec.items() if k != "description"}
+        for name, spec in (adapted.get("inputs") or {}).items()
+    }
     edges = sorted(  # no action is the "default" action
         json.dumps({"action": "default", **edge}, sort_keys=True)
         for edge in adapted.get("edges") or []
@@ -241,8 +254,16 @@ def test_our_parser_gives_the_ir_pflows_parser_gave(case: str) -> None:
 def test_pflow_ir_fields_we_cannot_honour_are_problems_not_silent_drops() -> None:
     workflow = {
         "ir_version": "0.1.0",
-        "nodes": [{"id": "a", "type": "shell", "params": {"command": "true"},
-                   "retry": {"max": 3}, "_source_line": 4, "cache": False}],
+        "nodes": [
+            {
+                "id": "a",
+                "type": "shell",
+                "params": {"command": "true"},
+                "retry": {"max": 3},
+                "_source_line": 4,
+                "cache": False,
+            }
+        ],
         "outputs": {"o": {"source": "${a.stdout}", "description": "out", "_source_line": 9}},
         "enable_namespacing": True,
         "template_resolution_mode": "permissive",

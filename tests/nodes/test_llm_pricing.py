@@ -14,8 +14,9 @@ from pflow_trace.observe.llm_usage import summarize_usages
 
 def test_builtin_table_is_dated_and_names_its_source() -> None:
     document = json.loads(
-        (Path(__file__).resolve().parents[2] / "src/pflow_trace/nodes/data/llm_prices.json")
-        .read_text()
+        (
+            Path(__file__).resolve().parents[2] / "src/pflow_trace/nodes/data/llm_prices.json"
+        ).read_text()
     )
     assert document["as_of"] and document["source"] and "per 1,000,000 tokens" in document["unit"]
     assert "built-in table of " + document["as_of"] in price_table("").source
@@ -54,8 +55,14 @@ def test_cached_input_is_priced_once_at_its_own_rate() -> None:
 
 def test_totals_never_add_cached_tokens_on_top() -> None:
     calls = [
-        {"model": "m", "input_tokens": 100, "cache_read_input_tokens": 40, "output_tokens": 10,
-         "total_tokens": 110, "cost_usd": 0.001},
+        {
+            "model": "m",
+            "input_tokens": 100,
+            "cache_read_input_tokens": 40,
+            "output_tokens": 10,
+            "total_tokens": 110,
+            "cost_usd": 0.001,
+        },
         {"model": "m", "input_tokens": 50, "output_tokens": 5, "cost_usd": 0.002},
     ]
     totals = summarize_usages(calls)

@@ -399,13 +399,16 @@ def test_code_result_and_stdout() -> None:
 
 def test_code_checks_annotated_inputs_and_parses_json_text() -> None:
     code = "items: list\nmeta: dict\nname: str\nresult = [len(items), meta['k'], name]"
-    out = run(CodeNode(), {"code": code, "inputs": {"items": "[1, 2]", "meta": {"k": 1},
-                                                    "name": "[x]"}})
+    out = run(
+        CodeNode(), {"code": code, "inputs": {"items": "[1, 2]", "meta": {"k": 1}, "name": "[x]"}}
+    )
     assert out["result"] == [2, 1, "[x]"]  # JSON text parsed for list; kept for str
     exc = failure(CodeNode(), {"code": "items: list\nresult = 1", "inputs": {"items": 3}})
     assert exc.message == "input 'items' expects list but received int"
-    out = run(CodeNode(), {"code": "x: int | None\ny: Any\nresult = [x, y]",
-                           "inputs": {"x": None, "y": {"a": 1}}})
+    out = run(
+        CodeNode(),
+        {"code": "x: int | None\ny: Any\nresult = [x, y]", "inputs": {"x": None, "y": {"a": 1}}},
+    )
     assert out["result"] == [None, {"a": 1}]
 
 

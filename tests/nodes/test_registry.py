@@ -11,7 +11,7 @@ from pflow_trace.ir.validation import validate_workflow
 from pflow_trace.nodes import registry as registry_module
 from pflow_trace.nodes.base import WorkflowNode
 from pflow_trace.nodes.registry import ENTRY_POINT_GROUP, NodeRegistry
-from pflow_trace.runtime.executor import run_workflow
+from pflow_trace.runtime.workflow_run import run_workflow
 
 
 class ShoutNode(WorkflowNode):

@@ -33,7 +33,7 @@ from pflow_trace.observe.lean_tracer import LeanSpan, LeanTracer, LeanTracerProv
 from pflow_trace.observe.otel import parent_context_from_env
 from pflow_trace.observe.otlp_wire import TraceRequestEncoder
 from pflow_trace.runtime.context import RunContext
-from pflow_trace.runtime.executor import run_workflow
+from pflow_trace.runtime.workflow_run import run_workflow
 
 RESOURCE = Resource.create({"service.name": "wire-test", "team": "observability", "n": 3})
 SCOPE = InstrumentationScope("pflow_trace", "9.9.9")

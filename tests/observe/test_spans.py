@@ -25,7 +25,7 @@ from pflow_trace.observe import conventions as conv
 from pflow_trace.observe.export_settings import resolve_export_settings
 from pflow_trace.observe.redaction import REDACTED
 from pflow_trace.runtime.context import RunContext
-from pflow_trace.runtime.executor import run_workflow
+from pflow_trace.runtime.workflow_run import run_workflow
 
 WORKFLOW_NAME = "spans"
 ROOT = f"workflow {WORKFLOW_NAME}"

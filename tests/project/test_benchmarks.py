@@ -105,7 +105,7 @@ def test_the_peer_benchmark_compares_two_tools_side_by_side(tmp_path: Path) -> N
     """A stand-in ``pflow`` (our own CLI behind pflow's arguments) exercises the comparison."""
     stand_in = tmp_path / "pflow"
     stand_in.write_text(
-        f'#!/bin/sh\n# pflow --no-cache WORKFLOW count=N\nshift\n'
+        f"#!/bin/sh\n# pflow --no-cache WORKFLOW count=N\nshift\n"
         f'exec "{sys.executable}" -m pflow_trace run --quiet --no-trace-file "$@"\n'
     )
     stand_in.chmod(0o755)

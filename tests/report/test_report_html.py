@@ -138,7 +138,7 @@ def test_inline_blocks_are_the_only_ones_the_policy_allows(tmp_path: Path) -> No
     assert f"style-src {source(style)}" in policy
     assert f"script-src {source(script[0])}" in policy
     assert "default-src 'none'" in policy and "connect-src 'none'" in policy
-    assert "http" not in html.split(f'id="{DATA_ELEMENT_ID}"')[0].replace('http-equiv', '')
+    assert "http" not in html.split(f'id="{DATA_ELEMENT_ID}"')[0].replace("http-equiv", "")
 
 
 def test_comparison_names_what_got_slower(tmp_path: Path) -> None:

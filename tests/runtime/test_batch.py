@@ -16,7 +16,7 @@ from pflow_trace.ir.validation import validate_workflow
 from pflow_trace.nodes.base import NodeFailure, WorkflowNode
 from pflow_trace.nodes.registry import NodeRegistry
 from pflow_trace.runtime.context import RunContext
-from pflow_trace.runtime.executor import RunResult, run_workflow
+from pflow_trace.runtime.workflow_run import RunResult, run_workflow
 
 
 class Gauge:

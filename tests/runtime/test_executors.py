@@ -191,8 +191,9 @@ def test_a_worker_killed_mid_item_is_a_failed_then_retried_attempt(
     assert retry.attributes[conv.ATTR_RETRY_ATTEMPT] == 1
     assert "died" in retry.attributes[conv.ATTR_RETRY_ERROR]
     if executor == "processes":
-        assert f"worker process {dead_pid} died (killed by SIGKILL)" == (
-            retry.attributes[conv.ATTR_RETRY_ERROR]
+        assert (
+            f"worker process {dead_pid} died (killed by SIGKILL)"
+            == (retry.attributes[conv.ATTR_RETRY_ERROR])
         )
     assert [int(r["span_id"], 16) for r in records] == [
         s.context.span_id for s in item_spans(spans)
@@ -277,9 +278,7 @@ def test_ctrl_c_kills_the_worker_processes(tmp_path: Path) -> None:
             os.kill(pid, 0)
 
 
-def test_ctrl_c_leaves_no_task_running_on_the_cluster(
-    tmp_path: Path, dask_scheduler: str
-) -> None:
+def test_ctrl_c_leaves_no_task_running_on_the_cluster(tmp_path: Path, dask_scheduler: str) -> None:
     from distributed import Client
 
     from pflow_trace.runtime.executors.dask_cluster import running_items

@@ -54,4 +54,4 @@ def test_a_mistyped_sensitive_input_is_not_echoed_back() -> None:
         resolve_inputs(wf, {"pin": "sekrit-value", "n": "ten"})
     assert "sekrit-value" not in caught.value.message
     assert "input 'pin' must be number, got a value of another type" in caught.value.message
-    assert 'input \'n\' must be number, got "ten"' in caught.value.message
+    assert "input 'n' must be number, got \"ten\"" in caught.value.message

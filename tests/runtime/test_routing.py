@@ -7,7 +7,7 @@ from typing import Any
 
 from pflow_trace.observe.facts import InMemoryObserver
 from pflow_trace.runtime.context import RunContext
-from pflow_trace.runtime.executor import run_workflow
+from pflow_trace.runtime.workflow_run import run_workflow
 
 
 def shell(node_id: str, command: str) -> dict[str, Any]:

@@ -469,9 +469,7 @@ def test_set_params_forwards_through_the_whole_chain(registry: NodeRegistry) -> 
     assert all(layer.params == {"v": "${item}-x", "k": "${n}"} for layer in layers(chain)[:-1])
     shared: dict[str, Any] = {"n": 5}
     chain._run(shared)
-    assert shared["a"]["results"] == [
-        {"got": {"v": "1-x", "k": 5}, "item": 1, "original_index": 0}
-    ]
+    assert shared["a"]["results"] == [{"got": {"v": "1-x", "k": 5}, "item": 1, "original_index": 0}]
 
 
 def test_deep_copy_copies_the_nodes_but_shares_the_run_context(registry: NodeRegistry) -> None:

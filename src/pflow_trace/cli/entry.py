@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def _main(arguments: list[str]) -> None:
     if arguments == ["--version"]:
-        from pflow_trace import __version__
+        from pflow_trace.version import __version__
 
         print(f"pflow-trace, version {__version__}")
         return

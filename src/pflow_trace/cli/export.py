@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from pflow_trace.errors import UsageError
-from pflow_trace.exporters import FILE_FORMATS
 from pflow_trace.observe.export_settings import PROTOCOLS
+from pflow_trace.replay import FILE_FORMATS
 
 if TYPE_CHECKING:
-    from pflow_trace.exporters.otlp_replay import ReplayResult
+    from pflow_trace.replay.otlp_replay import ReplayResult
 
 #: Seconds one OTLP request may take before the replay gives up.
 DEFAULT_TIMEOUT_S = 2.0
@@ -140,9 +140,9 @@ def _replay(
     service_name: str | None,
 ) -> ReplayResult:
     """Send the trace's spans to the OTLP backend the options and environment name."""
-    from pflow_trace.exporters.load import load_replay_trace
-    from pflow_trace.exporters.otlp_replay import replay_to_otlp
     from pflow_trace.observe.export_settings import resolve_export_settings
+    from pflow_trace.replay.load import load_replay_trace
+    from pflow_trace.replay.otlp_replay import replay_to_otlp
 
     settings = resolve_export_settings(
         "otlp",
@@ -157,9 +157,9 @@ def _replay(
 
 def _convert(trace: str, file_format: str, output: str, service_name: str | None) -> int:
     """Write the trace in ``file_format`` to ``output`` ('-': stdout); returns the span count."""
-    from pflow_trace.exporters import render
-    from pflow_trace.exporters.load import load_replay_trace
     from pflow_trace.observe.export_settings import resolve_export_settings
+    from pflow_trace.replay import render
+    from pflow_trace.replay.load import load_replay_trace
 
     name = resolve_export_settings("none", service_name=service_name).service_name
     replay = load_replay_trace(trace, name)

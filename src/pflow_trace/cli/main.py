@@ -13,8 +13,8 @@ from typing import Any
 
 import click
 
-from pflow_trace import __version__
 from pflow_trace.errors import EXIT_INTERRUPTED, PflowTraceError
+from pflow_trace.version import __version__
 
 #: command name -> (module, attribute, one-line help shown by --help without importing it)
 COMMANDS: dict[str, tuple[str, str, str]] = {

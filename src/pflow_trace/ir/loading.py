@@ -16,9 +16,7 @@ from pflow_trace.ir.validation import parse_workflow_json, read_workflow_text, v
 from pflow_trace.nodes.registry import NodeRegistry
 
 
-def load_and_validate_any(
-    path: str | Path, registry: NodeRegistry | None = None
-) -> dict[str, Any]:
+def load_and_validate_any(path: str | Path, registry: NodeRegistry | None = None) -> dict[str, Any]:
     """Read, parse and validate ``path``; every problem is raised together, one line each."""
     source = Path(path)
     text = read_workflow_text(source)

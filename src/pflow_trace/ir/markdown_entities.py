@@ -85,8 +85,8 @@ def _item_pair(doc: Document, item: Item) -> tuple[str, Any] | None:
 def _fence_param(doc: Document, fence: Fence) -> tuple[str, Any] | None:
     """``python code`` → ("code", text); ``yaml batch`` → ("batch", parsed); ``prompt``.
 
-Only YAML blocks are parsed; a ``json body`` block is the body's text, as in pflow.
-"""
+    Only YAML blocks are parsed; a ``json body`` block is the body's text, as in pflow.
+    """
     words = fence.info.split()
     if not words:
         doc.problem(fence.line, "code block has no tag (e.g. ```shell command```)")
@@ -115,8 +115,9 @@ def entity_fields(doc: Document, entity: Entity) -> tuple[dict[str, Any], dict[s
             continue
         key, value = pair
         if key in values:
-            doc.problem(line, f"'{key}' is given twice in '### {entity.name}' (first on line "
-                        f"{lines[key]})")
+            doc.problem(
+                line, f"'{key}' is given twice in '### {entity.name}' (first on line {lines[key]})"
+            )
             continue
         values[key], lines[key] = value, line
     return values, lines
@@ -126,8 +127,10 @@ def _input_spec(doc: Document, entity: Entity, lines: dict[str, int]) -> dict[st
     fields, field_lines = entity_fields(doc, entity)
     for key in fields:
         if key not in INPUT_FIELDS:
-            doc.problem(field_lines[key], f"input '{entity.name}' has no field '{key}' "
-                        f"(fields: {', '.join(INPUT_FIELDS)})")
+            doc.problem(
+                field_lines[key],
+                f"input '{entity.name}' has no field '{key}' (fields: {', '.join(INPUT_FIELDS)})",
+            )
     spec = {key: value for key, value in fields.items() if key in INPUT_FIELDS}
     if "description" not in spec and entity.prose:
         spec = {"description": description(entity.prose), **spec}
@@ -141,8 +144,10 @@ def _output_spec(doc: Document, entity: Entity, lines: dict[str, int]) -> dict[s
     fields, field_lines = entity_fields(doc, entity)
     for key in fields:
         if key not in OUTPUT_FIELDS:
-            doc.problem(field_lines[key], f"output '{entity.name}' has no field '{key}' "
-                        f"(fields: {', '.join(OUTPUT_FIELDS)})")
+            doc.problem(
+                field_lines[key],
+                f"output '{entity.name}' has no field '{key}' (fields: {', '.join(OUTPUT_FIELDS)})",
+            )
     if "source" not in fields:
         doc.problem(entity.line, f"output '{entity.name}' has no '- source: ${{node.key}}'")
     spec = {key: value for key, value in fields.items() if key in OUTPUT_FIELDS}
@@ -173,8 +178,9 @@ def _node(
     routing = {key: fields.pop(key) for key in ROUTING if key in fields}
     routing["_lines"] = {key: field_lines[key] for key in ROUTING if key in field_lines}
     params = {key: value for key, value in fields.items() if key not in NODE_FIELDS}
-    node["params"] = {key: _file_param(v, base) if key in FILE_PARAMS else v
-                      for key, v in params.items()}
+    node["params"] = {
+        key: _file_param(v, base) if key in FILE_PARAMS else v for key, v in params.items()
+    }
     node.update({key: value for key, value in fields.items() if key in NODE_FIELDS})
     prefix = f"nodes[{index}]"
     lines[prefix] = entity.line
@@ -221,8 +227,9 @@ def build_workflow(doc: Document, name: str, base: Path) -> ParsedMarkdown:
     text = description(doc.prose)
     if text:
         workflow["description"] = text
-    by_section: dict[str, list[Entity]] = {section: [] for section in ("inputs", "steps",
-                                                                       "outputs")}
+    by_section: dict[str, list[Entity]] = {
+        section: [] for section in ("inputs", "steps", "outputs")
+    }
     for entity in doc.entities:
         if entity.section in by_section:
             by_section[entity.section].append(entity)
@@ -230,11 +237,16 @@ def build_workflow(doc: Document, name: str, base: Path) -> ParsedMarkdown:
         workflow["inputs"] = {e.name: _input_spec(doc, e, lines) for e in by_section["inputs"]}
     steps = [_node(doc, e, i, base, lines) for i, e in enumerate(by_section["steps"])]
     if not steps:
-        doc.problem(doc.section_lines.get("steps", 1), "a workflow needs '## Steps' with at least"
-                    " one '### step'")
+        doc.problem(
+            doc.section_lines.get("steps", 1),
+            "a workflow needs '## Steps' with at least one '### step'",
+        )
     workflow["nodes"] = [node for node, _ in steps]
-    edges = route_edges(doc, [(e, routing) for e, (_, routing) in zip(by_section["steps"], steps,
-                                                                        strict=True)], lines)
+    edges = route_edges(
+        doc,
+        [(e, routing) for e, (_, routing) in zip(by_section["steps"], steps, strict=True)],
+        lines,
+    )
     if edges:
         workflow["edges"] = edges
     if by_section["outputs"]:

@@ -92,8 +92,11 @@ def _edge_line(steps: list[tuple[Entity, dict[str, Any]]], edge: dict[str, str])
 
 def _check_handlers(doc: Document, steps: list[tuple[Entity, dict[str, Any]]]) -> None:
     """A step reached by ``on-error`` needs its own ``- next:`` (unless it is the last)."""
-    handlers = {str(routing["on-error"]).strip(): entity.name for entity, routing in steps
-                if "on-error" in routing}
+    handlers = {
+        str(routing["on-error"]).strip(): entity.name
+        for entity, routing in steps
+        if "on-error" in routing
+    }
     for index, (entity, routing) in enumerate(steps):
         if entity.name in handlers and "next" not in routing and index + 1 < len(steps):
             doc.problem(

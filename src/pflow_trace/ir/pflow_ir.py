@@ -52,9 +52,7 @@ def adapt_pflow_ir(workflow: Any) -> tuple[Any, list[str]]:
             for name, spec in adapted["outputs"].items()
         }
     if isinstance(adapted.get("inputs"), dict):
-        adapted["inputs"] = {
-            name: _adapt_input(spec) for name, spec in adapted["inputs"].items()
-        }
+        adapted["inputs"] = {name: _adapt_input(spec) for name, spec in adapted["inputs"].items()}
     if isinstance(adapted.get("nodes"), list):
         adapted["nodes"] = [
             _adapt_node(index, node, problems) for index, node in enumerate(adapted["nodes"])
@@ -70,9 +68,11 @@ def _adapt_start_node(adapted: dict[str, Any], problems: list[str]) -> None:
         return
     start = adapted.pop("start_node")
     nodes = adapted.get("nodes")
-    first = nodes[0].get("id") if isinstance(nodes, list) and nodes and isinstance(
-        nodes[0], dict
-    ) else None
+    first = (
+        nodes[0].get("id")
+        if isinstance(nodes, list) and nodes and isinstance(nodes[0], dict)
+        else None
+    )
     if start != first:
         problems.append(f"start_node: only the first node may start the run (got {start!r})")
 

@@ -82,7 +82,7 @@ def _warning(path: str, reference: Reference, origin: str, state: str) -> str:
     risk = (
         "a value with spaces, ; | & or $(...) runs as shell code"
         if state == UNQUOTED
-        else "$(...) or backquotes in the value still run, and a \" ends the quotes"
+        else '$(...) or backquotes in the value still run, and a " ends the quotes'
     )
     return (
         f"{path}: {reference.text} ({origin}) is pasted into the shell command {state}: "

@@ -17,9 +17,9 @@ from typing import Any
 import jsonschema
 
 from pflow_trace.errors import UsageError, WorkflowValidationError
+from pflow_trace.ir.executor_choice import executor_problems
 from pflow_trace.ir.param_checks import closest_key_hint, param_problems, unknown_name_hint
 from pflow_trace.ir.pflow_ir import adapt_pflow_ir
-from pflow_trace.ir.shipping import shipping_problems
 from pflow_trace.ir.templates import (
     TemplateSyntaxError,
     compile_value,
@@ -319,7 +319,7 @@ def validate_workflow(
         problems += semantic_problems(workflow, registry)
         problems += param_problems(workflow, registry)
         if not problems:
-            problems += shipping_problems(workflow, registry)
+            problems += executor_problems(workflow, registry)
     if problems:
         raise WorkflowValidationError(source, [terminal_safe(problem) for problem in problems])
     return workflow

@@ -216,8 +216,14 @@ def token_usage(usage: Any) -> dict[str, int | None]:
     details: Mapping[str, Any] = usage.details or {}
     if input_tokens is None and output_tokens is None:
         return dict.fromkeys(
-            ("input_tokens", "output_tokens", "total_tokens", "cache_read_input_tokens",
-             "cache_creation_input_tokens", "thinking_tokens"),
+            (
+                "input_tokens",
+                "output_tokens",
+                "total_tokens",
+                "cache_read_input_tokens",
+                "cache_creation_input_tokens",
+                "thinking_tokens",
+            ),
         )
     input_tokens, output_tokens = input_tokens or 0, output_tokens or 0
     read = _detail(details, "prompt_tokens_details", "cached_tokens") or _detail(

@@ -37,12 +37,12 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from pflow_trace import __version__
 from pflow_trace.observe.conventions import INSTRUMENTATION_NAME
 from pflow_trace.observe.export_settings import ExportSettings
 from pflow_trace.observe.lean_export import ExportQueue, ReadableSpanExporter
 from pflow_trace.observe.lean_tracer import LeanTracerProvider, SpanSink, lean_tracing_allowed
 from pflow_trace.observe.otlp_send import ExportFailed, make_wire_exporter
+from pflow_trace.version import __version__
 
 _QUIET_LOGGERS = (
     "opentelemetry.exporter.otlp",

@@ -29,10 +29,10 @@ from urllib.parse import unquote, urlsplit
 
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from pflow_trace import __version__
 from pflow_trace.observe.export_settings import ExportSettings
 from pflow_trace.observe.otlp_wire import TraceRequestEncoder
 from pflow_trace.text import terminal_safe
+from pflow_trace.version import __version__
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.resources import Resource

@@ -10,7 +10,7 @@ so :class:`TraceRequestEncoder` keeps the encoded form of repeated names and sca
 
 Input: the lean tracer's spans (:class:`~pflow_trace.observe.lean_tracer.LeanSpan`) and SDK
 :class:`ReadableSpan`\\ s (those a worker process shipped back, see
-:mod:`pflow_trace.observe.span_shipping`), in any mix. The output parses to the very message
+:mod:`pflow_trace.observe.worker_spans`), in any mix. The output parses to the very message
 the stock encoder builds for the same spans turned into SDK spans: spans grouped by resource,
 then instrumentation scope, in order of first appearance; ids, parent ids, kind, times,
 attributes of every type, events, links, status, flags, trace state and dropped counts.

@@ -31,12 +31,12 @@ from html import escape
 from importlib.resources import files
 from typing import Any
 
-from pflow_trace import __version__
 from pflow_trace.report.batch_stats import DEFAULT_TOP
 from pflow_trace.report.compare import compare_runs
 from pflow_trace.report.stats import build_summary
 from pflow_trace.report.timeline import ITEM_CLASSES, ItemColumns, RunTimeline, build_timeline
 from pflow_trace.tracefile.model import TraceRun
+from pflow_trace.version import __version__
 
 #: What the page's data block is called, for the script and for tests.
 DATA_ELEMENT_ID = "pflow-report-data"
@@ -92,7 +92,7 @@ def page(title: str, data_json: str) -> str:
     )
     return "".join(
         (
-            "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n",
+            '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n',
             f'<meta http-equiv="Content-Security-Policy" content="{policy}">\n',
             '<meta name="viewport" content="width=device-width, initial-scale=1">\n',
             '<meta name="referrer" content="no-referrer">\n',

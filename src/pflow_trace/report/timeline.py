@@ -274,5 +274,3 @@ def _previews(values: list[object]) -> list[str]:
         if "\n" not in joined and "\r" not in joined:
             return values  # type: ignore[return-value]
     return [preview(value, PREVIEW_CHARS) for value in values]
-
-

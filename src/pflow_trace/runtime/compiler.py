@@ -13,7 +13,7 @@ from typing import Any
 from pflow_trace.engine import BaseNode, Flow
 from pflow_trace.engine.core import DEFAULT_ACTION
 from pflow_trace.errors import UsageError
-from pflow_trace.ir.shipping import batch_executor
+from pflow_trace.ir.executor_choice import batch_executor
 from pflow_trace.ir.templates import compile_value, iter_references
 from pflow_trace.nodes.registry import NodeRegistry, default_registry
 from pflow_trace.runtime.batch import BatchConfig, BatchNode

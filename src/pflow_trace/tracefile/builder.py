@@ -23,7 +23,6 @@ from datetime import UTC, datetime
 from operator import attrgetter
 from typing import Any
 
-from pflow_trace import __version__
 from pflow_trace.observe.facts import ItemOutcome, NodeExecution, RunObserver, RunRecord
 from pflow_trace.observe.llm_usage import UsageTotals, summarize_usages
 from pflow_trace.observe.redaction import REDACTED, Redactor
@@ -37,6 +36,7 @@ from pflow_trace.tracefile.spantable_format import (
     COLUMNS,
 )
 from pflow_trace.tracefile.spool import Spool, TextBlocks, encode_elements
+from pflow_trace.version import __version__
 
 FORMAT_VERSION = "1.2.0"
 GENERATOR = f"pflow-trace {__version__}"

@@ -59,6 +59,7 @@ class BatchItem:
         if self.host is not None or self.pid is not None:
             return f"{self.host or '?'} pid {self.pid if self.pid is not None else '?'}"
         return None
+
     #: The item's LLM call (``llm_usage``; pflow's ``llm_call``) as written; None for an item
     #: that made none. ``empty_response`` is set when the response was blank.
     llm_usage: dict[str, Any] | None = None

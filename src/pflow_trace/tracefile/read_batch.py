@@ -207,4 +207,3 @@ def _batch_items_careful(raw_items: list[Any]) -> list[BatchItem]:
             )
         )  # fmt: skip
     return items
-

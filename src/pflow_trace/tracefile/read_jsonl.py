@@ -185,8 +185,5 @@ def _node_from_event(record: dict[str, Any]) -> TraceNode:
     )
 
 
-
 def is_jsonl_meta(record: dict[str, Any]) -> bool:
     return record.get("kind") == "meta" or "pflow_trace" in record
-
-

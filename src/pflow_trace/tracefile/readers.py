@@ -20,7 +20,6 @@ objects is the hot path for a 100,000-item batch, because ``show`` must cost no 
 about twice ``json.load``: see :func:`_batch_items` for how it stays cheap.
 """
 
-
 from __future__ import annotations
 
 import json

@@ -2,8 +2,8 @@
 
 Every exporter (OTLP replay, Jaeger JSON, OTLP/JSON, Chrome) renders this model and nothing
 else, so they cannot disagree about ids, times or parents. It lives in ``tracefile`` rather
-than ``exporters`` because the trace file's span table decodes straight into it
-(:mod:`pflow_trace.tracefile.spantable_decode`), and ``tracefile`` sits below ``exporters``.
+than ``replay`` because the trace file's span table decodes straight into it
+(:mod:`pflow_trace.tracefile.spantable_decode`), and ``tracefile`` sits below ``replay``.
 
 Times are absolute Unix nanoseconds. Ids are lower-case hex, as in the trace file.
 """

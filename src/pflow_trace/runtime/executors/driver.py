@@ -29,7 +29,7 @@ from opentelemetry.trace import Status, StatusCode
 
 from pflow_trace.observe import conventions as conv
 from pflow_trace.observe.facts import ItemOutcome, WorkerPlace
-from pflow_trace.observe.span_shipping import SpanRow, adopt_span_rows
+from pflow_trace.observe.worker_spans import SpanRow, adopt_span_rows
 from pflow_trace.runtime import interrupts
 from pflow_trace.runtime.batch_lanes import INTERRUPTED
 from pflow_trace.runtime.context import current_execution

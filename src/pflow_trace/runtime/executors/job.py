@@ -34,7 +34,7 @@ from pflow_trace.nodes.base import current_attempt
 from pflow_trace.observe import conventions as conv
 from pflow_trace.observe.facts import NodeExecution, WorkerPlace
 from pflow_trace.observe.sanitize import Sanitizer
-from pflow_trace.observe.span_shipping import SpanRow, worker_tracing
+from pflow_trace.observe.worker_spans import SpanRow, worker_tracing
 from pflow_trace.runtime.batch import BatchConfig, BatchNode
 from pflow_trace.runtime.context import RunContext, current_execution
 from pflow_trace.runtime.namespaced import NamespacedNode

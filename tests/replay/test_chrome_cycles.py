@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pflow_trace.exporters.chrome import lane_tids, to_chrome_trace
+from pflow_trace.replay.chrome import lane_tids, to_chrome_trace
 from pflow_trace.tracefile.replay_model import ReplaySpan, ReplayTrace
 
 

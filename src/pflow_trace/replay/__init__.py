@@ -17,9 +17,9 @@ if TYPE_CHECKING:
 
 #: ``--format`` name -> (module, function) rendering a trace as that format's one JSON document.
 _RENDERERS = {
-    "jaeger-json": ("pflow_trace.exporters.jaeger_json", "to_jaeger_json"),
-    "otlp-json": ("pflow_trace.exporters.otlp_json", "to_otlp_json"),
-    "chrome": ("pflow_trace.exporters.chrome", "to_chrome_trace"),
+    "jaeger-json": ("pflow_trace.replay.jaeger_json", "to_jaeger_json"),
+    "otlp-json": ("pflow_trace.replay.otlp_json", "to_otlp_json"),
+    "chrome": ("pflow_trace.replay.chrome", "to_chrome_trace"),
 }
 
 #: ``--format`` names, each rendered to one JSON document.

@@ -20,9 +20,9 @@ from opentelemetry.sdk.trace import Event, ReadableSpan, Span, SpanProcessor, Tr
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, Status, StatusCode, TraceFlags, Tracer
 
-from pflow_trace import __version__
 from pflow_trace.observe.conventions import INSTRUMENTATION_NAME
 from pflow_trace.observe.lean_tracer import LeanTracer
+from pflow_trace.version import __version__
 
 #: (name, span id, parent span id or 0, start ns, end ns, status code value, status message,
 #: attributes, events as (name, time ns, attributes) tuples).

@@ -17,7 +17,6 @@ import heapq
 from dataclasses import dataclass
 from typing import Any
 
-from pflow_trace import __version__
 from pflow_trace.errors import TraceReadError
 from pflow_trace.observe import conventions as conv
 from pflow_trace.observe.export_settings import DEFAULT_SERVICE_NAME
@@ -37,6 +36,7 @@ from pflow_trace.tracefile.replay_model import (
     ReplayTrace,
 )
 from pflow_trace.tracefile.timeunits import iso_to_ns, ms_to_ns
+from pflow_trace.version import __version__
 
 #: The workflow format's default ``batch.max_concurrent``; used when a pflow trace omits it.
 DEFAULT_MAX_CONCURRENT = 10

@@ -5,15 +5,15 @@ Two sources, one result (:class:`~pflow_trace.tracefile.replay_model.ReplayTrace
 * **our trace files** keep the run's spans verbatim in ``otel.spans``; they are rebuilt exactly
   (:mod:`pflow_trace.tracefile.spantable_decode`);
 * **pflow's traces**, and our files written without a span table, carry no spans, so a tree is
-  synthesized from their timings (:mod:`pflow_trace.exporters.synthesize`).
+  synthesized from their timings (:mod:`pflow_trace.replay.synthesize`).
 """
 
 from __future__ import annotations
 
 import os
 
-from pflow_trace.exporters.synthesize import synthesize
 from pflow_trace.observe.export_settings import DEFAULT_SERVICE_NAME
+from pflow_trace.replay.synthesize import synthesize
 from pflow_trace.tracefile.read_common import FORMAT_OURS
 from pflow_trace.tracefile.readers import read_trace
 from pflow_trace.tracefile.replay_model import ReplayTrace

@@ -25,7 +25,7 @@ def batch_executor(batch: Mapping[str, Any], run_default: str = "threads") -> st
     return run_default if batch.get("parallel") else "threads"
 
 
-def shipping_problems(
+def executor_problems(
     workflow: dict[str, Any], registry: NodeRegistry, run_default: str = "threads"
 ) -> list[str]:
     """Batch nodes whose items would run in another process but cannot be sent there.

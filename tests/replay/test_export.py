@@ -29,10 +29,10 @@ from google.protobuf import json_format
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from otlp_receiver import GRPC, HTTP, OtlpReceiver, ReceivedSpan, closed_port, flatten
-from pflow_trace.exporters.chrome import lane_tids
-from pflow_trace.exporters.load import load_replay_trace
-from pflow_trace.exporters.synthesize import synthesize
 from pflow_trace.observe import conventions as conv
+from pflow_trace.replay.chrome import lane_tids
+from pflow_trace.replay.load import load_replay_trace
+from pflow_trace.replay.synthesize import synthesize
 from pflow_trace.tracefile.model import BatchInfo, BatchItem, TraceNode, TraceRun
 from pflow_trace.tracefile.readers import read_trace
 from pflow_trace.tracefile.replay_model import STATUS_ERROR
