@@ -43,7 +43,7 @@ from pflow_trace.report.stats import DEFAULT_TOP, build_summary
 from pflow_trace.report.summary import ShowSummary
 from pflow_trace.runtime import interrupts
 from pflow_trace.runtime.context import DEFAULT_MAX_NODE_VISITS, RunContext
-from pflow_trace.runtime.executors import ExecutorSet
+from pflow_trace.runtime.executors.executor_set import ExecutorSet
 from pflow_trace.runtime.inputs import resolve_inputs, run_redactor
 from pflow_trace.runtime.workflow_run import RunResult, run_workflow, workflow_name
 from pflow_trace.text import hex_trace_id

@@ -91,6 +91,73 @@ def test_bottom_packages_stay_free_of_upper_ones(unit: str) -> None:
     assert not package_graph().get(unit, set()) & FORBIDDEN_FROM_BOTTOM[unit]
 
 
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle in ``graph`` (its nodes, the first repeated at the end), or None."""
+    visiting: list[str] = []
+    done: set[str] = set()
+
+    def visit(unit: str) -> list[str] | None:
+        if unit in visiting:
+            return [*visiting[visiting.index(unit) :], unit]
+        if unit in done:
+            return None
+        visiting.append(unit)
+        for target in sorted(graph.get(unit, ())):
+            cycle = visit(target)
+            if cycle is not None:
+                return cycle
+        visiting.pop()
+        done.add(unit)
+        return None
+
+    for unit in sorted(graph):
+        cycle = visit(unit)
+        if cycle is not None:
+            return cycle
+    return None
+
+
+def module_name(module_path: Path) -> str:
+    """``src/pflow_trace/runtime/batch.py`` -> ``pflow_trace.runtime.batch``; a package's
+    ``__init__.py`` is the package itself."""
+    parts = module_path.relative_to(PACKAGE_ROOT.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def module_graph() -> dict[str, set[str]]:
+    """File-level imports: module -> the modules of this package it imports (lazy ones too).
+
+    ``from pflow_trace.runtime import interrupts`` is an edge to the module ``interrupts``
+    when that is a module, else to the package ``runtime``.
+    """
+    paths = {module_name(path): path for path in PACKAGE_ROOT.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in paths.items():
+        targets: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text("utf-8"), filename=str(path))):
+            if isinstance(node, ast.Import):
+                targets |= {alias.name for alias in node.names if alias.name in paths}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module in paths:
+                for alias in node.names:
+                    child = f"{node.module}.{alias.name}"
+                    targets.add(child if child in paths else node.module)
+        graph[name] = targets - {name}
+    return graph
+
+
+def test_no_cycle_between_files() -> None:
+    """Not even through a lazy import: a loop between two files means neither is the lower."""
+    cycle = find_cycle(module_graph())
+    assert cycle is None, "module cycle: " + " -> ".join(cycle or [])
+
+
+def test_the_file_cycle_checker_finds_a_planted_loop() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert find_cycle(graph) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+    assert "pflow_trace.runtime.item_life" in module_graph()["pflow_trace.runtime.batch"]
+
+
 def test_no_cycle_between_packages() -> None:
     graph = package_graph()
     visiting: list[str] = []

@@ -202,7 +202,7 @@ def test_main_group_prints_one_error_line_and_exits_2(tmp_path: Path) -> None:
 def test_end_to_end_in_a_subprocess(tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text("[", encoding="utf-8")
-    command = [sys.executable, "-m", "pflow_trace.cli.main", "show", str(bad)]
+    command = [sys.executable, "-m", "pflow_trace", "show", str(bad)]
     completed = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert completed.returncode == EXIT_USAGE
     lines = completed.stderr.strip().splitlines()

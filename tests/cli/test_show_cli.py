@@ -173,7 +173,7 @@ def test_colour_only_on_a_terminal_end_to_end(tmp_path: Path) -> None:
     no_color_env = run_on_a_terminal("show", path, env={"NO_COLOR": "1"})
     assert not ANSI.search(no_color_env) and "─" in no_color_env
     piped = subprocess.run(
-        [sys.executable, "-m", "pflow_trace.cli.main", "show", path],
+        [sys.executable, "-m", "pflow_trace", "show", path],
         capture_output=True,
         text=True,
         timeout=60,

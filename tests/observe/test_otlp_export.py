@@ -83,7 +83,7 @@ def run_cli(
     command = [
         sys.executable,
         "-m",
-        "pflow_trace.cli.main",
+        "pflow_trace",
         "run",
         str(workflow or write_workflow(directory)),
         "--trace-file",
@@ -237,7 +237,7 @@ def test_ctrl_c_still_flushes_every_started_span(tmp_path: Path) -> None:
         command = [
             sys.executable,
             "-m",
-            "pflow_trace.cli.main",
+            "pflow_trace",
             "run",
             str(write_workflow(tmp_path, workflow)),
             "--no-trace-file",
@@ -377,7 +377,7 @@ def test_help_imports_neither_grpc_nor_the_otlp_exporters() -> None:
     probe = textwrap.dedent(
         """
         import sys
-        from pflow_trace.cli.main import main
+        from pflow_trace.cli.entry import main
         for argv in (["--help"], ["run", "--help"]):
             try:
                 main(argv)

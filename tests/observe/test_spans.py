@@ -546,7 +546,7 @@ def test_an_item_that_exhausts_its_retries_is_error_with_one_event_per_retry() -
     )
     outcome, spans = run_traced(document)
 
-    assert outcome.result.status == "degraded"
+    assert outcome.result.status == "failed"  # its only item failed
     (item,) = by_layer(spans, conv.LAYER_BATCH_ITEM)
     assert_error(item, "attempt 2 of 5")
     assert item.attributes[conv.ATTR_BATCH_ATTEMPTS] == 2

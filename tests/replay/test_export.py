@@ -90,7 +90,7 @@ PFLOW_FIXTURES = sorted(
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "pflow_trace.cli.main", *args],
+        [sys.executable, "-m", "pflow_trace", *args],
         capture_output=True,
         text=True,
         env=env or clean_env(),

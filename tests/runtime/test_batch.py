@@ -236,13 +236,49 @@ def test_retries_run_out_and_the_last_error_is_kept() -> None:
         {"items": ["a"], "max_retries": 2, "error_handling": "continue"},
     )
     result = run(workflow)
-    assert result.status == "degraded"
+    assert result.status == "failed"  # no item succeeded (see the continue tests below)
     (error,) = result.nodes["b"]["errors"]
     assert error == {
         "index": 0,
         "item": "a",
         "error": "echo failed on demand (attempt 2 of 3 set to fail)",
     }
+
+
+@pytest.mark.parametrize("parallel", [True, False])
+def test_a_continue_batch_with_no_successful_item_fails_the_node_and_the_run(
+    parallel: bool,
+) -> None:
+    """As pflow-cli 0.16: ``continue`` keeps going past failures, but a batch in which every
+    item failed is a failed node (and run), never a success with an empty ``results``."""
+    workflow = batch_workflow(
+        {"value": "${item}", "fail_times": 1},
+        {"items": ["x", "y"], "error_handling": "continue", "parallel": parallel},
+    )
+    result = run(workflow)
+    assert result.status == "failed"
+    assert result.record.failed_node == "b"
+    assert result.error == (
+        "node 'b' failed: all 2 items failed; item 0: "
+        "echo failed on demand (attempt 1 of 1 set to fail)"
+    )
+    output = result.nodes["b"]
+    assert (output["success_count"], output["error_count"], output["results"]) == (0, 2, [])
+
+
+def test_a_continue_batch_with_one_successful_item_only_degrades_the_run() -> None:
+    workflow = batch_workflow(
+        {"value": "${item}", "fail_if": 1},
+        {"items": [0, 1], "error_handling": "continue"},
+    )
+    result = run(workflow)
+    assert result.status == "degraded"
+    assert result.nodes["b"]["success_count"] == 1
+
+
+def test_an_empty_continue_batch_succeeds() -> None:
+    workflow = batch_workflow({"value": "${item}"}, {"items": [], "error_handling": "continue"})
+    assert run(workflow).status == "success"
 
 
 def test_without_max_retries_there_is_no_retry() -> None:

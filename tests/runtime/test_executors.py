@@ -58,6 +58,12 @@ def dask_scheduler() -> Iterator[str]:
         cluster.close()
 
 
+def item_span_keys(span: Any, leave_out: set[str]) -> tuple[Any, ...]:
+    """What a second item-span builder would change: attribute keys, event shapes, status."""
+    events = [(event.name, sorted(event.attributes)) for event in span.events]
+    return (sorted(set(span.attributes) - leave_out), events, span.status.status_code.name)
+
+
 def scheduler_for(executor: str, request: pytest.FixtureRequest) -> str | None:
     return request.getfixturevalue("dask_scheduler") if executor == "dask" else None
 
@@ -87,6 +93,11 @@ def test_span_tree_and_items_match_threads(
 
     assert remote.status == local.status == "degraded"
     assert shape(remote_spans) == shape(local_spans)  # names, statuses, attempts, retries
+    # One builder for item spans wherever they are made: the same keys, events and statuses.
+    place_keys = {conv.ATTR_BATCH_HOST, conv.ATTR_BATCH_PID, conv.ATTR_BATCH_WORKER_ADDRESS}
+    assert [item_span_keys(s, place_keys) for s in item_spans(remote_spans)] == [
+        item_span_keys(s, place_keys) for s in item_spans(local_spans)
+    ]
     assert [r and {"x": r["result"]["x"]} for r in remote.outputs["results"]] == [
         r and {"x": r["result"]["x"]} for r in local.outputs["results"]
     ]

@@ -745,7 +745,7 @@ def test_a_fail_fast_batch_keeps_the_items_that_ran(tmp_path: Path) -> None:
 
 def pflow_trace_command() -> list[str]:
     script = Path(sys.executable).with_name("pflow-trace")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "pflow_trace.cli.main"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "pflow_trace"]
 
 
 def test_ctrl_c_during_a_parallel_batch_saves_an_interrupted_trace(

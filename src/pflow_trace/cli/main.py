@@ -7,7 +7,6 @@ lazily so ``pflow-trace --help`` and ``--version`` stay fast.
 
 from __future__ import annotations
 
-import sys
 from importlib import import_module
 from typing import Any
 
@@ -82,13 +81,3 @@ def cli() -> None:
 
     Every run writes a trace file; spans go to any OTLP backend (Jaeger) when asked.
     """
-
-
-def main(argv: list[str] | None = None) -> None:
-    from pflow_trace.cli.entry import main as entry_main
-
-    entry_main(argv)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main(sys.argv[1:])

@@ -3,9 +3,10 @@
 1. A node runs ``prep(shared) -> exec(prep_result) -> post(shared, prep_result, exec_result)``.
 2. :class:`Flow` runs its start node and follows the action each node returns to a successor.
 
-Retrying a failed ``exec`` is not the engine's business: the batch layer
-(:mod:`pflow_trace.runtime.batch`) is the one place that retries, because it owns the attempt
-count, the wait between attempts and the trace events that record them.
+Retrying a failed ``exec`` is not this module's business: whether another attempt is made
+and how long to wait first is decided by :class:`pflow_trace.engine.retry.RetryPolicy`, and a
+batch item's attempts are run (and recorded as span events) by
+:mod:`pflow_trace.runtime.item_life`.
 """
 
 from __future__ import annotations
@@ -32,6 +33,11 @@ class BaseNode:
         """Make ``node`` the successor for ``action``; returns it so calls chain."""
         self.successors[action] = node
         return node
+
+    def prepare(self) -> None:
+        """Set-up a node needs once per process before it runs many times (loading a library,
+        resolving a model). A batch calls it before its clock starts, so no item's time holds
+        it; a single run pays it inside ``exec`` as usual. Nothing by default."""
 
     def prep(self, shared: Shared) -> Any:
         return None

@@ -126,9 +126,11 @@ class WorkflowNode(BaseNode):
 
     def prep(self, shared: Shared) -> dict[str, Any]:
         if self.params_schema is not None:
-            from pflow_trace.nodes.params import check_params
+            from pflow_trace.nodes.params import params_problem
 
-            check_params(self.type_name, self.params_schema, self.params)
+            problem = params_problem(self.type_name, self.params_schema, self.params)
+            if problem is not None:
+                raise NodeFailure(problem)
         return self.params
 
     def exec(self, params: dict[str, Any]) -> dict[str, Any]:

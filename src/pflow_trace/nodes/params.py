@@ -15,8 +15,6 @@ from typing import Any
 
 import jsonschema
 
-from pflow_trace.nodes.base import NodeFailure
-
 # Node schemas are class-level constants, so their id is a stable cache key.
 _VALIDATORS: dict[int, Any] = {}
 _VALID_SHAPES: dict[int, set[tuple[Any, ...]]] = {}
@@ -47,13 +45,16 @@ def params_shape(params: dict[str, Any]) -> tuple[Any, ...]:
     return tuple((key, _value_shape(value)) for key, value in params.items())
 
 
-def check_params(type_name: str, schema: dict[str, Any], params: dict[str, Any]) -> None:
-    """Raise :class:`NodeFailure` naming the first bad param."""
+def params_problem(type_name: str, schema: dict[str, Any], params: dict[str, Any]) -> str | None:
+    """The one-line problem with the first bad param, or None when the params fit the schema.
+
+    The caller (the node base class) turns a problem into its failure, so this module needs
+    nothing from it."""
     key = id(schema)
     shape = params_shape(params)
     known = _VALID_SHAPES.get(key)
     if known is not None and shape in known:
-        return
+        return None
     validator = _VALIDATORS.get(key)
     if validator is None:
         validator = jsonschema.validators.validator_for(schema)(schema)
@@ -64,6 +65,6 @@ def check_params(type_name: str, schema: dict[str, Any], params: dict[str, Any])
             shapes = _VALID_SHAPES.setdefault(key, set())
             if len(shapes) < _MAX_SHAPES_PER_SCHEMA:
                 shapes.add(shape)
-        return
+        return None
     where = ".".join(str(part) for part in error.absolute_path) or "params"
-    raise NodeFailure(f"{type_name}: invalid param '{where}': {error.message}")
+    return f"{type_name}: invalid param '{where}': {error.message}"

@@ -44,7 +44,8 @@ def build_chain(
     chain: BaseNode = TemplateAwareNode(node_class(node_id), node_id, node_type, run)
     chain = NamespacedNode(chain, node_id, node_type, run)
     if "batch" in node:
-        executor = batch_executor(node["batch"], run.executors.default)
+        default = run.executors.default if run.executors is not None else "threads"
+        executor = batch_executor(node["batch"], default)
         config = BatchConfig.from_ir(node["batch"], executor)
         chain = BatchNode(chain, node_id, node_type, run, config)
     chain = InstrumentedNode(

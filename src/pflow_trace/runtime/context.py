@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextvars
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from opentelemetry import trace
 
@@ -16,7 +17,6 @@ from pflow_trace.nodes.base import current_attempt
 from pflow_trace.observe.facts import NodeExecution, RunObserver
 from pflow_trace.observe.redaction import Redactor
 from pflow_trace.observe.sanitize import Sanitizer
-from pflow_trace.runtime.executors import ExecutorSet
 
 #: A run stops with an error after this many node executions: an edge loop that never ends
 #: would otherwise run (and grow the trace) until memory runs out.
@@ -37,6 +37,16 @@ current_execution: contextvars.ContextVar[NodeExecution | None] = contextvars.Co
 )
 
 
+class Executors(Protocol):
+    """The run's executors by name (:mod:`pflow_trace.runtime.executors.executor_set`)."""
+
+    default: str
+
+    def get(self, name: str) -> Any: ...
+
+    def close(self) -> None: ...
+
+
 @dataclass(slots=True)
 class RunContext:
     """Tracing collaborators handed to every wrapper at compile time."""
@@ -53,8 +63,9 @@ class RunContext:
     recovered: list[str] = field(default_factory=list)
     #: Record LLM prompts and completions on spans (opt-in; see ``docs/llm.md``).
     capture_llm_content: bool = False
-    #: Where batch items run (threads unless a node or the run names another executor).
-    executors: ExecutorSet = field(default_factory=ExecutorSet)
+    #: Where batch items run; ``run_workflow`` fills it in when None (a context made by hand),
+    #: and a batch layer run outside a workflow uses the run's own threads.
+    executors: Executors | None = None
 
     @property
     def recording(self) -> bool:

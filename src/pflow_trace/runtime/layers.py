@@ -58,6 +58,9 @@ class LayerWrapper(BaseNode):
         self.params = params
         self.inner.set_params(params)
 
+    def prepare(self) -> None:
+        self.inner.prepare()
+
     def __deepcopy__(self, memo: dict[int, Any]) -> LayerWrapper:
         """Copy the chain for a worker thread, but share the run's collaborators."""
         memo.setdefault(id(self.run_context), self.run_context)

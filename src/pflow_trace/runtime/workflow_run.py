@@ -25,6 +25,7 @@ from pflow_trace.observe import conventions as conv
 from pflow_trace.observe.facts import RunRecord
 from pflow_trace.runtime.compiler import compile_workflow
 from pflow_trace.runtime.context import RunContext
+from pflow_trace.runtime.executors.executor_set import ExecutorSet
 from pflow_trace.runtime.inputs import resolve_inputs
 
 
@@ -100,6 +101,8 @@ def run_workflow(
 ) -> RunResult:
     """Run a validated workflow; raises only for bad inputs, before anything runs."""
     run = run or RunContext()
+    if run.executors is None:  # the batches' own executors (processes, dask) are honoured too
+        run.executors = ExecutorSet()
     values = (
         resolved_inputs if resolved_inputs is not None else resolve_inputs(workflow, inputs or {})
     )

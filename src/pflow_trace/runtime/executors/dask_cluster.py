@@ -26,6 +26,7 @@ from typing import Any
 from pflow_trace.nodes.base import NodeFailure, cancel_running_work
 from pflow_trace.runtime.executors.driver import ItemTask, WorkerLost, run_on_transport
 from pflow_trace.runtime.executors.job import BatchJob, ItemReply, ItemRunner, this_place
+from pflow_trace.runtime.item_life import BatchWork, LostAttempt
 
 #: How long connecting to a scheduler may take before the node fails.
 CONNECT_TIMEOUT_S = 10
@@ -80,11 +81,8 @@ class DaskExecutor:
         self.client = distributed.Client(self.cluster, set_as_default=False)
         return self.client
 
-    def run_items(
-        self, batch: Any, shared: Any, items: list[Any], outcomes: list[Any], results: list[Any]
-    ) -> None:
-        transport = _DaskTransport(self.connect())
-        run_on_transport(self.name, transport, batch, shared, items, outcomes, results)
+    def run_items(self, work: BatchWork) -> None:
+        run_on_transport(self.name, _DaskTransport(self.connect()), work)
 
     def close(self) -> None:
         client, cluster, self.client, self.cluster = self.client, self.cluster, None, None
@@ -122,9 +120,10 @@ class _DaskTransport:
             task.index,
             task.item,
             task.lane,
-            task.attempt_offset,
+            tuple(task.lost),
+            task.first_start_ns if task.lost else 0,
             task.want_resolutions,
-            key=f"{self.key_prefix}-{task.index}-{task.attempt_offset}",
+            key=f"{self.key_prefix}-{task.index}-{len(task.lost)}",
             pure=False,
         )
         self.futures[future] = task
@@ -209,7 +208,13 @@ def _runner(job: BatchJob) -> ItemRunner:
 
 
 def run_dask_item(
-    job: BatchJob, index: int, item: Any, lane: int, offset: int, want: bool
+    job: BatchJob,
+    index: int,
+    item: Any,
+    lane: int,
+    lost: tuple[LostAttempt, ...],
+    first_start_ns: int,
+    want: bool,
 ) -> ItemReply | None:
     """The task: run one item on this worker; None when its batch was cancelled."""
     if job.job_id in _cancelled_jobs:
@@ -220,7 +225,7 @@ def run_dask_item(
         with _state_lock:
             _running[ident] = job.job_id
         try:
-            return runner.run(index, item, lane, offset, want)
+            return runner.run(index, item, lane, lost, first_start_ns, want)
         finally:
             with _state_lock:
                 del _running[ident]

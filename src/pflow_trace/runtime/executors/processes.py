@@ -21,6 +21,7 @@ from pflow_trace.nodes.base import NodeFailure
 from pflow_trace.observe.facts import WorkerPlace
 from pflow_trace.runtime.executors.driver import ItemTask, WorkerLost, run_on_transport
 from pflow_trace.runtime.executors.job import BatchJob, ItemReply, ItemRunner, this_place
+from pflow_trace.runtime.item_life import BatchWork
 
 #: How long a closing lane may take to exit before it is killed.
 STOP_GRACE_S = 2.0
@@ -60,11 +61,11 @@ def _lane_main(conn: Connection) -> None:
             except Exception as exc:
                 runner, job_error = None, f"the worker could not set up the node: {exc}"
             continue
-        _, job_id, index, item, lane, offset, want = message
+        _, job_id, index, item, lane, lost, first_start_ns, want = message
         if runner is None or runner.job.job_id != job_id:
             conn.send(("error", job_error))
             continue
-        reply = runner.run(index, item, lane, offset, want)
+        reply = runner.run(index, item, lane, lost, first_start_ns, want)
         try:
             conn.send(("reply", reply))
         except Exception as exc:  # pickling the result failed before anything was written
@@ -111,10 +112,8 @@ class ProcessesExecutor:
         self.context = _context()
         self.lanes: list[_Lane | None] = []
 
-    def run_items(
-        self, batch: Any, shared: Any, items: list[Any], outcomes: list[Any], results: list[Any]
-    ) -> None:
-        run_on_transport(self.name, _PoolTransport(self), batch, shared, items, outcomes, results)
+    def run_items(self, work: BatchWork) -> None:
+        run_on_transport(self.name, _PoolTransport(self), work)
 
     def lane(self, number: int) -> _Lane:
         """Lane ``number``'s process, started (again) if it is not running."""
@@ -172,8 +171,8 @@ class _PoolTransport:
     def submit(self, task: ItemTask) -> None:
         assert self.job is not None
         job = self.job
-        message = ("item", job.job_id, task.index, task.item, task.lane, task.attempt_offset,
-                   task.want_resolutions)  # fmt: skip
+        message = ("item", job.job_id, task.index, task.item, task.lane, tuple(task.lost),
+                   task.first_start_ns if task.lost else 0, task.want_resolutions)  # fmt: skip
         try:
             data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception as exc:

@@ -1,25 +1,144 @@
-"""The ``threads`` executor: the batch layer's own lanes in the run's process (the default).
+"""The ``threads`` executor (the default): items run in the run's own process.
 
-The lanes themselves live in :mod:`pflow_trace.runtime.batch` (``run_parallel`` and
-``run_sequential``), next to the per-item code they share with every other executor; this
-class only picks between them, so the default path costs one method call per batch.
+A sequential batch runs its items one after another on the calling thread. A parallel batch
+runs them on ``max_concurrent`` *lanes*: threads that each take the next item in turn, each
+with its own deep copy of the chain, in a copy of the batch span's context (so item spans are
+children of the batch span on any thread). Every item goes through the batch's
+:class:`~pflow_trace.runtime.item_life.ItemLife` exactly as on a worker process.
+
+Stopping is the one subject of its own here: a signal reaches only the calling thread, so it
+cancels the lanes' work, gives items in flight a moment, and has every item still running
+recorded as ``interrupted`` (by ``ItemLife.cut_short``), exactly once, whichever of it and the
+lane gets there first.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import contextvars
+import copy
+import itertools
+import threading
+import time
+
+from pflow_trace.nodes.base import cancel_running_work
+from pflow_trace.runtime import interrupts
+from pflow_trace.runtime.item_life import BatchWork, Flights
+
+#: After Ctrl-C, how long in-flight items get to finish once their work has been cancelled.
+INTERRUPT_GRACE_S = 2.0
 
 
 class ThreadsExecutor:
     name = "threads"
 
-    def run_items(
-        self, batch: Any, shared: Any, items: list[Any], outcomes: list[Any], results: list[Any]
-    ) -> None:
-        if batch.config.parallel and len(items) > 1:
-            batch.run_parallel(shared, items, outcomes, results)
+    def run_items(self, work: BatchWork) -> None:
+        if work.lanes > 1:
+            _Lanes(work).run()
         else:
-            batch.run_sequential(shared, items, outcomes, results)
+            _run_sequential(work)
 
     def close(self) -> None:
         return None
+
+
+def _run_sequential(work: BatchWork) -> None:
+    """Items in order on this thread; a stop or a ``fail_fast`` failure ends the loop."""
+    life, records, chain, shared = work.life, work.records, work.chain, work.shared
+    on_signal_thread = interrupts.on_handler_thread()
+    for index, item in enumerate(work.items):
+        outcome, result, interrupt = life.run_item(
+            chain, shared, index, item, 0, None, on_signal_thread
+        )
+        assert outcome is not None  # only a stop on another thread can take an item over
+        records.keep(outcome, result)
+        if interrupt is not None:
+            raise interrupt
+        if records.stop.is_set():
+            break
+
+
+class _Lanes:
+    """One parallel batch's lanes and what they share; every member is safe from any lane."""
+
+    def __init__(self, work: BatchWork) -> None:
+        self.work = work
+        self.count = len(work.items)
+        self.running = work.lanes  # lanes not yet finished
+        self.all_done = threading.Event()  # set by the last lane to finish
+        self.next_index = itertools.count()  # next() on a count is atomic under the GIL
+        self.errors: list[BaseException] = []  # runtime bugs on lanes, re-raised by the caller
+        self.flights = Flights()
+        self._lock = threading.Lock()
+
+    def run(self) -> None:
+        """Start exactly ``lanes`` threads (so no more items can be in flight) and wait. Lanes
+        record their own outcomes, so this thread only waits, or stops them."""
+        parent_context = contextvars.copy_context()
+        threads = [
+            threading.Thread(
+                target=parent_context.copy().run,
+                args=(self._lane, number),
+                name=f"pflow-{self.work.life.node_id}-{number}",
+                daemon=True,  # an interrupted run must not wait for a stuck item to exit
+            )
+            for number in range(self.running)
+        ]
+        try:
+            for thread in threads:
+                thread.start()
+            if interrupts.on_handler_thread():
+                interrupts.enter_interruptible()
+                try:
+                    self.all_done.wait()
+                finally:
+                    interrupts.leave_interruptible()
+            else:
+                self.all_done.wait()
+        except BaseException:
+            self._stop()
+            raise
+        if self.errors:
+            raise self.errors[0]
+
+    def _lane(self, number: int) -> None:
+        """One lane's loop: take the next index, run that item, record it; until none is left."""
+        work = self.work
+        life, records, shared, items = work.life, work.records, work.shared, work.items
+        stop, next_index, count, flights = records.stop, self.next_index, self.count, self.flights
+        try:
+            chain = copy.deepcopy(work.chain, {id(life.run): life.run})
+            while not stop.is_set():
+                index = next(next_index)
+                if index >= count:
+                    break
+                outcome, result, _ = life.run_item(
+                    chain, shared, index, items[index], number, flights
+                )
+                if outcome is None:
+                    break  # the stopping caller took this item over
+                records.keep(outcome, result)
+        except BaseException as exc:  # a runtime bug: re-raised on the calling thread
+            self.errors.append(exc)
+            stop.set()
+        finally:
+            with self._lock:
+                self.running -= 1
+                if self.running == 0:
+                    self.all_done.set()
+
+    def _stop(self) -> None:
+        """The run is being stopped: cancel the lanes' work and record every item in flight.
+
+        Lanes take no more items, child processes are killed, and items still running get a
+        moment to end on their own (so their spans close inside the batch span). Whatever is
+        still running after that (code that cannot be cancelled) is cut short here.
+        """
+        work, flights = self.work, self.flights
+        flights.interrupted = True
+        work.records.stop.set()
+        cancel_running_work()
+        self.all_done.wait(INTERRUPT_GRACE_S)
+        for index in list(flights.entries):
+            flight = flights.entries.pop(index, None)
+            if flight is not None:  # else its lane recorded it meanwhile
+                work.records.keep(work.life.cut_short(flight, time.time_ns()))
