@@ -241,6 +241,7 @@
     // An emphasised rectangle narrower than MARK_MIN_W is widened about its middle, on whole
     // pixels so its colour is not blended away.
     const d = node.draw, items = node.items, t0 = state.t0, x1max = LABEL_W + plotW();
+    const margin = emphasised ? MARK_MIN_W : 0; // a widened mark may reach into view
     let runStatus = -1, runX0 = 0, runX1 = 0, runY = 0; // the rectangle being grown
     const flush = () => {
       if (runStatus < 0) return;
@@ -260,7 +261,7 @@
         const status = items.status[i];
         if (EMPHASISED[status] !== emphasised) continue;
         const x0 = LABEL_W + (d.start[i] - t0) * scale, x1 = LABEL_W + (d.end[i] - t0) * scale;
-        if (x1 < LABEL_W - MARK_MIN_W || x0 > x1max + MARK_MIN_W) continue;
+        if (x1 < LABEL_W - margin || x0 > x1max + margin) continue;
         drawn[status]++;
         if (status === runStatus && x1 - x0 < 1.5 && x0 - runX1 < 0.5) { // sub-pixel items only
           if (x1 > runX1) runX1 = x1;
