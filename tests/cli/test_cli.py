@@ -81,6 +81,7 @@ def test_text_output_has_a_line_per_node_capped_errors_and_outputs(tmp_path: Pat
     lines = result.stdout.splitlines()
     work = next(line for line in lines if " work " in f" {line} ")
     assert "4/10 items ok, 6 failed" in work
+    assert work.startswith("! work")  # went on past failed items: a warning mark, not ✓
     item_lines = [line.strip() for line in lines if line.strip().startswith("item ")]
     assert item_lines == [f"item {i}: ValueError: bad item {i}" for i in (1, 3, 5, 7, 8)]
     assert "+1 more" in result.stdout
@@ -88,6 +89,19 @@ def test_text_output_has_a_line_per_node_capped_errors_and_outputs(tmp_path: Pat
     assert "  ok: 4" in lines
     trace_line = next(line for line in lines if line.startswith("trace: "))
     assert Path(trace_line.removeprefix("trace: ")).is_file()
+
+
+def test_a_batch_whose_items_all_failed_is_never_shown_as_a_success(tmp_path: Path) -> None:
+    """Whatever status the runtime gives the run, the node's line and ``show`` say failed."""
+    workflow = batch_workflow([1, 2], [1, 2], "continue")
+    result = cli("run", write(tmp_path, workflow), "--trace-dir", tmp_path / "traces")
+    work = next(line for line in result.stdout.splitlines() if " work " in f" {line} ")
+    assert work.startswith("✗ work") and "0/2 items ok, 2 failed" in work
+    trace_line = next(line for line in result.stdout.splitlines() if line.startswith("trace: "))
+    shown = cli("show", trace_line.removeprefix("trace: "), "--json")
+    assert shown.returncode == 0, shown.stderr
+    node = json.loads(shown.stdout)["runs"][0]["nodes"][0]
+    assert (node["node_id"], node["status"]) == ("work", "failed")
 
 
 def test_quiet_prints_only_the_outcome(tmp_path: Path) -> None:

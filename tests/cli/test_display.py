@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from pflow_trace.cli.display import MAX_ERROR_CHARS, batch_line, error_lines
+import io
+
+import click
+import pytest
+
+from pflow_trace.cli.display import (
+    MAX_ERROR_CHARS,
+    NodeStatusDisplay,
+    RunTally,
+    batch_line,
+    error_lines,
+)
 from pflow_trace.observe.facts import ItemOutcome, NodeExecution
 from pflow_trace.text import format_duration_ms
 
@@ -49,3 +60,41 @@ def test_durations_read_naturally() -> None:
     assert format_duration_ms(12.4) == "12.4 ms"
     assert format_duration_ms(1500) == "1.50 s"
     assert format_duration_ms(125_000) == "2m 05.0s"
+
+
+def _status_line(execution: NodeExecution) -> str:
+    """The first line the run display prints for ``execution``, with its colour codes."""
+    stream = io.StringIO()
+    display = NodeStatusDisplay(stream, is_terminal=False, color=True)
+    display.node_finished(execution, {})
+    return stream.getvalue().splitlines()[0]
+
+
+@pytest.mark.parametrize(
+    ("errors", "success", "mark", "colour"),
+    [
+        ([None, None], True, "✓", "green"),
+        (["boom", None], True, "!", "yellow"),  # some items failed, the node went on
+        (["boom", "bang"], True, "✗", "red"),  # no item succeeded: never a green tick
+        (["boom", "bang"], False, "✗", "red"),
+    ],
+)
+def test_a_batch_line_is_marked_by_how_its_items_ended(
+    errors: list[str | None], success: bool, mark: str, colour: str
+) -> None:
+    execution = NodeExecution("fetch", "http", success=success)
+    execution.batch_items = [outcome(i, error) for i, error in enumerate(errors)]
+    line = _status_line(execution)
+    assert click.unstyle(line).startswith(f"{mark} fetch")
+    assert line.startswith(click.style("x", fg=colour)[:5])
+
+
+def test_the_tally_counts_a_batch_whose_items_all_failed_as_failed() -> None:
+    tally = RunTally()
+    all_failed = NodeExecution("fetch", "http", success=True)
+    all_failed.batch_items = [outcome(0, "boom"), outcome(1, "bang")]
+    some_failed = NodeExecution("parse", "code", success=True)
+    some_failed.batch_items = [outcome(0, "boom"), outcome(1)]
+    for execution in (all_failed, some_failed, NodeExecution("after", "echo", success=True)):
+        tally.node_finished(execution, {})
+    assert (tally.executions, tally.failed) == (3, 1)

@@ -303,3 +303,57 @@ def test_an_llm_run_shows_its_tokens_and_cost_in_the_header(browser: Any, tmp_pa
     facts = loaded.page.locator("#run-facts").text_content()
     assert f"{summary['calls']} calls, {summary['total_tokens']} tokens" in facts
     loaded.assert_clean()
+
+
+def red_run_px(loaded: LoadedPage, box: dict[str, float], rgb: tuple[int, int, int]) -> int:
+    """The longest run of ``rgb`` pixels along the middle row of ``box``, 20 px either side."""
+    script = """([x0, x1, y, rgb]) => {
+        const canvas = document.getElementById('waterfall');
+        const rect = canvas.getBoundingClientRect(), ratio = canvas.width / rect.width;
+        const left = Math.floor((x0 - rect.left) * ratio);
+        const right = Math.ceil((x1 - rect.left) * ratio);
+        const data = canvas.getContext('2d').getImageData(
+            left, Math.floor((y - rect.top) * ratio), right - left, 1).data;
+        let best = 0, run = 0;
+        for (let at = 0; at < data.length; at += 4) {
+            const same = data[at] === rgb[0] && data[at + 1] === rgb[1] && data[at + 2] === rgb[2];
+            run = same ? run + 1 : 0;
+            best = Math.max(best, run);
+        }
+        return best / ratio;
+    }"""
+    row = [box["x"] - 20, box["x"] + box["w"] + 20, box["y"] + box["h"] / 2, list(rgb)]
+    return loaded.page.evaluate(script, row)
+
+
+def test_a_short_failed_item_among_long_successes_is_drawn_at_any_zoom(
+    browser: Any, tmp_path: Path
+) -> None:
+    """One 0.5 ms failure among 10 s items is far under a pixel: it is drawn a few px wide,
+    in red, above its neighbours, and a click on it selects it; a short retry too."""
+    durations = [10_000.0] * 60
+    durations[10] = durations[30] = 0.5
+    trace = tf.make_trace(
+        [tf.batch("fetch", durations, failures={30: "HTTP 500"}, attempts={10: 2})], seed=9
+    )
+    loaded = open_page(browser, write_report(tmp_path, [trace]))
+    page = loaded.page
+    min_px = page.evaluate("pflowReport.markMinWidth")
+    assert min_px >= 3
+    assert page.locator("#legend li[data-status=failed]").text_content() == "failed 1"
+    assert int(loaded.dataset()["drawnFailed"]) == 1
+    whole = page.evaluate("pflowReport.view()")
+    for zoom_out in (1, 10):  # fitted, then ten times wider than the run
+        page.evaluate(f"pflowReport.setView(0, {whole[1] * zoom_out})")
+        failed = page.evaluate("pflowReport.itemBox(1, 30)")
+        assert failed["w"] >= min_px
+        assert pixel(loaded, failed) == RGB["failed"]
+        assert red_run_px(loaded, failed, RGB["failed"]) >= min_px
+        retried = page.evaluate("pflowReport.itemBox(1, 10)")
+        assert red_run_px(loaded, retried, RGB["retried"]) >= min_px
+    page.evaluate(f"pflowReport.setView(0, {whole[1]})")
+    failed = page.evaluate("pflowReport.itemBox(1, 30)")
+    page.mouse.click(failed["x"] + failed["w"] / 2, failed["y"] + failed["h"] / 2)
+    assert page.locator("#details-fields").get_attribute("data-index") == "30"
+    page.screenshot(path=str(tmp_path / "short-failure.png"), full_page=True)
+    loaded.assert_clean()

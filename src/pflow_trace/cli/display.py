@@ -16,6 +16,7 @@ import click
 
 from pflow_trace.observe.facts import ItemOutcome, NodeExecution, RunObserver, RunRecord
 from pflow_trace.observe.llm_usage import summarize_usages
+from pflow_trace.report.summary import node_status
 from pflow_trace.text import format_duration_ms, one_line, terminal_safe
 
 #: Failed items listed under a batch node's status line before "+N more".
@@ -24,6 +25,13 @@ MAX_ERRORS_SHOWN = 5
 MAX_ERROR_CHARS = 160
 #: A batch still running this long after it started gets a progress bar (on a terminal).
 PROGRESS_AFTER_S = 0.5
+#: A node's status -> the mark and colour of its line; a batch with failed items is never ✓.
+STATUS_MARKS = {
+    "success": ("✓", "green"),
+    "degraded": ("!", "yellow"),
+    "failed": ("✗", "red"),
+    "unfinished": ("✗", "red"),
+}
 
 
 def silence_stdout() -> None:
@@ -39,14 +47,27 @@ def silence_stdout() -> None:
         os.close(devnull)
 
 
-def batch_line(execution: NodeExecution) -> str | None:
-    """``8/10 items ok, 2 failed`` for a batch node, None for any other node."""
+def item_counts(execution: NodeExecution) -> tuple[int | None, int | None]:
+    """(items that succeeded, items that failed) of a batch node; (None, None) for another."""
     items = execution.batch_items
     if items is None:
+        return None, None
+    statuses = [item.status for item in items]
+    return statuses.count("success"), statuses.count("failed")
+
+
+def execution_status(execution: NodeExecution) -> str:
+    """The finished node's status by the rule ``show`` and the report follow."""
+    ok, failed = item_counts(execution)
+    return node_status(True, execution.success, ok, failed)
+
+
+def batch_line(execution: NodeExecution) -> str | None:
+    """``8/10 items ok, 2 failed`` for a batch node, None for any other node."""
+    ok, failed = item_counts(execution)
+    if ok is None or execution.batch_items is None:
         return None
-    ok = sum(1 for item in items if item.status == "success")
-    failed = sum(1 for item in items if item.status == "failed")
-    text = f"{ok}/{len(items)} items ok"
+    text = f"{ok}/{len(execution.batch_items)} items ok"
     return f"{text}, {failed} failed" if failed else text
 
 
@@ -96,11 +117,15 @@ class RunTally(RunObserver):
 
     def node_finished(self, execution: NodeExecution, shared: Mapping[str, Any]) -> None:
         self.executions += 1
-        self.failed += not execution.success
+        self.failed += execution_status(execution) == "failed"
 
 
 class NodeStatusDisplay:
-    """Prints ``✓ work  8/10 items ok, 2 failed  1.24 s`` lines; a RunObserver.
+    """Prints ``! work  8/10 items ok, 2 failed  1.24 s`` lines; a RunObserver.
+
+    The mark and colour follow the node's status (:data:`STATUS_MARKS`): ``✓`` green for a
+    success, ``!`` yellow for a batch that went on past failed items, ``✗`` red for a failed
+    node and for a batch none of whose items succeeded.
 
     On a terminal a batch still running after :data:`PROGRESS_AFTER_S` gets a transient
     progress bar, whatever its size; it is drawn from then on, not from the first finished item.
@@ -205,9 +230,9 @@ class NodeStatusDisplay:
                 self._progress = None
 
     def node_finished(self, execution: NodeExecution, shared: Mapping[str, Any]) -> None:
-        """The node's status line: green, yellow when items failed but it went on, red."""
+        """The node's status line, marked and coloured by its status, then its item errors."""
         self._stop_progress()
-        mark = "✓" if execution.success else "✗"
+        mark, colour = STATUS_MARKS[execution_status(execution)]
         detail = batch_line(execution) or terminal_safe(execution.node_type)
         line = (
             f"{mark} {terminal_safe(execution.node_id):<{self.id_width}}  {detail:<28}  "
@@ -216,12 +241,7 @@ class NodeStatusDisplay:
         llm = llm_text(node_llm_totals(execution))
         if llm is not None:
             line += f"  {llm}"
-        degraded = execution.success and any(
-            item.status == "failed" for item in execution.batch_items or ()
-        )
-        self._echo(
-            line.rstrip(), "red" if not execution.success else "yellow" if degraded else "green"
-        )
+        self._echo(line.rstrip(), colour)
         for text in error_lines(execution):
             self._echo(f"    {text}", "red")
         error = terminal_safe(execution.error) if execution.error else None

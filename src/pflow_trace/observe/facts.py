@@ -31,6 +31,9 @@ class RunRecord:
     trace_id: int = 0
     span_id: int = 0
     parent_span_id: int = 0
+    #: What a finished run reports without failing: batches that went on past failed items,
+    #: routed failures, declared outputs left null. Set before observers hear the run end.
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def duration_ms(self) -> float:

@@ -154,7 +154,10 @@ def _nodes_table(nodes: list[NodeSummary]) -> Table:
 
 def _batch_blocks(node: NodeSummary, batch: BatchSummary) -> list[Block]:
     """A batch node: its fields, the slowest items, the error groups, what is not known."""
-    blocks: list[Block] = [Heading(f"batch {node.node_id}", "batch"), _batch_fields(batch)]
+    blocks: list[Block] = [
+        Heading(f"batch {node.node_id}", "batch"),
+        _batch_fields(batch, node.status),
+    ]
     if batch.workers:
         blocks.append(_workers_table(batch))
     if batch.slowest:
@@ -165,12 +168,16 @@ def _batch_blocks(node: NodeSummary, batch: BatchSummary) -> list[Block]:
     return blocks
 
 
-def _batch_fields(batch: BatchSummary) -> Fields:
-    """Items, mode, retries, item time, percentiles, wall time and parallelism."""
+def _batch_fields(batch: BatchSummary, status: str) -> Fields:
+    """Items (coloured as the node's status), mode, retries, item time, percentiles, wall time
+    and parallelism."""
     timing = batch.timing
+    items_style = "warn" if batch.error_count else "ok"
+    if status == "failed" and batch.error_count:
+        items_style = "bad"
     return Fields(
         [
-            ("items", (_items_text(batch), "warn" if batch.error_count else "ok")),
+            ("items", (_items_text(batch), items_style)),
             ("mode", _mode_text(batch)),
             ("retries used", _retries_text(batch)),
             ("item time", _item_time_text(timing, batch.timing_source)),

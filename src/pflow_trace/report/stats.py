@@ -19,14 +19,21 @@ from pflow_trace.report.percentiles import percentiles
 from pflow_trace.report.summary import (
     Aggregate,
     BatchAggregate,
-    BatchSummary,
     NodeAggregate,
     NodeSummary,
     RunSummary,
     ShowSummary,
     WorkflowAggregate,
+    node_status,
 )
-from pflow_trace.tracefile.model import ITEM_SKIPPED, BatchInfo, TraceNode, TraceRun
+from pflow_trace.tracefile.model import (
+    ITEM_FAILED,
+    ITEM_SKIPPED,
+    ITEM_SUCCESS,
+    BatchInfo,
+    TraceNode,
+    TraceRun,
+)
 
 
 def build_summary(
@@ -55,9 +62,10 @@ def summarize_run(
     nodes_run = run.nodes_executed
     if nodes_run is None:
         nodes_run = sum(1 for node in run.nodes if node.finished)
-    nodes_failed = run.nodes_failed
-    if nodes_failed is None:
-        nodes_failed = sum(1 for node in nodes if node.status == "failed")
+    # A trace written before a batch with no successful item counted as failed says 0 here;
+    # the nodes shown as failed are never more than the count shown.
+    shown_failed = sum(1 for node in nodes if node.status == "failed")
+    nodes_failed = max(run.nodes_failed or 0, shown_failed)
     return RunSummary(
         source=run.source,
         format=run.format,
@@ -93,7 +101,11 @@ def _summarize_node(
         order=order,
         node_id=node.node_id,
         node_type=node.node_type,
-        status=_node_status(node, batch),
+        status=(
+            _node_status(node, batch.success_count, batch.error_count, batch.count)
+            if batch is not None
+            else _node_status(node, None, None, None)
+        ),
         success=node.success,
         duration_ms=node.duration_ms,
         share=share,
@@ -102,15 +114,14 @@ def _summarize_node(
     )
 
 
-def _node_status(node: TraceNode, batch: BatchSummary | None) -> str:
-    """``unfinished``, ``failed``, ``degraded`` (items failed, the node went on) or ``success``."""
-    if not node.finished:
-        return "unfinished"
-    if not node.success:
-        return "failed"
-    if batch is not None and batch.error_count:
-        return "degraded"
-    return "success"
+def _node_status(
+    node: TraceNode, success_count: int | None, error_count: int | None, count: int | None
+) -> str:
+    """The node's status by :func:`node_status`; a batch of which every item failed has no
+    successes even when the trace leaves ``success_count`` out."""
+    if success_count is None and error_count and count is not None and error_count >= count:
+        success_count = 0
+    return node_status(node.finished, node.success, success_count, error_count)
 
 
 def _run_duration_ms(run: TraceRun) -> float | None:
@@ -178,7 +189,7 @@ def _aggregate_workflow(name: str, runs: list[TraceRun]) -> WorkflowAggregate:
 
 def _aggregate_node(node_id: str, executions: list[TraceNode]) -> NodeAggregate:
     """One node over every run it ran in: failure rate, duration percentiles, item time."""
-    failures = sum(1 for node in executions if node.finished and not node.success)
+    failures = sum(1 for node in executions if _failed(node))
     durations_ms = [node.duration_ms for node in executions if node.duration_ms is not None]
     p50_ms, p95_ms = percentiles(durations_ms, (50, 95))
     batches = [node.batch for node in executions if node.batch is not None]
@@ -193,6 +204,21 @@ def _aggregate_node(node_id: str, executions: list[TraceNode]) -> NodeAggregate:
         duration_max_ms=max(durations_ms) if durations_ms else None,
         batch=_aggregate_batches(batches) if batches else None,
     )
+
+
+def _failed(node: TraceNode) -> bool:
+    """Whether the node counts as failed, by the rule ``status`` follows in one run."""
+    info = node.batch
+    if info is None:
+        return _node_status(node, None, None, None) == "failed"
+    success_count, error_count = info.success_count, info.error_count
+    if info.items is not None:
+        statuses = [item.status for item in info.items]
+        if success_count is None:
+            success_count = statuses.count(ITEM_SUCCESS)
+        if error_count is None:
+            error_count = statuses.count(ITEM_FAILED)
+    return _node_status(node, success_count, error_count, info.count) == "failed"
 
 
 def _aggregate_batches(batches: list[BatchInfo]) -> BatchAggregate:

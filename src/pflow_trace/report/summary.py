@@ -23,6 +23,29 @@ SCHEMA_NAME = "pflow-trace/show"
 SCHEMA_VERSION = 1
 
 
+#: Every ``NodeSummary.status``, from best to worst outcome.
+NODE_STATUSES = ("success", "degraded", "failed", "unfinished")
+
+
+def node_status(
+    finished: bool, success: bool, success_count: int | None, error_count: int | None
+) -> str:
+    """How a node ended, as every view shows it: the one rule, so no view can flatter a node.
+
+    A batch whose items all failed is ``failed`` even when its node went on (``continue``) and
+    its trace says ``success``: nothing it was asked to do was done. A batch with some failed
+    items is ``degraded``. ``success_count`` None means the trace does not tell; then failed
+    items make the node ``degraded``, never ``failed`` on a guess.
+    """
+    if not finished:
+        return "unfinished"
+    if not success:
+        return "failed"
+    if error_count:
+        return "failed" if success_count == 0 else "degraded"
+    return "success"
+
+
 @dataclass(slots=True)
 class ItemTiming:
     """Item durations of one batch: from per-item records, or as ``batch_metadata`` reported."""
@@ -118,8 +141,10 @@ class NodeSummary:
     order: int
     node_id: str
     node_type: str
-    #: "success", "degraded" (items failed, node went on), "failed" or "unfinished".
+    #: "success", "degraded" (some items failed, node went on), "failed" (also a batch whose
+    #: every item failed) or "unfinished"; see :func:`node_status`.
     status: str
+    #: The node's own success flag as the trace holds it; ``status`` is what to show.
     success: bool
     duration_ms: float | None
     #: Fraction of the run's duration spent in this node.

@@ -7,6 +7,7 @@ renders the same facts.
 
 from __future__ import annotations
 
+import difflib
 import time
 import uuid
 from collections.abc import Mapping
@@ -18,7 +19,14 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode
 
 from pflow_trace.errors import NodeExecutionError, RunInterrupted
-from pflow_trace.ir.templates import UnresolvedTemplate, parse_string, resolve
+from pflow_trace.ir.templates import (
+    PathPart,
+    Reference,
+    UnresolvedTemplate,
+    lookup,
+    parse_string,
+    resolve,
+)
 from pflow_trace.nodes.base import reset_cancellation
 from pflow_trace.nodes.registry import NodeRegistry
 from pflow_trace.observe import conventions as conv
@@ -39,7 +47,8 @@ class RunResult:
     shared: dict[str, Any] = field(repr=False)
     #: The signal that stopped an interrupted run (None for Python's own Ctrl-C handler).
     interrupt_signal: int | None = None
-    #: Why a run is degraded: each ``continue`` batch with failed items, each routed failure.
+    #: Why a run is degraded: each ``continue`` batch with failed items, each routed failure;
+    #: then each declared output left null by a missing key (which does not degrade the run).
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -79,14 +88,71 @@ def run_warnings(
     return warnings + list(run.recovered)
 
 
-def _outputs(workflow: Mapping[str, Any], shared: Mapping[str, Any]) -> dict[str, Any]:
+def declared_outputs(
+    workflow: Mapping[str, Any], shared: Mapping[str, Any]
+) -> tuple[dict[str, Any], list[str]]:
+    """(the workflow's outputs, one warning per output left null because a key was missing).
+
+    An output that cannot be resolved is null rather than a failure, as in pflow; the warning
+    is what keeps a typo such as ``${b.reslts}`` from ending a run quietly with a null.
+    """
     outputs: dict[str, Any] = {}
+    warnings: list[str] = []
     for name, template in (workflow.get("outputs") or {}).items():
         try:
             outputs[name] = resolve(parse_string(template), shared)
-        except UnresolvedTemplate:
+        except UnresolvedTemplate as miss:
             outputs[name] = None
-    return outputs
+            warnings.append(missing_output_warning(name, template, miss, shared))
+    return outputs, warnings
+
+
+def missing_output_warning(
+    name: str, template: str, miss: UnresolvedTemplate, shared: Mapping[str, Any]
+) -> str:
+    """``output 'total': ${b.reslts} is null: key 'b.reslts' not found (did you mean
+    'b.results'?)``; the suggestion only when a key there is close (difflib)."""
+    parts = _parts_to_missing(miss, shared)
+    if parts is None:  # the miss was on a ``??`` operand, not on the main path
+        return f"output '{name}': {template} is null: '{miss.missing}' not found"
+    text = f"output '{name}': {template} is null: key '{_path_text(parts)}' not found"
+    close = difflib.get_close_matches(str(miss.missing), miss.available, n=1, cutoff=0.6)
+    if close:
+        key = close[0]
+        guess: PathPart = int(key[1:-1]) if key.startswith("[") and key[1:-1].isdigit() else key
+        text += f" (did you mean '{_path_text((*parts[:-1], guess))}'?)"
+    return text
+
+
+def _parts_to_missing(
+    miss: UnresolvedTemplate, shared: Mapping[str, Any]
+) -> tuple[PathPart, ...] | None:
+    """The reference's path up to the part that was not found: ``('b', 'reslts')``.
+
+    Found by resolving ever longer prefixes the way the template was resolved, so ``${a.a}``
+    names the right ``a``; None when the main path resolves (a ``??`` operand missed last).
+    """
+    path = miss.reference.path
+    for end in range(1, len(path) + 1):
+        try:
+            lookup(Reference(miss.reference.text, path[:end]), shared)
+        except UnresolvedTemplate:
+            part = path[end - 1]
+            return path[:end] if isinstance(part, (str, int)) and part == miss.missing else None
+    return None
+
+
+def _path_text(parts: tuple[PathPart, ...]) -> str:
+    """Path parts written as in a template: ``a.b[0].c``; a computed index as ``[${...}]``."""
+    text = ""
+    for part in parts:
+        if isinstance(part, int) and not isinstance(part, bool):
+            text += f"[{part}]"
+        elif isinstance(part, str):
+            text += f".{part}" if text else part
+        else:
+            text += f"[{part.text}]"
+    return text
 
 
 def run_workflow(
@@ -119,10 +185,14 @@ def run_workflow(
     reset_cancellation()
     interrupt_signal: int | None = None
     warnings: list[str] = []
+    outputs: dict[str, Any] | None = None
     try:
         flow._run(shared)
         warnings = run_warnings(workflow, shared, run)
         record.status = "degraded" if warnings else "success"
+        outputs, missing_outputs = declared_outputs(workflow, shared)
+        warnings += missing_outputs  # said, but a null output does not degrade the run
+        record.warnings = list(warnings)
     except NodeExecutionError as exc:
         record.status, record.error, record.failed_node = "failed", exc.message, exc.node_id
     except KeyboardInterrupt as exc:
@@ -137,7 +207,7 @@ def run_workflow(
     node_ids = [node["id"] for node in workflow["nodes"]]
     return RunResult(
         record=record,
-        outputs=_outputs(workflow, shared),
+        outputs=outputs if outputs is not None else declared_outputs(workflow, shared)[0],
         nodes={node_id: shared[node_id] for node_id in node_ids if node_id in shared},
         shared=shared,
         interrupt_signal=interrupt_signal,

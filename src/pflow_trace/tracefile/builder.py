@@ -298,6 +298,8 @@ class TraceDocumentBuilder(RunObserver):
             "otel": otel,
             "nodes": events,
         }
+        if run.warnings:
+            document["warnings"] = [redactor.text(warning) for warning in run.warnings]
         if llm_summary is not None:
             document["llm_summary"] = llm_summary
         return document

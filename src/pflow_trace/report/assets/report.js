@@ -12,6 +12,10 @@
     failed: colour("failed"), unfinished: colour("unfinished"),
   };
   const LABEL_W = 190, AXIS_H = 26, NODE_H = 22, LANE_H = 12, PAD = 3;
+  // Failed, retried and interrupted items are drawn at least MARK_MIN_W px wide and after (above)
+  // every other item: one 0.5 ms failure among 10 s successes stays visible at any zoom.
+  const MARK_MIN_W = 4;
+  const EMPHASISED = CLASSES.map((name) => name === "failed" || name === "retried" || name === "interrupted");
   const byId = (id) => document.getElementById(id);
   let current = 0; // the run shown
   let state = null; // per-run drawing state, built by prepare()
@@ -115,6 +119,7 @@
       const start = new Float64Array(n), end = new Float64Array(n);
       const byStatus = CLASSES.map(() => []);
       const byLane = Array.from({ length: items.lanes }, () => []);
+      const marked = Array.from({ length: items.lanes }, () => []);
       for (let i = 0; i < n; i++) {
         const o = items.offset_ms[i], d = items.duration_ms[i];
         if (o === null || d === null || node.start_ms === null) { start[i] = NaN; continue; }
@@ -122,12 +127,15 @@
         if (end[i] > endMs) endMs = end[i];
         byStatus[items.status[i]].push(i);
         byLane[items.lane[i]].push(i);
+        if (EMPHASISED[items.status[i]]) marked[items.lane[i]].push(i);
       }
       for (const lane of byLane) lane.sort((a, b) => start[a] - start[b]);
+      for (const lane of marked) lane.sort((a, b) => start[a] - start[b]);
       node.draw = {
         start: start, end: end, laneY: y,
         byStatus: byStatus.map((list) => Int32Array.from(list)),
         byLane: byLane.map((list) => Int32Array.from(list)),
+        marked: marked.map((list) => Int32Array.from(list)),
       };
       for (let lane = 0; lane < items.lanes; lane++) {
         const label = items.lane_labels.length ? items.lane_labels[lane] : "lane " + lane;
@@ -216,25 +224,44 @@
   }
 
   function drawItems(node, drawn) {
+    const scale = plotW() / (state.t1 - state.t0);
+    drawItemLanes(node, node.draw.byLane, false, drawn, scale); // successes and skipped items
+    drawItemLanes(node, node.draw.marked, true, drawn, scale); // then, above them, the rest
+    drawRetryMarks(node, scale);
+    const sel = state.selected;
+    if (sel && sel.node === node && sel.item !== null) {
+      const box = itemBoxOf(node, sel.item);
+      if (box) outline(box.x, box.y, box.w, box.h);
+    }
+  }
+
+  function drawItemLanes(node, lanes, emphasised, drawn, scale) {
     // Lane by lane in time order; sub-pixel neighbours of one status that touch at this zoom
     // become one rectangle, so 100,000 items cost a few thousand fillRect calls zoomed out.
-    const d = node.draw, items = node.items, plot = plotW();
-    const scale = plot / (state.t1 - state.t0), t0 = state.t0, x1max = LABEL_W + plot;
+    // An emphasised rectangle narrower than MARK_MIN_W is widened about its middle, on whole
+    // pixels so its colour is not blended away.
+    const d = node.draw, items = node.items, t0 = state.t0, x1max = LABEL_W + plotW();
+    const margin = emphasised ? MARK_MIN_W : 0; // a widened mark may reach into view
     let runStatus = -1, runX0 = 0, runX1 = 0, runY = 0; // the rectangle being grown
     const flush = () => {
       if (runStatus < 0) return;
       ctx.fillStyle = ITEM_COLOURS[runStatus];
       const w = runX1 - runX0;
-      ctx.fillRect(runX0, runY, w > 2 ? w - 0.5 : Math.max(w, 1), LANE_H - 2);
+      if (emphasised && w < MARK_MIN_W) {
+        ctx.fillRect(Math.round((runX0 + runX1 - MARK_MIN_W) / 2), runY, MARK_MIN_W, LANE_H - 2);
+      } else {
+        ctx.fillRect(runX0, runY, w > 2 ? w - 0.5 : Math.max(w, 1), LANE_H - 2);
+      }
       runStatus = -1;
     };
-    for (let lane = 0; lane < d.byLane.length; lane++) {
-      const list = d.byLane[lane], y = d.laneY + lane * LANE_H + 1;
+    for (let lane = 0; lane < lanes.length; lane++) {
+      const list = lanes[lane], y = d.laneY + lane * LANE_H + 1;
       for (let k = 0; k < list.length; k++) {
         const i = list[k];
-        const x0 = LABEL_W + (d.start[i] - t0) * scale, x1 = LABEL_W + (d.end[i] - t0) * scale;
-        if (x1 < LABEL_W || x0 > x1max) continue;
         const status = items.status[i];
+        if (EMPHASISED[status] !== emphasised) continue;
+        const x0 = LABEL_W + (d.start[i] - t0) * scale, x1 = LABEL_W + (d.end[i] - t0) * scale;
+        if (x1 < LABEL_W - margin || x0 > x1max + margin) continue;
         drawn[status]++;
         if (status === runStatus && x1 - x0 < 1.5 && x0 - runX1 < 0.5) { // sub-pixel items only
           if (x1 > runX1) runX1 = x1;
@@ -244,12 +271,6 @@
         runStatus = status; runX0 = x0; runX1 = x1; runY = y;
       }
       flush();
-    }
-    drawRetryMarks(node, scale);
-    const sel = state.selected;
-    if (sel && sel.node === node && sel.item !== null) {
-      const box = itemBoxOf(node, sel.item);
-      if (box) outline(box.x, box.y, box.w, box.h);
     }
   }
 
@@ -300,8 +321,11 @@
   function itemBoxOf(node, i) {
     const d = node.draw;
     if (!d || isNaN(d.start[i])) return null;
-    const x0 = xOf(d.start[i]), x1 = xOf(d.end[i]);
-    return { x: x0, y: d.laneY + node.items.lane[i] * LANE_H + 1, w: Math.max(x1 - x0, 1), h: LANE_H - 2 };
+    const x0 = xOf(d.start[i]), x1 = xOf(d.end[i]), y = d.laneY + node.items.lane[i] * LANE_H + 1;
+    if (EMPHASISED[node.items.status[i]] && x1 - x0 < MARK_MIN_W) { // as drawItemLanes widens it
+      return { x: Math.round((x0 + x1 - MARK_MIN_W) / 2), y: y, w: MARK_MIN_W, h: LANE_H - 2 };
+    }
+    return { x: x0, y: y, w: Math.max(x1 - x0, 1), h: LANE_H - 2 };
   }
 
   function hit(x, y) {
@@ -321,11 +345,17 @@
       const mid = (lo + hi) >> 1;
       if (d.start[lane[mid]] <= t + tolerance) { found = mid; lo = mid + 1; } else hi = mid - 1;
     }
-    let best = null, bestDistance = Infinity;
+    // A widened mark is as wide to the pointer as on screen, and wins a tie with a neighbour.
+    const halfMark = (MARK_MIN_W / 2 / plotW()) * (state.t1 - state.t0), status = row.node.items.status;
+    let best = null, bestDistance = Infinity, bestMarked = false;
     for (let k = found; k >= 0 && k > found - 64; k--) {
       const i = lane[k];
-      const distance = t < d.start[i] ? d.start[i] - t : t > d.end[i] ? t - d.end[i] : 0;
-      if (distance <= tolerance && distance < bestDistance) { best = i; bestDistance = distance; }
+      let distance = t < d.start[i] ? d.start[i] - t : t > d.end[i] ? t - d.end[i] : 0;
+      const marked = EMPHASISED[status[i]];
+      if (marked) distance = Math.max(distance - halfMark, 0);
+      if (distance <= tolerance && (distance < bestDistance || (distance === bestDistance && marked && !bestMarked))) {
+        best = i; bestDistance = distance; bestMarked = marked;
+      }
       if (d.end[i] < t - tolerance && distance > tolerance) break;
     }
     return best === null ? null : { node: row.node, item: best };
@@ -597,6 +627,7 @@
         return { x: rect.left + box.x, y: rect.top + box.y, w: box.w, h: box.h };
       },
       view: () => [state.t0, state.t1],
+      markMinWidth: MARK_MIN_W,
       setView: setView,
       showRun: showRun,
     };
