@@ -228,3 +228,33 @@ def test_a_rate_limit_that_never_ends_fails_after_max_retries(server: Any) -> No
         assert span.attributes[conv.ATTR_ERROR_TYPE] == "429"
         assert [e.name for e in span.events] == [conv.EVENT_LLM_RETRY]
     assert outcome.document["llm_summary"]["failed_calls"] == 2
+
+
+# -- a hostile server that echoes the key ----------------------------------------------------
+
+
+@pytest.mark.parametrize("key", ["k-42x", "sk-live-key-4477123"])
+def test_a_key_the_server_echoes_reaches_no_span_nor_usage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, key: str
+) -> None:
+    """id, model and finish_reason are the provider's words; a short key is hidden as well."""
+    user_dir = tmp_path / "llm-user"
+    monkeypatch.setenv("LLM_USER_PATH", str(user_dir))
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    with chat_server() as (api_base, log):
+        configure_model(user_dir, api_base, key_name="openai")
+        outcome, spans, facts = run_traced(
+            llm_workflow({"prompt": "ECHO-KEY ${item}", "model": "local-gpt"}, ["a"]),
+            capture_llm_content=True,
+        )
+    assert log.requests[0]["auth"] == f"Bearer {key}"  # it was sent, and echoed back
+    assert outcome.status == "success"
+    (item,) = spans_of_layer(spans, conv.LAYER_BATCH_ITEM)
+    assert item.attributes[conv.GEN_AI_RESPONSE_ID] == "chatcmpl-<redacted>"
+    assert item.attributes[conv.GEN_AI_RESPONSE_MODEL] == f"{SERVED_MODEL}-<redacted>"
+    assert tuple(item.attributes[conv.GEN_AI_RESPONSE_FINISH_REASONS]) == ("stop:<redacted>",)
+    for span in spans:
+        assert key not in repr(dict(span.attributes)) + repr(span.events)
+    usage = facts.executions[0].batch_items[0].llm_usage
+    assert key not in repr(usage) and key not in repr(outcome.document)
+    assert key not in repr(outcome.result.nodes)

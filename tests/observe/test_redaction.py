@@ -160,3 +160,11 @@ def test_a_redactor_travels_to_a_worker_process_with_what_it_learned() -> None:
     assert copy.text("a s3cr3t-value and a learned-later-secret") == "a <redacted> and a <redacted>"
     copy.learn(["another-one-here"])  # the copy's own lock works
     assert copy.text("another-one-here") == "<redacted>"
+
+
+def test_a_given_key_is_hidden_whatever_its_length_a_guessed_value_is_not() -> None:
+    redactor = Redactor(["abc"])  # a sensitive leaf this short is not learned (it is "abc")
+    assert redactor.text("id abc") == "id abc"
+    redactor.learn_given(["k-4", ""])  # an API key the run holds is, however short
+    assert redactor.text("id k-4, abc") == f"id {REDACTED}, abc"
+    assert "" not in redactor.secret_values

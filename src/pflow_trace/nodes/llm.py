@@ -60,7 +60,7 @@ class LlmNode(WorkflowNode):
             if params.get(name) is not None:
                 usage[name] = params[name]
         response, attempts, retries = self._call(model, params, options, usage, secret)
-        usage.update(_response_usage(response, model.model_id))
+        usage.update(_response_usage(response, model.model_id, secret))
         usage["attempts"] = attempts
         if retries:
             usage["retries"] = retries
@@ -159,9 +159,15 @@ def _options(model: Any, params: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
-def _response_usage(response: Any, model_id: str) -> dict[str, Any]:
-    """Token counts, finish reason, response id and model, and the cost of one response."""
-    finish_reason, response_id, response_model = llm_calls.response_details(response.json())
+def _response_usage(response: Any, model_id: str, secret: str | None) -> dict[str, Any]:
+    """Token counts, finish reason, response id and model, and the cost of one response.
+
+    The three texts are the provider's to choose; one that echoes the key loses it here.
+    """
+    details = llm_calls.response_details(response.json())
+    finish_reason, response_id, response_model = (
+        llm_calls.scrub(text, secret) if text is not None else None for text in details
+    )
     usage: dict[str, Any] = llm_calls.token_usage(response.usage())
     usage["finish_reason"] = finish_reason
     usage["response_id"] = response_id

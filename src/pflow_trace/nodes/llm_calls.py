@@ -12,7 +12,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from pflow_trace.observe.redaction import REDACTED, is_secret_key
+from pflow_trace.observe.redaction import REDACTED, is_secret_key, normalise_key
 from pflow_trace.text import one_line
 
 #: How much of a provider's error message a failure quotes.
@@ -253,22 +253,34 @@ def token_usage(usage: Any) -> dict[str, int | None]:
 def known_api_keys() -> list[str]:
     """Every API key this process could send: the ``llm`` key store and key-like variables.
 
-    The run adds them to its redaction, so a key that turns up in a response, an error or a
-    param is replaced wherever the run writes (trace, spans, terminal, JSON output).
+    The run adds them to its redaction (:meth:`~pflow_trace.observe.redaction.Redactor.
+    learn_given`), so a key that turns up in a response, an error or a param is replaced
+    wherever the run writes (trace, spans, terminal, JSON output). Keys for certain (the key
+    store, ``*_API_KEY`` and ``LLM_*_KEY`` variables) count whatever their length: a short test
+    key is still a key. Variables that only look secret (``*_TOKEN``, ``*_KEY``) count from
+    :data:`_MIN_KEY_CHARS` characters, so a ``SOME_KEY=1`` does not hide every ``1``.
     """
     values = {
         value
         for name, value in os.environ.items()
-        if (is_secret_key(name) or _KEY_NAME.search(name)) and len(value) >= _MIN_KEY_CHARS
+        if value
+        and (
+            _is_api_key_name(name)
+            or ((is_secret_key(name) or _KEY_NAME.search(name)) and len(value) >= _MIN_KEY_CHARS)
+        )
     }
     try:
         import llm
 
         values.update(
-            value
-            for value in llm.load_keys().values()
-            if isinstance(value, str) and len(value) >= _MIN_KEY_CHARS
+            value for value in llm.load_keys().values() if isinstance(value, str) and value
         )
     except Exception:  # an unreadable key store: the environment's keys still count
         pass
     return sorted(values)
+
+
+def _is_api_key_name(name: str) -> bool:
+    """``OPENAI_API_KEY``, ``x-apikey``, ``LLM_GEMINI_KEY``: a variable that holds an API key."""
+    upper = name.upper()
+    return "apikey" in normalise_key(name) or (upper.startswith("LLM_") and upper.endswith("_KEY"))

@@ -10,7 +10,8 @@ Every value that leaves the process passes through one :class:`Redactor` (usuall
 - **By value.** Every leaf string and number of a sensitive input, and every value a key rule
   hid anywhere in the run, is learned; from then on each occurrence inside any string is
   hidden too (a raw HTTP body, a command's stdout, an error message). Values shorter than
-  :data:`MIN_SECRET_CHARS` are not learned, so ``0``, ``true`` and ``"ok"`` stay readable.
+  :data:`MIN_SECRET_CHARS` are not learned, so ``0``, ``true`` and ``"ok"`` stay readable;
+  the API keys the run holds are learned whatever their length (:meth:`Redactor.learn_given`).
 - **In text.** URL passwords (``https://user:pass@host``) and the values of secret-named pairs
   (``?token=…``, ``api_key=…``, ``"password": "…"``, ``Authorization: Bearer …``).
 
@@ -178,10 +179,23 @@ class Redactor:
 
     def learn(self, texts: Iterable[str]) -> None:
         """Hide each text (of at least :data:`MIN_SECRET_CHARS` characters) wherever it shows."""
+        self._learn(texts, MIN_SECRET_CHARS)
+
+    def learn_given(self, texts: Iterable[str]) -> None:
+        """Hide secrets the run was handed (API keys), whatever their length.
+
+        The length floor of :meth:`learn` is for values guessed to be secret (a leaf of a
+        sensitive object, a value under a secret-named key), where hiding every ``0`` would do
+        harm. A key the run holds is a secret for certain: a five-character test key is hidden
+        as surely as a real one, at the price of hiding those characters wherever they appear.
+        """
+        self._learn(texts, 1)
+
+    def _learn(self, texts: Iterable[str], min_chars: int) -> None:
         fresh = [
             text
             for text in texts
-            if len(text) >= MIN_SECRET_CHARS
+            if len(text) >= min_chars
             and text not in self._values
             and REDACTED not in text
             and text not in REDACTED  # "dact" would re-open every marker already written
