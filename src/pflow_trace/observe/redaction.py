@@ -13,7 +13,9 @@ Every value that leaves the process passes through one :class:`Redactor` (usuall
   :data:`MIN_SECRET_CHARS` are not learned, so ``0``, ``true`` and ``"ok"`` stay readable;
   the API keys the run holds are learned whatever their length (:meth:`Redactor.learn_given`).
 - **In text.** URL passwords (``https://user:pass@host``) and the values of secret-named pairs
-  (``?token=…``, ``api_key=…``, ``"password": "…"``, ``Authorization: Bearer …``).
+  (``?token=…``, ``api_key=…``, ``"password": "…"``, ``Authorization: Bearer …``); after an
+  unquoted ``name:`` only a value shaped like a secret, since prose reads the same way
+  (``/etc/passwd: not JSON``).
 
 Learning is thread-safe and cheap: the known values are kept as one immutable tuple, replaced
 whole when a value is learned, so readers never lock and a run that learns nothing pays
@@ -374,10 +376,36 @@ def _hide_pair(match: re.Match[str], redactor: Redactor) -> str:
         inner = inner[scheme.end() :]
     if not inner or inner == REDACTED:
         return whole
+    if not quote and scheme is None and not _shaped_like_a_secret(inner, match.group("sep")):
+        return whole
     if len(inner) >= MIN_LEARNED_FROM_TEXT_CHARS:
         redactor.learn([inner])
     kept = whole[: match.start("value") - match.start()] + quote
     return kept + (scheme.group(0) if scheme is not None else "") + REDACTED + quote
+
+
+#: Characters that prose rarely puts inside a word and keys and passwords often do.
+_SECRET_MARKS = frozenset("0123456789_+/=~!@#$%^&*")
+#: An all-letter value after ``name:`` at least this long is taken for a passphrase.
+MIN_PASSPHRASE_CHARS = 16
+
+
+def _shaped_like_a_secret(value: str, separator: str) -> bool:
+    """Whether an unquoted pair value looks like a credential rather than the words after it.
+
+    ``name=value`` is a parameter or an assignment: any value with a letter or digit counts.
+    ``name: value`` is also how prose and messages read (``/etc/passwd: not JSON``, a jq
+    filter's ``{key: .a}``), so there the value must start with a letter or digit and carry
+    a mark a plain word lacks — a digit, a capital past its first letter, one of
+    :data:`_SECRET_MARKS` — or be a long run of letters (a passphrase).
+    """
+    if separator == "=":
+        return any(char.isalnum() for char in value)
+    if len(value) < MIN_SECRET_CHARS or not value[0].isalnum():
+        return False
+    if len(value) >= MIN_PASSPHRASE_CHARS or any(char.isupper() for char in value[1:]):
+        return True
+    return not _SECRET_MARKS.isdisjoint(value)
 
 
 def redact_message(message: str) -> str:
