@@ -23,6 +23,7 @@ server as a model (the same file a user writes for any OpenAI-compatible server)
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -139,6 +140,20 @@ def chat_server() -> Iterator[tuple[str, ServerLog]]:
     log = ServerLog()
     with serving(_handler(log)) as base:
         yield f"{base}/v1", log
+
+
+@contextmanager
+def silent_server() -> Iterator[str]:
+    """A server on ``127.0.0.1`` that takes connections and never answers; yields its api_base.
+
+    The socket listens and never calls ``accept``: the kernel completes every connection and
+    takes the request, and no byte ever comes back.
+    """
+    listener = socket.create_server(("127.0.0.1", 0), backlog=16)
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/v1"
+    finally:
+        listener.close()
 
 
 def configure_model(
