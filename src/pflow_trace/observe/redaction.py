@@ -43,18 +43,9 @@ MAX_LEARNED_VALUES = 2000
 #: Words that make a key name a secret, in normalised form (lower case, no ``-_ .``); a key
 #: whose normalised form contains one of them is secret.
 SECRET_KEY_WORDS = (
-    "password",
-    "passwd",
-    "passphrase",
-    "secret",
-    "token",
-    "apikey",
-    "authorization",
-    "cookie",
-    "privatekey",
-    "credential",
-    "sessionid",
-)
+    "password", "passwd", "passphrase", "secret", "token", "apikey", "authorization", "cookie",
+    "privatekey", "credential", "sessionid",
+)  # fmt: skip
 #: ``token`` not followed by these is a secret: ``max_tokens``, ``total_tokens`` (LLM usage
 #: counts), ``tokenizer`` and ``token_type`` are everywhere in model and OAuth responses, and
 #: hiding them would teach the run to hide ordinary numbers and words.
@@ -186,10 +177,8 @@ class Redactor:
     def learn_given(self, texts: Iterable[str]) -> None:
         """Hide secrets the run was handed (API keys), whatever their length.
 
-        The length floor of :meth:`learn` is for values guessed to be secret (a leaf of a
-        sensitive object, a value under a secret-named key), where hiding every ``0`` would do
-        harm. A key the run holds is a secret for certain: a five-character test key is hidden
-        as surely as a real one, at the price of hiding those characters wherever they appear.
+        :meth:`learn`'s floor is for values guessed to be secret, where hiding every ``0`` would
+        harm; a key the run holds is one for certain, however short.
         """
         self._learn(texts, 1)
 
@@ -391,13 +380,11 @@ MIN_PASSPHRASE_CHARS = 16
 
 
 def _shaped_like_a_secret(value: str, separator: str) -> bool:
-    """Whether an unquoted pair value looks like a credential rather than the words after it.
+    """Whether an unquoted pair value looks like a credential, not the words after a name.
 
-    ``name=value`` is a parameter or an assignment: any value with a letter or digit counts.
-    ``name: value`` is also how prose and messages read (``/etc/passwd: not JSON``, a jq
-    filter's ``{key: .a}``), so there the value must start with a letter or digit and carry
-    a mark a plain word lacks — a digit, a capital past its first letter, one of
-    :data:`_SECRET_MARKS` — or be a long run of letters (a passphrase).
+    After ``=`` any value with a letter or digit counts. ``name: value`` is also how prose
+    reads (``/etc/passwd: not JSON``, jq's ``{key: .a}``): there the value must start with a
+    letter or digit and carry a digit, an inner capital or a mark, or be a passphrase.
     """
     if separator == "=":
         return any(char.isalnum() for char in value)
