@@ -12,7 +12,9 @@ batch is deterministic:
 - ``EMPTY`` — an empty answer that still "succeeds";
 - ``CACHED`` — 40 of the prompt tokens are reported as read from the cache;
 - ``SHOW-AUTH`` — the answer quotes the request's ``Authorization`` header (a server that
-  leaks the key back), and ``DENY`` answers 401 quoting it in the error.
+  leaks the key back), and ``DENY`` answers 401 quoting it in the error;
+- ``ECHO-KEY`` — a hostile server: the response's ``id``, ``model`` and ``finish_reason`` all
+  carry the key the request sent (texts the provider controls, which end up on spans).
 
 :func:`configure_model` writes ``extra-openai-models.yaml`` so the ``llm`` library knows the
 server as a model (the same file a user writes for any OpenAI-compatible server).
@@ -21,6 +23,7 @@ server as a model (the same file a user writes for any OpenAI-compatible server)
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -105,14 +108,18 @@ def _handler(log: ServerLog) -> type[BaseHTTPRequestHandler]:
             }
             if "CACHED" in text:
                 usage["prompt_tokens_details"] = {"cached_tokens": CACHED_TOKENS}
-            number = len(log.requests)
+            number: Any = len(log.requests)
+            served = SERVED_MODEL
+            if "ECHO-KEY" in text:
+                key = auth.removeprefix("Bearer ")
+                number, served, finish_reason = key, f"{served}-{key}", f"stop:{key}"
             self._send(
                 200,
                 {
                     "id": f"chatcmpl-{number}",
                     "object": "chat.completion",
                     "created": 1_800_000_000,
-                    "model": SERVED_MODEL,
+                    "model": served,
                     "choices": [
                         {
                             "index": 0,
@@ -133,6 +140,20 @@ def chat_server() -> Iterator[tuple[str, ServerLog]]:
     log = ServerLog()
     with serving(_handler(log)) as base:
         yield f"{base}/v1", log
+
+
+@contextmanager
+def silent_server() -> Iterator[str]:
+    """A server on ``127.0.0.1`` that takes connections and never answers; yields its api_base.
+
+    The socket listens and never calls ``accept``: the kernel completes every connection and
+    takes the request, and no byte ever comes back.
+    """
+    listener = socket.create_server(("127.0.0.1", 0), backlog=16)
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/v1"
+    finally:
+        listener.close()
 
 
 def configure_model(

@@ -236,7 +236,7 @@ def _run_sanitizer(
     an ``llm`` node could send before anything runs, and learns the rest as the run goes.
     """
     redactor = run_redactor(workflow, values, options.redact_keys)
-    redactor.learn(_llm_api_keys(workflow))
+    redactor.learn_given(_llm_api_keys(workflow))
     return Sanitizer(redactor, options.limits, options.previews)
 
 

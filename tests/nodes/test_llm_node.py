@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from llm_server import CACHED_TOKENS, SERVED_MODEL, chat_server, configure_model
+from llm_server import CACHED_TOKENS, SERVED_MODEL, chat_server, configure_model, silent_server
 from pflow_trace import api
 from pflow_trace.api import TracedRun, TraceOptions
 from pflow_trace.ir.validation import validate_workflow
@@ -228,3 +228,75 @@ def test_a_rate_limit_that_never_ends_fails_after_max_retries(server: Any) -> No
         assert span.attributes[conv.ATTR_ERROR_TYPE] == "429"
         assert [e.name for e in span.events] == [conv.EVENT_LLM_RETRY]
     assert outcome.document["llm_summary"]["failed_calls"] == 2
+
+
+# -- a hostile server that echoes the key ----------------------------------------------------
+
+
+@pytest.mark.parametrize("key", ["k-42x", "sk-live-key-4477123"])
+def test_a_key_the_server_echoes_reaches_no_span_nor_usage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, key: str
+) -> None:
+    """id, model and finish_reason are the provider's words; a short key is hidden as well."""
+    user_dir = tmp_path / "llm-user"
+    monkeypatch.setenv("LLM_USER_PATH", str(user_dir))
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    with chat_server() as (api_base, log):
+        configure_model(user_dir, api_base, key_name="openai")
+        outcome, spans, facts = run_traced(
+            llm_workflow({"prompt": "ECHO-KEY ${item}", "model": "local-gpt"}, ["a"]),
+            capture_llm_content=True,
+        )
+    assert log.requests[0]["auth"] == f"Bearer {key}"  # it was sent, and echoed back
+    assert outcome.status == "success"
+    (item,) = spans_of_layer(spans, conv.LAYER_BATCH_ITEM)
+    assert item.attributes[conv.GEN_AI_RESPONSE_ID] == "chatcmpl-<redacted>"
+    assert item.attributes[conv.GEN_AI_RESPONSE_MODEL] == f"{SERVED_MODEL}-<redacted>"
+    assert tuple(item.attributes[conv.GEN_AI_RESPONSE_FINISH_REASONS]) == ("stop:<redacted>",)
+    for span in spans:
+        assert key not in repr(dict(span.attributes)) + repr(span.events)
+    usage = facts.executions[0].batch_items[0].llm_usage
+    assert key not in repr(usage) and key not in repr(outcome.document)
+    assert key not in repr(outcome.result.nodes)
+
+
+# -- a server that never answers -------------------------------------------------------------
+
+
+def test_a_server_that_never_answers_times_out_each_attempt_and_retries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user_dir = tmp_path / "llm-user"
+    monkeypatch.setenv("LLM_USER_PATH", str(user_dir))
+    with silent_server() as api_base:
+        configure_model(user_dir, api_base)
+        params = {"prompt": "hello?", "model": "local-gpt", "timeout": 0.2, "retry_wait": 0}
+        outcome, spans, facts = run_traced(llm_workflow({**params, "max_retries": 2}))
+    assert outcome.status == "failed"
+    usage = facts.executions[0].llm_usage
+    assert usage["attempts"] == 2 and usage["error_type"] == "APITimeoutError"
+    assert [retry["error_type"] for retry in usage["retries"]] == ["APITimeoutError"]
+    (top,) = spans_of_layer(spans, conv.LAYER_INSTRUMENTED)
+    assert [event.name for event in top.events].count(conv.EVENT_LLM_RETRY) == 1
+
+
+def test_a_call_without_a_client_of_ours_is_bounded_by_a_helper_thread() -> None:
+    import threading
+
+    from pflow_trace.nodes import llm_calls
+
+    release = threading.Event()
+    with pytest.raises(llm_calls.LlmTimeout, match=r"no answer within 0\.05 s"):
+        llm_calls.bounded(release.wait, 0.05)
+    release.set()
+    assert llm_calls.is_transient(llm_calls.LlmTimeout("x"))  # retried like a lost connection
+    assert llm_calls.bounded(lambda: 7, 5) == 7
+    with pytest.raises(ValueError, match="boom"):
+        llm_calls.bounded(lambda: int("boom"), 5)
+
+
+def test_timeout_must_be_positive() -> None:
+    node = LlmNode("ask")
+    node.set_params({"prompt": "hi", "model": "echo", "timeout": 0})
+    with pytest.raises(NodeFailure, match="timeout"):
+        node.prep({})

@@ -438,7 +438,7 @@ def test_code_does_not_mutate_inputs() -> None:
 def test_code_runtime_error() -> None:
     exc = failure(CodeNode(), {"code": "print('before')\n\nresult = 1 / 0"})
     assert exc.message == "ZeroDivisionError: division by zero"
-    assert exc.outputs == {"stdout": "before\n", "error_line": 3}
+    assert exc.outputs == {"stdout": "before\n", "stderr": "", "error_line": 3}
 
 
 def test_code_exit_does_not_escape() -> None:

@@ -160,3 +160,43 @@ def test_a_redactor_travels_to_a_worker_process_with_what_it_learned() -> None:
     assert copy.text("a s3cr3t-value and a learned-later-secret") == "a <redacted> and a <redacted>"
     copy.learn(["another-one-here"])  # the copy's own lock works
     assert copy.text("another-one-here") == "<redacted>"
+
+
+def test_a_given_key_is_hidden_whatever_its_length_a_guessed_value_is_not() -> None:
+    redactor = Redactor(["abc"])  # a sensitive leaf this short is not learned (it is "abc")
+    assert redactor.text("id abc") == "id abc"
+    redactor.learn_given(["k-4", ""])  # an API key the run holds is, however short
+    assert redactor.text("id k-4, abc") == f"id {REDACTED}, abc"
+    assert "" not in redactor.secret_values
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "error: /etc/passwd: not JSON (Expecting value at line 1 column 1)",
+        "jq '{key: (.a | tostring)}' data.json",
+        "jq '{key: .name, token: .id}'",
+        "token: expired, secret: the thing, passwd: letmein",
+        "key=( and token=)",
+    ],
+)
+def test_words_after_a_secret_name_are_not_a_secret(text: str) -> None:
+    redactor = Redactor()
+    assert redactor.text(text) == text
+    assert redactor.secret_values == ()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("password: hunter2", f"password: {REDACTED}"),
+        ("api_key: sk-abc123XYZ", f"api_key: {REDACTED}"),
+        ("X-Api-Key: aBcDeFgHiJ", f"X-Api-Key: {REDACTED}"),
+        ("passphrase: correcthorsebatterystaple", f"passphrase: {REDACTED}"),
+        ("Authorization: Bearer plainword", f"Authorization: Bearer {REDACTED}"),
+        ("password: 'letmein'", f"password: '{REDACTED}'"),
+        ("password=letmein", f"password={REDACTED}"),
+    ],
+)
+def test_a_value_shaped_like_a_secret_is_still_hidden(text: str, expected: str) -> None:
+    assert Redactor().text(text) == expected

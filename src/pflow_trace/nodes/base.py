@@ -101,6 +101,33 @@ def is_signal_interrupt(exc: BaseException) -> bool:
     return signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+def is_runtime_stop(exc: BaseException) -> bool:
+    """Whether an exception out of a node's work is the runtime stopping it, not a failure.
+
+    The runtime's stops are the user's signal (:func:`is_signal_interrupt`) and the runtime's
+    own ``BaseException`` classes (:class:`WorkCancelled`, an executor's cancellation raised
+    into the item's thread), recognised by the package that defines them. Everything else —
+    ``exit()``'s ``SystemExit``, an ``asyncio.CancelledError``, a ``GeneratorExit`` or a
+    ``KeyboardInterrupt`` raised by the node's own code, a class deriving from
+    ``BaseException`` — is the node failing: it must neither end the run nor reach the
+    terminal as a traceback that quotes an input.
+    """
+    if isinstance(exc, KeyboardInterrupt):
+        return is_signal_interrupt(exc)
+    if isinstance(exc, Exception):
+        return False
+    return type(exc).__module__.split(".")[0] == "pflow_trace"
+
+
+def exception_line(exc: BaseException) -> str:
+    """``ValueError: bad row`` on one line, whatever the exception's text looked like.
+
+    Not cut short: a secret cut in half would no longer match the run's redaction.
+    """
+    detail = " | ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+
+
 class NodeFailure(Exception):
     """A node's work failed. ``outputs`` keeps whatever it produced (stderr, a status code)."""
 
@@ -142,6 +169,9 @@ class WorkflowNode(BaseNode):
         ``NodeFailure.outputs`` (a shell node's stdout and stderr, an http node's status and
         body) are what a person needs to see why the node failed, so they are written like a
         success's outputs before the failure goes on up: the trace's ``shared_after`` has them.
+        A ``BaseException`` that is not an ``Exception`` and not the runtime's stop (see
+        :func:`is_runtime_stop`) becomes a :class:`NodeFailure` with a one-line message, so a
+        node type's ``CancelledError`` fails the node like any error, on every executor.
         """
         try:
             return super()._run(shared)
@@ -149,6 +179,12 @@ class WorkflowNode(BaseNode):
             for key, value in failure.outputs.items():
                 shared[key] = value
             raise
+        except Exception:
+            raise
+        except BaseException as exc:
+            if is_runtime_stop(exc):
+                raise
+            raise NodeFailure(exception_line(exc)) from None
 
     def post(self, shared: Shared, prep_result: Any, exec_result: Any) -> str | None:
         outputs: Mapping[str, Any] = exec_result or {}

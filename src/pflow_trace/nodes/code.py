@@ -2,8 +2,12 @@
 
 This is not a sandbox: the code runs in-process with full builtins, exactly like the workflow's
 author running it themselves. Batches run the same source thousands of times on several threads,
-so compiled code is cached per source string and ``print`` is captured per call, never through
-the process-wide ``sys.stdout``.
+so compiled code is cached per source string, and what the code writes (``print``,
+``sys.stdout``, ``sys.stderr``, ``logging``) is captured per call into the ``stdout`` and
+``stderr`` outputs (:mod:`~pflow_trace.nodes.output_capture`), which the run redacts like any
+output. An exception out of the code, ``BaseException`` included, is the node failing with a
+one-line message; only the runtime's own stops pass through
+(:func:`~pflow_trace.nodes.base.is_runtime_stop`).
 
 As in pflow (pflow-cli 0.16), a top-level bare annotation (``items: list``) declares an input:
 the value bound to it must have that outer type, and a JSON object or array arriving as text is
@@ -16,9 +20,7 @@ from __future__ import annotations
 import ast
 import builtins
 import copy
-import io
 import json
-import sys
 import threading
 import typing
 from collections.abc import Mapping
@@ -26,7 +28,14 @@ from types import CodeType
 from typing import Any, ClassVar
 
 from pflow_trace.engine.core import Shared
-from pflow_trace.nodes.base import RUNTIME_KEYS, NodeFailure, WorkflowNode, is_signal_interrupt
+from pflow_trace.nodes.base import (
+    RUNTIME_KEYS,
+    NodeFailure,
+    WorkflowNode,
+    exception_line,
+    is_runtime_stop,
+)
+from pflow_trace.nodes.output_capture import captured_output
 
 FILENAME = "<code node>"
 #: Where ``exec`` hands the chosen ``next`` to ``post`` (never written to the store).
@@ -123,26 +132,6 @@ def _typed_input(name: str, value: Any, accepted: tuple[type, ...] | None, writt
     raise NodeFailure(f"input '{name}' expects {written} but received {got}")
 
 
-def _capturing_print(buffer: io.StringIO, errors: io.StringIO) -> Any:
-    """A ``print`` that writes to ``buffer`` (or ``errors`` for ``sys.stderr``)."""
-
-    def print_(
-        *args: Any,
-        sep: str | None = " ",
-        end: str | None = "\n",
-        file: Any = None,
-        flush: bool = False,
-    ) -> None:
-        if file is None or file is sys.stdout:
-            builtins.print(*args, sep=sep, end=end, file=buffer)
-        elif file is sys.stderr:
-            builtins.print(*args, sep=sep, end=end, file=errors)
-        else:
-            builtins.print(*args, sep=sep, end=end, file=file, flush=flush)
-
-    return print_
-
-
 def _user_line(exc: BaseException) -> int | None:
     """The line of the user's code where ``exc`` was raised (the innermost frame in it)."""
     line = None
@@ -152,11 +141,6 @@ def _user_line(exc: BaseException) -> int | None:
             line = tb.tb_lineno
         tb = tb.tb_next
     return line
-
-
-def _exception_line(exc: BaseException) -> str:
-    detail = str(exc)
-    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
 
 
 class CodeNode(WorkflowNode):
@@ -187,7 +171,6 @@ class CodeNode(WorkflowNode):
             text = f": {exc.text.strip()}" if exc.text and exc.text.strip() else ""
             raise NodeFailure(f"SyntaxError on {where}: {exc.msg}{text}") from None
 
-        buffer, errors = io.StringIO(), io.StringIO()
         inputs = dict(params.get("inputs") or {})
         for name, (accepted, written) in declared_inputs(params["code"]).items():
             if name in inputs:
@@ -201,21 +184,23 @@ class CodeNode(WorkflowNode):
             "Optional": typing.Optional,
             "typing": typing,
             **_private_copy(inputs),
-            "print": _capturing_print(buffer, errors),
         }
-        try:
-            exec(code, namespace)
-        except (Exception, SystemExit, KeyboardInterrupt) as exc:
-            # exit() must not end the runtime, and a KeyboardInterrupt the snippet raised itself
-            # is this node failing; only the user's signal stops the run.
-            if isinstance(exc, KeyboardInterrupt) and is_signal_interrupt(exc):
-                raise
-            failed = {"stdout": buffer.getvalue(), "error_line": _user_line(exc)}
-            raise NodeFailure(_exception_line(exc), outputs=failed) from None
+        with captured_output() as output:
+            try:
+                exec(code, namespace)
+            except BaseException as exc:
+                if is_runtime_stop(exc):
+                    raise
+                failed = {
+                    "stdout": output.stdout.getvalue(),
+                    "stderr": output.stderr.getvalue(),
+                    "error_line": _user_line(exc),
+                }
+                raise NodeFailure(exception_line(exc), outputs=failed) from None
         outputs = {
             "result": namespace.get("result"),
-            "stdout": buffer.getvalue(),
-            "stderr": errors.getvalue(),
+            "stdout": output.stdout.getvalue(),
+            "stderr": output.stderr.getvalue(),
         }
         route = namespace.get("next")
         return {**outputs, ACTION: route} if isinstance(route, str) else outputs

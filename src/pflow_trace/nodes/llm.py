@@ -9,7 +9,8 @@ of its plugins provides works (OpenAI is built in; ``llm-echo`` answers offline)
 Rate limits, overloaded servers and lost connections are retried here, up to ``max_retries``
 attempts (3, as pflow's node does), waiting ``retry_wait`` seconds doubled each time or what the
 provider's ``Retry-After`` asks; every failed attempt is listed in ``llm_usage.retries`` and
-becomes a span event. Anything else (a bad key, an unknown model, a refused request) fails at
+becomes a span event. An attempt that gets no answer within ``timeout`` seconds (120) is one
+such failure. Anything else (a bad key, an unknown model, a refused request) fails at
 once. API keys come from the environment or the ``llm`` key store and are scrubbed from every
 output. The node never touches spans itself: see ``docs/llm.md``.
 """
@@ -25,6 +26,8 @@ from pflow_trace.nodes.llm_pricing import price_table
 
 DEFAULT_MAX_RETRIES = 3
 DEFAULT_RETRY_WAIT_S = 1.0
+#: Seconds an attempt waits for an answer (the OpenAI client's own default is ten minutes).
+DEFAULT_TIMEOUT_S = 120.0
 
 
 class LlmNode(WorkflowNode):
@@ -42,6 +45,7 @@ class LlmNode(WorkflowNode):
             "model_options": {"type": ["object", "null"]},
             "max_retries": {"type": "integer", "minimum": 1},
             "retry_wait": {"type": "number", "minimum": 0},
+            "timeout": {"type": ["number", "null"], "exclusiveMinimum": 0},
         },
         "required": ["prompt"],
         "patternProperties": RUNTIME_KEYS,
@@ -60,7 +64,7 @@ class LlmNode(WorkflowNode):
             if params.get(name) is not None:
                 usage[name] = params[name]
         response, attempts, retries = self._call(model, params, options, usage, secret)
-        usage.update(_response_usage(response, model.model_id))
+        usage.update(_response_usage(response, model.model_id, secret))
         usage["attempts"] = attempts
         if retries:
             usage["retries"] = retries
@@ -83,13 +87,13 @@ class LlmNode(WorkflowNode):
         """The request, retried on transient failures; every failed attempt is listed."""
         max_attempts = int(params.get("max_retries", DEFAULT_MAX_RETRIES))
         wait_s = float(params.get("retry_wait", DEFAULT_RETRY_WAIT_S))
+        timeout_s = float(params.get("timeout") or DEFAULT_TIMEOUT_S)
         retries: list[dict[str, Any]] = []
         for attempt in range(1, max_attempts + 1):
             try:
-                response = model.prompt(
-                    params["prompt"], system=params.get("system"), stream=False, options=options
+                response = llm_calls.request(
+                    model, params["prompt"], params.get("system"), options, timeout_s
                 )
-                response.text()  # the request happens here; failures surface here
                 return response, attempt, retries
             except Exception as exc:
                 error = llm_calls.describe_failure(exc, secret)
@@ -159,9 +163,15 @@ def _options(model: Any, params: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
-def _response_usage(response: Any, model_id: str) -> dict[str, Any]:
-    """Token counts, finish reason, response id and model, and the cost of one response."""
-    finish_reason, response_id, response_model = llm_calls.response_details(response.json())
+def _response_usage(response: Any, model_id: str, secret: str | None) -> dict[str, Any]:
+    """Token counts, finish reason, response id and model, and the cost of one response.
+
+    The three texts are the provider's to choose; one that echoes the key loses it here.
+    """
+    details = llm_calls.response_details(response.json())
+    finish_reason, response_id, response_model = (
+        llm_calls.scrub(text, secret) if text is not None else None for text in details
+    )
     usage: dict[str, Any] = llm_calls.token_usage(response.usage())
     usage["finish_reason"] = finish_reason
     usage["response_id"] = response_id

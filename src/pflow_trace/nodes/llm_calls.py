@@ -6,13 +6,14 @@ the ``llm`` library at module level: a workflow without an ``llm`` node never pa
 
 from __future__ import annotations
 
+import contextvars
 import os
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from pflow_trace.observe.redaction import REDACTED, is_secret_key
+from pflow_trace.observe.redaction import REDACTED, is_secret_key, normalise_key
 from pflow_trace.text import one_line
 
 #: How much of a provider's error message a failure quotes.
@@ -70,13 +71,21 @@ class _ModelCache:
 models = _ModelCache()
 
 
+#: The timeout of the call running in this context, for the client the OpenAI plugin builds.
+_call_timeout_s: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "pflow_trace_llm_call_timeout_s", default=None
+)
+
+
 def _make_retries_visible(model: Any) -> None:
     """Turn off the OpenAI client's own retries for this model, so the node's are the only ones.
 
     The ``llm`` library's OpenAI plugin builds an ``openai`` client per call, and that client
     silently retries rate limits and server errors twice. A retry nobody sees cannot be a span
     event, so the node retries instead (and records each attempt); the client gets
-    ``max_retries=0``. Models of other plugins have no ``get_client`` and are left as they are.
+    ``max_retries=0``, and the call's ``timeout`` (the library has no option for it; the
+    client's own default is ten minutes). Models of other plugins have no ``get_client`` and
+    are left as they are.
     """
     get_client = getattr(model, "get_client", None)
     if get_client is None or getattr(model, "_pflow_trace_visible_retries", False):
@@ -85,10 +94,65 @@ def _make_retries_visible(model: Any) -> None:
     def get_client_without_retries(*args: Any, **kwargs: Any) -> Any:
         client = get_client(*args, **kwargs)
         with_options = getattr(client, "with_options", None)
-        return with_options(max_retries=0) if callable(with_options) else client
+        if not callable(with_options):
+            return client
+        timeout_s = _call_timeout_s.get()
+        if timeout_s is None:
+            return with_options(max_retries=0)
+        return with_options(max_retries=0, timeout=timeout_s)
 
     model.get_client = get_client_without_retries
     model._pflow_trace_visible_retries = True
+
+
+class LlmTimeout(Exception):
+    """No answer within the node's ``timeout``: transient (the name says ``Timeout``), retried."""
+
+
+def request(
+    model: Any, prompt: str, system: str | None, options: dict[str, Any], timeout_s: float
+) -> Any:
+    """One attempt: the prompt sent and its answer read, within ``timeout_s`` seconds.
+
+    A model whose client the node builds (the OpenAI plugin and every OpenAI-compatible
+    server) gets the timeout on its client, which gives up and closes the connection. Any
+    other plugin's call runs on a helper thread the node stops waiting for: the call cannot be
+    stopped from outside, but the item is not held up by it.
+    """
+
+    def attempt() -> Any:
+        response = model.prompt(prompt, system=system, stream=False, options=options)
+        response.text()  # the request happens here; failures surface here
+        return response
+
+    if getattr(model, "_pflow_trace_visible_retries", False):
+        token = _call_timeout_s.set(timeout_s)
+        try:
+            return attempt()
+        finally:
+            _call_timeout_s.reset(token)
+    return bounded(attempt, timeout_s)
+
+
+def bounded(call: Callable[[], Any], timeout_s: float) -> Any:
+    """``call()`` on a daemon thread; :class:`LlmTimeout` when it has not returned in time."""
+    outcome: list[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append((True, call()))
+        except BaseException as exc:  # handed to the waiting thread, raised there
+            outcome.append((False, exc))
+
+    worker = threading.Thread(target=run, name="pflow-trace-llm-call", daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+    if not outcome:
+        raise LlmTimeout(f"no answer within {timeout_s:g} s")
+    succeeded, value = outcome[0]
+    if not succeeded:
+        raise value
+    return value
 
 
 def provider_name(model: Any) -> str:
@@ -253,22 +317,34 @@ def token_usage(usage: Any) -> dict[str, int | None]:
 def known_api_keys() -> list[str]:
     """Every API key this process could send: the ``llm`` key store and key-like variables.
 
-    The run adds them to its redaction, so a key that turns up in a response, an error or a
-    param is replaced wherever the run writes (trace, spans, terminal, JSON output).
+    The run adds them to its redaction (:meth:`~pflow_trace.observe.redaction.Redactor.
+    learn_given`), so a key that turns up in a response, an error or a param is replaced
+    wherever the run writes (trace, spans, terminal, JSON output). Keys for certain (the key
+    store, ``*_API_KEY`` and ``LLM_*_KEY`` variables) count whatever their length: a short test
+    key is still a key. Variables that only look secret (``*_TOKEN``, ``*_KEY``) count from
+    :data:`_MIN_KEY_CHARS` characters, so a ``SOME_KEY=1`` does not hide every ``1``.
     """
     values = {
         value
         for name, value in os.environ.items()
-        if (is_secret_key(name) or _KEY_NAME.search(name)) and len(value) >= _MIN_KEY_CHARS
+        if value
+        and (
+            _is_api_key_name(name)
+            or ((is_secret_key(name) or _KEY_NAME.search(name)) and len(value) >= _MIN_KEY_CHARS)
+        )
     }
     try:
         import llm
 
         values.update(
-            value
-            for value in llm.load_keys().values()
-            if isinstance(value, str) and len(value) >= _MIN_KEY_CHARS
+            value for value in llm.load_keys().values() if isinstance(value, str) and value
         )
     except Exception:  # an unreadable key store: the environment's keys still count
         pass
     return sorted(values)
+
+
+def _is_api_key_name(name: str) -> bool:
+    """``OPENAI_API_KEY``, ``x-apikey``, ``LLM_GEMINI_KEY``: a variable that holds an API key."""
+    upper = name.upper()
+    return "apikey" in normalise_key(name) or (upper.startswith("LLM_") and upper.endswith("_KEY"))

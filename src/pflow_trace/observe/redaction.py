@@ -10,9 +10,12 @@ Every value that leaves the process passes through one :class:`Redactor` (usuall
 - **By value.** Every leaf string and number of a sensitive input, and every value a key rule
   hid anywhere in the run, is learned; from then on each occurrence inside any string is
   hidden too (a raw HTTP body, a command's stdout, an error message). Values shorter than
-  :data:`MIN_SECRET_CHARS` are not learned, so ``0``, ``true`` and ``"ok"`` stay readable.
+  :data:`MIN_SECRET_CHARS` are not learned, so ``0``, ``true`` and ``"ok"`` stay readable;
+  the API keys the run holds are learned whatever their length (:meth:`Redactor.learn_given`).
 - **In text.** URL passwords (``https://user:pass@host``) and the values of secret-named pairs
-  (``?token=…``, ``api_key=…``, ``"password": "…"``, ``Authorization: Bearer …``).
+  (``?token=…``, ``api_key=…``, ``"password": "…"``, ``Authorization: Bearer …``); after an
+  unquoted ``name:`` only a value shaped like a secret, since prose reads the same way
+  (``/etc/passwd: not JSON``).
 
 Learning is thread-safe and cheap: the known values are kept as one immutable tuple, replaced
 whole when a value is learned, so readers never lock and a run that learns nothing pays
@@ -40,18 +43,9 @@ MAX_LEARNED_VALUES = 2000
 #: Words that make a key name a secret, in normalised form (lower case, no ``-_ .``); a key
 #: whose normalised form contains one of them is secret.
 SECRET_KEY_WORDS = (
-    "password",
-    "passwd",
-    "passphrase",
-    "secret",
-    "token",
-    "apikey",
-    "authorization",
-    "cookie",
-    "privatekey",
-    "credential",
-    "sessionid",
-)
+    "password", "passwd", "passphrase", "secret", "token", "apikey", "authorization", "cookie",
+    "privatekey", "credential", "sessionid",
+)  # fmt: skip
 #: ``token`` not followed by these is a secret: ``max_tokens``, ``total_tokens`` (LLM usage
 #: counts), ``tokenizer`` and ``token_type`` are everywhere in model and OAuth responses, and
 #: hiding them would teach the run to hide ordinary numbers and words.
@@ -178,10 +172,21 @@ class Redactor:
 
     def learn(self, texts: Iterable[str]) -> None:
         """Hide each text (of at least :data:`MIN_SECRET_CHARS` characters) wherever it shows."""
+        self._learn(texts, MIN_SECRET_CHARS)
+
+    def learn_given(self, texts: Iterable[str]) -> None:
+        """Hide secrets the run was handed (API keys), whatever their length.
+
+        :meth:`learn`'s floor is for values guessed to be secret, where hiding every ``0`` would
+        harm; a key the run holds is one for certain, however short.
+        """
+        self._learn(texts, 1)
+
+    def _learn(self, texts: Iterable[str], min_chars: int) -> None:
         fresh = [
             text
             for text in texts
-            if len(text) >= MIN_SECRET_CHARS
+            if len(text) >= min_chars
             and text not in self._values
             and REDACTED not in text
             and text not in REDACTED  # "dact" would re-open every marker already written
@@ -360,10 +365,34 @@ def _hide_pair(match: re.Match[str], redactor: Redactor) -> str:
         inner = inner[scheme.end() :]
     if not inner or inner == REDACTED:
         return whole
+    if not quote and scheme is None and not _shaped_like_a_secret(inner, match.group("sep")):
+        return whole
     if len(inner) >= MIN_LEARNED_FROM_TEXT_CHARS:
         redactor.learn([inner])
     kept = whole[: match.start("value") - match.start()] + quote
     return kept + (scheme.group(0) if scheme is not None else "") + REDACTED + quote
+
+
+#: Characters that prose rarely puts inside a word and keys and passwords often do.
+_SECRET_MARKS = frozenset("0123456789_+/=~!@#$%^&*")
+#: An all-letter value after ``name:`` at least this long is taken for a passphrase.
+MIN_PASSPHRASE_CHARS = 16
+
+
+def _shaped_like_a_secret(value: str, separator: str) -> bool:
+    """Whether an unquoted pair value looks like a credential, not the words after a name.
+
+    After ``=`` any value with a letter or digit counts. ``name: value`` is also how prose
+    reads (``/etc/passwd: not JSON``, jq's ``{key: .a}``): there the value must start with a
+    letter or digit and carry a digit, an inner capital or a mark, or be a passphrase.
+    """
+    if separator == "=":
+        return any(char.isalnum() for char in value)
+    if len(value) < MIN_SECRET_CHARS or not value[0].isalnum():
+        return False
+    if len(value) >= MIN_PASSPHRASE_CHARS or any(char.isupper() for char in value[1:]):
+        return True
+    return not _SECRET_MARKS.isdisjoint(value)
 
 
 def redact_message(message: str) -> str:

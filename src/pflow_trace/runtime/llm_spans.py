@@ -5,9 +5,10 @@ taken for an LLM call. The layer that owns the call's span — the batch layer f
 instrumented layer for a node that is not a batch — hands that usage here, so the node itself
 never touches spans and the same record feeds the facts, the trace file and the span.
 
-Prompt and completion text go on the span only when the run opts in
-(``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true`` or ``--capture-llm-content``),
-and then through the run's sanitizer like every other value.
+Every text attribute goes through the run's redaction: the response id, the served model and
+the finish reason are the provider's words and could echo the key. Prompt and completion text
+go on the span only when the run opts in (``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=
+true`` or ``--capture-llm-content``), and then through the run's sanitizer like every value.
 """
 
 from __future__ import annotations
@@ -71,6 +72,23 @@ def gen_ai_attributes(usage: Mapping[str, Any]) -> dict[str, Any]:
     return attributes
 
 
+def redacted_attributes(attributes: Mapping[str, Any], sanitizer: Sanitizer) -> dict[str, Any]:
+    """Every text of a call's attributes through the run's redaction, numbers as they are.
+
+    The response id, the served model's name and the finish reason are whatever the provider
+    sent back; a server that echoes the request's key must not get it onto the span.
+    """
+    redact = sanitizer.redactor.text
+    safe: dict[str, Any] = {}
+    for name, value in attributes.items():
+        if isinstance(value, str):
+            value = redact(value)
+        elif isinstance(value, tuple):
+            value = tuple(redact(part) if isinstance(part, str) else part for part in value)
+        safe[name] = value
+    return safe
+
+
 def _content_attributes(outputs: Mapping[str, Any], sanitizer: Sanitizer) -> dict[str, str]:
     """Prompt, system instructions and completion as GenAI message JSON, sanitized first."""
     attributes: dict[str, str] = {}
@@ -108,7 +126,7 @@ def record_llm_call(
     attributes = gen_ai_attributes(usage)
     if capture_content and outputs.__class__ is dict:
         attributes.update(_content_attributes(outputs, sanitizer))
-    span.set_attributes(attributes)
+    span.set_attributes(redacted_attributes(attributes, sanitizer))
     for retry in usage.get("retries") or ():
         if not isinstance(retry, Mapping):
             continue
@@ -117,6 +135,6 @@ def record_llm_call(
             conv.ATTR_RETRY_ERROR: sanitizer.text(str(retry.get("error", ""))),
         }
         if isinstance(retry.get("error_type"), str):
-            event[conv.ATTR_ERROR_TYPE] = retry["error_type"]
+            event[conv.ATTR_ERROR_TYPE] = sanitizer.text(retry["error_type"])
         at = retry.get("time_unix_nano")
         span.add_event(conv.EVENT_LLM_RETRY, event, timestamp=at if isinstance(at, int) else None)
