@@ -20,6 +20,7 @@ from __future__ import annotations
 import time
 from typing import Any, ClassVar
 
+from pflow_trace.engine import RetryPolicy
 from pflow_trace.nodes import llm_calls
 from pflow_trace.nodes.base import RUNTIME_KEYS, NodeFailure, WorkflowNode
 from pflow_trace.nodes.llm_pricing import price_table
@@ -51,6 +52,23 @@ class LlmNode(WorkflowNode):
         "patternProperties": RUNTIME_KEYS,
         "additionalProperties": False,
     }
+
+    def prepare(self) -> None:
+        """Load the ``llm`` library, its plugins and a model named as plain text, once per
+        process and before a batch's clock starts: that load takes seconds, and inside the
+        first item of every lane it would read as slow items (and false parallelism). A model
+        named by a template is resolved per item; a failure here is left to the item to report.
+        """
+        name = self.params.get("model")
+        try:
+            if isinstance(name, str) and "${" not in name:
+                llm_calls.models.get(name)
+            elif name is None:
+                llm_calls.models.get(None)
+            else:
+                llm_calls.load_plugins()
+        except Exception:  # the item's own call fails with the real message
+            pass
 
     def exec(self, params: dict[str, Any]) -> dict[str, Any]:
         model = _model(params.get("model"))
@@ -85,11 +103,15 @@ class LlmNode(WorkflowNode):
         secret: str | None,
     ) -> tuple[Any, int, list[dict[str, Any]]]:
         """The request, retried on transient failures; every failed attempt is listed."""
-        max_attempts = int(params.get("max_retries", DEFAULT_MAX_RETRIES))
-        wait_s = float(params.get("retry_wait", DEFAULT_RETRY_WAIT_S))
+        policy = RetryPolicy(
+            int(params.get("max_retries", DEFAULT_MAX_RETRIES)),
+            float(params.get("retry_wait", DEFAULT_RETRY_WAIT_S)),
+            backoff=2.0,
+            max_asked_s=llm_calls.MAX_RETRY_AFTER_S,
+        )
         timeout_s = float(params.get("timeout") or DEFAULT_TIMEOUT_S)
         retries: list[dict[str, Any]] = []
-        for attempt in range(1, max_attempts + 1):
+        for attempt in range(1, policy.max_attempts + 1):
             try:
                 response = llm_calls.request(
                     model, params["prompt"], params.get("system"), options, timeout_s
@@ -103,8 +125,12 @@ class LlmNode(WorkflowNode):
                     "error_type": llm_calls.error_type(exc),
                     "time_unix_nano": time.time_ns(),
                 }
-                pause_s = _pause_s(exc, wait_s, attempt)
-                if attempt == max_attempts or pause_s is None:
+                pause_s = (
+                    policy.pause_s(attempt, llm_calls.retry_after_s(exc))
+                    if llm_calls.is_transient(exc)
+                    else None
+                )
+                if pause_s is None:
                     failed = {**usage, "attempts": attempt, "error": error}
                     failed["error_type"] = failure["error_type"]
                     if retries:
@@ -117,17 +143,6 @@ class LlmNode(WorkflowNode):
                 retries.append(failure)
                 time.sleep(pause_s)
         raise AssertionError("unreachable: the last attempt returns or raises")
-
-
-def _pause_s(exc: Exception, wait_s: float, attempt: int) -> float | None:
-    """How long to wait before the next attempt; None when the failure is not worth one."""
-    if not llm_calls.is_transient(exc):
-        return None
-    asked = llm_calls.retry_after_s(exc)
-    if asked is not None and asked > llm_calls.MAX_RETRY_AFTER_S:
-        return None
-    backoff = wait_s * 2 ** (attempt - 1)
-    return max(backoff, asked or 0.0)
 
 
 def _model(name: str | None) -> Any:

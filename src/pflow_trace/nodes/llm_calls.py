@@ -71,6 +71,13 @@ class _ModelCache:
 models = _ModelCache()
 
 
+def load_plugins() -> None:
+    """Import ``llm`` and load its plugins: the slow part of a first model lookup."""
+    from llm.plugins import load_plugins as load
+
+    load()
+
+
 #: The timeout of the call running in this context, for the client the OpenAI plugin builds.
 _call_timeout_s: contextvars.ContextVar[float | None] = contextvars.ContextVar(
     "pflow_trace_llm_call_timeout_s", default=None

@@ -17,6 +17,7 @@ nothing of the run keeps running on the cluster.
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import queue
 import threading
@@ -77,6 +78,7 @@ class DaskExecutor:
                 threads_per_worker=1,
                 processes=True,
                 dashboard_address=":0",
+                silence_logs=logging.CRITICAL,  # our one-line errors, not Dask's log lines
             )
         self.client = distributed.Client(self.cluster, set_as_default=False)
         return self.client
@@ -160,6 +162,8 @@ class _DaskTransport:
             return WorkerLost("the item was cancelled on its worker", final=True)
         if isinstance(exc, self.distributed.KilledWorker):
             return WorkerLost(f"the Dask worker running the item died ({exc})")
+        if isinstance(exc, WorkerItemError):
+            return WorkerLost(str(exc), final=True)
         return WorkerLost(f"the item's task failed on the cluster: {type(exc).__name__}: {exc}")
 
     def cancel(self) -> None:
@@ -185,6 +189,10 @@ class _DaskTransport:
 
 class JobCancelled(BaseException):
     """Raised inside an item's thread on a worker when its run cancelled the batch."""
+
+
+class WorkerItemError(Exception):
+    """A runtime failure on a worker, already one redacted line (Dask logs the task's error)."""
 
 
 _state_lock = threading.Lock()
@@ -226,6 +234,10 @@ def run_dask_item(
             _running[ident] = job.job_id
         try:
             return runner.run(index, item, lane, lost, first_start_ns, want)
+        except JobCancelled:
+            raise
+        except BaseException as exc:  # a bug: one redacted line, not a worker's traceback log
+            raise WorkerItemError(runner.describe(exc)) from None
         finally:
             with _state_lock:
                 del _running[ident]

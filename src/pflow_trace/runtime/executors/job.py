@@ -35,6 +35,7 @@ from pflow_trace.observe.sanitize import Sanitizer
 from pflow_trace.observe.worker_spans import SpanRow, worker_tracing
 from pflow_trace.runtime.context import RunContext, current_execution
 from pflow_trace.runtime.item_life import BatchWork, ItemLife, LostAttempt
+from pflow_trace.runtime.layers import describe_error
 from pflow_trace.runtime.namespaced import NamespacedNode
 from pflow_trace.runtime.template_aware import TemplateAwareNode
 
@@ -120,6 +121,10 @@ class ItemRunner:
         self.chain = chain
         self.life = ItemLife(run, job.node_id, job.node_type, job.alias, job.retry, place)
         self.parent = _PROPAGATOR.extract(job.carrier)
+
+    def describe(self, exc: BaseException) -> str:
+        """One redacted line for a failure outside the item's own attempts (a runtime bug)."""
+        return self.job.sanitizer.text(f"the worker failed running the item: {describe_error(exc)}")
 
     def run(
         self,

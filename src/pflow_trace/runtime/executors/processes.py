@@ -65,7 +65,11 @@ def _lane_main(conn: Connection) -> None:
         if runner is None or runner.job.job_id != job_id:
             conn.send(("error", job_error))
             continue
-        reply = runner.run(index, item, lane, lost, first_start_ns, want)
+        try:
+            reply = runner.run(index, item, lane, lost, first_start_ns, want)
+        except BaseException as exc:  # a bug, never a traceback with the item's data
+            conn.send(("error", runner.describe(exc)))
+            continue
         try:
             conn.send(("reply", reply))
         except Exception as exc:  # pickling the result failed before anything was written
