@@ -18,6 +18,7 @@ from yaml.composer import ComposerError
 
 from pflow_trace.ir.markdown import Document, Entity, Fence, Item, ParsedMarkdown, description
 from pflow_trace.ir.templates import _template_end
+from pflow_trace.ir.validation import read_at_most
 from pflow_trace.text import one_line
 
 #: Node fields that sit beside ``params`` in the IR; every other item is a param.
@@ -225,8 +226,7 @@ def _file_param(doc: Document, line: int, value: Any, base: Path) -> Any:
     try:
         if not candidate.is_file():
             return value
-        with open(candidate, "rb") as stream:
-            data = stream.read(MAX_FILE_PARAM_BYTES + 1)
+        data = read_at_most(candidate, MAX_FILE_PARAM_BYTES + 1)
         if len(data) > MAX_FILE_PARAM_BYTES:
             raise ValueError(f"larger than {MAX_FILE_PARAM_BYTES // (1024 * 1024)} MB")
         return data.decode("utf-8").rstrip("\n")

@@ -288,12 +288,29 @@ def _template_problems(
 MAX_WORKFLOW_BYTES = 16 * 1024 * 1024
 
 
+def read_at_most(path: str | Path, limit: int) -> bytes:
+    """A file's first ``limit`` bytes, read in chunks: ``read(limit)`` alone would set aside
+    ``limit`` bytes up front, 16 MB for the smallest workflow."""
+    chunks: list[bytes] = []
+    size = 0
+    with open(path, "rb") as stream:
+        while size < limit:
+            chunk = stream.read(min(_READ_CHUNK_BYTES, limit - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    return b"".join(chunks)
+
+
+_READ_CHUNK_BYTES = 256 * 1024
+
+
 def read_workflow_text(path: str | Path) -> str:
     """A workflow file's text; unreadable, binary or oversized files are one-line errors."""
     source = Path(path)
     try:
-        with open(source, "rb") as stream:
-            data = stream.read(MAX_WORKFLOW_BYTES + 1)
+        data = read_at_most(source, MAX_WORKFLOW_BYTES + 1)
         text = data.decode("utf-8").removeprefix("\ufeff")  # a byte-order mark is no text
     except FileNotFoundError:
         raise UsageError(f"{source}: no such workflow file") from None
