@@ -410,3 +410,28 @@ def test_a_next_naming_no_step_lists_a_few_steps_or_the_closest() -> None:
     assert problem.endswith(", … (30 in all), or end)")
     (problem,) = problems(text.replace("- next: zz", "- next: s1x"))
     assert problem == "line 7: '- next: s1x' names no step (did you mean 's1'?)"
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("list-io.json", '{"ir_version": "0.1.0", "inputs": ["a"], "outputs": ["x"], "nodes": []}'),
+        ("alias.pflow.md", STEP + "\n```yaml value\n&a [*a]\n```\n"),
+        ("nested.pflow.md", STEP + "- v: " + "${s.v[" * 3000 + "0" + "]}" * 3000 + "\n"),
+    ],
+)
+def test_validate_reports_hostile_shapes_without_a_traceback(
+    name: str, content: str, tmp_path: Path
+) -> None:
+    path = tmp_path / name
+    path.write_text(content)
+    done = subprocess.run(
+        [sys.executable, "-m", "pflow_trace", "validate", str(path)],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert all(line.startswith(("  - ", str(path))) for line in done.stderr.splitlines())
