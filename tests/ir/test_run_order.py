@@ -69,3 +69,8 @@ def test_random_graphs_agree_with_a_plain_search(seed: int) -> None:
             start,
             goal,
         )
+
+
+def test_edge_ends_that_are_no_ids_are_ignored() -> None:
+    nodes = RunOrder({"a": 0, "b": 1}, [{"from": "a", "to": []}, {"from": {}, "to": "b"}])
+    assert not nodes.may_run_before("a", "b")

@@ -36,7 +36,7 @@ class RunOrder:
         edge_count = 0
         for edge in edges:
             self._has_edges = True
-            start, end = self._position.get(edge.get("from")), self._position.get(edge.get("to"))
+            start, end = self._node_at(edge.get("from")), self._node_at(edge.get("to"))
             if start is not None and end is not None:
                 successors[start].append(end)
                 edge_count += 1
@@ -52,6 +52,10 @@ class RunOrder:
         self._enter, self._leave = _intervals(self._dag)
         self._answers: dict[tuple[int, int], bool] = {}
         self._steps_left = SEARCH_STEPS_PER_ELEMENT * (len(successors) + edge_count) + 10_000
+
+    def _node_at(self, end: Any) -> int | None:
+        """The position of an edge's end; None for an unknown node or a value that is no id."""
+        return self._position.get(end) if isinstance(end, str) else None
 
     def may_run_before(self, earlier: str, later: str) -> bool:
         """Whether ``earlier`` can have run before ``later`` (both node ids of the workflow)."""
