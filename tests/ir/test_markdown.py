@@ -435,3 +435,19 @@ def test_validate_reports_hostile_shapes_without_a_traceback(
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr
     assert all(line.startswith(("  - ", str(path))) for line in done.stderr.splitlines())
+
+
+def test_a_misspelt_batch_output_in_a_markdown_output_source_names_its_line(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "wf.pflow.md"
+    path.write_text(
+        "# T\n\n## Steps\n\n### b\n\n- type: echo\n- v: ${item}\n\n```yaml batch\nitems: [1, 2]\n"
+        "```\n\n## Outputs\n\n### all\n\n- source: ${b.reslts}\n"
+    )
+    with pytest.raises(WorkflowValidationError) as info:
+        load_and_validate(path)
+    assert info.value.problems == [
+        "line 18: outputs.all: ${b.reslts} reads 'reslts', which batch node 'b' does not write "
+        "(did you mean 'results'?)"
+    ]
