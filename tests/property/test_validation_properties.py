@@ -205,6 +205,19 @@ SHAPES: dict[str, tuple[Callable[[int], str], str, int]] = {
         "pflow.md",
         2_000,
     ),
+    "JSON nodes misspelling names": (
+        lambda n: json.dumps(
+            {
+                "ir_version": "0.1.0",
+                "nodes": [
+                    {"id": f"n{i}", "type": "echo", "params": {"v": f"${{fecth{i}.v}}"}}
+                    for i in range(n)
+                ],
+            }
+        ),
+        "json",
+        150,
+    ),
     "JSON nodes with edges": (
         lambda n: json.dumps(
             {

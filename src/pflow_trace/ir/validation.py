@@ -275,7 +275,7 @@ def _template_problems(
             problems.append(f"{path}: {reference.text} reads '{head}', {when}")
             continue
         hint = unknown_name_hint(head, reference.text, alias)
-        if not hint:
+        if not hint and scope.hints_left > 0:  # else listing every name costs for nothing
             names = [*scope.inputs, *scope.first_index, *([own_alias] if own_alias else [])]
             closest = [name for name in scope.closest(head, names, count=10) if readable(name)]
             hint = f" (closest: {', '.join(closest[:3])})" if closest else ""
