@@ -276,3 +276,178 @@ def test_pflow_ir_fields_we_cannot_honour_are_problems_not_silent_drops() -> Non
     ]
     del workflow["template_resolution_mode"], workflow["nodes"][0]["retry"]
     assert validate_workflow(workflow)["outputs"] == {"o": "${a.stdout}"}
+
+
+# --- hostile shapes: each one problem on its line, in time linear in the file -----------------
+
+STEP = "# T\n\n## Steps\n\n### s\n\n- type: echo\n"
+
+
+@pytest.mark.parametrize(
+    ("block", "alias"),
+    [
+        ("a: &x [1, 2]\nb: [*x, *x]", "*x"),
+        ("&a [*a]", "*a"),  # an alias inside its own anchor: endless before
+    ],
+)
+def test_a_yaml_alias_is_refused_in_one_line(block: str, alias: str) -> None:
+    assert problems(STEP + f"\n```yaml value\n{block}\n```\n") == [
+        f"line 9: ```yaml value``` is not valid yaml: YAML aliases ({alias}) are not supported "
+        "in workflows; write the value out"
+    ]
+
+
+def test_an_item_alias_is_refused_and_an_asterisk_elsewhere_is_text() -> None:
+    assert problems(STEP + "- a: &x 1\n- b: *x\n") == [
+        "line 9: '- b: *x' is not valid YAML: YAML aliases (*x) are not supported in "
+        "workflows; write the value out"
+    ]
+    params = parse_markdown(
+        STEP + "- sum: 2 * 3\n- bad: [1, 2\n- ok: 1\n".replace("- bad: [1, 2\n", "")
+    ).workflow["nodes"][0]["params"]
+    assert params == {"sum": "2 * 3", "ok": 1}
+
+
+def test_invalid_yaml_reads_the_same_with_or_without_libyaml() -> None:
+    (problem,) = problems(STEP + "- a: b: c\n")
+    assert problem == "line 8: '- a: b: c' is not valid YAML: mapping values are not allowed here"
+
+
+def test_yaml_nested_past_the_recursion_limit_is_one_short_problem() -> None:
+    depth = 20_000
+    (problem,) = problems(STEP + "- v: " + "[" * depth + "]" * depth + "\n")
+    assert problem.startswith("line 8: '- v: [[[") and problem.endswith("nested too deeply")
+    assert len(problem) < 200
+
+
+@pytest.mark.parametrize(
+    ("line", "title"),
+    [
+        ("# Title", "Title"),
+        ("#   Title   ##   ", "Title"),
+        ("# a # #", "a #"),
+        ("#\tTabbed", "Tabbed"),
+        ("# " + " " * 50_000 + "x", "x"),  # a long run of spaces: backtracked for minutes
+    ],
+)
+def test_a_heading_is_trimmed_as_before(line: str, title: str) -> None:
+    from pflow_trace.ir.markdown import read_document
+
+    assert read_document(line + "\n").title == title
+
+
+def test_not_headings_stay_prose() -> None:
+    from pflow_trace.ir.markdown import read_document
+
+    doc = read_document("#NoSpace\n####### seven\n# T\n")
+    assert doc.title == "T" and doc.prose == ["#NoSpace", "####### seven"]
+
+
+def test_blank_lines_inside_an_item_are_kept_however_many() -> None:
+    text = STEP + "- v: |\n    a\n" + "\n" * 5000 + "    b\n\n### t\n\n- type: echo\n"
+    value = parse_markdown(text).workflow["nodes"][0]["params"]["v"]
+    assert value == "a\n" + "\n" * 5000 + "b"
+
+
+def test_many_templates_in_one_value_come_back_in_place() -> None:
+    value = " ".join(f"${{s{i}.v}}-{i}" for i in range(3000))
+    params = parse_markdown(STEP + f'- v: "{value}"\n').workflow["nodes"][0]["params"]
+    assert params["v"] == value
+
+
+def test_a_byte_order_mark_before_the_title_is_no_problem(tmp_path: Path) -> None:
+    path = tmp_path / "wf.pflow.md"
+    path.write_bytes(b"\xef\xbb\xbf" + STEP.encode())
+    assert load_and_validate(path)["nodes"][0]["id"] == "s"
+    assert parse_markdown("\ufeff" + STEP).workflow["nodes"][0]["type"] == "echo"
+
+
+def test_a_code_file_that_is_not_utf8_is_a_problem_on_its_line(tmp_path: Path) -> None:
+    (tmp_path / "t.py").write_bytes(b"result = '\xff\xfe'\n")
+    path = tmp_path / "wf.pflow.md"
+    path.write_text("# T\n\n## Steps\n\n### s\n\n- type: code\n- code: ./t.py\n")
+    with pytest.raises(WorkflowValidationError) as info:
+        load_and_validate(path)
+    assert info.value.problems == ["line 8: ./t.py is not UTF-8 text"]
+
+
+def test_markdown_and_validation_problems_are_reported_together(tmp_path: Path) -> None:
+    path = tmp_path / "wf.pflow.md"
+    path.write_text(
+        "# T\n\n## Steps\n\n### s\n\n- type: shell\n- comand: ls\n- bogus\n\n"
+        "### t\n\n- v: ${s.stdot}\n"
+    )
+    with pytest.raises(WorkflowValidationError) as info:
+        load_and_validate(path)
+    assert info.value.problems == [
+        "line 5: nodes[0].params: shell needs the param 'command'",
+        "line 8: nodes[0].params.comand: unknown param 'comand' for shell (did you mean "
+        "'command'?)",
+        "line 9: expected '- key: value', got '- bogus'",
+        "line 11: step 't' has no '- type:'",  # not also "nodes[1].type: None is not ..."
+        "line 13: nodes[1].params.v: ${s.stdot} reads 'stdot', which shell node 's' does not "
+        "write (did you mean 'stdout'?)",
+    ]
+
+
+def test_a_literal_next_target_is_found_in_a_small_code_block_only() -> None:
+    from pflow_trace.ir.markdown_entities import MAX_ROUTING_PARSE_CHARS, literal_next_targets
+
+    assert literal_next_targets('if x:\n    next = "big"\nelse:\n    next: str = "small"\n') == [
+        "big",
+        "small",
+    ]
+    assert literal_next_targets("result = next(iter([1]))\n") == []
+    padding = "x = 1\n" * (MAX_ROUTING_PARSE_CHARS // 6 + 1)
+    assert literal_next_targets(padding + 'next = "big"\n') == []
+
+
+def test_a_next_naming_no_step_lists_a_few_steps_or_the_closest() -> None:
+    steps = "".join(f"### s{i}\n\n- type: echo\n\n" for i in range(30))
+    text = "# T\n\n## Steps\n\n" + steps.replace("### s0\n\n", "### s0\n\n- next: zz\n", 1)
+    (problem,) = problems(text)
+    assert problem.startswith("line 7: '- next: zz' names no step (steps: s0, s1,")
+    assert problem.endswith(", … (30 in all), or end)")
+    (problem,) = problems(text.replace("- next: zz", "- next: s1x"))
+    assert problem == "line 7: '- next: s1x' names no step (did you mean 's1'?)"
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("list-io.json", '{"ir_version": "0.1.0", "inputs": ["a"], "outputs": ["x"], "nodes": []}'),
+        ("alias.pflow.md", STEP + "\n```yaml value\n&a [*a]\n```\n"),
+        ("nested.pflow.md", STEP + "- v: " + "${s.v[" * 3000 + "0" + "]}" * 3000 + "\n"),
+    ],
+)
+def test_validate_reports_hostile_shapes_without_a_traceback(
+    name: str, content: str, tmp_path: Path
+) -> None:
+    path = tmp_path / name
+    path.write_text(content)
+    done = subprocess.run(
+        [sys.executable, "-m", "pflow_trace", "validate", str(path)],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert all(line.startswith(("  - ", str(path))) for line in done.stderr.splitlines())
+
+
+def test_a_misspelt_batch_output_in_a_markdown_output_source_names_its_line(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "wf.pflow.md"
+    path.write_text(
+        "# T\n\n## Steps\n\n### b\n\n- type: echo\n- v: ${item}\n\n```yaml batch\nitems: [1, 2]\n"
+        "```\n\n## Outputs\n\n### all\n\n- source: ${b.reslts}\n"
+    )
+    with pytest.raises(WorkflowValidationError) as info:
+        load_and_validate(path)
+    assert info.value.problems == [
+        "line 18: outputs.all: ${b.reslts} reads 'reslts', which batch node 'b' does not write "
+        "(did you mean 'results'?)"
+    ]

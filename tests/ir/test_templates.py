@@ -245,3 +245,21 @@ def test_every_operand_is_a_reference_for_validation() -> None:
 def test_malformed_fallbacks_are_syntax_errors(text: str) -> None:
     with pytest.raises(TemplateSyntaxError):
         compile_value(text)
+
+
+def test_templates_nested_past_the_limit_as_indexes_are_one_problem_not_a_crash() -> None:
+    from pflow_trace.ir.templates import MAX_TEMPLATE_NESTING
+
+    def nested(levels: int, fallback: str = "") -> str:
+        return "${a.v[" * levels + "0" + "]}" * levels + fallback
+
+    assert isinstance(parse_string(nested(MAX_TEMPLATE_NESTING + 1)), Reference)
+    for text in (nested(5000), "${b ?? " + nested(5000)[2:]):
+        with pytest.raises(TemplateSyntaxError, match="nested more than"):
+            parse_string(text)
+
+
+def test_a_fallback_literal_nested_past_the_recursion_limit_is_invalid_not_a_crash() -> None:
+    depth = 200_000
+    with pytest.raises(TemplateSyntaxError, match="invalid template"):
+        parse_string("${a ?? " + "[" * depth + "]" * depth + "}")

@@ -430,3 +430,133 @@ def test_a_file_with_schema_problems_names_the_file(tmp_path: Path) -> None:
         f"{path}: 1 problem:\n  - nodes[0].batch.max_concurrent: 500 is greater than the maximum "
         "of 100"
     )
+
+
+# --- the keys a node writes, where they are fixed ---------------------------------------------
+
+
+def shell(node_id: str, command: str = "true") -> dict[str, Any]:
+    return {"id": node_id, "type": "shell", "params": {"command": command}}
+
+
+def test_a_misspelt_output_of_a_shell_node_is_named_with_the_key_meant() -> None:
+    wf = workflow(shell("s"), echo("e", v="${s.stdot}"))
+    assert problems_of(wf) == [
+        "nodes[1].params.v: ${s.stdot} reads 'stdot', which shell node 's' does not write "
+        "(did you mean 'stdout'?)"
+    ]
+
+
+def test_a_misspelt_output_of_a_batch_node_is_named_whatever_its_type() -> None:
+    batch = {**echo("b", v="${item}"), "batch": {"items": [1, 2]}}
+    wf = workflow(batch, echo("e", v="${b.reslts}"), outputs={"n": "${b.count}"})
+    assert problems_of(wf) == [
+        "nodes[1].params.v: ${b.reslts} reads 'reslts', which batch node 'b' does not write "
+        "(did you mean 'results'?)"
+    ]
+
+
+def test_a_misspelt_output_in_the_workflows_outputs_and_in_a_fallback_is_found() -> None:
+    wf = workflow(
+        {"id": "r", "type": "read-file", "params": {"file_path": "x"}},
+        echo("e", v='${r.content ?? r.contnt ?? "none"}'),
+        outputs={"text": "${r.contents}"},
+    )
+    assert problems_of(wf) == [
+        "nodes[1].params.v: ${r.content ?? r.contnt ?? \"none\"} reads 'contnt', which "
+        "read-file node 'r' does not write (did you mean 'content'?)",
+        "outputs.text: ${r.contents} reads 'contents', which read-file node 'r' does not write "
+        "(did you mean 'content'?)",
+    ]
+
+
+def test_a_key_nothing_like_any_output_lists_what_the_node_writes() -> None:
+    wf = workflow({"id": "w", "type": "write-file", "params": {"file_path": "x", "content": 1}})
+    wf["outputs"] = {"o": "${w.zzz}"}
+    assert problems_of(wf) == [
+        "outputs.o: ${w.zzz} reads 'zzz', which write-file node 'w' does not write "
+        "(it writes written)"
+    ]
+
+
+def test_every_documented_output_and_open_ended_nodes_raise_no_false_alarm() -> None:
+    reads = {
+        "s": "${s.stdout}${s.stderr}${s.exit_code}${s.command}${s.stdout_is_binary}",
+        "c": "${c.result.anything[0]}${c.stdout}${c.stderr}",
+        "h": "${h.response.x}${h.status_code}${h.response_headers}${h.response_time}${h.error}",
+        "l": "${l.response.field}${l.llm_usage}${l.prompt}${l.system}",
+        "e": "${e.whatever_it_was_given}${e[0]}",
+    }
+    wf = workflow(
+        shell("s"),
+        {"id": "c", "type": "code", "params": {"code": "result = 1"}},
+        {"id": "h", "type": "http", "params": {"url": "http://127.0.0.1:1"}},
+        {"id": "l", "type": "llm", "params": {"prompt": "hi"}},
+        echo("e", anything=1),
+        echo("last", **reads),
+        outputs={"any": "${e.other}", "keys": "${s.stdout}"},
+    )
+    assert validate_workflow(wf) is wf
+
+
+def test_a_node_type_that_declares_no_outputs_is_not_checked() -> None:
+    from pflow_trace.nodes.echo import EchoNode
+
+    class Custom(EchoNode):
+        type_name = "custom"
+
+    registry = NodeRegistry()
+    registry.register("custom", Custom)
+    wf = workflow({"id": "x", "type": "custom", "params": {}}, echo("e", v="${x.anything}"))
+    assert validate_workflow(wf, "wf.json", registry) is wf
+
+
+# --- shapes the schema refuses never crash the later checks -------------------------------------
+
+
+@pytest.mark.parametrize("field", ["inputs", "outputs"])
+@pytest.mark.parametrize("shape", [["a"], "a", 3, None, True])
+def test_inputs_or_outputs_of_the_wrong_shape_are_one_problem_each(field: str, shape: Any) -> None:
+    wf = workflow(echo("a1", v=1), **{field: shape})
+    assert [p for p in problems_of(wf) if p.startswith(field)] == [
+        f"{field}: {shape!r} is not of type 'object'"
+    ]
+
+
+@pytest.mark.parametrize("field", ["nodes", "edges"])
+@pytest.mark.parametrize("shape", [5, "ab", {"a": 1}, True])
+def test_nodes_or_edges_of_the_wrong_shape_are_problems_not_crashes(field: str, shape: Any) -> None:
+    wf = workflow(echo("a1", v=1))
+    wf[field] = shape
+    assert any(p.startswith(f"{field}:") for p in problems_of(wf))
+
+
+def test_a_byte_order_mark_before_a_json_workflow_is_no_problem(tmp_path: Path) -> None:
+    path = tmp_path / "wf.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(workflow(echo("a", v=1))).encode())
+    assert load_and_validate(path)["nodes"][0]["id"] == "a"
+
+
+# --- big workflows: the order check answers one question at a time ---------------------------
+
+
+def test_a_long_chain_of_edges_reading_earlier_nodes_is_valid_and_a_late_read_is_not() -> None:
+    count = 3000
+    nodes = [echo(f"n{i}", v=f"${{n{max(i - 1, 0)}.v}}" if i else 1) for i in range(count)]
+    nodes[5]["params"]["late"] = f"${{n{count - 1}.v}}"
+    edges = [{"from": f"n{i}", "to": f"n{i + 1}"} for i in range(count - 1)]
+    assert problems_of(workflow(*nodes, edges=edges)) == [
+        f"nodes[5].params.late: ${{n{count - 1}.v}} reads 'n{count - 1}', "
+        "a node that cannot have run before it"
+    ]
+
+
+def test_spelling_hints_stop_after_a_budget_but_every_problem_is_reported() -> None:
+    from pflow_trace.ir.validation import MAX_SPELLING_HINTS
+
+    count = MAX_SPELLING_HINTS + 20
+    nodes = [echo("fetch", v=1)] + [echo(f"e{i}", v="${fecth.v}") for i in range(count)]
+    found = problems_of(workflow(*nodes))
+    assert len(found) == count
+    assert found[0].endswith("names unknown 'fecth' (closest: fetch)")
+    assert found[-1].endswith("names unknown 'fecth'")

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from pflow_trace.errors import WorkflowValidationError
-from pflow_trace.ir.markdown import is_markdown, line_number, parse_markdown
+from pflow_trace.ir.markdown import ParsedMarkdown, is_markdown, line_number, read_markdown
 from pflow_trace.ir.validation import parse_workflow_json, read_workflow_text, validate_workflow
 from pflow_trace.nodes.registry import NodeRegistry
 
@@ -22,9 +22,23 @@ def load_and_validate_any(path: str | Path, registry: NodeRegistry | None = None
     text = read_workflow_text(source)
     if not is_markdown(source, text):
         return validate_workflow(parse_workflow_json(text, str(source)), str(source), registry)
-    parsed = parse_markdown(text, source)
+    parsed = read_markdown(text, source)
     try:
-        return validate_workflow(parsed.workflow, str(source), registry)
+        workflow = validate_workflow(parsed.workflow, str(source), registry)
     except WorkflowValidationError as exc:
-        located = sorted((parsed.locate(problem) for problem in exc.problems), key=line_number)
-        raise WorkflowValidationError(str(source), located) from None
+        raise WorkflowValidationError(str(source), _all_problems(parsed, exc.problems)) from None
+    if parsed.problems:
+        raise WorkflowValidationError(str(source), parsed.problems)
+    return workflow
+
+
+def _all_problems(parsed: ParsedMarkdown, validation: list[str]) -> list[str]:
+    """The markdown's problems and validation's, each on its markdown line, top to bottom.
+
+    A validation problem on a line the markdown already has a problem on is left out: it is
+    that problem seen again (a step with no ``- type:`` has no type to validate either).
+    """
+    flagged = {line_number(problem) for problem in parsed.problems}
+    located = [parsed.locate(problem) for problem in validation]
+    kept = [problem for problem in located if line_number(problem) not in flagged]
+    return sorted([*parsed.problems, *kept], key=line_number)

@@ -19,9 +19,13 @@ from typing import Any
 
 from pflow_trace.errors import WorkflowValidationError
 
-_HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
+#: A heading line's hashes and the rest of it; the title is trimmed in :func:`_heading_match`
+#: (a regex trimming it too backtracks without end on a long run of spaces).
+_HEADING = re.compile(r"^(#{1,6})\s(.*)$")
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})\s*(.*)$")
 SECTIONS = ("inputs", "steps", "outputs")
+#: A byte-order mark some editors put at the start of a UTF-8 file; it is not part of the text.
+BOM = "\ufeff"
 
 
 class MarkdownProblems(Exception):
@@ -78,16 +82,18 @@ class ParsedMarkdown:
     workflow: dict[str, Any]
     #: JSON-path prefix (``nodes[2]``, ``nodes[2].params.command``, ``inputs.limit``) → line.
     lines: dict[str, int]
+    #: What was wrong with the markdown itself (``line N: ...``), top to bottom.
+    problems: list[str] = field(default_factory=list)
 
     def locate(self, problem: str) -> str:
         """Prefix a validation problem (``nodes[2].type: ...``) with its markdown line."""
         path = problem.split(":", 1)[0].strip()
-        best, line = "", 1
-        for prefix, number in self.lines.items():
-            if len(prefix) > len(best) and (
-                path == prefix or path.startswith((prefix + ".", prefix + "["))
-            ):
-                best, line = prefix, number
+        # The longest known prefix ending at a '.' or '[': one lookup per part of the path,
+        # so locating every problem of a big workflow stays linear.
+        ends = [index for index, char in enumerate(path) if char in ".["] + [len(path)]
+        line = next(
+            (self.lines[path[:end]] for end in reversed(ends) if path[:end] in self.lines), 1
+        )
         return f"line {line}: {problem}"
 
 
@@ -114,8 +120,19 @@ def _read_fence(lines: list[str], start: int, marker: str, doc: Document) -> tup
     return index, "\n".join(body)
 
 
+def _heading_match(line: str) -> tuple[int, str] | None:
+    """A heading's level and title (closing ``#``s and spaces trimmed), or None."""
+    match = _HEADING.match(line)
+    if match is None:
+        return None
+    return len(match.group(1)), match.group(2).strip().rstrip("#").rstrip()
+
+
 def _read_item(lines: list[str], start: int) -> tuple[int, Item]:
-    """A ``- key: value`` item and its indented continuation lines (blank lines inside kept)."""
+    """A ``- key: value`` item and its indented continuation lines (blank lines inside kept).
+
+    A run of blank lines is looked past once, so reading stays linear however long it is.
+    """
     text = [lines[start][2:]]
     index = start + 1
     while index < len(lines):
@@ -123,10 +140,15 @@ def _read_item(lines: list[str], start: int) -> tuple[int, Item]:
         if line[:1] in (" ", "\t") and line.strip():
             text.append(line)
         elif not line.strip():
-            following = next((x for x in lines[index + 1 :] if x.strip()), "")
-            if following[:1] not in (" ", "\t") or _FENCE.match(following):
+            following = index + 1
+            while following < len(lines) and not lines[following].strip():
+                following += 1
+            after = lines[following] if following < len(lines) else ""
+            if after[:1] not in (" ", "\t") or _FENCE.match(after):
                 break
-            text.append("")
+            text.extend([""] * (following - index))
+            index = following
+            continue
         else:
             break
         index += 1
@@ -185,9 +207,9 @@ def read_document(text: str) -> Document:
                 doc.problem(number, "a code block outside a ### entity")
             index = end
             continue
-        heading = _HEADING.match(line)
+        heading = _heading_match(line)
         if heading:
-            _heading(doc, len(heading.group(1)), heading.group(2), number, state)
+            _heading(doc, heading[0], heading[1], number, state)
         elif line.startswith("- ") or line.rstrip() == "-":
             index, item = _read_item(lines, index)
             if state["entity"] is not None:
@@ -216,16 +238,26 @@ def description(prose: list[str]) -> str:
     return "\n\n".join(paragraphs)
 
 
-def parse_markdown(text: str, source: Path | str = "workflow.pflow.md") -> ParsedMarkdown:
-    """A ``.pflow.md`` document as pflow's IR; raises with every problem, each with its line."""
+def read_markdown(text: str, source: Path | str = "workflow.pflow.md") -> ParsedMarkdown:
+    """A ``.pflow.md`` document as pflow's IR, with the problems of the markdown itself.
+
+    The IR is built even when there are problems, so validation can report its own as well.
+    """
     from pflow_trace.ir.markdown_entities import build_workflow
 
     source = Path(source)
-    doc = read_document(text)
+    doc = read_document(text.removeprefix(BOM))
     name = source.name.removesuffix(".md").removesuffix(".pflow") or "workflow"
     parsed = build_workflow(doc, name, source.parent)
-    if doc.problems:
-        raise WorkflowValidationError(str(source), sorted(doc.problems, key=line_number))
+    parsed.problems = sorted(doc.problems, key=line_number)
+    return parsed
+
+
+def parse_markdown(text: str, source: Path | str = "workflow.pflow.md") -> ParsedMarkdown:
+    """A ``.pflow.md`` document as pflow's IR; raises with every problem, each with its line."""
+    parsed = read_markdown(text, source)
+    if parsed.problems:
+        raise WorkflowValidationError(str(source), parsed.problems)
     return parsed
 
 

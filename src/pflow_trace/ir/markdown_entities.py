@@ -9,13 +9,17 @@ otherwise, and every step gets explicit edges (see :mod:`pflow_trace.ir.markdown
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 from typing import Any
 
 import yaml
+from yaml.composer import ComposerError
 
 from pflow_trace.ir.markdown import Document, Entity, Fence, Item, ParsedMarkdown, description
 from pflow_trace.ir.templates import _template_end
+from pflow_trace.ir.validation import read_at_most
+from pflow_trace.text import one_line
 
 #: Node fields that sit beside ``params`` in the IR; every other item is a param.
 NODE_FIELDS = ("type", "batch", "retry", "loop", "cache", "prompt_cache", "prewarm", "approval")
@@ -24,11 +28,21 @@ INPUT_FIELDS = ("type", "required", "default", "stdin", "description")
 OUTPUT_FIELDS = ("source", "type", "stdout", "description")
 #: Params that, like pflow, may name a file next to the workflow instead of holding the text.
 FILE_PARAMS = ("code", "prompt", "system")
+#: As for the workflow file itself: a param file is read up to this size, never further.
+MAX_FILE_PARAM_BYTES = 16 * 1024 * 1024
 #: Tags that are a language, so a block tagged with one alone is missing its param name.
 LANGUAGES = ("python", "py", "shell", "sh", "bash", "yaml", "yml", "json", "text", "markdown")
+#: How much of a line a problem quotes.
+QUOTE_CHARS = 80
 END = "end"
 ERROR_ACTION = "error"
 _PLACEHOLDER = "__pflow_template_{}__"
+_PLACEHOLDERS = re.compile(r"__pflow_template_(\d+)__")
+#: A code block is searched for literal ``next`` targets only when it has text that could
+#: assign ``next``, and only up to this size: Python's parser takes hundreds of bytes of memory
+#: per byte of code. Bigger blocks list their targets with ``- next: a, b``.
+MAX_ROUTING_PARSE_CHARS = 256 * 1024
+_ASSIGNS_NEXT = re.compile(r"\bnext\s*[:=]")
 
 
 def _protect(text: str) -> tuple[str, list[str]]:
@@ -49,9 +63,9 @@ def _protect(text: str) -> tuple[str, list[str]]:
 
 def _restore(value: Any, templates: list[str]) -> Any:
     if isinstance(value, str):
-        for index in range(len(templates) - 1, -1, -1):
-            value = value.replace(_PLACEHOLDER.format(index), templates[index])
-        return value
+        if not templates or "__pflow_template_" not in value:
+            return value
+        return _PLACEHOLDERS.sub(lambda match: _template_text(match, templates), value)
     if isinstance(value, dict):
         return {_restore(k, templates): _restore(v, templates) for k, v in value.items()}
     if isinstance(value, list):
@@ -59,24 +73,67 @@ def _restore(value: Any, templates: list[str]) -> Any:
     return value
 
 
+def _template_text(match: re.Match[str], templates: list[str]) -> str:
+    index = int(match.group(1))
+    return templates[index] if index < len(templates) else match.group(0)
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing aliases (``*name``).
+
+    An alias shares a value, and every later walk copies it: nested aliases ("billion laughs")
+    grow without end, and an alias inside its own anchor loops forever. Workflows never need one.
+    """
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.get_event()
+            raise ComposerError(
+                None,
+                None,
+                f"YAML aliases (*{event.anchor}) are not supported in workflows; "
+                "write the value out",
+                event.start_mark,
+            )
+        return super().compose_node(parent, index)
+
+
+def _parse_yaml(text: str) -> Any:
+    """libyaml's parser where it is installed and no alias can occur (an alias needs a ``*``);
+    otherwise, and to word a problem, PyYAML's own parser refusing aliases."""
+    if yaml.__with_libyaml__ and "*" not in text:
+        try:
+            return yaml.load(text, Loader=yaml.CSafeLoader)
+        except yaml.YAMLError:
+            pass  # parsed again below, so the problem reads the same with or without libyaml
+    return yaml.load(text, Loader=_NoAliasLoader)
+
+
 def load_yaml(text: str) -> Any:
     """YAML with templates kept verbatim; raises ``ValueError`` with the parser's reason."""
     protected, templates = _protect(text)
     try:
-        return _restore(yaml.safe_load(protected), templates)
+        return _restore(_parse_yaml(protected), templates)
     except yaml.YAMLError as exc:
         reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ValueError(reason) from None
+    except RecursionError:  # PyYAML composes nested collections recursively
+        raise ValueError("nested too deeply") from None
+
+
+def _first_line(text: str) -> str:
+    """An item's first line as a problem quotes it: cut short, so a huge line stays readable."""
+    return one_line(text.split("\n", 1)[0], QUOTE_CHARS)
 
 
 def _item_pair(doc: Document, item: Item) -> tuple[str, Any] | None:
     try:
         value = load_yaml(item.text)
     except ValueError as exc:
-        doc.problem(item.line, f"'- {item.text.splitlines()[0]}' is not valid YAML: {exc}")
+        doc.problem(item.line, f"'- {_first_line(item.text)}' is not valid YAML: {exc}")
         return None
     if not isinstance(value, dict) or len(value) != 1:
-        doc.problem(item.line, f"expected '- key: value', got '- {item.text.splitlines()[0]}'")
+        doc.problem(item.line, f"expected '- key: value', got '- {_first_line(item.text)}'")
         return None
     key, data = next(iter(value.items()))
     return str(key), data
@@ -157,12 +214,27 @@ def _output_spec(doc: Document, entity: Entity, lines: dict[str, int]) -> dict[s
     return spec
 
 
-def _file_param(value: Any, base: Path) -> Any:
-    """``- code: ./transform.py``: the file's text, read relative to the workflow file."""
+def _file_param(doc: Document, line: int, value: Any, base: Path) -> Any:
+    """``- code: ./transform.py``: the file's text, read relative to the workflow file.
+
+    A file that cannot be read as UTF-8 text (or is bigger than a workflow may be) is a problem
+    on the item's line.
+    """
     if not isinstance(value, str) or "\n" in value or not value.startswith(("./", "../")):
         return value
     candidate = base / value
-    return candidate.read_text(encoding="utf-8").rstrip("\n") if candidate.is_file() else value
+    try:
+        if not candidate.is_file():
+            return value
+        data = read_at_most(candidate, MAX_FILE_PARAM_BYTES + 1)
+        if len(data) > MAX_FILE_PARAM_BYTES:
+            raise ValueError(f"larger than {MAX_FILE_PARAM_BYTES // (1024 * 1024)} MB")
+        return data.decode("utf-8").rstrip("\n")
+    except UnicodeDecodeError:
+        doc.problem(line, f"{value} is not UTF-8 text")
+    except (OSError, ValueError) as exc:
+        doc.problem(line, f"cannot read {value}: {getattr(exc, 'strerror', None) or exc}")
+    return value
 
 
 def _node(
@@ -179,7 +251,8 @@ def _node(
     routing["_lines"] = {key: field_lines[key] for key in ROUTING if key in field_lines}
     params = {key: value for key, value in fields.items() if key not in NODE_FIELDS}
     node["params"] = {
-        key: _file_param(v, base) if key in FILE_PARAMS else v for key, v in params.items()
+        key: _file_param(doc, field_lines[key], v, base) if key in FILE_PARAMS else v
+        for key, v in params.items()
     }
     node.update({key: value for key, value in fields.items() if key in NODE_FIELDS})
     prefix = f"nodes[{index}]"
@@ -193,10 +266,16 @@ def _node(
 
 
 def literal_next_targets(code: str) -> list[str]:
-    """The string literals a code node assigns to ``next``, in source order."""
+    """The string literals a code node assigns to ``next``, in source order.
+
+    Code with no text that could assign ``next``, or longer than
+    :data:`MAX_ROUTING_PARSE_CHARS`, is not parsed (see there).
+    """
+    if len(code) > MAX_ROUTING_PARSE_CHARS or not _ASSIGNS_NEXT.search(code):
+        return []
     try:
         tree = ast.parse(code)
-    except SyntaxError:
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         return []
     found: list[tuple[int, int, str]] = []
     for statement in ast.walk(tree):

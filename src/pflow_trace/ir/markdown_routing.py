@@ -13,12 +13,15 @@ As pflow's parser does, every step gets explicit edges, document order included.
 
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
 from pflow_trace.ir.markdown import Document, Entity
 
 END = "end"
 ERROR_ACTION = "error"
+#: A problem naming the steps lists at most this many (and compares spellings with them).
+MAX_NAMED_STEPS = 20
 
 
 def _targets(value: Any) -> list[str]:
@@ -27,10 +30,17 @@ def _targets(value: Any) -> list[str]:
     return [target.strip() for target in str(value).split(",") if target.strip()]
 
 
-def _check_target(doc: Document, ids: list[str], target: str, line: int, key: str) -> bool:
+def _check_target(doc: Document, ids: dict[str, int], target: str, line: int, key: str) -> bool:
     if target == END or target in ids:
         return True
-    doc.problem(line, f"'- {key}: {target}' names no step (steps: {', '.join(ids)}, or end)")
+    closest = difflib.get_close_matches(target, list(ids)[:MAX_NAMED_STEPS], n=1)
+    if closest:
+        known = f"did you mean '{closest[0]}'?"
+    elif len(ids) <= MAX_NAMED_STEPS:
+        known = f"steps: {', '.join(ids)}, or end"
+    else:
+        known = f"steps: {', '.join(list(ids)[:MAX_NAMED_STEPS])}, … ({len(ids)} in all), or end"
+    doc.problem(line, f"'- {key}: {target}' names no step ({known})")
     return False
 
 
@@ -38,22 +48,28 @@ def route_edges(
     doc: Document, steps: list[tuple[Entity, dict[str, Any]]], lines: dict[str, int]
 ) -> list[dict[str, str]]:
     """The edges for the steps: document order made explicit, plus every route."""
-    ids = [entity.name for entity, _ in steps]
+    ids: dict[str, int] = {}  # each step's name and where it first appears
+    for index, (entity, _) in enumerate(steps):
+        ids.setdefault(entity.name, index)
     if END in ids:
         line = next(entity.line for entity, _ in steps if entity.name == END)
         doc.problem(line, "'end' is reserved (it ends the run); name the step differently")
     edges: list[dict[str, str]] = []
     for index, (entity, routing) in enumerate(steps):
-        following = ids[index + 1] if index + 1 < len(ids) else None
+        following = steps[index + 1][0].name if index + 1 < len(steps) else None
         edges += _step_edges(doc, ids, entity, routing, following)
     for edge_index, edge in enumerate(edges):
-        lines[f"edges[{edge_index}]"] = _edge_line(steps, edge)
+        lines[f"edges[{edge_index}]"] = _edge_line(steps[ids[edge["from"]]], edge)
     _check_handlers(doc, steps)
     return edges
 
 
 def _step_edges(
-    doc: Document, ids: list[str], entity: Entity, routing: dict[str, Any], following: str | None
+    doc: Document,
+    ids: dict[str, int],
+    entity: Entity,
+    routing: dict[str, Any],
+    following: str | None,
 ) -> list[dict[str, str]]:
     where = routing.get("_lines", {})
     edges: list[dict[str, str]] = []
@@ -81,13 +97,12 @@ def _step_edges(
     return edges
 
 
-def _edge_line(steps: list[tuple[Entity, dict[str, Any]]], edge: dict[str, str]) -> int:
-    for entity, routing in steps:
-        if entity.name == edge["from"]:
-            where = routing.get("_lines", {})
-            key = "on-error" if edge.get("action") == ERROR_ACTION else "next"
-            return int(where.get(key, entity.line))
-    return 1
+def _edge_line(step: tuple[Entity, dict[str, Any]], edge: dict[str, str]) -> int:
+    """The line of the item an edge comes from (the step's heading for document order)."""
+    entity, routing = step
+    where = routing.get("_lines", {})
+    key = "on-error" if edge.get("action") == ERROR_ACTION else "next"
+    return int(where.get(key, entity.line))
 
 
 def _check_handlers(doc: Document, steps: list[tuple[Entity, dict[str, Any]]]) -> None:

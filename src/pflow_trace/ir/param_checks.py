@@ -40,7 +40,8 @@ def closest_key_hint(key: str, known: Iterable[str]) -> str:
 def param_problems(workflow: dict[str, Any], registry: NodeRegistry) -> list[str]:
     """Unknown keys, missing required params and wrong literal values of every node's params."""
     problems: list[str] = []
-    for index, node in enumerate(workflow.get("nodes") or []):
+    nodes = workflow.get("nodes")
+    for index, node in enumerate(nodes if isinstance(nodes, list) else []):
         if not isinstance(node, dict) or not isinstance(node.get("params", {}), dict):
             continue
         node_type = node.get("type")

@@ -24,6 +24,10 @@ from pflow_trace.errors import TemplateError
 
 _PATH_PART = re.compile(r"([A-Za-z_][A-Za-z0-9_-]*)|\[(\d+)\]")
 _FALLBACK = "??"
+#: How deep templates may nest as computed indexes (``${a[${b[${c}]}]}`` is 3). Parsing recurses
+#: once per level and rescans what is inside, so an unbounded depth was a ``RecursionError`` and
+#: quadratic time; no real template comes near this.
+MAX_TEMPLATE_NESTING = 16
 
 PathPart = Any  # str (a key), int (an index) or a Reference (an index computed per run)
 
@@ -77,10 +81,15 @@ class TemplateSyntaxError(ValueError):
     """A ``${...}`` whose path does not parse."""
 
 
-def parse_path(expression: str) -> tuple[PathPart, ...]:
+class TemplateNestingError(TemplateSyntaxError):
+    """Templates nested deeper than :data:`MAX_TEMPLATE_NESTING` as indexes."""
+
+
+def parse_path(expression: str, depth: int = 0) -> tuple[PathPart, ...]:
     """``node.key.sub[0].field`` → ``("node", "key", "sub", 0, "field")``.
 
-    An index written as a template (``rows[${__index__}]``) becomes a :class:`Reference` part.
+    An index written as a template (``rows[${__index__}]``) becomes a :class:`Reference` part;
+    ``depth`` is how many templates this path is already nested in.
     """
     expression = expression.strip()
     parts: list[PathPart] = []
@@ -95,8 +104,12 @@ def parse_path(expression: str) -> tuple[PathPart, ...]:
             end = _template_end(expression, position + 1)
             if end < 0 or not expression.startswith("]", end):
                 raise TemplateSyntaxError(f"invalid template path '${{{expression}}}'")
+            if depth >= MAX_TEMPLATE_NESTING:
+                raise TemplateNestingError(
+                    f"templates nested more than {MAX_TEMPLATE_NESTING} deep as indexes"
+                )
             inner = expression[position + 1 : end]
-            parts.append(parse_expression(inner, inner[2:-1]))
+            parts.append(parse_expression(inner, inner[2:-1], depth + 1))
             expect_name = False
             position = end + 1
             continue
@@ -165,32 +178,34 @@ def _split_fallbacks(expression: str) -> list[str]:
     return pieces
 
 
-def _operand(text: str, whole: str) -> tuple[PathPart, ...] | Literal:
+def _operand(text: str, whole: str, depth: int) -> tuple[PathPart, ...] | Literal:
     text = text.strip()
     try:
-        return parse_path(text)
+        return parse_path(text, depth)
+    except TemplateNestingError:
+        raise  # not a literal either: say why
     except TemplateSyntaxError:
         pass
     try:
         return Literal(json.loads(text))
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: a literal nested past the limit
         pass
     if len(text) >= 2 and text[0] == text[-1] == "'":
         return Literal(text[1:-1])
     raise TemplateSyntaxError(f"invalid template '${{{whole}}}'")
 
 
-def parse_expression(text: str, expression: str) -> Reference:
+def parse_expression(text: str, expression: str, depth: int = 0) -> Reference:
     """``${a.b ?? c ?? "x"}`` (``text``) with its inner ``expression`` → a :class:`Reference`."""
     if _FALLBACK not in expression:
-        return Reference(text, parse_path(expression))
+        return Reference(text, parse_path(expression, depth))
     pieces = _split_fallbacks(expression)
     if len(pieces) == 1:
-        return Reference(text, parse_path(expression))
-    first = _operand(pieces[0], expression)
+        return Reference(text, parse_path(expression, depth))
+    first = _operand(pieces[0], expression, depth)
     if isinstance(first, Literal):
         raise TemplateSyntaxError(f"invalid template '${{{expression}}}': starts with a literal")
-    rest = tuple(_operand(piece, expression) for piece in pieces[1:])
+    rest = tuple(_operand(piece, expression, depth) for piece in pieces[1:])
     if any(isinstance(operand, Literal) for operand in rest[:-1]):
         raise TemplateSyntaxError(f"invalid template '${{{expression}}}': a literal must be last")
     return Reference(text, first, rest)

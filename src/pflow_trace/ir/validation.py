@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import difflib
 import json
+from collections.abc import Iterable
+from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -18,8 +20,10 @@ import jsonschema
 
 from pflow_trace.errors import UsageError, WorkflowValidationError
 from pflow_trace.ir.executor_choice import executor_problems
+from pflow_trace.ir.node_outputs import unwritten_key_problem
 from pflow_trace.ir.param_checks import closest_key_hint, param_problems, unknown_name_hint
 from pflow_trace.ir.pflow_ir import adapt_pflow_ir
+from pflow_trace.ir.run_order import RunOrder
 from pflow_trace.ir.templates import (
     TemplateSyntaxError,
     compile_value,
@@ -41,7 +45,25 @@ def workflow_schema() -> dict[str, Any]:
 
 @lru_cache(maxsize=1)
 def _schema_validator() -> Any:
-    return jsonschema.Draft202012Validator(workflow_schema())
+    """The schema's validator, with its ``#/$defs/...`` references written in place.
+
+    Resolving a reference costs more than checking what it points to, once per node and edge;
+    the schema's references are not recursive, so inlining them is exact and several times
+    faster on a big workflow.
+    """
+    schema = workflow_schema()
+    return jsonschema.Draft202012Validator(_inlined(schema, schema.get("$defs", {})))
+
+
+def _inlined(schema: Any, definitions: dict[str, Any]) -> Any:
+    if isinstance(schema, list):
+        return [_inlined(item, definitions) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    reference = schema.get("$ref")
+    if isinstance(reference, str) and reference.startswith("#/$defs/") and len(schema) == 1:
+        return _inlined(definitions[reference.removeprefix("#/$defs/")], definitions)
+    return {key: _inlined(value, definitions) for key, value in schema.items()}
 
 
 def _schema_message(error: jsonschema.ValidationError) -> str:
@@ -77,44 +99,51 @@ def schema_problems(workflow: Any) -> list[str]:
     ]
 
 
-def _predecessors(node_ids: list[str], edges: list[dict[str, Any]]) -> dict[str, set[str]]:
-    """For each node, the nodes that can have run before it."""
-    if not edges:
-        return {node_id: set(node_ids[:index]) for index, node_id in enumerate(node_ids)}
-    successors: dict[str, set[str]] = {node_id: set() for node_id in node_ids}
-    for edge in edges:
-        if edge.get("from") in successors and edge.get("to") in successors:
-            successors[edge["from"]].add(edge["to"])
-    result: dict[str, set[str]] = {node_id: set() for node_id in node_ids}
-    for origin in node_ids:  # everything reachable from ``origin`` may run after it
-        stack, seen = list(successors[origin]), set()
-        while stack:
-            current = stack.pop()
-            if current in seen:
-                continue
-            seen.add(current)
-            result[current].add(origin)
-            stack.extend(successors[current])
-    return result
+#: Unknown names get a "closest" hint in this many problems; past that, each hint (a comparison
+#: with every name) would make a big workflow full of typos quadratic to validate.
+MAX_SPELLING_HINTS = 100
+
+
+@dataclass
+class _Scope:
+    """What one workflow's templates may read: inputs, nodes and their order, written keys."""
+
+    inputs: set[str]
+    first_index: dict[str, int]
+    nodes: list[dict[str, Any]]
+    order: RunOrder
+    registry: NodeRegistry
+    hints_left: int = MAX_SPELLING_HINTS
+
+    def closest(self, word: str, candidates: Iterable[str], count: int = 3) -> list[str]:
+        """The closest spellings of ``word``, until the workflow's hint budget is spent."""
+        if self.hints_left <= 0:
+            return []
+        self.hints_left -= 1
+        return difflib.get_close_matches(word, sorted(candidates), n=count)
+
+
+def _listed(value: Any) -> list[Any]:
+    """A list field as a list; any other shape is the schema's problem, and checks skip it."""
+    return value if isinstance(value, list) else []
 
 
 def semantic_problems(workflow: dict[str, Any], registry: NodeRegistry) -> list[str]:
     """The problems a schema cannot express, in a stable order: nodes, edges, then templates."""
-    nodes = [node for node in workflow.get("nodes", []) if isinstance(node, dict)]
-    inputs = set((workflow.get("inputs") or {}).keys())
-    edges = [edge for edge in workflow.get("edges") or [] if isinstance(edge, dict)]
+    nodes = [node for node in _listed(workflow.get("nodes")) if isinstance(node, dict)]
+    declared_inputs = workflow.get("inputs")
+    inputs = set(declared_inputs) if isinstance(declared_inputs, dict) else set()
+    edges = [edge for edge in _listed(workflow.get("edges")) if isinstance(edge, dict)]
     first_index, problems = _node_problems(nodes, inputs, registry)
-    problems += _edge_problems(edges, first_index)
-    may_run_before = _predecessors(list(first_index), edges)
+    scope = _Scope(inputs, first_index, nodes, RunOrder(first_index, edges), registry)
+    problems += _edge_problems(edges, scope)
     for index, node in enumerate(nodes):
         if isinstance(node.get("id"), str):
-            problems += _node_template_problems(index, node, inputs, first_index, may_run_before)
-    all_names = inputs | set(first_index)
-    for name, template in (workflow.get("outputs") or {}).items():
+            problems += _node_template_problems(index, node, scope)
+    outputs = workflow.get("outputs")
+    for name, template in outputs.items() if isinstance(outputs, dict) else ():
         if isinstance(template, str):
-            problems += _template_problems(
-                f"outputs.{name}", template, all_names, first_index, None
-            )
+            problems += _template_problems(f"outputs.{name}", template, scope, None)
     return problems
 
 
@@ -157,16 +186,15 @@ def _unknown_type(node_type: str, registry: NodeRegistry) -> str:
     return f"unknown node type '{node_type}' ({hint})"
 
 
-def _edge_problems(edges: list[dict[str, Any]], first_index: dict[str, int]) -> list[str]:
+def _edge_problems(edges: list[dict[str, Any]], scope: _Scope) -> list[str]:
     """Edges naming unknown nodes, and a second edge for the same node and action."""
     problems: list[str] = []
-    node_ids = list(first_index)
     first_edge: dict[tuple[str, str], int] = {}
     for index, edge in enumerate(edges):
         for end in ("from", "to"):
             target = edge.get(end)
-            if isinstance(target, str) and target not in first_index:
-                closest = difflib.get_close_matches(target, node_ids, n=1)
+            if isinstance(target, str) and target not in scope.first_index:
+                closest = scope.closest(target, scope.first_index, count=1)
                 hint = f" (did you mean '{closest[0]}'?)" if closest else ""
                 problems.append(f"edges[{index}].{end}: unknown node '{target}'{hint}")
         key = (str(edge.get("from")), str(edge.get("action", "default")))
@@ -180,13 +208,7 @@ def _edge_problems(edges: list[dict[str, Any]], first_index: dict[str, int]) -> 
     return problems
 
 
-def _node_template_problems(
-    index: int,
-    node: dict[str, Any],
-    inputs: set[str],
-    first_index: dict[str, int],
-    may_run_before: dict[str, set[str]],
-) -> list[str]:
+def _node_template_problems(index: int, node: dict[str, Any], scope: _Scope) -> list[str]:
     """Alias shadowing, and templates in params and ``batch.items`` reading what they cannot.
 
     Params see the batch alias; ``batch.items`` does not (it is resolved before any item).
@@ -195,55 +217,68 @@ def _node_template_problems(
     problems: list[str] = []
     batch = node.get("batch") if isinstance(node.get("batch"), dict) else None
     alias = batch.get("as", "item") if batch else None
-    if alias is not None and isinstance(alias, str):
-        if alias in first_index:
+    alias = alias if isinstance(alias, str) else None
+    if alias is not None:
+        if alias in scope.first_index:
             problems.append(f"nodes[{index}].batch.as: alias '{alias}' shadows node '{alias}'")
-        if alias in inputs:
+        if alias in scope.inputs:
             problems.append(f"nodes[{index}].batch.as: alias '{alias}' shadows input '{alias}'")
-    visible = inputs | may_run_before.get(node_id, set())
-    sources: list[tuple[str, Any, set[str]]] = (
-        [
-            (f"nodes[{index}].params.{key}", value, visible | ({alias} if alias else set()))
-            for key, value in (node.get("params") or {}).items()
-        ]
-        if isinstance(node.get("params"), dict)
-        else []
-    )
+    params = node.get("params")
+    for key, value in params.items() if isinstance(params, dict) else ():
+        path = f"nodes[{index}].params.{key}"
+        problems += _template_problems(path, value, scope, node_id, alias, alias_visible=True)
     if batch is not None and isinstance(batch.get("items"), str):
-        sources.append((f"nodes[{index}].batch.items", batch["items"], visible))
-    text_alias = alias if isinstance(alias, str) else None
-    for path, value, names in sources:
-        problems.extend(_template_problems(path, value, names, first_index, node_id, text_alias))
+        path = f"nodes[{index}].batch.items"
+        problems += _template_problems(path, batch["items"], scope, node_id, alias)
     return problems
 
 
 def _template_problems(
     path: str,
     value: Any,
-    visible: set[str],
-    node_ids: dict[str, int],
+    scope: _Scope,
     node_id: str | None,
     alias: str | None = None,
+    alias_visible: bool = False,
 ) -> list[str]:
+    """What the templates in ``value`` read that they cannot, as seen from node ``node_id``.
+
+    ``node_id`` None is the workflow's ``outputs``, which may read every node and input.
+    """
     try:
         compiled = compile_value(value)
     except TemplateSyntaxError as exc:
         return [f"{path}: {exc}"]
+    own_alias = alias if alias_visible else None
+
+    def readable(name: str) -> bool:
+        if name in scope.inputs or name == own_alias:
+            return True
+        if name not in scope.first_index:
+            return False
+        return node_id is None or scope.order.may_run_before(name, node_id)
+
     problems = []
     for reference in iter_references(compiled):
         head = reference.head
-        if head in visible or is_root_key(head):
+        if is_root_key(head) or head in scope.inputs or head == own_alias:
             continue
-        if head in node_ids:
+        if readable(head):
+            node = scope.nodes[scope.first_index[head]]
+            unwritten = unwritten_key_problem(path, reference, node, scope.registry)
+            problems += [unwritten] if unwritten else []
+            continue
+        if head in scope.first_index:
             if reference.fallbacks:  # ``??``: the node may not have run, and that is the point
                 continue
             when = "itself" if head == node_id else "a node that cannot have run before it"
             problems.append(f"{path}: {reference.text} reads '{head}', {when}")
             continue
         hint = unknown_name_hint(head, reference.text, alias)
-        closest = difflib.get_close_matches(head, sorted(visible), n=3)
-        if not hint and closest:
-            hint = f" (closest: {', '.join(closest)})"
+        if not hint and scope.hints_left > 0:  # else listing every name costs for nothing
+            names = [*scope.inputs, *scope.first_index, *([own_alias] if own_alias else [])]
+            closest = [name for name in scope.closest(head, names, count=10) if readable(name)]
+            hint = f" (closest: {', '.join(closest[:3])})" if closest else ""
         problems.append(f"{path}: {reference.text} names unknown '{head}'{hint}")
     return problems
 
@@ -253,13 +288,30 @@ def _template_problems(
 MAX_WORKFLOW_BYTES = 16 * 1024 * 1024
 
 
+def read_at_most(path: str | Path, limit: int) -> bytes:
+    """A file's first ``limit`` bytes, read in chunks: ``read(limit)`` alone would set aside
+    ``limit`` bytes up front, 16 MB for the smallest workflow."""
+    chunks: list[bytes] = []
+    size = 0
+    with open(path, "rb") as stream:
+        while size < limit:
+            chunk = stream.read(min(_READ_CHUNK_BYTES, limit - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    return b"".join(chunks)
+
+
+_READ_CHUNK_BYTES = 256 * 1024
+
+
 def read_workflow_text(path: str | Path) -> str:
     """A workflow file's text; unreadable, binary or oversized files are one-line errors."""
     source = Path(path)
     try:
-        with open(source, "rb") as stream:
-            data = stream.read(MAX_WORKFLOW_BYTES + 1)
-        text = data.decode("utf-8")
+        data = read_at_most(source, MAX_WORKFLOW_BYTES + 1)
+        text = data.decode("utf-8").removeprefix("\ufeff")  # a byte-order mark is no text
     except FileNotFoundError:
         raise UsageError(f"{source}: no such workflow file") from None
     except IsADirectoryError:

@@ -143,6 +143,9 @@ class WorkflowNode(BaseNode):
     type_name: ClassVar[str] = ""
     #: JSON Schema for the resolved params; checked before ``exec`` so bad params fail clearly.
     params_schema: ClassVar[dict[str, Any] | None] = None
+    #: Every key a successful run writes, when that set is fixed whatever the params; ``validate``
+    #: then reports ``${node.stdot}`` as a typo. None: the keys depend on the params (``echo``).
+    output_keys: ClassVar[frozenset[str] | None] = None
     #: False for a type that must run in the run's own process (it holds a connection or state
     #: shared with other nodes): ``validate`` then refuses it on the processes and dask executors.
     ships_to_workers: ClassVar[bool] = True

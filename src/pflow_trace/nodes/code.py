@@ -147,6 +147,7 @@ class CodeNode(WorkflowNode):
     """Runs ``code`` with ``inputs`` as variables; outputs ``result`` and printed ``stdout``."""
 
     type_name: ClassVar[str] = "code"
+    output_keys: ClassVar[frozenset[str] | None] = frozenset({"result", "stdout", "stderr"})
     params_schema: ClassVar[dict[str, Any] | None] = {
         "type": "object",
         "properties": {

@@ -43,6 +43,9 @@ class ReadFileNode(WorkflowNode):
     """Reads a whole file: text as it is, bytes that are not text as base64."""
 
     type_name: ClassVar[str] = "read-file"
+    output_keys: ClassVar[frozenset[str] | None] = frozenset(
+        {"content", "content_is_binary", "file_path"}
+    )
     params_schema: ClassVar[dict[str, Any] | None] = {
         "type": "object",
         "properties": {
@@ -74,6 +77,7 @@ class WriteFileNode(WorkflowNode):
     """Writes (or appends) text; a value that is not a string is written as JSON."""
 
     type_name: ClassVar[str] = "write-file"
+    output_keys: ClassVar[frozenset[str] | None] = frozenset({"written"})
     params_schema: ClassVar[dict[str, Any] | None] = {
         "type": "object",
         "properties": {

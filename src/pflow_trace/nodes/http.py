@@ -94,6 +94,16 @@ class HttpNode(WorkflowNode):
     """Sends a request; a status outside 2xx or an unreachable server fails the node."""
 
     type_name: ClassVar[str] = "http"
+    output_keys: ClassVar[frozenset[str] | None] = frozenset(
+        {
+            "response",
+            "response_is_binary",
+            "status_code",
+            "response_headers",
+            "response_time",
+            "error",
+        }
+    )
     params_schema: ClassVar[dict[str, Any] | None] = {
         "type": "object",
         "properties": {

@@ -35,6 +35,9 @@ class LlmNode(WorkflowNode):
     """Sends ``prompt`` (and ``system``) to ``model``; outputs the text and what it cost."""
 
     type_name: ClassVar[str] = "llm"
+    output_keys: ClassVar[frozenset[str] | None] = frozenset(
+        {"response", "prompt", "system", "llm_usage"}
+    )
     params_schema: ClassVar[dict[str, Any] | None] = {
         "type": "object",
         "properties": {

@@ -112,6 +112,9 @@ class ShellNode(WorkflowNode):
     """Runs ``command`` through ``/bin/sh -c``; a non-zero exit or a timeout fails the node."""
 
     type_name: ClassVar[str] = "shell"
+    output_keys: ClassVar[frozenset[str] | None] = frozenset(
+        {"stdout", "stdout_is_binary", "stderr", "stderr_is_binary", "exit_code", "command"}
+    )
     params_schema: ClassVar[dict[str, Any] | None] = {
         "type": "object",
         "properties": {
