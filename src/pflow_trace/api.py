@@ -30,7 +30,7 @@ from opentelemetry.sdk.trace import SpanProcessor
 
 from pflow_trace.errors import TraceWriteError, WorkflowValidationError
 from pflow_trace.ir.executor_choice import executor_problems
-from pflow_trace.ir.validation import load_and_validate
+from pflow_trace.ir.loading import load_and_validate
 from pflow_trace.ir.validation import validate_workflow as _validate
 from pflow_trace.nodes.registry import NodeRegistry, default_registry
 from pflow_trace.observe.conventions import ENV_CAPTURE_MESSAGE_CONTENT

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from pflow_trace.ir.validation import load_and_validate
+from pflow_trace.ir.loading import load_and_validate
 from pflow_trace.runtime.workflow_run import RunResult, run_workflow
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

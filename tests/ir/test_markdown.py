@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 
 from pflow_trace.errors import WorkflowValidationError
-from pflow_trace.ir.markdown import parse_markdown
+from pflow_trace.ir.loading import load_and_validate
+from pflow_trace.ir.markdown_workflow import parse_markdown
 from pflow_trace.ir.pflow_ir import adapt_pflow_ir
-from pflow_trace.ir.validation import load_and_validate, validate_workflow
+from pflow_trace.ir.validation import validate_workflow
 from subprocess_env import clean_env
 
 COMPAT = Path(__file__).resolve().parents[1] / "compat" / "workflows"

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from pflow_trace.errors import UsageError, WorkflowValidationError
-from pflow_trace.ir.validation import load_and_validate, validate_workflow
+from pflow_trace.ir.loading import load_and_validate
+from pflow_trace.ir.validation import validate_workflow
 from pflow_trace.nodes.registry import NodeRegistry
 from pflow_trace.text import json_path
 

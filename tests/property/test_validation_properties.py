@@ -24,7 +24,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pflow_trace.errors import PflowTraceError
-from pflow_trace.ir.validation import load_and_validate, validate_workflow
+from pflow_trace.ir.loading import load_and_validate
+from pflow_trace.ir.validation import validate_workflow
 
 # --- (a) any shape ------------------------------------------------------------------------------
 

@@ -11,12 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from pflow_trace.errors import WorkflowValidationError
-from pflow_trace.ir.markdown import ParsedMarkdown, is_markdown, line_number, read_markdown
-from pflow_trace.ir.validation import parse_workflow_json, read_workflow_text, validate_workflow
+from pflow_trace.ir.markdown import ParsedMarkdown, is_markdown, line_number
+from pflow_trace.ir.markdown_workflow import read_markdown
+from pflow_trace.ir.reading import parse_workflow_json, read_workflow_text
+from pflow_trace.ir.validation import validate_workflow
 from pflow_trace.nodes.registry import NodeRegistry
 
 
-def load_and_validate_any(path: str | Path, registry: NodeRegistry | None = None) -> dict[str, Any]:
+def load_and_validate(path: str | Path, registry: NodeRegistry | None = None) -> dict[str, Any]:
     """Read, parse and validate ``path``; every problem is raised together, one line each."""
     source = Path(path)
     text = read_workflow_text(source)

@@ -17,8 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pflow_trace.errors import WorkflowValidationError
-
 #: A heading line's hashes and the rest of it; the title is trimmed in :func:`_heading_match`
 #: (a regex trimming it too backtracks without end on a long run of spaces).
 _HEADING = re.compile(r"^(#{1,6})\s(.*)$")
@@ -236,29 +234,6 @@ def description(prose: list[str]) -> str:
             paragraphs.append(" ".join(current))
             current = []
     return "\n\n".join(paragraphs)
-
-
-def read_markdown(text: str, source: Path | str = "workflow.pflow.md") -> ParsedMarkdown:
-    """A ``.pflow.md`` document as pflow's IR, with the problems of the markdown itself.
-
-    The IR is built even when there are problems, so validation can report its own as well.
-    """
-    from pflow_trace.ir.markdown_entities import build_workflow
-
-    source = Path(source)
-    doc = read_document(text.removeprefix(BOM))
-    name = source.name.removesuffix(".md").removesuffix(".pflow") or "workflow"
-    parsed = build_workflow(doc, name, source.parent)
-    parsed.problems = sorted(doc.problems, key=line_number)
-    return parsed
-
-
-def parse_markdown(text: str, source: Path | str = "workflow.pflow.md") -> ParsedMarkdown:
-    """A ``.pflow.md`` document as pflow's IR; raises with every problem, each with its line."""
-    parsed = read_markdown(text, source)
-    if parsed.problems:
-        raise WorkflowValidationError(str(source), parsed.problems)
-    return parsed
 
 
 def line_number(problem: str) -> int:

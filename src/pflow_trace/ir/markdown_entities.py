@@ -17,8 +17,8 @@ import yaml
 from yaml.composer import ComposerError
 
 from pflow_trace.ir.markdown import Document, Entity, Fence, Item, ParsedMarkdown, description
+from pflow_trace.ir.reading import read_at_most
 from pflow_trace.ir.templates import _template_end
-from pflow_trace.ir.validation import read_at_most
 from pflow_trace.text import one_line
 
 #: Node fields that sit beside ``params`` in the IR; every other item is a param.

@@ -21,8 +21,8 @@ _NODE_UNSUPPORTED = {
     "retry": "node-level retry is not supported (use batch max_retries)",
     "loop": "loop is not supported",
     "approval": "approval gates are not supported",
-    "prompt_cache": "prompt caching applies to llm nodes, which pflow-trace does not have",
-    "prewarm": "prewarming applies to llm nodes, which pflow-trace does not have",
+    "prompt_cache": "prompt caching on llm nodes is not supported yet",
+    "prewarm": "prompt-cache prewarming on llm nodes is not supported yet",
 }
 #: Workflow fields and the value under which ignoring them changes nothing.
 _WORKFLOW_NEUTRAL: dict[str, Any] = {

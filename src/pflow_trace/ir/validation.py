@@ -1,4 +1,4 @@
-"""Workflow loading and validation: every problem found, each named by its JSON path.
+"""Workflow validation: every problem found, each named by its JSON path.
 
 Validation runs before anything executes: first the JSON Schema shipped in this package, then
 the checks a schema cannot express (ids, node types, edges, which node a template may read, alias
@@ -13,12 +13,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import jsonschema
 
-from pflow_trace.errors import UsageError, WorkflowValidationError
+from pflow_trace.errors import WorkflowValidationError
 from pflow_trace.ir.executor_choice import executor_problems
 from pflow_trace.ir.node_outputs import unwritten_key_problem
 from pflow_trace.ir.param_checks import closest_key_hint, param_problems, unknown_name_hint
@@ -31,7 +30,7 @@ from pflow_trace.ir.templates import (
     iter_references,
 )
 from pflow_trace.nodes.registry import NodeRegistry, default_registry
-from pflow_trace.text import MAX_NESTING_DEPTH, json_path, nesting_problem, terminal_safe
+from pflow_trace.text import json_path, nesting_problem, terminal_safe
 
 #: Where a batch's items may run (runtime/executors): this process, local processes, Dask.
 EXECUTOR_NAMES = ("threads", "processes", "dask")
@@ -283,79 +282,6 @@ def _template_problems(
     return problems
 
 
-#: The largest workflow file read; a bigger one (or an endless one, /dev/zero) is refused
-#: after reading this much, not after filling memory.
-MAX_WORKFLOW_BYTES = 16 * 1024 * 1024
-
-
-def read_at_most(path: str | Path, limit: int) -> bytes:
-    """A file's first ``limit`` bytes, read in chunks: ``read(limit)`` alone would set aside
-    ``limit`` bytes up front, 16 MB for the smallest workflow."""
-    chunks: list[bytes] = []
-    size = 0
-    with open(path, "rb") as stream:
-        while size < limit:
-            chunk = stream.read(min(_READ_CHUNK_BYTES, limit - size))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-    return b"".join(chunks)
-
-
-_READ_CHUNK_BYTES = 256 * 1024
-
-
-def read_workflow_text(path: str | Path) -> str:
-    """A workflow file's text; unreadable, binary or oversized files are one-line errors."""
-    source = Path(path)
-    try:
-        data = read_at_most(source, MAX_WORKFLOW_BYTES + 1)
-        text = data.decode("utf-8").removeprefix("\ufeff")  # a byte-order mark is no text
-    except FileNotFoundError:
-        raise UsageError(f"{source}: no such workflow file") from None
-    except IsADirectoryError:
-        raise UsageError(f"{source}: is a directory, not a workflow file") from None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:  # ValueError: a NUL in the name
-        raise UsageError(f"{terminal_safe(source)}: cannot read workflow: {exc}") from None
-    if len(data) > MAX_WORKFLOW_BYTES:
-        limit_mb = MAX_WORKFLOW_BYTES // (1024 * 1024)
-        raise UsageError(f"{source}: larger than {limit_mb} MB, not a workflow file")
-    return text
-
-
-def parse_workflow_json(text: str, source: str) -> Any:
-    """A JSON workflow's value; bad JSON, NaN/Infinity and runaway nesting are one problem."""
-    try:
-        return json.loads(text, parse_constant=_reject_constant)
-    except json.JSONDecodeError as exc:
-        raise WorkflowValidationError(
-            source, [f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"]
-        ) from None
-    except ValueError as exc:  # NaN, Infinity: Python's parser takes them, JSON does not
-        raise WorkflowValidationError(source, [f"not valid JSON: {exc}"]) from None
-    except RecursionError:
-        raise WorkflowValidationError(
-            source, [f"nested more than {MAX_NESTING_DEPTH} levels deep"]
-        ) from None
-
-
-def load_workflow_file(path: str | Path) -> dict[str, Any]:
-    """Read and parse a workflow file: JSON (ours or pflow's IR) or ``.pflow.md``."""
-    from pflow_trace.ir.markdown import is_markdown, parse_markdown
-
-    source = Path(path)
-    text = read_workflow_text(source)
-    if is_markdown(source, text):
-        return parse_markdown(text, source).workflow
-    workflow: dict[str, Any] = parse_workflow_json(text, str(source))
-    return workflow
-
-
-def _reject_constant(constant: str) -> Any:
-    raise ValueError(f"{constant} is not a JSON number")
-
-
 def validate_workflow(
     workflow: Any, source: str = "workflow", registry: NodeRegistry | None = None
 ) -> dict[str, Any]:
@@ -375,12 +301,6 @@ def validate_workflow(
     if problems:
         raise WorkflowValidationError(source, [terminal_safe(problem) for problem in problems])
     return workflow
-
-
-def load_and_validate(path: str | Path, registry: NodeRegistry | None = None) -> dict[str, Any]:
-    from pflow_trace.ir.loading import load_and_validate_any
-
-    return load_and_validate_any(path, registry)
 
 
 def workflow_warnings(workflow: dict[str, Any]) -> list[str]:
