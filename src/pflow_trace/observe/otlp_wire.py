@@ -103,8 +103,7 @@ def invalid_time_note(value: Any) -> str:
 
 
 def utf8(text: str) -> bytes:
-    """``text`` as UTF-8; a lone surrogate (text that is not valid Unicode) is escaped as
-    ``\\udcff`` (:func:`~pflow_trace.text.escape_surrogates`), never a reason to drop a span."""
+    """``text`` as UTF-8, a lone surrogate escaped (:func:`~pflow_trace.text.escape_surrogates`)."""
     try:
         return text.encode()
     except UnicodeEncodeError:
@@ -201,7 +200,6 @@ def _status_and_flags(code: int, message: str | None, remote_parent: bool) -> by
 
 
 def _times(kind: int, start_ns: int | None, end_ns: int | None) -> bytes:
-    """Kind, start and end; a time that is not a Unix time in ns is left out, not fatal."""
     start_ns = start_ns if is_unix_nano(start_ns) else None
     end_ns = end_ns if is_unix_nano(end_ns) else None
     if start_ns and end_ns:
