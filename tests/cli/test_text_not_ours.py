@@ -256,3 +256,38 @@ def test_export_to_otlp_fails_when_the_receiver_answers_a_redirect(tmp_path: Pat
     assert b"exported" not in result.stdout
     lines = result.stderr.decode().strip().splitlines()
     assert len(lines) == 1 and "HTTP 307" in lines[0] and "redirect" in lines[0]
+
+
+def test_an_event_time_out_of_range_costs_only_that_value(tmp_path: Path) -> None:
+    """Live OTLP, the trace file, the console, and the trace's replay all keep every span."""
+    retries = [
+        {"attempt": 1, "error": "x", "time_unix_nano": 10**30},
+        {"attempt": 2, "error": "y", "time_unix_nano": -5},
+    ]
+    usage = {"model": "m", "input_tokens": 1, "output_tokens": 1, "retries": retries}
+    workflow = tmp_path / "wf.json"
+    workflow.write_text(
+        json.dumps(
+            {
+                "ir_version": "0.1.0",
+                "name": "w",
+                "nodes": [{"id": "a", "type": "echo", "params": {"llm_usage": usage}}],
+            }
+        )
+    )
+    trace = tmp_path / "t.json"
+    with OtlpReceiver() as receiver:
+        live = pflow("run", workflow, "--trace-file", trace, "--otlp-endpoint", receiver.endpoint)
+        no_traceback(live)
+        assert live.returncode == 0, live.stderr
+        expected = len(receiver.wait_for_spans(1))
+        assert expected > 0 and b"warning" not in live.stderr
+    console = pflow("run", workflow, "--no-trace-file", "--exporter", "console")
+    no_traceback(console)
+    assert console.returncode == 0 and b"pflow.invalid_time_unix_nano" in console.stderr
+    with OtlpReceiver() as receiver:
+        replayed = pflow("export", "--to", "otlp", "--endpoint", receiver.endpoint, trace)
+        no_traceback(replayed)
+        assert replayed.returncode == 0, replayed.stderr
+        assert len(receiver.wait_for_spans(expected)) == expected
+    assert b"2 span events had a time that is not a Unix time" in replayed.stderr
