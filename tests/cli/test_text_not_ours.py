@@ -291,3 +291,23 @@ def test_an_event_time_out_of_range_costs_only_that_value(tmp_path: Path) -> Non
         assert replayed.returncode == 0, replayed.stderr
         assert len(receiver.wait_for_spans(expected)) == expected
     assert b"2 span events had a time that is not a Unix time" in replayed.stderr
+
+
+def test_live_otlp_keeps_every_span_holding_text_that_is_not_unicode(tmp_path: Path) -> None:
+    folder = tmp_path / "data"
+    folder.mkdir()
+    with open(os.fsencode(folder) + b"/" + NOT_UTF8_NAME, "w") as handle:
+        handle.write("x")
+    workflow = surrogate_workflow(tmp_path / "wf.json")
+    given = b"given=" + os.fsencode(folder) + b"/" + NOT_UTF8_NAME
+    with OtlpReceiver() as receiver:
+        result = pflow(
+            "run", workflow, f"folder={folder}", given, "--no-trace-file",
+            "--otlp-endpoint", receiver.endpoint,
+        )  # fmt: skip
+        no_traceback(result)
+        assert b"not exported" not in result.stderr, result.stderr
+        spans = receiver.wait_for_spans(2)
+    assert len(spans) >= 2
+    text = json.dumps([(s.name, s.attributes, s.status_message) for s in spans])
+    assert "names\\\\ud800here" in text and "bad \\\\udcfe" in text

@@ -65,6 +65,8 @@ def report(
     if not to_stdout:
         check_destination(output, "-o")  # a FIFO, device or directory: refused before any work
     runs = read_runs(traces, trace_dir)
+    for run in runs:  # a path that is not UTF-8: the one text the reader keeps as it was
+        run.source = escape_surrogates(run.source)
     html = render_report(runs, jaeger_url=jaeger_url, top=top)
     if to_stdout:
         sys.stdout.write(escape_surrogates(html))
