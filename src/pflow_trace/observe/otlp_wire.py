@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
 
+from pflow_trace.observe import conventions as conv
 from pflow_trace.text import escape_surrogates, safe_repr
 
 if TYPE_CHECKING:
@@ -88,7 +89,7 @@ _SMALL_VARINTS = tuple(bytes((number,)) for number in range(128))
 #: The attribute an event gets when its time was not a Unix time in nanoseconds (a node's
 #: ``llm_usage.retries[].time_unix_nano`` of ``10**30``, ``-5`` or ``"soon"``): the event is
 #: sent without a time (the backend uses the span's) and this says what the time was.
-ATTR_INVALID_TIME = "pflow.invalid_time_unix_nano"
+ATTR_INVALID_TIME = conv.ATTR_INVALID_TIME
 
 
 def is_unix_nano(value: Any) -> bool:
