@@ -311,3 +311,44 @@ def test_live_otlp_keeps_every_span_holding_text_that_is_not_unicode(tmp_path: P
     assert len(spans) >= 2
     text = json.dumps([(s.name, s.attributes, s.status_message) for s in spans])
     assert "names\\\\ud800here" in text and "bad \\\\udcfe" in text
+
+
+PFLOW_MD_WITH_DATES = """# Dates
+
+A YAML date as an input default, and a date and a binary key in params.
+
+## Inputs
+
+### when
+
+A date.
+
+- type: string
+- required: false
+- default: 2024-01-02
+
+## Steps
+
+### e
+
+Echo them.
+
+- type: echo
+- when: ${when}
+- day: 2024-05-06
+- map: {2024-01-01: x, !!binary aGk=: y}
+"""
+
+
+def test_yaml_dates_and_binary_keys_render_in_json_output(tmp_path: Path) -> None:
+    workflow = tmp_path / "d.pflow.md"
+    workflow.write_text(PFLOW_MD_WITH_DATES)
+    result = pflow("run", workflow, "--trace-dir", tmp_path / "t", "--output-format", "json")
+    no_traceback(result)
+    assert result.returncode == 0, result.stderr
+    echoed = json.loads(result.stdout)["nodes"]["e"]
+    assert echoed == {
+        "when": "2024-01-02",
+        "day": "2024-05-06",
+        "map": {"2024-01-01": "x", "b'hi'": "y"},
+    }
