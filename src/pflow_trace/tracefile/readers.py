@@ -110,10 +110,14 @@ _LONE_SURROGATE_ESCAPE = re.compile(
 )
 
 
+#: Any surrogate escape, paired or not: one pass of the C regex engine over the text (about
+#: 5% of parsing it); the common trace has none, and the finer pattern never runs.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
 def _lone_surrogate_escapes(text: str) -> bool:
-    """Whether the JSON text may hold a lone surrogate escape; the common trace holds no
-    ``\\ud`` at all, which two substring searches tell at C speed."""
-    if "\\ud" not in text and "\\uD" not in text:
+    """Whether the JSON text may hold a lone surrogate escape."""
+    if _SURROGATE_ESCAPE.search(text) is None:
         return False
     return _LONE_SURROGATE_ESCAPE.search(text) is not None
 
