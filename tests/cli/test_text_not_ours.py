@@ -103,6 +103,8 @@ def test_run_writes_the_trace_and_escapes_every_lone_surrogate(traced: dict[str,
     assert len(document["warnings"]) == 1
     assert "not valid Unicode; escaped as \\uXXXX" in document["warnings"][0]
     assert b"bad \\udcfe" in result.stdout  # the terminal shows the same escape
+    warning = b"warning: " + document["warnings"][0].encode()
+    assert warning in result.stderr  # run says so too, where its user looks
 
 
 def test_run_json_output_is_one_utf8_document_with_the_escapes(traced: dict[str, Any]) -> None:

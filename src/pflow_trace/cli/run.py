@@ -195,12 +195,22 @@ def report_outcome(outcome: Any, tally: Any, exporter: str, text_mode: bool, qui
         silence_stdout()
     if outcome.export_warning is not None:
         click.echo(f"warning: {terminal_safe(outcome.export_warning)}", err=True)
+    for warning in trace_warnings(outcome):
+        click.echo(f"warning: {terminal_safe(warning)}", err=True)
     if outcome.trace_error is not None:
         click.echo(f"error: {terminal_safe(outcome.trace_error)}", err=True)
     try:
         sys.stdout.flush()
     except BrokenPipeError:
         silence_stdout()
+
+
+def trace_warnings(outcome: Any) -> list[str]:
+    """What the trace writer changed (values it escaped), as written in the trace itself."""
+    if outcome.trace_path is None or outcome.trace_error is not None:
+        return []
+    document = outcome.written_document or {}
+    return [text for text in document.get("warnings") or () if isinstance(text, str)]
 
 
 def exit_code(outcome: Any) -> int:
