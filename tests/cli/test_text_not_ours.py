@@ -354,3 +354,13 @@ def test_yaml_dates_and_binary_keys_render_in_json_output(tmp_path: Path) -> Non
         "day": "2024-05-06",
         "map": {"2024-01-01": "x", "b'hi'": "y"},
     }
+
+
+def test_report_to_stdout_cannot_be_opened(tmp_path: Path) -> None:
+    result = pflow("report", "-o", "-", "--open", tmp_path)
+    no_traceback(result)
+    assert result.returncode == 2
+    assert (
+        result.stderr.decode().strip()
+        == "error: --open needs a file: -o - writes the page to stdout"
+    )
