@@ -5,14 +5,18 @@ value; no span, and no batch, is lost to one."""
 from __future__ import annotations
 
 import json
+from http.server import BaseHTTPRequestHandler
 
+import pytest
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, TraceFlags
 
+from loopback import serving
 from pflow_trace.observe.otel import console_line
+from pflow_trace.observe.otlp_send import ExportFailed, HttpSender
 from pflow_trace.observe.otlp_wire import ATTR_INVALID_TIME, TraceRequestEncoder
 
 START_NS = 1_700_000_000_000_000_000
@@ -72,3 +76,32 @@ def test_the_console_prints_a_span_whose_event_time_no_calendar_holds() -> None:
     printed = json.loads(line)
     (event,) = printed["events"]
     assert event["attributes"][ATTR_INVALID_TIME] == str(10**30)
+
+
+class _Redirecting(BaseHTTPRequestHandler):
+    """Answers every POST with a 307 to ``/elsewhere`` and counts what reached there."""
+
+    reached_elsewhere = 0
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length") or 0))
+        if self.path == "/elsewhere":
+            type(self).reached_elsewhere += 1
+            self.send_response(200)
+        else:
+            self.send_response(307)
+            self.send_header("Location", "/elsewhere")
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        return None
+
+
+def test_a_redirect_is_a_failure_and_is_not_followed() -> None:
+    with serving(_Redirecting) as base:
+        sender = HttpSender(f"{base}/v1/traces", {}, timeout_s=5.0)
+        with pytest.raises(ExportFailed, match=r"HTTP 307 .*redirects are not followed"):
+            sender.send(b"")
+        sender.shutdown()
+    assert _Redirecting.reached_elsewhere == 0
