@@ -19,6 +19,7 @@ from pflow_trace.tracefile.writer import (
     remove_stale_temporaries,
     write_private_file,
     write_trace,
+    writer_host,
 )
 
 
@@ -141,24 +142,44 @@ def _dead_pid() -> int:
 
 
 def test_stale_temporaries_are_removed_and_live_ones_kept(tmp_path: Path) -> None:
-    dead = tmp_path / f".trace-{_dead_pid()}-abc123.tmp"
-    live = tmp_path / f".trace-{os.getppid()}-def456.tmp"  # a running process: a live writer
+    host = writer_host()
+    dead = tmp_path / f".trace-{_dead_pid()}@{host}-abc123.tmp"
+    live = tmp_path / f".trace-{os.getppid()}@{host}-def456.tmp"  # a running process
+    elsewhere = tmp_path / f".trace-{_dead_pid()}@other.host-ghi789.tmp"  # young, other host
     old = tmp_path / ".trace-zz9_x.tmp"  # no pid (an older version's name), hours old
     young = tmp_path / ".trace-q1w2e3.tmp"  # no pid, just written: could be a live writer
     other = tmp_path / "notes.tmp"
-    for path in (dead, live, old, young, other):
+    for path in (dead, live, elsewhere, old, young, other):
         path.write_text("{")
     past = time.time() - STALE_TEMPORARY_AGE_S - 60
     os.utime(old, (past, past))
     assert remove_stale_temporaries(tmp_path) == 2
     assert not dead.exists() and not old.exists()
-    assert live.exists() and young.exists() and other.exists()
+    assert live.exists() and elsewhere.exists() and young.exists() and other.exists()
 
 
 def test_writing_a_trace_tidies_its_directory(tmp_path: Path) -> None:
-    left = tmp_path / f".trace-{_dead_pid()}-k1ll3d.tmp"
+    left = tmp_path / f".trace-{_dead_pid()}@{writer_host()}-k1ll3d.tmp"
     left.write_text('{"half": ')
     os.chmod(left, 0o600)
     write_trace(tmp_path / "t.json", minimal_document())
     assert not left.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.json"]
+
+
+def test_a_writer_killed_mid_write_leaves_a_file_the_next_write_removes(tmp_path: Path) -> None:
+    """``kill -9`` during the write: the temporary file stays, named by the dead writer."""
+    script = (
+        "import os, signal, sys\n"
+        "from pathlib import Path\n"
+        "from pflow_trace.tracefile.writer import write_private_file\n"
+        "def chunks():\n"
+        "    yield '{'\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "write_private_file(Path(sys.argv[1]), chunks(), '-o')\n"
+    )
+    subprocess.run([sys.executable, "-c", script, str(tmp_path / "t.json")], check=False)
+    (left,) = tmp_path.glob(".trace-*.tmp")
+    assert oct(left.stat().st_mode & 0o777) == "0o600"
+    write_trace(tmp_path / "t.json", minimal_document())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.json"]

@@ -22,6 +22,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import socket
 import stat
 import tempfile
 import time
@@ -277,7 +278,7 @@ def write_private_file(
     make_private_dirs(path.parent)
     remove_stale_temporaries(path.parent)
     descriptor, temporary = tempfile.mkstemp(
-        prefix=f"{TEMPORARY_PREFIX}{os.getpid()}-", suffix=TEMPORARY_SUFFIX, dir=path.parent
+        prefix=_temporary_prefix(), suffix=TEMPORARY_SUFFIX, dir=path.parent
     )
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8", buffering=1 << 20) as handle:
@@ -303,20 +304,32 @@ def write_private_file(
     return path
 
 
-#: Temporary files are named ``.trace-<pid>-<random>.tmp``: the pid says who is writing one.
+#: Temporary files are named ``.trace-<pid>@<host>-<random>.tmp``: who is writing one, and
+#: where (a directory on a shared file system is written from several hosts).
 TEMPORARY_PREFIX = ".trace-"
 TEMPORARY_SUFFIX = ".tmp"
-#: A temporary file this old is stale even when its pid is alive (the pid was reused).
+#: A temporary file this old is stale even when its pid is alive (the pid was reused), and one
+#: from another host (whose processes we cannot see) is stale only at this age.
 STALE_TEMPORARY_AGE_S = 3600
-_TEMPORARY_NAME = re.compile(r"\.trace-(?:(\d+)-)?[A-Za-z0-9_]+\.tmp\Z")
+_TEMPORARY_NAME = re.compile(r"\.trace-(?:(\d+)@([A-Za-z0-9_.]+)-)?[A-Za-z0-9_]+\.tmp\Z")
+_HOST_UNSAFE = re.compile(r"[^A-Za-z0-9_.]+")
+
+
+def writer_host() -> str:
+    return _HOST_UNSAFE.sub("_", socket.gethostname())[:64] or "host"
+
+
+def _temporary_prefix() -> str:
+    return f"{TEMPORARY_PREFIX}{os.getpid()}@{writer_host()}-"
 
 
 def remove_stale_temporaries(directory: Path) -> int:
     """Remove temporary files a writer left behind when it was killed (``kill -9`` mid-write).
 
-    A ``.trace-*.tmp`` file is stale when the process named in it is gone, or when it is more
-    than an hour old (a file without a pid, from an older version, or a reused pid). A live
-    writer's file is young and its pid alive, so it is never touched. Only regular files we
+    A ``.trace-*.tmp`` file is stale when it was written on this host by a process that is
+    gone, or when it is more than an hour old (a file from another host, whose processes we
+    cannot see; one without a pid, from an older version; a reused pid). A live writer's file
+    is young and, on this host, its pid alive, so it is never touched. Only regular files we
     own are removed, and any error leaves the file alone: this is tidying, never a failure.
     Returns how many were removed.
     """
@@ -335,7 +348,8 @@ def remove_stale_temporaries(directory: Path) -> int:
             info = os.lstat(candidate)
             if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid():
                 continue
-            pid = int(match.group(1)) if match.group(1) else None
+            here = match.group(2) == writer_host()
+            pid = int(match.group(1)) if match.group(1) and here else None
             if pid == os.getpid():
                 continue
             if now - info.st_mtime < STALE_TEMPORARY_AGE_S and (pid is None or _alive(pid)):
