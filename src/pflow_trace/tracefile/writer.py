@@ -316,6 +316,7 @@ _HOST_UNSAFE = re.compile(r"[^A-Za-z0-9_.]+")
 
 
 def writer_host() -> str:
+    """This host's name as temporary file names carry it."""
     return _HOST_UNSAFE.sub("_", socket.gethostname())[:64] or "host"
 
 
