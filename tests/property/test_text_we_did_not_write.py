@@ -71,7 +71,7 @@ def workflow_with(text: str, as_bytes_name: str) -> dict[str, Any]:
     }
 
 
-@settings(max_examples=25)
+@settings(max_examples=60)
 @given(text=NOT_OUR_TEXT, raw_name=st.binary(min_size=1, max_size=4))
 def test_text_we_did_not_write_survives_every_writer_and_reader(
     text: str, raw_name: bytes, tmp_path_factory: pytest.TempPathFactory
