@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -11,6 +11,7 @@ import click
 from pflow_trace.errors import UsageError
 from pflow_trace.observe.export_settings import PROTOCOLS
 from pflow_trace.replay import FILE_FORMATS
+from pflow_trace.text import json_text
 
 if TYPE_CHECKING:
     from pflow_trace.replay.otlp_replay import ReplayResult
@@ -74,11 +75,7 @@ def export(
     """
     check_export_options(target, file_format, output, endpoint, protocol, timeout_s)
     if output is not None and output != "-":
-        from pathlib import Path
-
-        from pflow_trace.tracefile.writer import check_destination
-
-        check_destination(Path(output), "-o")
+        check_output_path(output, trace)
     if target is not None:
         result = _replay(trace, endpoint, protocol, timeout_s, service_name)
         from pflow_trace.observe.redaction import redact_message
@@ -92,6 +89,23 @@ def export(
     span_count = _convert(trace, file_format, output, service_name)
     where = "stdout" if output == "-" else output
     click.echo(f"wrote {span_count} spans ({file_format}) to {where}", err=output == "-")
+
+
+def check_output_path(output: str, trace: str) -> None:
+    """Refuse ``-o`` that is not a regular file, or that is the trace being read: writing
+    there would replace the source trace with its conversion."""
+    from pflow_trace.tracefile.writer import check_destination
+
+    check_destination(Path(output), "-o")
+    if _same_file(Path(output), Path(trace)):
+        raise UsageError(f"-o {output} is the trace being exported; give another file")
+
+
+def _same_file(first: Path, second: Path) -> bool:
+    try:
+        return first.resolve() == second.resolve() or first.samefile(second)
+    except (OSError, ValueError, RuntimeError):
+        return False
 
 
 def check_export_options(
@@ -152,7 +166,16 @@ def _replay(
         timeout_s=timeout_s if timeout_s is not None else DEFAULT_TIMEOUT_S,
     )
     replay = load_replay_trace(trace, settings.service_name)
+    print_warnings(replay.warnings)
     return replay_to_otlp(replay, settings)
+
+
+def print_warnings(warnings: list[str]) -> None:
+    """The reader's warnings about the trace (escaped text, a newer version), on stderr."""
+    from pflow_trace.text import terminal_safe
+
+    for warning in warnings:
+        click.echo(f"warning: {terminal_safe(warning)}", err=True)
 
 
 def _convert(trace: str, file_format: str, output: str, service_name: str | None) -> int:
@@ -163,6 +186,7 @@ def _convert(trace: str, file_format: str, output: str, service_name: str | None
 
     name = resolve_export_settings("none", service_name=service_name).service_name
     replay = load_replay_trace(trace, name)
+    print_warnings(replay.warnings)
     _write_json(render(replay, file_format), output)
     return len(replay.spans)
 
@@ -173,15 +197,14 @@ def _write_json(document: dict[str, Any], output: str) -> None:
     A file is written like a trace file: ``0600``, beside the destination, then renamed over
     it, so a symlink planted at ``output`` is replaced rather than followed.
     """
-    # json.dumps, not json.dump: dump streams through the pure-Python encoder, which is several
-    # times slower on a 100,000-item run than building the text with the C encoder.
-    text = json.dumps(document, ensure_ascii=False, separators=(",", ":")) + "\n"
+    # json_text builds the text with the C encoder (json.dump would stream through the
+    # pure-Python one, several times slower on a 100,000-item run), and escapes text that is
+    # not valid Unicode.
+    text = json_text(document, compact=True) + "\n"
     if output == "-":
         sys.stdout.write(text)
         sys.stdout.flush()
         return
-    from pathlib import Path
-
     from pflow_trace.tracefile.writer import write_private_file
 
     try:

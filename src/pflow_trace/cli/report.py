@@ -8,6 +8,7 @@ line with exit code 2.
 
 from __future__ import annotations
 
+import sys
 import webbrowser
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -17,7 +18,7 @@ import click
 from pflow_trace.cli.trace_selection import read_runs, trace_selection
 from pflow_trace.errors import UsageError
 from pflow_trace.report.html import render_report
-from pflow_trace.text import terminal_safe
+from pflow_trace.text import escape_surrogates, terminal_safe
 from pflow_trace.tracefile.writer import check_destination, write_private_file
 
 #: Where the page goes without ``-o``: the current directory, where a person looks first.
@@ -32,7 +33,7 @@ DEFAULT_OUTPUT = Path("pflow-trace-report.html")
     type=click.Path(path_type=Path, dir_okay=False),
     default=DEFAULT_OUTPUT,
     show_default=True,
-    help="The HTML file to write (replaced if it exists).",
+    help="The HTML file to write (replaced if it exists); '-' for stdout.",
 )
 @click.option("--open", "open_page", is_flag=True, help="Open the page in a web browser.")
 @click.option(
@@ -58,11 +59,21 @@ def report(
     """
     if jaeger_url is not None:
         _check_jaeger_url(jaeger_url)
-    check_destination(output, "-o")  # a FIFO, device or directory: refused before any work
+    to_stdout = str(output) == "-"  # as ``export -o -``
+    if to_stdout and open_page:
+        raise UsageError("--open needs a file: -o - writes the page to stdout")
+    if not to_stdout:
+        check_destination(output, "-o")  # a FIFO, device or directory: refused before any work
     runs = read_runs(traces, trace_dir)
+    for run in runs:  # a path that is not UTF-8: the one text the reader keeps as it was
+        run.source = escape_surrogates(run.source)
     html = render_report(runs, jaeger_url=jaeger_url, top=top)
+    if to_stdout:
+        sys.stdout.write(escape_surrogates(html))
+        sys.stdout.flush()
+        return
     try:
-        write_private_file(output, [html], "-o")
+        write_private_file(output, [html], "-o", json_chunks=False)
     except OSError as exc:
         raise UsageError(f"{output}: cannot write ({exc.strerror or exc})") from None
     click.echo(f"report: {terminal_safe(output)}")
@@ -72,6 +83,10 @@ def report(
 
 def _check_jaeger_url(url: str) -> None:
     """Only an http(s) address becomes a link: anything else could run script on a click."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises for a port that is not a number
+    except ValueError as exc:
+        raise UsageError(f"--jaeger-url {terminal_safe(url)!r}: not a URL ({exc})") from None
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise UsageError(f"--jaeger-url {url!r}: expected an http:// or https:// address")

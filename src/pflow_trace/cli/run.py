@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sys
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ from pflow_trace.errors import (
     UsageError,
 )
 from pflow_trace.observe.export_settings import EXPORTERS, PROTOCOLS
-from pflow_trace.text import cap_depth, format_duration_ms, terminal_safe
+from pflow_trace.text import cap_depth, format_duration_ms, json_text, terminal_safe
 
 EXIT_BY_STATUS = {
     "success": EXIT_OK,
@@ -196,12 +195,22 @@ def report_outcome(outcome: Any, tally: Any, exporter: str, text_mode: bool, qui
         silence_stdout()
     if outcome.export_warning is not None:
         click.echo(f"warning: {terminal_safe(outcome.export_warning)}", err=True)
+    for warning in trace_warnings(outcome):
+        click.echo(f"warning: {terminal_safe(warning)}", err=True)
     if outcome.trace_error is not None:
         click.echo(f"error: {terminal_safe(outcome.trace_error)}", err=True)
     try:
         sys.stdout.flush()
     except BrokenPipeError:
         silence_stdout()
+
+
+def trace_warnings(outcome: Any) -> list[str]:
+    """What the trace writer changed (values it escaped), as written in the trace itself."""
+    if outcome.trace_path is None or outcome.trace_error is not None:
+        return []
+    document = outcome.written_document or {}
+    return [text for text in document.get("warnings") or () if isinstance(text, str)]
 
 
 def exit_code(outcome: Any) -> int:
@@ -237,7 +246,7 @@ def _invalid_as_json(enabled: bool) -> Iterator[None]:
     except PflowTraceError as exc:
         if enabled:
             problems = getattr(exc, "problems", None) or [exc.message]
-            click.echo(json.dumps({"status": "invalid", "errors": problems}, ensure_ascii=False))
+            click.echo(json_text({"status": "invalid", "errors": problems}))
         raise
 
 
@@ -339,5 +348,7 @@ def print_outcome(outcome: Any, exporter: str, text_mode: bool, tally: Any) -> N
 
 
 def _strict_json(value: Any) -> str:
-    """One line of strict JSON: NaN, infinity and unprintable ints never reach stdout bare."""
-    return json.dumps(cap_depth(value), ensure_ascii=False, default=str, allow_nan=False)
+    """One line of strict JSON whatever ``value`` holds (:func:`~pflow_trace.text.json_text`):
+    NaN, unprintable ints, keys JSON cannot hold, a broken ``repr`` and lone surrogates never
+    reach stdout bare."""
+    return json_text(value)

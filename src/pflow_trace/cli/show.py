@@ -17,6 +17,7 @@ import click
 from pflow_trace.cli.trace_selection import read_runs, trace_selection
 from pflow_trace.report.stats import build_summary
 from pflow_trace.report.terminal import render_text
+from pflow_trace.text import escape_surrogates, escape_surrogates_in_json
 
 
 @click.command("show")
@@ -35,11 +36,22 @@ def show(
     runs = read_runs(traces, trace_dir)
     summary = build_summary(runs, top=top)
     if as_json:
-        click.echo(summary.to_json())
+        click.echo(utf8_json(summary.to_json()))
         return
     terminal = sys.stdout.isatty()
     # https://no-color.org: any non-empty NO_COLOR turns colour off, like --no-color.
     color = terminal and not no_color and not os.environ.get("NO_COLOR")
     text = render_text(summary, terminal=terminal, color=color)
     # ``color=color``: click keeps the escape codes we chose to draw, and strips none else.
-    click.echo(text, nl=False, color=color)
+    click.echo(escape_surrogates(text), nl=False, color=color)
+
+
+def utf8_json(text: str) -> str:
+    """JSON text a UTF-8 stdout can take: a trace's path that is not UTF-8 (the one value the
+    reader keeps as it was, so the file can be opened) is escaped by the rule of every
+    writer; other text costs one encode check."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return escape_surrogates_in_json(text)[0]
+    return text

@@ -64,6 +64,8 @@ ATTR_BATCH_WORKER_ADDRESS = "pflow.batch.worker_address"
 EVENT_RETRY = "pflow.retry"
 ATTR_RETRY_ATTEMPT = "pflow.retry.attempt"
 ATTR_RETRY_ERROR = "pflow.retry.error"
+#: On an event whose given time was not a Unix time in ns: the value given (``otlp_wire``).
+ATTR_INVALID_TIME = "pflow.invalid_time_unix_nano"
 
 # -- an LLM call: OpenTelemetry's GenAI semantic conventions (gen_ai.*) -------------------------
 # Set on the span of the call: a batch item's span, or the instrumented span of a node that is
@@ -140,6 +142,7 @@ ALL_ATTRIBUTES = (
     ATTR_BATCH_WORKER_ADDRESS,
     ATTR_RETRY_ATTEMPT,
     ATTR_RETRY_ERROR,
+    ATTR_INVALID_TIME,
     GEN_AI_OPERATION_NAME,
     GEN_AI_PROVIDER_NAME,
     GEN_AI_REQUEST_MODEL,

@@ -26,7 +26,7 @@ from typing import Any
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
     SimpleSpanProcessor,
@@ -42,6 +42,7 @@ from pflow_trace.observe.export_settings import ExportSettings
 from pflow_trace.observe.lean_export import ExportQueue, ReadableSpanExporter
 from pflow_trace.observe.lean_tracer import LeanTracerProvider, SpanSink, lean_tracing_allowed
 from pflow_trace.observe.otlp_send import ExportFailed, make_wire_exporter
+from pflow_trace.observe.otlp_wire import ATTR_INVALID_TIME, invalid_time_note
 from pflow_trace.version import __version__
 
 _QUIET_LOGGERS = (
@@ -255,7 +256,8 @@ def _make_exporter(
     if settings.exporter == "console":
         from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
-        return taking_lean_spans(ConsoleSpanExporter(out=sys.stderr)), None
+        console = ConsoleSpanExporter(out=sys.stderr, formatter=console_line)
+        return taking_lean_spans(console), None
     if settings.exporter == "otlp":
         _quiet_exporter_logs()
         inner: SpanExporter | None = None
@@ -266,6 +268,50 @@ def _make_exporter(
         guard = GuardedExporter(inner, settings.endpoint or "", settings.timeout_s)
         return guard, guard
     return None, None
+
+
+def console_line(span: ReadableSpan) -> str:
+    """One span as the console exporter prints it; a span the SDK cannot print (an event time
+    out of any calendar) is printed with that time left out, never a traceback."""
+    try:
+        return span.to_json() + os.linesep
+    except (OverflowError, ValueError, OSError):
+        events = [_printable_event(event, span.start_time) for event in span.events]
+        safe = ReadableSpan(
+            name=span.name,
+            context=span.context,
+            parent=span.parent,
+            resource=span.resource,
+            attributes=span.attributes,
+            events=events,
+            links=span.links,
+            kind=span.kind,
+            status=span.status,
+            start_time=_printable_time(span.start_time),
+            end_time=_printable_time(span.end_time),
+            instrumentation_scope=span.instrumentation_scope,
+        )
+        return safe.to_json() + os.linesep
+
+
+#: Times the SDK can print: up to the year 9999.
+_LAST_PRINTABLE_NS = 253_402_300_799 * 10**9
+
+
+def _printable(time_ns: Any) -> bool:
+    return time_ns.__class__ is int and 0 <= time_ns <= _LAST_PRINTABLE_NS
+
+
+def _printable_time(time_ns: int | None) -> int | None:
+    return time_ns if time_ns is None or _printable(time_ns) else None
+
+
+def _printable_event(event: Event, span_start_ns: int | None) -> Event:
+    """The event, or a copy at its span's start noting the time it had."""
+    if _printable(event.timestamp):
+        return event
+    attributes = {**(event.attributes or {}), ATTR_INVALID_TIME: invalid_time_note(event.timestamp)}
+    return Event(event.name, attributes, span_start_ns)
 
 
 def _quiet_exporter_logs() -> None:

@@ -135,6 +135,9 @@ class HttpSender(_Sender):
                 timeout=self.timeout_s,
                 verify=self._verify,
                 cert=self._cert,
+                # A redirect is not followed: OTLP/HTTP success is a 2xx from the endpoint
+                # named, and requests would re-send the spans (and headers) wherever told.
+                allow_redirects=False,
             )
         except requests.exceptions.Timeout:
             raise ExportFailed(f"the backend did not answer within {self.timeout_s:g}s") from None
@@ -148,7 +151,10 @@ class HttpSender(_Sender):
             raise ExportFailed(self.safe_reason(exc)) from None
         if not 200 <= response.status_code < 300:
             phrase = terminal_safe(response.reason or "")[:80]
-            raise ExportFailed(f"the backend answered HTTP {response.status_code} {phrase}".strip())
+            reason = f"the backend answered HTTP {response.status_code} {phrase}".strip()
+            if 300 <= response.status_code < 400:
+                reason += " (a redirect; redirects are not followed, give the final endpoint)"
+            raise ExportFailed(reason)
 
     def shutdown(self) -> None:
         self._session.close()

@@ -27,6 +27,9 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
 
+from pflow_trace.observe import conventions as conv
+from pflow_trace.text import escape_surrogates, safe_repr
+
 if TYPE_CHECKING:
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.util.instrumentation import InstrumentationScope
@@ -83,6 +86,31 @@ _pack_kind_and_times = struct.Struct("<BBBQBQ").pack  # kind, start and end time
 _SMALL_VARINTS = tuple(bytes((number,)) for number in range(128))
 
 
+#: The attribute an event gets when its time was not a Unix time in nanoseconds (a node's
+#: ``llm_usage.retries[].time_unix_nano`` of ``10**30``, ``-5`` or ``"soon"``): the event is
+#: sent without a time (the backend uses the span's) and this says what the time was.
+ATTR_INVALID_TIME = conv.ATTR_INVALID_TIME
+
+
+def is_unix_nano(value: Any) -> bool:
+    """Whether ``value`` can be a protobuf ``fixed64`` time: an int in [0, 2**64)."""
+    return value.__class__ is int and 0 <= value <= _UINT64_MASK
+
+
+def invalid_time_note(value: Any) -> str:
+    """What :data:`ATTR_INVALID_TIME` holds: the value, short enough for any backend."""
+    text = safe_repr(value) if not isinstance(value, int) or value.bit_length() < 256 else ""
+    return text[:64] if text else f"<{type(value).__name__} of {value.bit_length()} bits>"
+
+
+def utf8(text: str) -> bytes:
+    """``text`` as UTF-8, a lone surrogate escaped (:func:`~pflow_trace.text.escape_surrogates`)."""
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return escape_surrogates(text).encode()
+
+
 def _varint(number: int) -> bytes:
     if number < 128:
         return _SMALL_VARINTS[number]
@@ -110,16 +138,16 @@ def _int64(number: int) -> bytes:
 def any_value(value: Any) -> bytes:
     """The body of an ``AnyValue`` message, with the stock encoder's choice of type.
 
-    Raises for a value it cannot encode (an integer beyond 64 bits, an unknown type, a string
-    that is not valid Unicode); the attribute holding it is then left out, as the stock encoder
-    does.
+    Raises for a value it cannot encode (an integer beyond 64 bits, an unknown type); the
+    attribute holding it is then left out, as the stock encoder does. A string that is not
+    valid Unicode is escaped (:func:`utf8`).
     """
     if value is None:
         return b""
     if isinstance(value, bool):
         return _VALUE_BOOL_TRUE if value else _VALUE_BOOL_FALSE
     if isinstance(value, str):
-        return _field(_FIELD_1, value.encode())
+        return _field(_FIELD_1, utf8(value))
     if isinstance(value, int):
         return _VALUE_INT + _int64(value)
     if isinstance(value, float):
@@ -137,7 +165,7 @@ def any_value(value: Any) -> bytes:
 
 def key_value(key: str, value: Any) -> bytes:
     """The body of a ``KeyValue`` message (an empty key is left out, as proto3 does)."""
-    key_field = _field(_FIELD_1, key.encode()) if key else b""
+    key_field = _field(_FIELD_1, utf8(key)) if key else b""
     return key_field + _field(_FIELD_2, any_value(value))
 
 
@@ -147,13 +175,13 @@ def attribute_fields(tag: bytes, attributes: Mapping[str, Any] | None) -> list[b
     for key, value in (attributes or {}).items():
         try:
             fields.append(_field(tag, key_value(key, value)))
-        except (TypeError, ValueError):  # includes UnicodeEncodeError: left out, not fatal
+        except (TypeError, ValueError):  # left out, not fatal
             continue
     return fields
 
 
 def _optional_string(tag: bytes, text: str | None) -> bytes:
-    return _field(tag, text.encode()) if text else b""
+    return _field(tag, utf8(text)) if text else b""
 
 
 def _optional_varint(tag: bytes, number: int | None) -> bytes:
@@ -173,6 +201,8 @@ def _status_and_flags(code: int, message: str | None, remote_parent: bool) -> by
 
 
 def _times(kind: int, start_ns: int | None, end_ns: int | None) -> bytes:
+    start_ns = start_ns if is_unix_nano(start_ns) else None
+    end_ns = end_ns if is_unix_nano(end_ns) else None
     if start_ns and end_ns:
         return _pack_kind_and_times(0x30, kind, 0x39, start_ns, 0x41, end_ns)
     kind_field = b"\x30" + _varint(kind)
@@ -181,6 +211,11 @@ def _times(kind: int, start_ns: int | None, end_ns: int | None) -> bytes:
 
 
 def _event(name: str, time_ns: int | None, attributes: Any, dropped: int) -> bytes:
+    """One event; a time that is not a Unix time in ns is left out and noted on the event
+    (:data:`ATTR_INVALID_TIME`), so one bad value never costs the span or its batch."""
+    if time_ns is not None and not is_unix_nano(time_ns):
+        attributes = {**(attributes or {}), ATTR_INVALID_TIME: invalid_time_note(time_ns)}
+        time_ns = None
     body = [b"\x09" + _pack_fixed64(time_ns) if time_ns else b"", _optional_string(b"\x12", name)]
     body += attribute_fields(_EVENT_ATTRIBUTE, attributes)
     body.append(_optional_varint(_EVENT_DROPPED_ATTRIBUTES, dropped))

@@ -15,7 +15,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from pflow_trace.observe.redaction import REDACTED, Redactor
-from pflow_trace.text import MAX_PRINTABLE_INT_BITS, describe_long_int, truncate_marked
+from pflow_trace.text import (
+    MAX_PRINTABLE_INT_BITS,
+    describe_long_int,
+    json_key,
+    safe_repr,
+    safe_str,
+    truncate_marked,
+)
 
 #: What stands for an item preview when previews are off.
 NO_PREVIEW = "<preview off>"
@@ -105,7 +112,9 @@ class Sanitizer:
                     redactor.learn_hidden(item)
                     copy[key] = REDACTED
                 else:
-                    copy[str(key)] = self._value(item, depth + 1)
+                    copy[key if key.__class__ is str else json_key(key)] = self._value(
+                        item, depth + 1
+                    )
             return copy
         if isinstance(value, (list, tuple)):
             limit = self.limits.max_list_items
@@ -115,7 +124,7 @@ class Sanitizer:
             return kept
         if isinstance(value, (bytes, bytearray, memoryview)):
             return f"<binary: {len(value)} bytes>"
-        return truncate_marked(self.redactor.text(repr(value)), self.limits.max_string_chars)
+        return truncate_marked(self.redactor.text(safe_repr(value)), self.limits.max_string_chars)
 
     def text(self, text: str) -> str:
         """A redacted, length-capped message (errors, status descriptions)."""
@@ -143,6 +152,6 @@ class Sanitizer:
             import json
 
             safe = self.value(value)
-            text = json.dumps(safe, ensure_ascii=False, separators=(",", ":"), default=str)
+            text = json.dumps(safe, ensure_ascii=False, separators=(",", ":"), default=safe_str)
         text = text.replace("\n", "\\n")
         return truncate_marked(text, self.limits.preview_chars)

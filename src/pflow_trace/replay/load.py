@@ -28,8 +28,8 @@ def load_replay_trace(path: str | os.PathLike[str], service_name: str | None = N
     """
     name = os.fspath(path)
     run = read_trace(name)
-    if run.format == FORMAT_OURS:
-        recorded = decode_span_table(name, run)
-        if recorded is not None:
-            return recorded
-    return synthesize(run, service_name or DEFAULT_SERVICE_NAME)
+    replay = decode_span_table(name, run) if run.format == FORMAT_OURS else None
+    if replay is None:
+        replay = synthesize(run, service_name or DEFAULT_SERVICE_NAME)
+    replay.warnings = [*run.warnings, *replay.warnings]
+    return replay

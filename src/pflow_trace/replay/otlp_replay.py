@@ -2,19 +2,23 @@
 
 The spans are rebuilt as SDK :class:`ReadableSpan` objects carrying their original trace id,
 span ids, parents, timestamps, status, attributes, events, resource and scope, and handed to
-the stock OTLP exporter the ``run`` command uses (:func:`make_otlp_exporter`, wrapped in
-:class:`GuardedExporter`). So the endpoint rules, the protocols and the short timeout are the
-same as ``run``'s, and a down backend costs one timeout and one error line, not a hang.
+the OTLP exporter the ``run`` command uses (our wire encoder and sender,
+:func:`~pflow_trace.observe.otlp_send.make_wire_exporter`, or the stock exporter when the
+environment asks for what only it does; wrapped in :class:`GuardedExporter`). So the
+endpoint rules, the protocols and the short timeout are the same as ``run``'s,
+and a down backend costs one timeout and one error line, not a hang.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
 from opentelemetry.trace.status import Status, StatusCode
@@ -22,6 +26,7 @@ from opentelemetry.trace.status import Status, StatusCode
 from pflow_trace.errors import ExportError
 from pflow_trace.observe.export_settings import ExportSettings
 from pflow_trace.observe.otel import GuardedExporter, make_otlp_exporter
+from pflow_trace.observe.otlp_send import make_wire_exporter
 from pflow_trace.tracefile.replay_model import STATUS_ERROR, STATUS_OK, ReplaySpan, ReplayTrace
 
 #: Spans per OTLP request: well under common 4 MiB request limits for our span sizes.
@@ -93,6 +98,18 @@ def _chunks(spans: Sequence[ReadableSpan], size: int) -> Iterator[Sequence[Reada
         yield spans[start : start + size]
 
 
+def _exporter(settings: ExportSettings, spans: Sequence[ReadableSpan]) -> SpanExporter:
+    """The exporter ``run`` uses: our wire encoder and sender (a 2xx or gRPC OK is success,
+    anything else, a redirect included, a failure), else the stock exporter when the
+    environment asks for what only it does."""
+    resource = spans[0].resource if spans else Resource({})
+    scope = InstrumentationScope("pflow-trace")
+    if spans and spans[0].instrumentation_scope is not None:
+        scope = spans[0].instrumentation_scope
+    wire = make_wire_exporter(settings, resource, scope, os.environ)
+    return wire if wire is not None else make_otlp_exporter(settings)
+
+
 def replay_to_otlp(trace: ReplayTrace, settings: ExportSettings) -> ReplayResult:
     """Send every span; raise :class:`ExportError` (one line) when the backend does not take them.
 
@@ -103,8 +120,8 @@ def replay_to_otlp(trace: ReplayTrace, settings: ExportSettings) -> ReplayResult
     # The exporters log their own tracebacks on failure; the one error line is ours to print.
     logging.getLogger("opentelemetry.exporter").setLevel(logging.CRITICAL)
     endpoint = settings.endpoint or ""
-    guard = GuardedExporter(make_otlp_exporter(settings), endpoint, settings.timeout_s)
     spans = to_readable_spans(trace)
+    guard = GuardedExporter(_exporter(settings, spans), endpoint, settings.timeout_s)
     try:
         for chunk in _chunks(spans, SPANS_PER_REQUEST):
             guard.export(chunk)

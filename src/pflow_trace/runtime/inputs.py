@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from datetime import date, time
 from typing import Any
 
 from pflow_trace.errors import UsageError
 from pflow_trace.observe.redaction import Redactor, leaf_values
-from pflow_trace.text import nesting_problem, terminal_safe
+from pflow_trace.text import json_text, nesting_problem, terminal_safe
 
 _TYPE_CHECKS: dict[str, tuple[type, ...]] = {
     "string": (str,),
@@ -70,14 +71,15 @@ def resolve_inputs(workflow: dict[str, Any], provided: dict[str, Any]) -> dict[s
             continue
         expected = spec.get("type")
         if expected == "string" and not isinstance(value, str):
-            value = json.dumps(value) if not isinstance(value, str) else value
+            # A YAML date is its ISO text; anything else its JSON (keys JSON cannot hold too).
+            value = value.isoformat() if isinstance(value, (date, time)) else json_text(value)
         checks = _TYPE_CHECKS.get(expected or "")
         if checks and (
             not isinstance(value, checks)
             or (expected in ("number", "integer") and isinstance(value, bool))
         ):
             # A sensitive value is never echoed back, not even in an error message.
-            got = "a value of another type" if spec.get("sensitive") else json.dumps(value)
+            got = "a value of another type" if spec.get("sensitive") else json_text(value)
             problems.append(f"input '{name}' must be {expected}, got {got}")
             continue
         values[name] = value

@@ -20,6 +20,7 @@ from typing import Any
 from opentelemetry.trace import Span
 
 from pflow_trace.observe import conventions as conv
+from pflow_trace.observe.otlp_wire import ATTR_INVALID_TIME, invalid_time_note, is_unix_nano
 from pflow_trace.observe.sanitize import Sanitizer
 
 _NUMBER = (int, float)
@@ -137,4 +138,7 @@ def record_llm_call(
         if isinstance(retry.get("error_type"), str):
             event[conv.ATTR_ERROR_TYPE] = sanitizer.text(retry["error_type"])
         at = retry.get("time_unix_nano")
-        span.add_event(conv.EVENT_LLM_RETRY, event, timestamp=at if isinstance(at, int) else None)
+        if at is not None and not is_unix_nano(at):  # the event keeps "now" and notes the value
+            event[ATTR_INVALID_TIME] = invalid_time_note(at)
+            at = None
+        span.add_event(conv.EVENT_LLM_RETRY, event, timestamp=at)

@@ -71,6 +71,8 @@ class ReplayTrace:
     scope_version: str | None
     #: True when the tree was built from a pflow trace's timings rather than recorded spans.
     synthesized: bool = False
+    #: What the reader and decoder changed or noticed (escaped text, times out of range).
+    warnings: list[str] = field(default_factory=list)
     _span_ids: frozenset[str] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property

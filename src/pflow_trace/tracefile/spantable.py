@@ -268,7 +268,7 @@ def _json(value: Any) -> str:
     if _C_ENCODE is not None:
         try:
             return "".join(_C_ENCODE(value, 0))
-        except (ValueError, RecursionError):
+        except (TypeError, ValueError, RecursionError):
             pass
     return encode_json(value)
 

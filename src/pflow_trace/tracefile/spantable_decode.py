@@ -15,6 +15,7 @@ from typing import Any
 
 from pflow_trace.errors import TraceReadError
 from pflow_trace.observe import conventions as conv
+from pflow_trace.observe.otlp_wire import ATTR_INVALID_TIME, invalid_time_note, is_unix_nano
 from pflow_trace.tracefile.model import TraceRun
 from pflow_trace.tracefile.read_common import FORMAT_OURS
 from pflow_trace.tracefile.replay_model import (
@@ -64,7 +65,7 @@ def decode_span_table(name: str, run: TraceRun) -> ReplayTrace | None:
     resource = table.get("resource") if isinstance(table.get("resource"), dict) else {}
     if "service.name" not in resource and isinstance(otel.get("service_name"), str):
         resource = {**resource, "service.name": otel["service_name"]}
-    return ReplayTrace(
+    replay = ReplayTrace(
         source=name,
         source_format=FORMAT_OURS,
         trace_id=trace_id,
@@ -73,6 +74,15 @@ def decode_span_table(name: str, run: TraceRun) -> ReplayTrace | None:
         scope_name=str(scope.get("name") or conv.INSTRUMENTATION_NAME),
         scope_version=scope.get("version") if isinstance(scope.get("version"), str) else None,
     )
+    moved = sum(
+        1 for span in spans for event in span.events if ATTR_INVALID_TIME in event.attributes
+    )
+    if moved:
+        replay.warnings.append(
+            f"{name}: {moved} span event{'s' if moved != 1 else ''} had a time that is not a "
+            f"Unix time in nanoseconds; placed at the span's start, with {ATTR_INVALID_TIME}"
+        )
+    return replay
 
 
 def _origin_ns(name: str, start_time: str | None, otel: dict[str, Any]) -> int:
@@ -142,6 +152,23 @@ def _decode_rows(table: dict[str, Any], origin_ns: int) -> list[ReplaySpan]:
     return spans
 
 
+def _event(
+    name: str, origin_ns: int, offset: Any, attributes: dict[str, Any], span_start_ns: int
+) -> ReplayEvent:
+    """One event; a time that cannot be a Unix time in ns (a node's ``time_unix_nano`` of
+    ``10**30`` or ``-5``, or not a number) puts the event at its span's start and says what
+    the time was (:data:`~pflow_trace.observe.otlp_wire.ATTR_INVALID_TIME`): every exporter
+    then takes the span, and only that value is changed."""
+    try:
+        time_ns: int | None = origin_ns + int(offset)
+    except (TypeError, ValueError, OverflowError):
+        time_ns = None
+    if time_ns is not None and is_unix_nano(time_ns):
+        return ReplayEvent(name, time_ns, attributes)
+    attributes[ATTR_INVALID_TIME] = invalid_time_note(time_ns if time_ns is not None else offset)
+    return ReplayEvent(name, span_start_ns, attributes)
+
+
 def _decode_row(row: list[Any], at: _Columns, kinds: list[Any], origin_ns: int) -> ReplaySpan:
     """One row as a span: the kind's attributes overlaid with the row's own.
 
@@ -161,7 +188,7 @@ def _decode_row(row: list[Any], at: _Columns, kinds: list[Any], origin_ns: int) 
     message = row[at.status_message] if at.status_message is not None else None
     raw_events = row[at.events] if at.events is not None else None
     events = [
-        ReplayEvent(str(event_name), origin_ns + int(offset), dict(event_attributes or {}))
+        _event(str(event_name), origin_ns, offset, dict(event_attributes or {}), start_ns)
         for event_name, offset, event_attributes in raw_events or ()
     ]
     span = ReplaySpan(

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from pflow_trace.text import cap_depth
+from pflow_trace.text import cap_depth, json_fallback
 
 #: A block in the spool: (offset, byte length); a str is a block kept in memory.
 Block = tuple[int, int] | str
@@ -57,7 +57,9 @@ class Spool:
         with self._lock:
             if self._file is None or self.failure is not None:
                 return text
-            data = text.encode("utf-8")
+            # surrogatepass: a lone surrogate is kept as it is until the trace writer escapes
+            # it (and counts it); the common text encodes exactly as plain UTF-8.
+            data = text.encode("utf-8", "surrogatepass")
             offset = self._size_bytes
             try:
                 written = 0
@@ -73,7 +75,7 @@ class Spool:
         if isinstance(block, str):
             return block
         offset, length = block
-        return os.pread(self._file.fileno(), length, offset).decode("utf-8")
+        return os.pread(self._file.fileno(), length, offset).decode("utf-8", "surrogatepass")
 
     def close(self) -> None:
         if self._file is not None:
@@ -139,18 +141,21 @@ class TextBlocks:
 
 
 def encode_json(value: Any) -> str:
-    """``value`` as the trace file writes it: NaN, infinities and ints too long to print are
-    never bare in the file (see :func:`~pflow_trace.text.cap_depth`)."""
+    """``value`` as the trace file writes it: NaN, infinities, ints too long to print and keys
+    JSON cannot hold are never bare in the file (see :func:`~pflow_trace.text.cap_depth`).
+
+    Lone surrogates stay in the text: the trace writer escapes them as it writes, and counts
+    them for the trace's ``warnings``."""
     try:
-        return json.dumps(value, ensure_ascii=False, default=str, allow_nan=False)
-    except ValueError:
-        return json.dumps(cap_depth(value), ensure_ascii=False, default=str, allow_nan=False)
+        return json.dumps(value, ensure_ascii=False, default=json_fallback, allow_nan=False)
+    except (TypeError, ValueError, RecursionError):
+        return json.dumps(cap_depth(value), ensure_ascii=False, allow_nan=False)
 
 
 def encode_elements(values: list[Any]) -> str:
     """``values`` as JSON text without the brackets (one block of a :class:`TextBlocks`),
     exactly as encoding them one by one would give; one C encoder call in the common case."""
     try:
-        return json.dumps(values, ensure_ascii=False, default=str, allow_nan=False)[1:-1]
-    except ValueError:  # one of them needs cap_depth: encode each on its own
+        return json.dumps(values, ensure_ascii=False, default=json_fallback, allow_nan=False)[1:-1]
+    except (TypeError, ValueError):  # one of them needs cap_depth: encode each on its own
         return ", ".join(encode_json(value) for value in values)

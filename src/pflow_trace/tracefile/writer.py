@@ -10,6 +10,11 @@ symlink planted at the destination is replaced, never followed. A destination th
 is not a regular file (a device, a FIFO, a socket, a directory) is refused before the run
 starts (:func:`check_destination`), and checked again right before the rename. ``export -o``
 writes its files the same way (:func:`write_private_file`).
+
+Text that is not valid Unicode (a lone surrogate: a file name that was not UTF-8, a
+``"\\ud800"`` from a program) is written escaped, ``\\udcff`` as the six characters
+``\\udcff``, and the trace's ``warnings`` say how many values held some; see
+``docs/trace-format.md``.
 """
 
 from __future__ import annotations
@@ -17,14 +22,17 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import socket
 import stat
 import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from pflow_trace.errors import TraceWriteError, UsageError
+from pflow_trace.text import escape_surrogates, escape_surrogates_in_json, not_unicode_warning
 from pflow_trace.tracefile.locate import default_trace_dir
 from pflow_trace.tracefile.spool import TextBlocks, encode_elements, encode_json
 
@@ -196,7 +204,9 @@ def write_trace(path: Path, document: dict[str, Any]) -> Path:
     """Write the trace atomically; a refusal by the file system is one :class:`TraceWriteError`.
 
     Disk full, a name too long, a quota: the message names the path and the reason, and
-    nothing half-written is left behind.
+    nothing half-written is left behind. Text that is not valid Unicode is escaped as it is
+    written, and the document's ``warnings`` (in the file, and in ``document`` afterwards) say
+    how many values held some.
     """
     try:
         return _write_atomically(path, document)
@@ -207,22 +217,82 @@ def write_trace(path: Path, document: dict[str, Any]) -> Path:
 
 def _write_atomically(path: Path, document: dict[str, Any]) -> Path:
     """Write to a temporary file beside ``path``, then rename: readers never see half a file."""
-    chunks = itertools.chain(iter_json_chunks(document), ["\n"])
-    return write_private_file(path, chunks, "--trace-file")
+    escaped = EscapeCount()
+    chunks = itertools.chain(_document_chunks(document, escaped), ["\n"])
+    write_private_file(path, chunks, "--trace-file", escaped)
+    if escaped.values:
+        document["warnings"] = _warnings_with_escapes(document, escaped.values)
+    return path
 
 
-def write_private_file(path: Path, chunks: Iterable[str], option: str) -> Path:
+def _document_chunks(document: dict[str, Any], escaped: EscapeCount) -> Iterator[str]:
+    """The document's chunks, with its ``warnings`` written last: by then the writer knows
+    whether any value had to be escaped."""
+    body = {key: value for key, value in document.items() if key != "warnings"}
+    pieces = iter_json_chunks(body)
+    closing = next(pieces)
+    for piece in pieces:
+        yield closing
+        closing = piece  # the last piece is the document's closing brace
+    warnings = _warnings_with_escapes(document, escaped.values)
+    if warnings:
+        yield (", " if body else "") + '"warnings": ' + encode_json(warnings)
+    yield closing
+
+
+def _warnings_with_escapes(document: dict[str, Any], escaped_values: int) -> list[str]:
+    """The document's warnings, and the escape note when this write escaped values."""
+    warnings = list(document.get("warnings") or ())
+    note = not_unicode_warning(escaped_values, "this trace")
+    if escaped_values and note not in warnings:
+        warnings.append(note)
+    return warnings
+
+
+class EscapeCount:
+    """How many values a writer escaped (text that is not valid Unicode), as it writes."""
+
+    __slots__ = ("values",)
+
+    def __init__(self) -> None:
+        self.values = 0
+
+
+def write_private_file(
+    path: Path,
+    chunks: Iterable[str],
+    option: str,
+    escaped: EscapeCount | None = None,
+    json_chunks: bool = True,
+) -> Path:
     """Write ``chunks`` to a ``0600`` temporary file beside ``path``, then rename it over.
 
     The rename replaces a symlink at ``path`` instead of writing through it; a destination
     that became a device, FIFO or directory since it was checked is refused, not replaced.
+    A chunk UTF-8 cannot encode (it holds a lone surrogate) is written escaped
+    (:func:`~pflow_trace.text.escape_surrogates_in_json`; with ``json_chunks=False``, as plain
+    text) and counted in ``escaped``; every other chunk is written as it is, at no extra cost.
+    Stale temporary files of earlier writes that died are removed first
+    (:func:`remove_stale_temporaries`).
     """
     make_private_dirs(path.parent)
-    descriptor, temporary = tempfile.mkstemp(prefix=".trace-", suffix=".tmp", dir=path.parent)
+    remove_stale_temporaries(path.parent)
+    descriptor, temporary = tempfile.mkstemp(
+        prefix=_temporary_prefix(), suffix=TEMPORARY_SUFFIX, dir=path.parent
+    )
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8", buffering=1 << 20) as handle:
             for chunk in chunks:
-                handle.write(chunk)
+                try:
+                    handle.write(chunk)
+                except UnicodeEncodeError:  # nothing of the chunk was written: escape, retry
+                    if json_chunks:
+                        chunk, count = escape_surrogates_in_json(chunk)
+                    else:
+                        chunk, count = escape_surrogates(chunk), 1
+                    handle.write(chunk)
+                    if escaped is not None:
+                        escaped.values += count
         check_destination(path, option)
         os.replace(temporary, path)
     except BaseException:
@@ -232,3 +302,74 @@ def write_private_file(path: Path, chunks: Iterable[str], option: str) -> Path:
             pass
         raise
     return path
+
+
+#: Temporary files are named ``.trace-<pid>@<host>-<random>.tmp``: who is writing one, and
+#: where (a directory on a shared file system is written from several hosts).
+TEMPORARY_PREFIX = ".trace-"
+TEMPORARY_SUFFIX = ".tmp"
+#: A temporary file this old is stale even when its pid is alive (the pid was reused), and one
+#: from another host (whose processes we cannot see) is stale only at this age.
+STALE_TEMPORARY_AGE_S = 3600
+_TEMPORARY_NAME = re.compile(r"\.trace-(?:(\d+)@([A-Za-z0-9_.]+)-)?[A-Za-z0-9_]+\.tmp\Z")
+_HOST_UNSAFE = re.compile(r"[^A-Za-z0-9_.]+")
+
+
+def writer_host() -> str:
+    """This host's name as temporary file names carry it."""
+    return _HOST_UNSAFE.sub("_", socket.gethostname())[:64] or "host"
+
+
+def _temporary_prefix() -> str:
+    return f"{TEMPORARY_PREFIX}{os.getpid()}@{writer_host()}-"
+
+
+def remove_stale_temporaries(directory: Path) -> int:
+    """Remove temporary files a writer left behind when it was killed (``kill -9`` mid-write).
+
+    A ``.trace-*.tmp`` file is stale when it was written on this host by a process that is
+    gone, or when it is more than an hour old (a file from another host, whose processes we
+    cannot see; one without a pid, from an older version; a reused pid). A live writer's file
+    is young and, on this host, its pid alive, so it is never touched. Only regular files we
+    own are removed, and any error leaves the file alone: this is tidying, never a failure.
+    Returns how many were removed.
+    """
+    removed = 0
+    now = time.time()
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return 0
+    for name in names:
+        match = _TEMPORARY_NAME.match(name)
+        if match is None:
+            continue
+        candidate = directory / name
+        try:
+            info = os.lstat(candidate)
+            if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid():
+                continue
+            here = match.group(2) == writer_host()
+            pid = int(match.group(1)) if match.group(1) and here else None
+            if pid == os.getpid():
+                continue
+            if now - info.st_mtime < STALE_TEMPORARY_AGE_S and (pid is None or _alive(pid)):
+                continue
+            os.unlink(candidate)
+            removed += 1
+        except (OSError, ValueError):
+            continue
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (one of another user's counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    except OSError:
+        return True
+    return True
