@@ -220,3 +220,30 @@ def test_python_api_takes_paths_and_runs(tmp_path: Path) -> None:
     assert "diff" in pflow_trace.__all__ and isinstance(by_path, pflow_trace.RunDiff)
     with pytest.raises(UsageError, match="not a rule"):
         pflow_trace.diff(base, new, fail_on=["p95>10%"])
+
+
+def test_pooled_matching_agrees_with_the_one_run_path(tmp_path: Path) -> None:
+    """Two copies of each run pool to the same means and failures as one run each."""
+    names = [f"doc-{index}" for index in range(ITEMS)]
+    base = read_trace(trace(tmp_path, "base", durations(1), seed=1, items=names, failures={2: "x"}))
+    new = read_trace(
+        trace(tmp_path, "new", durations(3, 1.2), seed=3, items=names, failures={5: "HTTP 500"})
+    )
+    single = build_diff([base], [new]).nodes[1]
+    pooled = build_diff([base, base], [new, new]).nodes[1]
+    for field in ("item_match", "newly_failing", "newly_succeeding", "moved_most"):
+        assert getattr(single, field) == getattr(pooled, field), field
+    assert [item.key for item in single.newly_failing] == ["doc-5"]
+    assert single.newly_failing[0].error == "HTTP 500"
+    assert [item.key for item in single.newly_succeeding] == ["doc-2"]
+    assert len(single.moved_most) == DiffSettings().top_items
+
+
+def test_an_item_failing_in_one_of_two_new_runs_is_newly_failing(tmp_path: Path) -> None:
+    base = [read_trace(trace(tmp_path, f"b{i}", durations(i), seed=i)) for i in range(2)]
+    new = [
+        read_trace(trace(tmp_path, "n0", durations(5), seed=5)),
+        read_trace(trace(tmp_path, "n1", durations(6), seed=6, failures={11: "timeout"})),
+    ]
+    work = build_diff(base, new).nodes[1]
+    assert [(item.key, item.error) for item in work.newly_failing] == [("item-11", "timeout")]

@@ -11,8 +11,11 @@ rather than by building the whole ``show`` summary, which would read every item 
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import compress
+from operator import attrgetter
 
 from pflow_trace.observe.llm_usage import call_cost, call_total_tokens
 from pflow_trace.tracefile.model import (
@@ -25,6 +28,9 @@ from pflow_trace.tracefile.model import (
 
 #: Item statuses that finished: they have a duration and count for the error rate.
 _FINISHED = frozenset({ITEM_SUCCESS, ITEM_FAILED})
+_status_of = attrgetter("status")
+_duration_of = attrgetter("duration_ms")
+_attempts_of = attrgetter("attempts")
 
 
 @dataclass(slots=True)
@@ -109,21 +115,28 @@ def _add_execution(sample: NodeSample, node: TraceNode, cost_this_run: dict[str,
 
 
 def _add_items(sample: NodeSample, items: list[BatchItem]) -> int:
-    """A batch execution's items into the sample; returns how many failed."""
-    failed = 0
-    for item in items:
-        if item.status not in _FINISHED:
-            continue
-        sample.finished += 1
-        if item.status == ITEM_FAILED:
-            failed += 1
-        if item.duration_ms is not None:
-            sample.item_durations_ms.append(item.duration_ms)
-        if sample.retried is not None:
-            if item.attempts is None:
-                sample.retried = None
-            elif item.attempts > 1:
-                sample.retried += 1
+    """A batch execution's items into the sample; returns how many failed.
+
+    Whole-list operations (``map`` over attribute getters, ``compress``), as in
+    ``batch_stats``, so a 100,000-item batch costs no object and no branch per item.
+    """
+    statuses = list(map(_status_of, items))
+    counts = Counter(statuses)
+    finished = items
+    if counts[ITEM_SUCCESS] + counts[ITEM_FAILED] != len(items):
+        finished = list(compress(items, map(_FINISHED.__contains__, statuses)))
+    sample.finished += len(finished)
+    durations = list(map(_duration_of, finished))
+    if None in durations:
+        durations = [duration for duration in durations if duration is not None]
+    sample.item_durations_ms.extend(durations)
+    if sample.retried is not None:
+        attempts = list(map(_attempts_of, finished))
+        if None in attempts:
+            sample.retried = None
+        else:
+            sample.retried += sum(map((1).__lt__, attempts))
+    failed = counts[ITEM_FAILED]
     sample.failed += failed
     return failed
 
