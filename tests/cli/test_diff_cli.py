@@ -264,3 +264,18 @@ def test_history_of_an_unknown_workflow_is_one_line(tmp_path: Path) -> None:
     run_trace(single / "r0.json", durations(0), seed=0)
     lonely = invoke("history", "--trace-dir", single)
     assert lonely.exit_code == EXIT_USAGE and "a trend needs two or more" in lonely.stderr
+
+
+def test_names_from_a_trace_cannot_act_on_the_terminal(tmp_path: Path) -> None:
+    hostile = "evil\x1b]0;owned\x07\nforged line"
+    base = write_trace(tmp_path / "b.json", make_trace([plain(hostile, 1.0)], seed=1))
+    new = write_trace(tmp_path / "n.json", make_trace([plain(hostile, 1.0)], seed=2))
+    shown = {
+        "text": r"evil\e]0;owned\x07\nforged line",
+        "markdown": r"evil\\e\]0;owned\\x07\\nforged line",  # markdown escapes \ and ]
+    }
+    for output_format, expected in shown.items():
+        result = invoke("diff", base, new, "--format", output_format)
+        assert "\x1b" not in result.stdout and "\x07" not in result.stdout
+        assert "\nforged line" not in result.stdout
+        assert expected in result.stdout
