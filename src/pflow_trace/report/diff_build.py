@@ -4,8 +4,9 @@ For each node id, every figure is compared the same way: the base and new values
 change, a bootstrap interval of the change, and a test (Mann-Whitney U for durations, tokens
 and cost; Fisher's exact test for error and retry rates). A change is *called* (``slower``,
 ``more errors``, ``costlier``...) only when the test is significant at ``alpha``, the
-interval (when there is one) leaves out zero, and the change is at least the minimum effect
-of :class:`~pflow_trace.report.diff.DiffSettings`; otherwise it is ``no change``. Nothing
+interval (when there is one) leaves out zero, and the change — and the nearer end of its
+interval — is at least the minimum effect of :class:`~pflow_trace.report.diff.DiffSettings`;
+otherwise it is ``no change``. Nothing
 here reads a file format: it sees :mod:`pflow_trace.tracefile.model` only.
 """
 
@@ -346,7 +347,12 @@ def _verdict(c: _Comparison, settings: DiffSettings) -> MetricDiff:
         excludes_zero = c.interval is None or c.interval[0] > 0 or c.interval[1] < 0
         significant = c.p_value < settings.alpha and excludes_zero
         verdict = "no change"
-        if significant and _large_enough(c.kind, change, c.base, settings):
+        # The smallest change the interval allows must clear the minimum effect: a shift that
+        # may well be smaller than what matters is not called.
+        smallest = change
+        if c.interval is not None:
+            smallest = min(abs(c.interval[0]), abs(c.interval[1]), abs(change))
+        if significant and _large_enough(c.kind, smallest, c.base, settings):
             worse, better = _WORDS[c.kind]
             verdict = worse if change > 0 else better
     low, high = c.interval if c.interval is not None else (None, None)
