@@ -247,3 +247,21 @@ def test_an_item_failing_in_one_of_two_new_runs_is_newly_failing(tmp_path: Path)
     ]
     work = build_diff(base, new).nodes[1]
     assert [(item.key, item.error) for item in work.newly_failing] == [("item-11", "timeout")]
+
+
+def test_a_batch_known_only_from_its_metadata_compares_its_counts(tmp_path: Path) -> None:
+    """pflow's JSON keeps no per-item records: rates from the reported counts, no item times."""
+
+    def metadata_only(name: str, failures: dict[int, str], seed: int) -> Path:
+        document = make_trace([batch("work", durations(seed), failures=failures)], seed=seed)
+        del document["nodes"][0]["batch_items"]
+        return write_trace(tmp_path / f"{name}.json", document)
+
+    base = metadata_only("base", {}, 1)
+    new = metadata_only("new", {index: "boom" for index in range(0, ITEMS, 4)}, 2)
+    (work,) = compare(base, new).nodes
+    assert [m.metric for m in work.metrics] == ["wall_ms", "error_rate"]
+    errors = work.metric("error_rate")
+    assert (errors.base, errors.new, errors.new_n) == (0.0, 0.25, ITEMS)
+    assert errors.verdict == "more errors"
+    assert work.item_match is None and work.new_item_counts == [ITEMS]

@@ -21,6 +21,7 @@ from pflow_trace.observe.llm_usage import call_cost, call_total_tokens
 from pflow_trace.tracefile.model import (
     ITEM_FAILED,
     ITEM_SUCCESS,
+    BatchInfo,
     BatchItem,
     TraceNode,
     TraceRun,
@@ -86,25 +87,24 @@ def node_samples(runs: Sequence[TraceRun]) -> dict[str, NodeSample]:
 
 
 def _add_execution(sample: NodeSample, node: TraceNode, cost_this_run: dict[str, float]) -> None:
-    """One execution of the node into its sample."""
-    items = node.batch.items if node.batch is not None else None
-    failed_items = 0
-    if items is not None:
-        failed_items = _add_items(sample, items)
-        sample.item_counts.append(
-            node.batch.count if node.batch and node.batch.count is not None else len(items)
-        )
-        sample.executions_items.append(items)
-        usages = [item.llm_usage for item in items if item.llm_usage is not None]
+    """One execution of the node into its sample: per-item records when the trace has them,
+    else a batch's reported counts, else the node's own outcome."""
+    batch = node.batch
+    usages = [node.llm_usage] if node.llm_usage is not None else []
+    if batch is not None and batch.items is not None:
+        failed_items = _add_items(sample, batch.items)
+        sample.item_counts.append(batch.count if batch.count is not None else len(batch.items))
+        sample.executions_items.append(batch.items)
+        usages = [item.llm_usage for item in batch.items if item.llm_usage is not None]
+    elif batch is not None and batch.count is not None:
+        failed_items = _add_reported_counts(sample, batch)
     else:
-        if node.batch is not None:
-            sample.retried = None  # only batch_metadata: no attempts, no item times
-            if node.batch.count is not None:
-                sample.item_counts.append(node.batch.count)
+        failed_items = 0
+        if batch is not None:
+            sample.retried = None
         if node.finished:
             sample.finished += 1
             sample.failed += not node.success
-        usages = [node.llm_usage] if node.llm_usage is not None else []
     sample.statuses.append(_status(node, failed_items))
     for usage in usages:
         sample.tokens_per_call.append(float(call_total_tokens(usage)))
@@ -112,6 +112,19 @@ def _add_execution(sample: NodeSample, node: TraceNode, cost_this_run: dict[str,
         if cost is not None:
             sample.cost_per_call.append(cost)
             cost_this_run[node.node_id] = cost_this_run.get(node.node_id, 0.0) + cost
+
+
+def _add_reported_counts(sample: NodeSample, batch: BatchInfo) -> int:
+    """A batch known only from ``batch_metadata`` (pflow's JSON): its counts, but no attempts
+    and no item times. Returns how many items failed."""
+    assert batch.count is not None
+    sample.retried = None
+    sample.item_counts.append(batch.count)
+    failed = batch.error_count or 0
+    succeeded = batch.success_count
+    sample.finished += batch.count if succeeded is None else succeeded + failed
+    sample.failed += failed
+    return failed
 
 
 def _add_items(sample: NodeSample, items: list[BatchItem]) -> int:
