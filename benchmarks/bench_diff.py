@@ -3,7 +3,7 @@
 Two figures:
 
 * **False alarms.** ``--pairs`` (default 40) pairs of runs of one small workflow — an ``echo``
-  batch of ``--items`` items that each sleep ``--sleep-ms`` — run back to back on this
+  batch of ``--items`` (100) items that each sleep ``--sleep-ms`` (5) — run back to back on this
   machine, each pair compared with the default gate (``--fail-on default``). Nothing changed
   between the two runs of a pair, so every crossed gate is a false alarm, and so is every
   change the diff *calls* (the stricter count). alpha is 0.05 per test; the minimum effects
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="4 pairs, 5,000-item traces")
     parser.add_argument("--pairs", type=positive_int, default=40)
-    parser.add_argument("--items", type=positive_int, default=30, help="items per A/A run")
+    parser.add_argument("--items", type=positive_int, default=100, help="items per A/A run")
     parser.add_argument("--sleep-ms", type=float, default=5.0, help="each item's sleep")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     args = parser.parse_args(argv)

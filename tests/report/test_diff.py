@@ -14,6 +14,7 @@ from pflow_trace.observe.llm_usage import summarize_usages
 from pflow_trace.report.diff import DiffSettings, RunDiff
 from pflow_trace.report.diff_build import build_diff
 from pflow_trace.report.diff_gate import parse_rules
+from pflow_trace.tracefile.model import BatchInfo, BatchItem, TraceNode, TraceRun
 from pflow_trace.tracefile.readers import read_trace
 from trace_factory import batch, make_trace, plain, write_trace
 
@@ -265,3 +266,37 @@ def test_a_batch_known_only_from_its_metadata_compares_its_counts(tmp_path: Path
     assert (errors.base, errors.new, errors.new_n) == (0.0, 0.25, ITEMS)
     assert errors.verdict == "more errors"
     assert work.item_match is None and work.new_item_counts == [ITEMS]
+
+
+def test_a_tail_percentile_of_a_small_batch_is_untested(tmp_path: Path) -> None:
+    base = trace(tmp_path, "base", durations(1, count=60), seed=1)
+    new = trace(tmp_path, "new", durations(2, scale=1.5, count=60), seed=2)
+    work = compare(base, new, "p95:+10%").nodes[1]
+    verdicts = {m.metric: (m.verdict, m.test) for m in work.metrics}
+    assert verdicts["p50_ms"] == ("slower", "mann-whitney-u")
+    assert verdicts["p95_ms"] == ("untested", None)  # 60 items: 3 beyond the p95, not 5
+    assert verdicts["p99_ms"] == ("untested", None)
+
+
+def test_a_a_pairs_from_one_distribution_do_not_fail_the_default_gate() -> None:
+    """Where the tests' assumption holds (items drawn alike), the gate stays quiet: 50 pairs of
+    1,000 items from one skewed distribution, with a few failures each."""
+
+    def run(rng: random.Random) -> TraceRun:
+        items = [
+            BatchItem(
+                index,
+                f"i{index}",
+                "failed" if rng.random() < 0.02 else "success",
+                rng.lognormvariate(1.5, 0.5),
+                attempts=1,
+            )
+            for index in range(1_000)
+        ]
+        node = TraceNode("work", "shell", True, 100.0, batch=BatchInfo(count=1_000, items=items))
+        return TraceRun("mem", "pflow-trace", "1.2.0", "demo", "success", nodes=[node])
+
+    rng = random.Random(2024)
+    rules = parse_rules(["default"])
+    failures = sum(build_diff([run(rng)], [run(rng)], rules=rules).gate_failed for _ in range(50))
+    assert failures == 0

@@ -31,7 +31,7 @@ def runs(tmp_path: Path) -> list[Path]:
     rng = random.Random(3)
     for number in range(4):
         scale = 2.0 if number >= 2 else 1.0
-        nodes = [batch("work", [round((5 + rng.random()) * scale, 3) for _ in range(80)])]
+        nodes = [batch("work", [round((5 + rng.random()) * scale, 3) for _ in range(100)])]
         if number != 1:
             nodes.insert(0, plain("sometimes", 2.0))
         document = make_trace(

@@ -39,6 +39,8 @@ TEST_MWU = "mann-whitney-u"
 TEST_FISHER = "fisher-exact"
 #: The item percentiles compared per batch.
 ITEM_PERCENTILES = (50, 95, 99)
+#: Items each side needs beyond a percentile for it to be tested.
+ITEMS_BEYOND = 5
 #: (worse, better) words per kind of figure.
 _WORDS = {
     "duration": ("slower", "faster"),
@@ -248,23 +250,30 @@ def _wall(before: NodeSample, after: NodeSample, settings: DiffSettings, rng) ->
 def _item_percentiles(
     before: NodeSample, after: NodeSample, settings: DiffSettings, rng
 ) -> list[_Comparison]:
-    """p50, p95 and p99 of item durations; one Mann-Whitney test for the whole distribution."""
+    """p50, p95 and p99 of item durations; one Mann-Whitney test for the whole distribution.
+
+    A percentile is tested only when each side has at least :data:`ITEMS_BEYOND` items
+    beyond it (p95: 100 items, p99: 500): below that, the p95 of a 30-item batch is its
+    second-slowest item, and one item held up by the machine moves it.
+    """
     base, new = sorted(before.item_durations_ms), sorted(after.item_durations_ms)
     if not base and not new:
         return []
     p_value = mann_whitney_u(base, new)
+    fewest = min(len(base), len(new))
     comparisons = []
     for p in ITEM_PERCENTILES:
         statistic = Statistic(p)
+        tested = p_value is not None and fewest * (100 - p) / 100 >= ITEMS_BEYOND
         comparisons.append(
             _Comparison(
                 f"p{p}_ms",
                 "duration",
                 statistic.of_sorted(base),
                 statistic.of_sorted(new),
-                _interval(base, new, statistic, settings, rng),
-                TEST_MWU if p_value is not None else None,
-                p_value,
+                _interval(base, new, statistic, settings, rng) if tested else None,
+                TEST_MWU if tested else None,
+                p_value if tested else None,
                 len(base),
                 len(new),
             )
