@@ -14,6 +14,7 @@ from pflow_trace.observe.llm_usage import summarize_usages
 from pflow_trace.report.diff import DiffSettings, RunDiff
 from pflow_trace.report.diff_build import build_diff
 from pflow_trace.report.diff_gate import parse_rules
+from pflow_trace.report.diff_items import match_items
 from pflow_trace.tracefile.model import BatchInfo, BatchItem, TraceNode, TraceRun
 from pflow_trace.tracefile.readers import read_trace
 from trace_factory import batch, make_trace, plain, write_trace
@@ -300,3 +301,12 @@ def test_a_a_pairs_from_one_distribution_do_not_fail_the_default_gate() -> None:
     rules = parse_rules(["default"])
     failures = sum(build_diff([run(rng)], [run(rng)], rules=rules).gate_failed for _ in range(50))
     assert failures == 0
+
+
+def test_items_that_did_not_finish_have_no_movement() -> None:
+    base = [BatchItem(i, f"k{i}", "success", 5.0) for i in range(4)]
+    new = [BatchItem(0, "k0", "interrupted", 500.0), BatchItem(1, "k1", "skipped", None)]
+    new += [BatchItem(2, "k2", "success", 9.0), BatchItem(3, "k3", "success", 6.0)]
+    movement = match_items([base], [new], top=5)
+    assert [(c.key, c.change_ms) for c in movement.moved_most] == [("k2", 4.0), ("k3", 1.0)]
+    assert movement.newly_failing == []

@@ -214,7 +214,11 @@ def _metrics(
 
 
 def _interval(
-    base: list[float], new: list[float], statistic: Statistic, settings: DiffSettings, rng
+    base: list[float],
+    new: list[float],
+    statistic: Statistic,
+    settings: DiffSettings,
+    rng: random.Random,
 ) -> tuple[float, float] | None:
     return bootstrap_interval(
         base,
@@ -230,7 +234,9 @@ def _mean(values: Sequence[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def _wall(before: NodeSample, after: NodeSample, settings: DiffSettings, rng) -> _Comparison:
+def _wall(
+    before: NodeSample, after: NodeSample, settings: DiffSettings, rng: random.Random
+) -> _Comparison:
     """The node's time per run: tested only with two or more runs on each side."""
     base, new = sorted(before.wall_ms_per_run), sorted(after.wall_ms_per_run)
     tested = len(base) >= 2 and len(new) >= 2
@@ -248,7 +254,7 @@ def _wall(before: NodeSample, after: NodeSample, settings: DiffSettings, rng) ->
 
 
 def _item_percentiles(
-    before: NodeSample, after: NodeSample, settings: DiffSettings, rng
+    before: NodeSample, after: NodeSample, settings: DiffSettings, rng: random.Random
 ) -> list[_Comparison]:
     """p50, p95 and p99 of item durations; one Mann-Whitney test for the whole distribution.
 
@@ -289,7 +295,7 @@ def _rate(
     before: NodeSample,
     after: NodeSample,
     settings: DiffSettings,
-    rng,
+    rng: random.Random,
 ) -> _Comparison:
     """A share of finished items (failed, retried), by Fisher's exact test."""
     base_n, new_n = before.finished, after.finished
@@ -309,7 +315,9 @@ def _rate(
     )
 
 
-def _tokens(before: NodeSample, after: NodeSample, settings: DiffSettings, rng) -> _Comparison:
+def _tokens(
+    before: NodeSample, after: NodeSample, settings: DiffSettings, rng: random.Random
+) -> _Comparison:
     base, new = sorted(before.tokens_per_call), sorted(after.tokens_per_call)
     p_value = mann_whitney_u(base, new)
     return _Comparison(
@@ -325,7 +333,9 @@ def _tokens(before: NodeSample, after: NodeSample, settings: DiffSettings, rng) 
     )
 
 
-def _cost(before: NodeSample, after: NodeSample, settings: DiffSettings, rng) -> _Comparison:
+def _cost(
+    before: NodeSample, after: NodeSample, settings: DiffSettings, rng: random.Random
+) -> _Comparison:
     """Cost per run; tested on the cost of each call, its interval scaled to a run's calls."""
     base, new = sorted(before.cost_per_call), sorted(after.cost_per_call)
     p_value = mann_whitney_u(base, new)

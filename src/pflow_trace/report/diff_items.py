@@ -15,7 +15,7 @@ import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from itertools import compress, repeat
-from operator import attrgetter, eq, itemgetter
+from operator import attrgetter, eq, itemgetter, sub
 
 from pflow_trace.report.diff import ItemChange
 from pflow_trace.text import one_line
@@ -29,6 +29,7 @@ ERROR_CHARS = 200
 
 _item_of = attrgetter("item")
 _status_of = attrgetter("status")
+_duration_of = attrgetter("duration_ms")
 _FINISHED = frozenset({ITEM_SUCCESS, ITEM_FAILED})
 
 
@@ -142,19 +143,19 @@ def _one_run_each(
     """The same answer as the pooled path for one run per side (the usual case), in whole-list
     operations: a 100,000-item batch is matched without an object per item."""
     base_at = dict(zip(base_keys, base, strict=True))
-    new_at = dict(zip(new_keys, new, strict=True))
     failing = [
         _pair_change(key, before, after)
         for key, after in _with_status(new_keys, new, ITEM_FAILED)
         if (before := base_at.get(key)) is not None and before.status == ITEM_SUCCESS
     ]
+    base_failed = list(_with_status(base_keys, base, ITEM_FAILED))
+    new_at = dict(zip(new_keys, new, strict=True)) if base_failed else {}
     succeeding = [
         _pair_change(key, before, after)
-        for key, before in _with_status(base_keys, base, ITEM_FAILED)
+        for key, before in base_failed
         if (after := new_at.get(key)) is not None and after.status == ITEM_SUCCESS
     ]
-    base_ms = dict(zip(base_keys, map(_finished_ms, base), strict=True))
-    moves = list(map(_move, map(_finished_ms, new), map(base_ms.get, new_keys)))
+    moves = _moves(base, base_keys, new, new_keys)
     largest = heapq.nlargest(top, range(len(moves)), key=moves.__getitem__)
     moved = [
         _pair_change(new_keys[at], base_at[new_keys[at]], new[at])
@@ -162,6 +163,23 @@ def _one_run_each(
         if moves[at] >= 0
     ]
     return ItemMovement(mode, failing, succeeding, moved)
+
+
+def _moves(
+    base: list[BatchItem], base_keys: list[str], new: list[BatchItem], new_keys: list[str]
+) -> list[float]:
+    """How far each new item moved from its base (``abs(new - base)`` ms), -1 where it has no
+    time on one side. When every item finished on both sides with a time (the usual case)
+    this is subtraction in C; otherwise one check per item."""
+    statuses = {*map(_status_of, base), *map(_status_of, new)}
+    if statuses <= _FINISHED:
+        base_ms = dict(zip(base_keys, map(_duration_of, base), strict=True))
+        aligned = list(map(base_ms.get, new_keys))
+        new_ms = list(map(_duration_of, new))
+        if None not in aligned and None not in new_ms:
+            return list(map(abs, map(sub, new_ms, aligned)))
+    base_ms = dict(zip(base_keys, map(_finished_ms, base), strict=True))
+    return list(map(_move, map(_finished_ms, new), map(base_ms.get, new_keys)))
 
 
 def _with_status(

@@ -21,11 +21,10 @@ from __future__ import annotations
 import math
 import random
 from bisect import bisect_left, bisect_right
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from itertools import islice, repeat
-from operator import eq, mul
+from itertools import compress, islice, repeat
+from operator import mul, ne, sub
 
 from pflow_trace.report.percentiles import percentile
 
@@ -68,10 +67,17 @@ def _rank_sum_of_new(base: Sequence[float], new: Sequence[float]) -> tuple[float
     lows = sum(map(bisect_left, repeat(merged), new))
     highs = sum(map(bisect_right, repeat(merged), new))
     rank_sum = (lows + len(new) + highs) / 2
-    tie_term = 0.0
-    if any(map(eq, merged, islice(merged, 1, None))):
-        tie_term = sum(t**3 - t for t in Counter(merged).values() if t > 1)
-    return rank_sum, float(tie_term)
+    return rank_sum, _tie_term(merged)
+
+
+def _tie_term(merged: list[float]) -> float:
+    """The sum of t^3 - t over runs of t equal values in the sorted ``merged``: where the
+    value changes is found in C, so only the runs are visited."""
+    changes = list(compress(range(1, len(merged)), map(ne, merged, islice(merged, 1, None))))
+    if len(changes) == len(merged) - 1:
+        return 0.0  # no two values alike
+    bounds = [0, *changes, len(merged)]
+    return float(sum(t * t * t - t for t in map(sub, bounds[1:], bounds) if t > 1))
 
 
 def fisher_exact(base_hits: int, base_total: int, new_hits: int, new_total: int) -> float | None:
