@@ -24,7 +24,7 @@ _PATH = click.Path(path_type=Path)
 
 
 @click.command("diff")
-@click.argument("traces", nargs=-1, type=_PATH)
+@click.argument("traces", nargs=-1, type=_PATH, metavar="[BASE NEW]")
 @click.option("--base", "base_paths", multiple=True, type=_PATH, help="A base trace (repeatable).")
 @click.option("--new", "new_paths", multiple=True, type=_PATH, help="A new trace (repeatable).")
 @click.option(
