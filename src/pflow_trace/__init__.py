@@ -2,8 +2,9 @@
 
 The public API lives in :mod:`pflow_trace.api` and is re-exported here: ``load_workflow``,
 ``validate_workflow``, ``run`` (with :class:`TraceOptions`, returning a :class:`TracedRun`),
-``read_trace`` and ``summarize``. Names are resolved on first use, so ``import pflow_trace``
-(and ``pflow-trace --version``) stays cheap. The version lives in :mod:`pflow_trace.version`.
+``read_trace``, ``summarize`` and ``diff`` (returning a :class:`RunDiff`). Names are resolved
+on first use, so ``import pflow_trace`` (and ``pflow-trace --version``) stays cheap. The
+version lives in :mod:`pflow_trace.version`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from typing import TYPE_CHECKING, Any
 from pflow_trace.version import __version__
 
 __all__ = [
+    "DiffSettings",
     "ExportSettings",
+    "RunDiff",
     "RunObserver",
     "ShowSummary",
     "SnapshotLimits",
@@ -21,6 +24,7 @@ __all__ = [
     "TraceRun",
     "TracedRun",
     "__version__",
+    "diff",
     "load_workflow",
     "read_trace",
     "run",
@@ -30,13 +34,16 @@ __all__ = [
 
 if TYPE_CHECKING:
     from pflow_trace.api import (
+        DiffSettings,
         ExportSettings,
+        RunDiff,
         RunObserver,
         ShowSummary,
         SnapshotLimits,
         TracedRun,
         TraceOptions,
         TraceRun,
+        diff,
         load_workflow,
         read_trace,
         run,

@@ -39,6 +39,9 @@ from pflow_trace.observe.facts import Observers, RunObserver
 from pflow_trace.observe.otel import parent_context_from_env, setup_tracing
 from pflow_trace.observe.redaction import key_patterns_from_env
 from pflow_trace.observe.sanitize import Sanitizer, SnapshotLimits
+from pflow_trace.report.diff import DiffSettings, RunDiff
+from pflow_trace.report.diff_build import build_diff
+from pflow_trace.report.diff_gate import GateRule, parse_rules
 from pflow_trace.report.stats import DEFAULT_TOP, build_summary
 from pflow_trace.report.summary import ShowSummary
 from pflow_trace.runtime import interrupts
@@ -60,13 +63,16 @@ from pflow_trace.tracefile.writer import (
 )
 
 __all__ = [
+    "DiffSettings",
     "ExportSettings",
+    "RunDiff",
     "RunObserver",
     "ShowSummary",
     "SnapshotLimits",
     "TraceOptions",
     "TraceRun",
     "TracedRun",
+    "diff",
     "load_workflow",
     "read_trace",
     "run",
@@ -178,6 +184,30 @@ def summarize(traces: Sequence[TraceRun | PathLike], top: int = DEFAULT_TOP) -> 
     """The ``show`` summary of one or more runs; paths are read first."""
     runs = [trace if isinstance(trace, TraceRun) else _read_trace(trace) for trace in traces]
     return build_summary(runs, top=top)
+
+
+def diff(
+    base: TraceRun | PathLike | Sequence[TraceRun | PathLike],
+    new: TraceRun | PathLike | Sequence[TraceRun | PathLike],
+    *,
+    fail_on: Sequence[str | GateRule] = (),
+    settings: DiffSettings | None = None,
+) -> RunDiff:
+    """Compare the new run(s) with the base run(s): the model ``pflow-trace diff`` prints.
+
+    Each side is a run, a trace path, or a sequence of them (pooled). ``fail_on`` takes the
+    rules of ``--fail-on`` (``"p95:+10%"``, ``"default"``); ``gate_failed`` says whether a
+    significant regression crossed one. A malformed rule raises ``UsageError``.
+    """
+    rules = [rule for rule in fail_on if isinstance(rule, GateRule)]
+    rules += parse_rules(rule for rule in fail_on if isinstance(rule, str))
+    return build_diff(_runs_of(base), _runs_of(new), settings, rules)
+
+
+def _runs_of(side: TraceRun | PathLike | Sequence[TraceRun | PathLike]) -> list[TraceRun]:
+    if isinstance(side, TraceRun | str | os.PathLike):
+        side = [side]
+    return [trace if isinstance(trace, TraceRun) else _read_trace(trace) for trace in side]
 
 
 def _trace_path(options: TraceOptions, workflow: dict[str, Any], execution_id: str) -> Path | None:

@@ -15,7 +15,8 @@ The tree (exit code in brackets)::
     │   └── NodeVisitLimitError [1]  a loop of edges ran more nodes than a run allows
     ├── TemplateError [1]            a template could not be resolved at run time
     ├── ExportError [1]              a backend did not take a replayed trace's spans
-    └── TraceWriteError [1]          a finished run's trace file could not be written
+    ├── TraceWriteError [1]          a finished run's trace file could not be written
+    └── RegressionFound [3]          ``diff --fail-on``: a significant regression crossed a rule
 
     RunInterrupted [128 + signal]    (a KeyboardInterrupt, not a PflowTraceError) Ctrl-C,
                                      SIGTERM or SIGHUP stopped the run
@@ -28,6 +29,8 @@ import signal
 EXIT_OK = 0
 EXIT_WORKFLOW_FAILED = 1
 EXIT_USAGE = 2
+#: ``pflow-trace diff --fail-on``: the new runs regressed past a rule (a CI gate's "no").
+EXIT_REGRESSION = 3
 EXIT_INTERRUPTED = 130
 
 
@@ -115,6 +118,16 @@ class TraceWriteError(PflowTraceError):
     """The trace file of a finished run could not be written (disk full, name too long)."""
 
     exit_code = EXIT_WORKFLOW_FAILED
+
+
+class RegressionFound(PflowTraceError):
+    """``pflow-trace diff --fail-on``: a significant regression crossed a gate rule.
+
+    Its own exit code (3), so a CI job tells "worse than the base" from a failed run (1) and
+    a usage mistake (2); the diff itself is printed before this is raised.
+    """
+
+    exit_code = EXIT_REGRESSION
 
 
 def _signal_name(signal_number: int) -> str:

@@ -28,6 +28,16 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "Check a workflow file without running it.",
     ),
     "show": ("pflow_trace.cli.show", "show", "Summarise one or more trace files."),
+    "diff": (
+        "pflow_trace.cli.diff",
+        "diff",
+        "Compare two runs (or sets of runs) node by node; optionally a CI gate.",
+    ),
+    "history": (
+        "pflow_trace.cli.history",
+        "history",
+        "Trends of one workflow's runs: p95, errors and cost per node.",
+    ),
     "export": ("pflow_trace.cli.export", "export", "Replay or convert a saved trace."),
     "report": (
         "pflow_trace.cli.report",
