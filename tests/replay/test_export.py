@@ -466,7 +466,10 @@ def test_dash_writes_the_document_to_stdout_and_the_summary_to_stderr(live: Live
 
     assert completed.returncode == 0, completed.stderr
     assert len(json.loads(completed.stdout)["data"][0]["spans"]) == len(live.spans)
-    assert completed.stderr.strip() == f"wrote {len(live.spans)} spans (jaeger-json) to stdout"
+    *noted, summary = completed.stderr.strip().splitlines()
+    assert summary == f"wrote {len(live.spans)} spans (jaeger-json) to stdout"
+    # The run's own warnings recorded in the trace (one batch item failed) are repeated once.
+    assert noted == [f"warning: {live.trace_path}: batch 'fan': 1 of 5 items failed"]
 
 
 # -- pflow's own traces: a synthesized tree --------------------------------------------------------
