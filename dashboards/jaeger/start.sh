@@ -42,7 +42,8 @@ fi
 # One GET over bash's /dev/tcp; succeeds when the answer's status line says 200.
 http_ok() {
   local port=$1 path=$2 status
-  exec 3<>"/dev/tcp/127.0.0.1/$port" 2>/dev/null || return 1
+  # (The braces keep 2>/dev/null to this one redirection; on a bare exec it would stay.)
+  { exec 3<>"/dev/tcp/127.0.0.1/$port"; } 2>/dev/null || return 1
   printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' "$path" >&3
   IFS= read -r -t 5 status <&3 || status=""
   exec 3<&- 3>&-
@@ -73,7 +74,7 @@ done
 elapsed_ms=$(( ($(date +%s%N) - started_ns) / 1000000 ))
 query="http://127.0.0.1:$PFLOW_TRACE_JAEGER_QUERY_PORT"
 echo "Jaeger is up after ${elapsed_ms} ms (pid $pid, log $log_file)" >&2
-echo "  UI and query API  $query" >&2
+echo "  query API         $query" >&2
 echo "  OTLP/HTTP         http://127.0.0.1:$PFLOW_TRACE_JAEGER_OTLP_HTTP_PORT" >&2
 echo "  OTLP/gRPC         http://127.0.0.1:$PFLOW_TRACE_JAEGER_OTLP_GRPC_PORT" >&2
 echo "export PFLOW_TRACE_JAEGER_URL=$query"

@@ -1,5 +1,5 @@
 """``pflow-trace report --jaeger-url``: every Jaeger link the page can show names a trace and a
-span that Jaeger really holds, and the link opens a page of the Jaeger UI.
+span that Jaeger really holds.
 
 The page builds its links in ``report.js`` (``jaegerLink``) from the data block it embeds: the
 run's trace id for the header, and a node's or an item's span id for the details pane. This
@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,14 +83,3 @@ def test_every_report_link_names_a_span_jaeger_returns(jaeger: JaegerApi, tmp_pa
         assert tags[conv.ATTR_LAYER] == link.layer
         assert tags[conv.ATTR_NODE_ID] == link.node_id
         assert tags.get(conv.ATTR_BATCH_INDEX) == link.index
-
-
-def test_a_report_link_opens_the_jaeger_ui(jaeger: JaegerApi, tmp_path: Path) -> None:
-    """The link's path, ``/trace/<id>?uiFind=<span>``, is a page Jaeger's UI serves."""
-    run = run_workflow(tmp_path, jaeger)
-    jaeger.trace(run.trace_id, len(run.replay.spans))
-    root = next(span for span in run.replay.spans if span.parent_span_id is None)
-    query = urllib.parse.urlencode({"uiFind": root.span_id})
-    with urllib.request.urlopen(f"{jaeger.url}/trace/{run.trace_id}?{query}") as response:
-        assert response.status == 200
-        assert response.headers.get_content_type() == "text/html"
