@@ -98,10 +98,15 @@ def run_workflow(
     protocol: str = HTTP,
     *options: str,
     workflow: dict[str, Any] = WORKFLOW,
+    service: str | None = None,
+    exit_code: int = 0,
     **env: str,
 ) -> Run:
-    """Run ``workflow``, exporting live to ``jaeger`` over ``protocol`` (``None``: no export)."""
-    service = unique_service(directory.name)
+    """Run ``workflow``, exporting live to ``jaeger`` over ``protocol`` (``None``: no export).
+
+    ``service`` defaults to a name of its own; ``exit_code`` is the one the run must end with.
+    """
+    service = service or unique_service(directory.name)
     trace_path = directory / "run.trace.json"
     export = ["--exporter", "none"]
     if jaeger is not None:
@@ -119,7 +124,7 @@ def run_workflow(
         OTEL_RESOURCE_ATTRIBUTES="deployment.environment=jaeger-test",
         **env,
     )
-    assert completed.returncode == 0, completed.stderr
+    assert completed.returncode == exit_code, completed.stderr
     assert "warning" not in completed.stderr.lower(), completed.stderr
     return Run(service, trace_path, load_replay_trace(trace_path))
 

@@ -52,9 +52,8 @@ def _span(span: dict[str, Any], processes: dict[str, Any], span_ids: set[str]) -
     ]
     return {
         **span,
-        # 2. Tags: Jaeger sorts a span's attributes by key and then appends the tags it derives
-        #    (span.kind, otel.scope.*, otel.status_*, error); we write them in the span's own
-        #    order. Tag order carries no meaning in Jaeger JSON.
+        # 2. Tags: Jaeger sorts them by key, the ones it derives (span.kind, otel.*, error)
+        #    included; we keep the span's own order. Order carries no meaning in Jaeger JSON.
         "tags": _sorted_tags(span["tags"]),
         # 3. Logs: Jaeger sorts a span's events by name (then fields by key); we keep them in
         #    the order they happened. Sorted here by time, then by content.
