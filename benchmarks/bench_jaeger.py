@@ -44,9 +44,9 @@ def jaeger_settings() -> tuple[str, str, int]:
     names = ("PFLOW_TRACE_JAEGER_URL", "PFLOW_TRACE_JAEGER_OTLP_HTTP", "PFLOW_TRACE_JAEGER_PIDFILE")
     missing = [name for name in names if not os.environ.get(name)]
     if missing:
-        sys.exit(
-            f'error: {", ".join(missing)} not set; run: eval "$(bash dashboards/jaeger/start.sh)"'
-        )
+        start = 'eval "$(bash dashboards/jaeger/start.sh)"'
+        print(f"error: {', '.join(missing)} not set; start Jaeger with: {start}", file=sys.stderr)
+        sys.exit(2)
     pid = int(Path(os.environ["PFLOW_TRACE_JAEGER_PIDFILE"]).read_text().strip())
     return os.environ["PFLOW_TRACE_JAEGER_URL"], os.environ["PFLOW_TRACE_JAEGER_OTLP_HTTP"], pid
 
