@@ -93,9 +93,14 @@ def test_the_tree_has_every_layer_and_every_item(live: tuple[Run, dict[str, Any]
             assert len(attempts) == tags_of(item)[conv.ATTR_BATCH_ATTEMPTS]
             for attempt in attempts:
                 assert_inner_chain(by_parent, attempt)
-    fan_items = [s for s in trace["spans"] if tags_of(s).get(conv.ATTR_NODE_ID) == "fan"]
-    workers = {tags_of(s)[conv.ATTR_BATCH_WORKER] for s in fan_items if layer(s) == "batch.item"}
+    fan = [tags_of(s) for s in trace["spans"] if tags_of(s).get(conv.ATTR_NODE_ID) == "fan"]
+    [batch] = [tags for tags in fan if tags[conv.ATTR_LAYER] == conv.LAYER_BATCH]
+    assert batch.get(conv.ATTR_BATCH_EXECUTOR, "threads") == executor
+    items = [tags for tags in fan if tags[conv.ATTR_LAYER] == conv.LAYER_BATCH_ITEM]
+    workers = {tags[conv.ATTR_BATCH_WORKER] for tags in items}
     assert len(workers) == 2, f"the parallel batch ran on one {executor} worker only"
+    if executor == "processes":  # each item names the worker process it ran in
+        assert all(isinstance(tags.get(conv.ATTR_BATCH_PID), int) for tags in items)
 
 
 def assert_inner_chain(by_parent: dict[str | None, list[dict[str, Any]]], top: Any) -> None:
