@@ -12,7 +12,8 @@ from __future__ import annotations
 import os
 
 import pytest
-from jaeger_api import JaegerApi, JaegerUnavailable
+
+from .jaeger_api import JaegerApi, JaegerUnavailable
 
 URL_ENV = "PFLOW_TRACE_JAEGER_URL"
 OTLP_HTTP_ENV = "PFLOW_TRACE_JAEGER_OTLP_HTTP"

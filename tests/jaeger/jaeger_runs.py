@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jaeger_api import JaegerApi
-
 from pflow_trace.replay.load import load_replay_trace
 from pflow_trace.tracefile.replay_model import ReplayTrace
 from subprocess_env import clean_env
+
+from .jaeger_api import JaegerApi
 
 HTTP = "http/protobuf"
 GRPC = "grpc"

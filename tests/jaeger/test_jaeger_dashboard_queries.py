@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from jaeger_api import JaegerApi
-from jaeger_runs import Run, run_workflow, unique_service
+
+from .jaeger_api import JaegerApi
+from .jaeger_runs import Run, run_workflow, unique_service
 
 DASHBOARD = (
     Path(__file__).resolve().parents[2] / "dashboards/grafana/dashboards/pflow-trace-runs.json"

@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from jaeger_api import JaegerApi, parent_of, spans_by_id, tags_of
-from jaeger_runs import GRPC, HTTP, WORKFLOW, Run, run_workflow
 
 from pflow_trace.observe import conventions as conv
 from pflow_trace.replay.jaeger_json import tag
 from pflow_trace.tracefile.replay_model import STATUS_ERROR
+
+from .jaeger_api import JaegerApi, parent_of, spans_by_id, tags_of
+from .jaeger_runs import GRPC, HTTP, WORKFLOW, Run, run_workflow
 
 #: (protocol, executor) of each live run.
 CASES = [(HTTP, "threads"), (GRPC, "threads"), (HTTP, "processes")]

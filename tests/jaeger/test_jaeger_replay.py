@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from jaeger_api import JaegerApi, parent_of, spans_by_id
-from jaeger_runs import GRPC, HTTP, PFLOW_TRACE, export_jaeger_json, export_to, run_workflow
 
 from pflow_trace.replay.load import load_replay_trace
+
+from .jaeger_api import JaegerApi, parent_of, spans_by_id
+from .jaeger_runs import GRPC, HTTP, PFLOW_TRACE, export_jaeger_json, export_to, run_workflow
 
 
 def _sorted_tags(tags: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jaeger_api import JaegerApi, spans_by_id, tags_of
-from jaeger_runs import WORKFLOW, cli, run_workflow
-
 from pflow_trace.observe import conventions as conv
 from pflow_trace.report.html import DATA_ELEMENT_ID
+
+from .jaeger_api import JaegerApi, spans_by_id, tags_of
+from .jaeger_runs import WORKFLOW, cli, run_workflow
 
 _DATA_BLOCK = re.compile(
     rf'<script type="application/json" id="{DATA_ELEMENT_ID}">(.*?)</script>', re.DOTALL

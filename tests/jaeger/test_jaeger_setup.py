@@ -17,9 +17,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from jaeger_api import JaegerApi
 
 from subprocess_env import clean_env
+
+from .jaeger_api import JaegerApi
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "dashboards" / "jaeger" / "config.yaml"
