@@ -10,7 +10,11 @@ Mapping, the way Jaeger itself translates OTLP spans:
   maps as JSON text); ``span.kind``, ``otel.scope.name``/``version`` and, for a status,
   ``otel.status_code``, ``otel.status_description`` and ``error=true`` are added;
 * span events become ``logs`` (microsecond ``timestamp``, an ``event`` field for the name);
-* the resource becomes the one process ``p1``: ``serviceName`` plus the other attributes as tags.
+* the resource becomes the one process ``p1``: ``serviceName`` plus the other attributes as tags;
+* no ``flags``: Jaeger does not carry OTLP span flags over, and its JSON leaves out a zero.
+
+``tests/jaeger/`` checks this against a real Jaeger v2: for the same trace, this document equals
+``/api/traces/<id>`` up to the order of spans, tags and logs.
 """
 
 from __future__ import annotations
@@ -72,7 +76,6 @@ def _span(span: ReplaySpan, trace: ReplayTrace) -> dict[str, Any]:
     return {
         "traceID": trace.trace_id,
         "spanID": span.span_id,
-        "flags": 1,
         "operationName": span.name,
         "references": references,
         "startTime": us(span.start_ns),
