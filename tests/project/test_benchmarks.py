@@ -29,6 +29,7 @@ def is_positive_figure(value: object) -> bool:
     return is_figure(value) and value > 0  # type: ignore[operator]
 
 
+@pytest.mark.slow
 def test_every_benchmark_runs_quick_and_reports_its_figures(tmp_path: Path) -> None:
     output = tmp_path / "quick.json"
     result = subprocess.run(
@@ -103,6 +104,7 @@ def run_benchmark(tmp_path: Path, script: str, *arguments: str) -> subprocess.Co
     )
 
 
+@pytest.mark.slow
 def test_the_peer_benchmark_reports_ours_alone_when_pflow_cli_is_missing(tmp_path: Path) -> None:
     missing = tmp_path / "no-such-pflow"
     result = run_benchmark(tmp_path, "bench_vs_pflow.py", "--quick", "--pflow", str(missing))
@@ -116,6 +118,7 @@ def test_the_peer_benchmark_reports_ours_alone_when_pflow_cli_is_missing(tmp_pat
     assert report["tools"]["pflow-trace"]["marginal_us_per_item"] is not None
 
 
+@pytest.mark.slow
 def test_the_peer_benchmark_compares_two_tools_side_by_side(tmp_path: Path) -> None:
     """A stand-in ``pflow`` (our own CLI behind pflow's arguments) exercises the comparison."""
     stand_in = tmp_path / "pflow"
@@ -137,6 +140,7 @@ def test_the_peer_benchmark_compares_two_tools_side_by_side(tmp_path: Path) -> N
     assert is_positive_figure(ratios["wall_250"])
 
 
+@pytest.mark.slow
 def test_the_scale_benchmark_runs_show_and_its_baselines(tmp_path: Path) -> None:
     result = run_benchmark(tmp_path, "bench_scale.py", "--items", "300")
     assert result.returncode == 0, result.stderr

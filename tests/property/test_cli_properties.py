@@ -38,6 +38,9 @@ from pflow_samples import PFLOW_JSON_SAMPLE, PFLOW_JSONL_SAMPLE
 from pflow_trace.cli.main import cli
 from trace_factory import batch, make_trace, plain
 
+#: Hypothesis: a hundred examples per property, each through several CLI commands.
+pytestmark = pytest.mark.slow
+
 EXIT_CODES = {0, 1, 2}
 
 

@@ -18,6 +18,9 @@ from pflow_trace.report.terminal import render_text
 from pflow_trace.tracefile.readers import read_trace
 from trace_factory import large_trace, write_trace
 
+#: A generated 100,000-item trace.
+pytestmark = pytest.mark.slow
+
 ITEMS = 100_000
 ROOT = Path(__file__).resolve().parents[2]
 
