@@ -72,6 +72,13 @@ def test_every_benchmark_runs_quick_and_reports_its_figures(tmp_path: Path) -> N
         assert 0 < case["max_in_flight"] <= case["max_concurrent"]
         assert is_positive_figure(case["efficiency"])
 
+    show = by_name["show"]
+    assert show["items"] == 10_000
+    for key in ("json_load_s", "show_s", "ratio", "target_ratio", "met"):
+        assert key in show
+    assert set(show["ratios"]) == {"time", "cpu", "memory"}
+    assert all(is_positive_figure(value) for value in show["ratios"].values())
+
     assert is_positive_figure(by_name["trace_file"]["bytes_per_item_excluding_results"])
     assert by_name["startup"]["heavy_imports"] == {"--version": [], "show": []}
     page = by_name["report"]
