@@ -17,9 +17,7 @@ Tests that write traces somewhere else can validate them with the ``validate_tra
 
 To keep teardown cheap, a very long ``batch_items`` list or span table is checked on its first
 and last ``SAMPLE_EDGE`` entries (jsonschema needs ~0.2 ms per item record; a 100,000-item
-trace would otherwise add 20 s to a test). Every other part is checked in full. The count of
-validated traces closes the run's output; under pytest-xdist each worker hands its count to
-the controller, which prints the sum.
+trace would otherwise add 20 s to a test). Every other part is checked in full.
 """
 
 from __future__ import annotations
@@ -49,19 +47,6 @@ def pytest_configure(config: pytest.Config) -> None:
         "no_trace_validation: do not validate the trace files this test writes (for tests "
         "that write broken traces on purpose)",
     )
-
-
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    """Under pytest-xdist, a worker hands its count to the controller, which prints the sum."""
-    workeroutput = getattr(session.config, "workeroutput", None)
-    if workeroutput is not None:
-        workeroutput["validated_trace_count"] = validated_trace_count
-
-
-@pytest.hookimpl(optionalhook=True)
-def pytest_testnodedown(node: Any, error: Any) -> None:
-    global validated_trace_count
-    validated_trace_count += getattr(node, "workeroutput", {}).get("validated_trace_count", 0)
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

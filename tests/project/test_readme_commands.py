@@ -6,7 +6,6 @@ it with bash; these tests read it the same way.
 
 from __future__ import annotations
 
-import re
 import shlex
 import tomllib
 from pathlib import Path
@@ -45,10 +44,7 @@ def test_the_command_runs_every_test_including_the_slow_ones() -> None:
     assert not any(argument.startswith("tests/") for argument in pytest_arguments)
 
 
-def test_the_slow_marker_is_registered_and_parallel_runs_have_their_plugin() -> None:
+def test_the_slow_marker_is_registered() -> None:
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     markers = pyproject["tool"]["pytest"]["ini_options"]["markers"]
     assert any(marker.startswith("slow:") for marker in markers)
-    if re.search(r"(^|\s)-n\s", readme_test_command()):
-        test_extra = pyproject["project"]["optional-dependencies"]["test"]
-        assert any(requirement.startswith("pytest-xdist") for requirement in test_extra)
