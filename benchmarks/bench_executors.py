@@ -15,7 +15,8 @@ running it. Measured this way it does not depend on how fast the machine runs th
 work, which a shared machine changes from minute to minute. The Dask cluster is started
 once (its start-up is reported separately); process lanes and the Dask client are started by
 each run, as a user's run does, and are included. Batch wall time is the batch node's own
-duration from the trace; runs are interleaved and the best of ``rounds`` is kept.
+duration from the trace; runs are interleaved and the best of ``rounds`` is kept. Figures are
+given to three significant figures, so a tiny speed-up reads 0.00412, never 0.0.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from common import significant
 
 CPU_CODE = "total = 0\nfor i in range(n):\n    total += i * i % 7\nresult = total"
 TRIVIAL_CODE = "result = x"
@@ -104,21 +107,30 @@ def measure(
             key = (executor, lanes)
             best[key] = min(best.get(key, timed), timed)
     threads_ms = best[("threads", 2)][0]
-    cases = []
-    for (executor, lanes), (wall, busy_ms) in best.items():
-        busy_wall_ms = busy_ms / min(lanes, 2)
-        cases.append(
-            {
-                "executor": executor,
-                "max_concurrent": lanes,
-                "items": items,
-                "wall_ms": round(wall, 1),
-                "speedup_vs_threads": round(threads_ms / wall, 2),
-                "mean_item_ms": round(busy_ms / items, 3),
-                "overhead_per_item_us": round((wall - busy_wall_ms) / items * 1000, 1),
-            }
-        )
-    return cases
+    return [
+        case_figures(executor, lanes, items, wall, busy_ms, threads_ms)
+        for (executor, lanes), (wall, busy_ms) in best.items()
+    ]
+
+
+def case_figures(
+    executor: str, lanes: int, items: int, wall_ms: float, busy_ms: float, threads_ms: float
+) -> dict[str, Any]:
+    """One contender's figures, to three significant figures (its wall time to four).
+
+    Significant figures, not fixed decimals: on a busy machine a Dask run can take hundreds of
+    times the threads' wall time, and a speed-up rounded to two decimals would read 0.0.
+    """
+    busy_wall_ms = busy_ms / min(lanes, 2)
+    return {
+        "executor": executor,
+        "max_concurrent": lanes,
+        "items": items,
+        "wall_ms": significant(wall_ms, 4),
+        "speedup_vs_threads": significant(threads_ms / wall_ms),
+        "mean_item_ms": significant(busy_ms / items),
+        "overhead_per_item_us": significant((wall_ms - busy_wall_ms) / items * 1000),
+    }
 
 
 def run(quick: bool = False) -> dict[str, Any]:
@@ -147,7 +159,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         "benchmark": "executors",
         "cpu_item_ms": 5.0,
         "loop_turns_per_item": n,
-        "dask_cluster_start_s": round(cluster_start_s, 2),
+        "dask_cluster_start_s": significant(cluster_start_s),
         "cpu_bound": cpu,
         "trivial": trivial,
     }

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -42,11 +43,24 @@ validated_trace_count = 0
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    _let_ctrl_c_reach_subprocesses()
     config.addinivalue_line(
         "markers",
         "no_trace_validation: do not validate the trace files this test writes (for tests "
         "that write broken traces on purpose)",
     )
+
+
+def _let_ctrl_c_reach_subprocesses() -> None:
+    """The CLI processes the Ctrl-C tests interrupt must not start with SIGINT ignored.
+
+    A shell starts a background job (``cmd &`` in a script, a CI runner's step) with SIGINT
+    ignored, and an ignored signal stays ignored across exec, so every CLI subprocess would
+    shrug off the SIGINT a test sends it. A handler, unlike "ignore", is reset to the default
+    in a child at exec; Python's own handler here also makes Ctrl-C stop this run as usual.
+    """
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import heapq
 import json
-import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,9 +21,6 @@ from typing import Any
 
 from pflow_trace.runtime.batch_output import timing_stats
 
-FIXTURES_ENV = "PFLOW_FIXTURES_DIR"
-PFLOW_JSON_SAMPLE = "pflow-0.8-batch-trace-1.2.0.json"
-PFLOW_JSONL_SAMPLE = "pflow-cli-0.16-batch-trace.jsonl"
 SNAPSHOT_LIST_LIMIT = 10_000
 DEFAULT_START = datetime(2026, 11, 21, 20, 53, 24, 346151, tzinfo=UTC)
 NODE_GAP_MS = 0.25
@@ -67,14 +63,6 @@ def plain(node_id: str, duration_ms: float, **kwargs: Any) -> PlainSpec:
 
 def batch(node_id: str, durations_ms: list[float], **kwargs: Any) -> BatchSpec:
     return BatchSpec(node_id, list(durations_ms), **kwargs)
-
-
-def fixtures_dir() -> Path:
-    """The pflow samples: ``$PFLOW_FIXTURES_DIR``, else ``shared/fixtures`` beside the repo."""
-    from_env = os.environ.get(FIXTURES_ENV)
-    if from_env:
-        return Path(from_env)
-    return Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 
 
 def _hex(seed: int, width: int) -> str:

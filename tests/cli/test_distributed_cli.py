@@ -16,6 +16,9 @@ import pytest
 
 from subprocess_env import clean_env
 
+#: A Dask scheduler and workers started as separate processes (about 25 s).
+pytestmark = pytest.mark.slow
+
 BIN = Path(sys.executable).parent
 START_TIMEOUT_S = 60
 FAILING_FIVE = """

@@ -106,11 +106,8 @@ def test_pipeline_writes_the_report_under_out_dir(
     assert result.outputs["totals"] == {"eu": 165.5, "us": 280.0, "apac": 60.0}
 
 
-def test_demo_is_quick_and_degraded_by_two_failures(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_demo_is_degraded_by_two_failures(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     result = run_example("demo.json", tmp_path, monkeypatch)
-    assert result.duration_ms < 3000
     score = result.nodes["score"]
     assert (score["count"], score["success_count"], score["error_count"]) == (12, 10, 2)
     assert [error["item"]["name"] for error in score["errors"]] == ["fjord", "kestrel"]

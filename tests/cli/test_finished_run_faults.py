@@ -229,6 +229,7 @@ def test_an_endless_edge_loop_fails_at_the_limit_naming_the_loop(tmp_path: Path)
     assert document["nodes_executed"] == 41 and document["failed_node"] == "a"
 
 
+@pytest.mark.slow
 def test_the_default_limit_stops_a_loop_too(tmp_path: Path) -> None:
     completed = run_cli(loop_workflow(tmp_path), "--no-trace-file", "--output-format", "json")
     assert completed.returncode == 1

@@ -25,6 +25,9 @@ from pflow_trace.observe import conventions as conv
 from pflow_trace.tracefile.schema import validate_trace_document
 from subprocess_env import clean_env
 
+#: The LLM example run against a loopback server, and CLI subprocesses.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "llm-batch.json"
 PRICES = ROOT / "examples" / "data" / "llm-prices.json"

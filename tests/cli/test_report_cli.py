@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import trace_factory as tf
+from pflow_samples import PFLOW_JSONL_SAMPLE
 from pflow_trace.report.html import DATA_ELEMENT_ID
 from subprocess_env import clean_env
 
@@ -66,10 +67,7 @@ def test_several_traces_and_a_jaeger_url(tmp_path: Path) -> None:
 
 
 def test_pflow_jsonl_sample_renders(tmp_path: Path) -> None:
-    sample = tf.fixtures_dir() / tf.PFLOW_JSONL_SAMPLE
-    if not sample.exists():
-        pytest.skip(f"pflow sample not found in {sample.parent}")
-    result = cli("report", str(sample), "-o", "p.html", cwd=tmp_path)
+    result = cli("report", str(PFLOW_JSONL_SAMPLE), "-o", "p.html", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert page_data(tmp_path / "p.html")["summary"]["runs"][0]["format"] == "pflow-jsonl"
 

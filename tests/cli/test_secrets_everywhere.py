@@ -179,6 +179,7 @@ def assert_no_secret(data: bytes, where: str) -> None:
     assert not leaked, f"{where} leaks {leaked}"
 
 
+@pytest.mark.slow
 def test_no_secret_reaches_any_output(tmp_path: Path, api_server: str) -> None:
     workflow = tmp_path / "wf.json"
     workflow.write_text(json.dumps(secrets_workflow()), encoding="utf-8")

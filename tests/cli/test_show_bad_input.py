@@ -12,16 +12,12 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from pflow_samples import PFLOW_JSONL_SAMPLE
 from pflow_trace.cli.main import cli
 from pflow_trace.cli.show import show
 from pflow_trace.errors import EXIT_USAGE, TraceReadError
 from pflow_trace.tracefile.readers import read_trace
-from trace_factory import (
-    PFLOW_JSONL_SAMPLE,
-    fixtures_dir,
-    sequential_trace,
-    write_trace,
-)
+from trace_factory import sequential_trace, write_trace
 
 
 def _read_error(path: Path) -> str:
@@ -74,7 +70,7 @@ def test_truncated_json(tmp_path: Path, indent: int | None) -> None:
 
 
 def test_truncated_jsonl_last_line(tmp_path: Path) -> None:
-    text = (fixtures_dir() / PFLOW_JSONL_SAMPLE).read_text(encoding="utf-8")
+    text = PFLOW_JSONL_SAMPLE.read_text(encoding="utf-8")
     path = tmp_path / "cut.jsonl"
     path.write_text(text[: len(text) - 200], encoding="utf-8")
     message = _read_error(path)
@@ -82,7 +78,7 @@ def test_truncated_jsonl_last_line(tmp_path: Path) -> None:
 
 
 def test_corrupt_jsonl_middle_line(tmp_path: Path) -> None:
-    lines = (fixtures_dir() / PFLOW_JSONL_SAMPLE).read_text(encoding="utf-8").splitlines()
+    lines = PFLOW_JSONL_SAMPLE.read_text(encoding="utf-8").splitlines()
     lines[3] = lines[3][:40]
     path = tmp_path / "bad.jsonl"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -181,7 +177,7 @@ def test_newer_format_version_reads_best_effort_with_one_warning(tmp_path: Path)
 
 
 def test_newer_jsonl_version_warns_once(tmp_path: Path) -> None:
-    lines = (fixtures_dir() / PFLOW_JSONL_SAMPLE).read_text(encoding="utf-8").splitlines()
+    lines = PFLOW_JSONL_SAMPLE.read_text(encoding="utf-8").splitlines()
     meta = json.loads(lines[0])
     meta.update(pflow_trace="jsonl/2", format_version="3.0.0")
     path = tmp_path / "future.jsonl"

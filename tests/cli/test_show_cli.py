@@ -10,6 +10,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+from pflow_samples import PFLOW_JSON_SAMPLE, PFLOW_JSONL_SAMPLE
 from pflow_trace.cli.show import show
 from pflow_trace.report.layout import fmt_time
 from pflow_trace.report.stats import build_summary
@@ -19,11 +20,8 @@ from pflow_trace.tracefile.locate import default_trace_dir, resolve_trace_paths
 from pflow_trace.tracefile.readers import read_trace
 from subprocess_env import run_on_a_terminal
 from trace_factory import (
-    PFLOW_JSON_SAMPLE,
-    PFLOW_JSONL_SAMPLE,
     batch,
     continue_with_failures_trace,
-    fixtures_dir,
     make_trace,
     parallel_trace,
     sequential_trace,
@@ -95,7 +93,7 @@ def test_error_groups_beyond_five_are_counted_as_more(tmp_path: Path) -> None:
 
 
 def test_metadata_only_trace_says_what_is_not_known() -> None:
-    text = invoke(str(fixtures_dir() / PFLOW_JSON_SAMPLE))
+    text = invoke(str(PFLOW_JSON_SAMPLE))
     assert "as reported in batch_metadata" in text
     assert "not known: per-item records: absent" in text
     assert "p50 -, p95 -" in text
@@ -129,7 +127,7 @@ def test_directory_expands_to_its_trace_files(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     write_trace(runs / "b.json", parallel_trace())
     write_trace(runs / "a.json", sequential_trace())
-    (runs / "c.jsonl").write_bytes((fixtures_dir() / PFLOW_JSONL_SAMPLE).read_bytes())
+    (runs / "c.jsonl").write_bytes(PFLOW_JSONL_SAMPLE.read_bytes())
     (runs / "notes.txt").write_text("ignored", encoding="utf-8")
     (runs / "nested").mkdir()
     write_trace(runs / "nested" / "d.json", sequential_trace())

@@ -23,6 +23,9 @@ from pflow_trace.replay.load import load_replay_trace
 from pflow_trace.tracefile.replay_model import STATUS_ERROR
 from subprocess_env import clean_env
 
+#: Real signals to CLI subprocesses mid-run, and waits for their children.
+pytestmark = pytest.mark.slow
+
 #: How long any wait in these tests may take before the test fails instead of hanging.
 PATIENCE_S = 60
 

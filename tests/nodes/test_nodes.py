@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -125,20 +126,43 @@ def test_shell_exit_without_stderr() -> None:
     assert failure(ShellNode(), {"command": "exit 4"}).message == "command exited with code 4"
 
 
-def test_shell_timeout_names_the_timeout() -> None:
-    started = time.monotonic()
-    exc = failure(ShellNode(), {"command": "echo started; sleep 5", "timeout": 0.3})
-    assert time.monotonic() - started < 4
+def pid_in(path: Path) -> int:
+    return int(path.read_text(encoding="utf-8"))
+
+
+def wait_until_gone(pid: int) -> bool:
+    """True once ``pid`` has exited and been reaped; False if it is still there after 30 s.
+
+    A killed grandchild is reaped by init a moment later; 30 s only guards against a hang.
+    """
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_shell_timeout_names_the_timeout(tmp_path: Path) -> None:
+    """The shell is killed at the timeout: it never reaches the line after its sleep."""
+    command = f"echo started; echo $$ > {tmp_path}/pid; sleep 5; touch {tmp_path}/finished"
+    exc = failure(ShellNode(), {"command": command, "timeout": 0.3})
     assert "timed out after 0.3s" in exc.message
     assert exc.outputs["exit_code"] is None
     assert exc.outputs["stdout"] == "started\n"
+    assert wait_until_gone(pid_in(tmp_path / "pid"))
+    assert not (tmp_path / "finished").exists()
 
 
-def test_shell_timeout_kills_background_children_holding_the_pipe() -> None:
-    started = time.monotonic()
-    exc = failure(ShellNode(), {"command": "sleep 5 & sleep 5; wait", "timeout": 0.3})
-    assert time.monotonic() - started < 4
+def test_shell_timeout_kills_background_children_holding_the_pipe(tmp_path: Path) -> None:
+    """A background child holding stdout is killed too, not waited for until it ends."""
+    child = f"(sleep 5; touch {tmp_path}/finished) & echo $! > {tmp_path}/pid"
+    exc = failure(ShellNode(), {"command": f"{child}; sleep 5; wait", "timeout": 0.3})
     assert "timed out" in exc.message
+    assert wait_until_gone(pid_in(tmp_path / "pid"))
+    assert not (tmp_path / "finished").exists()
 
 
 def test_shell_has_no_parse_json_any_more() -> None:

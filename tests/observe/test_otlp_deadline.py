@@ -13,8 +13,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from otlp_receiver import trickling_endpoint
 from subprocess_env import clean_env
+
+#: A backend that trickles its answer: each run waits for the deadline.
+pytestmark = pytest.mark.slow
 
 #: Far above the deadline (about 1 s) plus interpreter start-up, far below the hang (30 s+).
 HANG_S = 20

@@ -210,6 +210,7 @@ RAW_VALUES = st.recursive(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.lists(ATTRIBUTES, min_size=1, max_size=4), st.dictionaries(st.text(max_size=6), RAW_VALUES)

@@ -34,15 +34,12 @@ from generators import (
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pflow_samples import PFLOW_JSON_SAMPLE, PFLOW_JSONL_SAMPLE
 from pflow_trace.cli.main import cli
-from trace_factory import (
-    PFLOW_JSON_SAMPLE,
-    PFLOW_JSONL_SAMPLE,
-    batch,
-    fixtures_dir,
-    make_trace,
-    plain,
-)
+from trace_factory import batch, make_trace, plain
+
+#: Hypothesis: a hundred examples per property, each through several CLI commands.
+pytestmark = pytest.mark.slow
 
 EXIT_CODES = {0, 1, 2}
 
@@ -208,18 +205,11 @@ def test_any_trace_of_ours(
     check_trace_commands(path)
 
 
-def _sample(name: str) -> str:
-    path = fixtures_dir() / name
-    if not path.is_file():
-        pytest.skip(f"pflow sample {path} not present")
-    return path.read_text(encoding="utf-8")
-
-
 @given(data=st.data())
 def test_any_pflow_json_trace(
     data: st.DataObject, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    text = _sample(PFLOW_JSON_SAMPLE)
+    text = PFLOW_JSON_SAMPLE.read_text(encoding="utf-8")
     path = tmp_path_factory.mktemp("pflow") / "trace.json"
     path.write_text(data.draw(mutated_text(json.loads(text), text)), encoding="utf-8")
     check_trace_commands(path)
@@ -229,7 +219,7 @@ def test_any_pflow_json_trace(
 def test_any_pflow_jsonl_trace(
     data: st.DataObject, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    lines = _sample(PFLOW_JSONL_SAMPLE).splitlines()
+    lines = PFLOW_JSONL_SAMPLE.read_text(encoding="utf-8").splitlines()
     index = data.draw(st.integers(0, len(lines) - 1))
     lines[index] = data.draw(mutated_text(json.loads(lines[index]), lines[index]))
     path = tmp_path_factory.mktemp("pflowl") / "trace.jsonl"

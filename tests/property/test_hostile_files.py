@@ -28,9 +28,12 @@ _MEASURED_CLI = (
     "from pflow_trace.cli.entry import main\n"
     "main(sys.argv[1:])\n"
 )
-pytestmark = pytest.mark.skipif(
-    not Path("/proc/self/status").exists(), reason="peak memory is read from /proc"
-)
+pytestmark = [
+    pytest.mark.skipif(
+        not Path("/proc/self/status").exists(), reason="peak memory is read from /proc"
+    ),
+    pytest.mark.slow,  # CLI processes on hostile files, their peak memory measured
+]
 GARBAGE_MB = 64
 
 

@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 
 from llm_server import chat_server, configure_model
+from pflow_samples import PFLOW_JSON_SAMPLE, PFLOW_JSONL_SAMPLE
 from pflow_trace import api
 from pflow_trace.api import TraceOptions
 from pflow_trace.observe.export_settings import resolve_export_settings
 from pflow_trace.report.terminal import render_text
-from trace_factory import PFLOW_JSON_SAMPLE, PFLOW_JSONL_SAMPLE, fixtures_dir
 
 PROMPTS = ["EMPTY one", "CUT-OFF two", "alpha", "beta gamma", "delta epsilon zeta"]
 
@@ -68,7 +68,7 @@ def test_terminal_says_what_success_hid(server_trace: Path) -> None:
 def _pflow_jsonl_with_llm_calls(path: Path) -> Path:
     """The shared pflow 0.16 sample with LLM calls written the way pflow writes them."""
     lines = []
-    for line in (fixtures_dir() / PFLOW_JSONL_SAMPLE).read_text().splitlines():
+    for line in PFLOW_JSONL_SAMPLE.read_text().splitlines():
         record = json.loads(line)
         if record.get("node_id") == "work" and "batch_items" in record:
             for number, item in enumerate(record["batch_items"]):
@@ -103,7 +103,7 @@ def test_pflow_jsonl_llm_calls_are_read_like_ours(tmp_path: Path) -> None:
 
 
 def test_pflow_json_node_llm_usage_is_read(tmp_path: Path) -> None:
-    document: dict[str, Any] = json.loads((fixtures_dir() / PFLOW_JSON_SAMPLE).read_text())
+    document: dict[str, Any] = json.loads(PFLOW_JSON_SAMPLE.read_text())
     node = next(node for node in document["nodes"] if "batch_items" not in node)
     after = node.setdefault("shared_after", {})
     after[node["node_id"]] = {

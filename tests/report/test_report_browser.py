@@ -27,6 +27,9 @@ from pflow_trace.observe.export_settings import resolve_export_settings
 from pflow_trace.report.html import render_report
 from pflow_trace.tracefile.readers import read_trace, read_trace_text
 
+#: Pages in headless Chromium, one of them with 100,000 items.
+pytestmark = pytest.mark.slow
+
 SCREENSHOT_ENV = "PFLOW_TRACE_README_SCREENSHOT"
 CHROMIUM_ENV = "PFLOW_TRACE_CHROMIUM"
 ROOT = Path(__file__).resolve().parents[2]

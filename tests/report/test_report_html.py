@@ -17,6 +17,7 @@ import pytest
 
 import pflow_trace
 import trace_factory as tf
+from pflow_samples import PFLOW_JSON_SAMPLE
 from pflow_trace.observe.export_settings import resolve_export_settings
 from pflow_trace.report.compare import compare_runs
 from pflow_trace.report.html import DATA_ELEMENT_ID, render_report, script_json
@@ -91,11 +92,7 @@ def test_a_falsy_item_and_a_multiline_item_keep_their_preview(tmp_path: Path) ->
 
 
 def test_pflow_traces_without_item_records_get_node_bars_only() -> None:
-    fixtures = tf.fixtures_dir()
-    sample = fixtures / tf.PFLOW_JSON_SAMPLE
-    if not sample.exists():
-        pytest.skip(f"pflow sample not found in {fixtures}")
-    run = read_trace(sample)
+    run = read_trace(PFLOW_JSON_SAMPLE)
     timeline = build_timeline(run, build_summary([run]).runs[0])
     assert all(node.items is None for node in timeline.nodes)
     assert all(node.start_estimated for node in timeline.nodes)

@@ -11,13 +11,11 @@ import jsonschema
 import pytest
 from click.testing import CliRunner
 
+from pflow_samples import PFLOW_JSON_SAMPLE, PFLOW_JSONL_SAMPLE
 from pflow_trace.cli.show import show
 from trace_factory import (
-    PFLOW_JSON_SAMPLE,
-    PFLOW_JSONL_SAMPLE,
     continue_with_failures_trace,
     failed_trace,
-    fixtures_dir,
     interrupted_trace,
     parallel_trace,
     sequential_trace,
@@ -65,7 +63,7 @@ def test_our_traces_validate(tmp_path: Path, schema: dict[str, Any], name: str) 
 
 @pytest.mark.parametrize("sample", [PFLOW_JSON_SAMPLE, PFLOW_JSONL_SAMPLE])
 def test_pflow_samples_validate(schema: dict[str, Any], sample: str) -> None:
-    document = show_json(str(fixtures_dir() / sample))
+    document = show_json(str(sample))
     validate(document, schema)
     batches = [node["batch"] for node in document["runs"][0]["nodes"] if node["batch"]]
     assert len(batches) == 2
@@ -74,7 +72,7 @@ def test_pflow_samples_validate(schema: dict[str, Any], sample: str) -> None:
 def test_several_runs_validate_with_aggregate(tmp_path: Path, schema: dict[str, Any]) -> None:
     for name, factory in SCENARIOS.items():
         write_trace(tmp_path / "runs" / f"{name}.json", factory())
-    document = show_json(str(tmp_path / "runs"), str(fixtures_dir() / PFLOW_JSONL_SAMPLE))
+    document = show_json(str(tmp_path / "runs"), str(PFLOW_JSONL_SAMPLE))
     validate(document, schema)
     assert len(document["runs"]) == 6
     assert document["aggregate"]["runs"] == 6

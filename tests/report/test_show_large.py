@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import importlib.util
 import json
 import tracemalloc
 from importlib import resources
@@ -17,6 +16,9 @@ from pflow_trace.report.stats import build_summary
 from pflow_trace.report.terminal import render_text
 from pflow_trace.tracefile.readers import read_trace
 from trace_factory import large_trace, write_trace
+
+#: A generated 100,000-item trace.
+pytestmark = pytest.mark.slow
 
 ITEMS = 100_000
 ROOT = Path(__file__).resolve().parents[2]
@@ -93,20 +95,3 @@ def _peak(action: Any, path: Path) -> int:
 def test_large_trace_memory_matches_json_load(large: tuple[Path, dict[str, Any]]) -> None:
     path, _ = large
     assert _peak(_show, path) <= 2.0 * _peak(_json_load, path)
-
-
-def test_benchmark_module_runs_quick(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # as when run as a script
-    spec = importlib.util.spec_from_file_location(
-        "bench_show", ROOT / "benchmarks" / "bench_show.py"
-    )
-    assert spec is not None and spec.loader is not None
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    output = tmp_path / "show.json"
-    assert bench.main(["--quick", "--output", str(output)]) == 0
-    results = json.loads(output.read_text(encoding="utf-8"))
-    assert results["items"] == 10_000
-    for key in ("json_load_s", "show_s", "ratio", "target_ratio", "met"):
-        assert key in results
-    assert set(results["ratios"]) == {"time", "cpu", "memory"}

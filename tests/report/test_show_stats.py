@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from pflow_samples import PFLOW_JSON_SAMPLE, PFLOW_JSONL_SAMPLE, PFLOW_SAMPLES
 from pflow_trace.report.batch_stats import PREVIEW_CHARS, group_errors, summarize_batch
 from pflow_trace.report.percentiles import percentile, percentiles
 from pflow_trace.report.stats import build_summary, summarize_run
@@ -16,12 +17,9 @@ from pflow_trace.text import preview
 from pflow_trace.tracefile.model import BatchInfo, BatchItem
 from pflow_trace.tracefile.readers import read_trace
 from trace_factory import (
-    PFLOW_JSON_SAMPLE,
-    PFLOW_JSONL_SAMPLE,
     batch,
     continue_with_failures_trace,
     failed_trace,
-    fixtures_dir,
     interrupted_trace,
     make_trace,
     parallel_trace,
@@ -195,7 +193,7 @@ def test_interrupted_batch_without_total(tmp_path: Path) -> None:
 
 
 def test_metadata_only_batch_says_what_cannot_be_known() -> None:
-    run = summarize_run(read_trace(fixtures_dir() / PFLOW_JSON_SAMPLE))
+    run = summarize_run(read_trace(PFLOW_JSON_SAMPLE))
     work = run.nodes[1].batch
     assert work is not None
     assert work.timing_source == "batch_metadata"
@@ -213,7 +211,7 @@ def test_metadata_only_batch_says_what_cannot_be_known() -> None:
 
 
 def test_jsonl_sample_items_give_percentiles() -> None:
-    run = summarize_run(read_trace(fixtures_dir() / PFLOW_JSONL_SAMPLE), top=2)
+    run = summarize_run(read_trace(PFLOW_JSONL_SAMPLE), top=2)
     work = run.nodes[1].batch
     assert work is not None and work.timing_source == "items"
     item_ms = [101.97, 102.04, 102.35, 102.19, 101.79, 101.58, 101.27, 101.87]
@@ -281,7 +279,7 @@ def test_single_run_has_no_aggregate(tmp_path: Path) -> None:
 
 
 def test_aggregate_mixes_formats() -> None:
-    runs = [read_trace(fixtures_dir() / name) for name in (PFLOW_JSON_SAMPLE, PFLOW_JSONL_SAMPLE)]
+    runs = [read_trace(sample) for sample in PFLOW_SAMPLES]
     aggregate = build_summary(runs).aggregate
     assert aggregate is not None
     (workflow,) = aggregate.workflows

@@ -7,16 +7,14 @@ from pathlib import Path
 
 import pytest
 
+from pflow_samples import PFLOW_JSON_SAMPLE, PFLOW_JSONL_SAMPLE
 from pflow_trace.errors import TraceReadError
 from pflow_trace.tracefile.model import BatchItem, TraceRun
 from pflow_trace.tracefile.readers import read_trace
 from trace_factory import (
-    PFLOW_JSON_SAMPLE,
-    PFLOW_JSONL_SAMPLE,
     batch,
     continue_with_failures_trace,
     failed_trace,
-    fixtures_dir,
     interrupted_trace,
     make_trace,
     parallel_trace,
@@ -27,7 +25,7 @@ from trace_factory import (
 
 
 def test_pflow_json_sample_reads_batch_metadata_only() -> None:
-    run = read_trace(fixtures_dir() / PFLOW_JSON_SAMPLE)
+    run = read_trace(PFLOW_JSON_SAMPLE)
     assert run.format == "pflow"
     assert run.format_version == "1.2.0"
     assert (run.workflow_name, run.final_status) == ("batch", "success")
@@ -49,7 +47,7 @@ def test_pflow_json_sample_reads_batch_metadata_only() -> None:
 
 
 def test_pflow_jsonl_sample_reads_items_and_run_complete() -> None:
-    run = read_trace(fixtures_dir() / PFLOW_JSONL_SAMPLE)
+    run = read_trace(PFLOW_JSONL_SAMPLE)
     assert run.format == "pflow-jsonl"
     assert run.format_version == "2.8.0"
     assert (run.workflow_name, run.final_status) == ("batch", "degraded")
@@ -153,12 +151,12 @@ def test_compact_document_with_trailing_blank_lines(tmp_path: Path) -> None:
 
 def test_format_is_decided_by_content_not_extension(tmp_path: Path) -> None:
     renamed = tmp_path / "trace.json"
-    renamed.write_bytes((fixtures_dir() / PFLOW_JSONL_SAMPLE).read_bytes())
+    renamed.write_bytes(PFLOW_JSONL_SAMPLE.read_bytes())
     assert read_trace(renamed).format == "pflow-jsonl"
 
 
 def test_jsonl_without_run_complete_is_interrupted_with_one_warning(tmp_path: Path) -> None:
-    lines = (fixtures_dir() / PFLOW_JSONL_SAMPLE).read_text(encoding="utf-8").splitlines()
+    lines = PFLOW_JSONL_SAMPLE.read_text(encoding="utf-8").splitlines()
     path = tmp_path / "cut.jsonl"
     # Keep meta, make_items, work; and the start of fail_some, which never ends.
     path.write_text("\n".join(lines[:6]) + "\n", encoding="utf-8")
@@ -170,7 +168,7 @@ def test_jsonl_without_run_complete_is_interrupted_with_one_warning(tmp_path: Pa
 
 
 def test_jsonl_failed_node_ids_mark_nodes_failed(tmp_path: Path) -> None:
-    lines = (fixtures_dir() / PFLOW_JSONL_SAMPLE).read_text(encoding="utf-8").splitlines()
+    lines = PFLOW_JSONL_SAMPLE.read_text(encoding="utf-8").splitlines()
     complete = json.loads(lines[-1])
     complete.update(final_status="failed", failed_node_ids=["fail_some"], nodes_failed=1)
     path = tmp_path / "failed.jsonl"

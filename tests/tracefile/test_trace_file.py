@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
+from pflow_samples import PFLOW_JSON_SAMPLE
 from pflow_trace.cli.main import cli
 from pflow_trace.errors import TraceWriteError
 from pflow_trace.observe.facts import NodeExecution, RunRecord
@@ -34,9 +35,6 @@ from pflow_trace.tracefile.schema import (
     validate_trace_document,
 )
 
-PFLOW_SAMPLE = (
-    Path(__file__).resolve().parents[3] / "shared/fixtures/pflow-0.8-batch-trace-1.2.0.json"
-)
 DOCS = Path(__file__).resolve().parents[2] / "docs/trace-format.md"
 
 NAME_PATTERN = re.compile(
@@ -962,7 +960,7 @@ def test_a_crash_while_writing_keeps_the_previous_file(
 def test_pflow_sample_and_our_trace_are_read_by_the_same_reader(tmp_path: Path) -> None:
     from pflow_trace.tracefile.readers import read_trace
 
-    sample = json.loads(PFLOW_SAMPLE.read_text(encoding="utf-8"))
+    sample = json.loads(PFLOW_JSON_SAMPLE.read_text(encoding="utf-8"))
     _, payload = run_json(write_workflow(tmp_path, mixed_workflow()))
     ours = load_trace(payload["trace_file"])
     # Our file is a superset of pflow 1.2.0: every field pflow writes, we write.
@@ -982,7 +980,7 @@ def test_pflow_sample_and_our_trace_are_read_by_the_same_reader(tmp_path: Path) 
         our_batch["shared_after"]["each"]["batch_metadata"]
     )
 
-    theirs_run = read_trace(PFLOW_SAMPLE)
+    theirs_run = read_trace(PFLOW_JSON_SAMPLE)
     ours_run = read_trace(payload["trace_file"])
     assert theirs_run.format == "pflow" and ours_run.format == "pflow-trace"
     for run, source in ((theirs_run, sample), (ours_run, ours)):
@@ -1030,7 +1028,7 @@ def test_the_suite_check_rejects_a_broken_trace_and_skips_foreign_files(tmp_path
     with pytest.raises(TraceSchemaError, match=r"\$\.nodes\[1\]\.batch_items\[0\]: 'worker'"):
         conftest.validate_trace_file(broken)
 
-    assert conftest.validate_trace_file(PFLOW_SAMPLE) is None  # pflow's own: not ours
+    assert conftest.validate_trace_file(PFLOW_JSON_SAMPLE) is None  # pflow's own: not ours
     not_json = tmp_path / "workflow-trace-cut.json"
     not_json.write_text('{"format_version": "1.2.0", "gener', encoding="utf-8")
     assert conftest.validate_trace_file(not_json) is None
