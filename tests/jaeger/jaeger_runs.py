@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pflow_samples import PFLOW_JSONL_SAMPLE
 from pflow_trace.replay.load import load_replay_trace
 from pflow_trace.tracefile.replay_model import ReplayTrace
 from subprocess_env import clean_env
@@ -23,9 +24,8 @@ from .jaeger_api import JaegerApi
 
 HTTP = "http/protobuf"
 GRPC = "grpc"
-FIXTURES = Path(__file__).parent / "fixtures"
 #: pflow's own JSON-lines trace of a batch run (pflow CLI 0.16), as pflow wrote it.
-PFLOW_TRACE = FIXTURES / "pflow-cli-0.16-batch-trace.jsonl"
+PFLOW_TRACE = PFLOW_JSONL_SAMPLE
 
 #: A plain node; a parallel batch on two lanes where item 3 fails after one retry (a
 #: ``pflow.retry`` event, an ``exception`` event and an ERROR status); a sequential batch with
