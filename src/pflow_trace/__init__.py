@@ -14,6 +14,8 @@ from pflow_trace.version import __version__
 
 __all__ = [
     "ExportSettings",
+    "ResumePoint",
+    "ResumeRequest",
     "RunObserver",
     "ShowSummary",
     "SnapshotLimits",
@@ -22,7 +24,9 @@ __all__ = [
     "TracedRun",
     "__version__",
     "load_workflow",
+    "open_resume",
     "read_trace",
+    "resume",
     "run",
     "summarize",
     "validate_workflow",
@@ -31,6 +35,8 @@ __all__ = [
 if TYPE_CHECKING:
     from pflow_trace.api import (
         ExportSettings,
+        ResumePoint,
+        ResumeRequest,
         RunObserver,
         ShowSummary,
         SnapshotLimits,
@@ -38,7 +44,9 @@ if TYPE_CHECKING:
         TraceOptions,
         TraceRun,
         load_workflow,
+        open_resume,
         read_trace,
+        resume,
         run,
         summarize,
         validate_workflow,
