@@ -39,6 +39,7 @@ def test_every_benchmark_runs_quick_and_reports_its_figures(tmp_path: Path) -> N
         "startup",
         "report",
         "executors",
+        "checkpoint",
     }
 
     per_item = by_name["per_item"]
@@ -73,6 +74,9 @@ def test_every_benchmark_runs_quick_and_reports_its_figures(tmp_path: Path) -> N
         }
         for case in executors[kind]:
             assert case["wall_ms"] > 0 and case["speedup_vs_threads"] > 0
+    checkpoint = by_name["checkpoint"]
+    assert set(checkpoint["per_item_us"]) == {"traced_no_checkpoint", "traced_with_checkpoint"}
+    assert checkpoint["size"]["checkpoint_bytes"] > 0 and checkpoint["size"]["items"] > 0
     for entry in report["results"]:
         assert entry["benchmark"] in result.stdout
 

@@ -98,7 +98,7 @@ def test_a_corrupt_checkpoint_is_refused(tmp_path: Path) -> None:
     wf, request = _first_run(tmp_path)
     path = checkpoint_path(tmp_path / "first.trace.json")
     text = path.read_text("utf-8")
-    path.write_text(text.replace('"tenfold": 20', '"tenfold": 21'), "utf-8")
+    path.write_text(text.replace('"tenfold":20', '"tenfold":21'), "utf-8")
     with pytest.raises(ResumeError, match="corrupt or was changed"):
         _resume(tmp_path, wf, request)
 

@@ -118,9 +118,30 @@ def decode_line(line: str) -> Any:
     return json.loads(line, object_hook=_untag)
 
 
+def _refuse(value: Any) -> Any:
+    raise TypeError(type(value).__name__)
+
+
+#: One encoder for every value: ``json.dumps`` with options builds a new one per call.
+_ENCODER = json.JSONEncoder(
+    ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_refuse
+)
+
+
 def encoded_json(value: Any) -> str:
-    """One value as the checkpoint writes it (raises :class:`Unencodable`)."""
-    return json.dumps(encode_value(value), ensure_ascii=False, allow_nan=False)
+    """One value as the checkpoint writes it (raises :class:`Unencodable`).
+
+    The fast path is C all the way: encode, decode, compare. A value that comes back equal
+    (no tuple, no non-string key, nothing that looks tagged) is plain JSON already; anything
+    else takes the exact, tagging walk of :func:`encode_value`."""
+    try:
+        text = _ENCODER.encode(value)
+    except (TypeError, ValueError):
+        pass
+    else:
+        if '{"$' not in text and json.loads(text) == value:
+            return text
+    return _ENCODER.encode(encode_value(value))
 
 
 # -- writing --------------------------------------------------------------------------------------
@@ -169,6 +190,8 @@ class CheckpointWriter(RunObserver):
         self._written = 0
         self._last_flush = time.monotonic()
         self._lock = threading.Lock()
+        #: The start of each batch's item lines, made once per (node, visit).
+        self._item_prefixes: dict[tuple[str, int], str] = {}
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         os.fchmod(fd, 0o600)  # an existing file keeps its mode on O_CREAT
         self._fd = fd
@@ -189,10 +212,11 @@ class CheckpointWriter(RunObserver):
     def item_done(self, node_id: str, visit: int, index: int, ms: float, value: Any) -> None:
         encoded = self._encode(node_id, value)
         if encoded is not None:
-            self._append(
-                f'{{"item":{json.dumps(node_id)},"visit":{visit},"index":{index},'
-                f'"ms":{round(ms, 3)},"value":{encoded}}}'
-            )
+            prefix = self._item_prefixes.get((node_id, visit))
+            if prefix is None:
+                prefix = f'{{"item":{json.dumps(node_id)},"visit":{visit},"index":'
+                self._item_prefixes[(node_id, visit)] = prefix
+            self._append(f'{prefix}{index},"ms":{ms:.3f},"value":{encoded}}}')
 
     def _encode(self, node_id: str, value: Any) -> str | None:
         if self._written + self._buffered > self.max_bytes:
