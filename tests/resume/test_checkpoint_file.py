@@ -164,3 +164,24 @@ def test_past_its_size_limit_the_checkpoint_keeps_nothing_more(tmp_path: Path) -
     executions(tmp_path / "log")
     _resume(tmp_path, wf, ResumeRequest(str(tmp_path / "first.trace.json")))
     assert len(executions(tmp_path / "log")) == 2 + 6  # nothing was kept: all runs again
+
+
+def test_a_block_of_items_reads_back_exactly_and_drops_only_what_it_cannot_keep(
+    tmp_path: Path,
+) -> None:
+    from pflow_trace.tracefile.checkpoint import CheckpointWriter, read_checkpoint
+
+    values: list[Any] = [{"n": 1}, (2, b"\x00"), {3: "int key"}, {"bad": {4}}, float("inf")]
+    writer = CheckpointWriter(tmp_path / "c.checkpoint", {"workflow": {}})
+    for index, value in enumerate(values):
+        writer.item_done("work", 1, index, 1.5, value)
+    recorded = writer.close()
+    checkpoint = read_checkpoint(tmp_path / "c.checkpoint", recorded)
+
+    kept = checkpoint.items[("work", 1)]
+    assert sorted(kept) == [0, 1, 2, 4]
+    assert [kept[index][1] for index in (0, 1, 2, 4)] == [values[0], values[1], values[2], math.inf]
+    assert kept[0][0] == 1.5
+    assert writer.notes.lines(writer.max_bytes) == [
+        "checkpoint: 1 value of 'work' not kept (set cannot be encoded); a resume runs them again"
+    ]

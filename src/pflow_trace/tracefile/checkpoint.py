@@ -11,7 +11,8 @@ Lines (``docs/resume.md`` is the reference)::
      "inputs": I, "inputs_sha256": ...}                      the header, always first
     {"start": node_id, "visit": n, "reads": sha256}          a node execution began
     {"done": node_id, "visit": n, "action": a, "value": V}   a node (not a batch) succeeded
-    {"item": node_id, "visit": n, "index": i, "ms": d, "value": V}   a batch item succeeded
+    {"items": node_id, "visit": n, "index": [i, ...], "ms": [d, ...], "value": [V, ...]}
+                                                             batch items that succeeded
 
 Values that JSON cannot hold exactly are tagged (one-key objects): ``{"$bytes": base64}``,
 ``{"$tuple": [...]}``, ``{"$float": "nan" | "inf" | "-inf"}``, and ``{"$dict": [[k, v], ...]}``
@@ -19,9 +20,10 @@ for a dict with a key that is not a string, or a one-key dict whose key starts w
 Anything else (a set, an object) cannot be encoded: that value is not checkpointed, and the
 run says so (a resume runs it again).
 
-Lines are buffered and written when a node ends, when 1 MB waits, or a second after the last
-write; the whole file is hashed as it is written and the trace records the id, the hash and
-the byte count, so a resume can tell a checkpoint that is corrupt, changed or another run's.
+Item results are encoded a block (up to 1,000) at a time, in one C-level call; lines are
+buffered and written when a node ends, when 1 MB waits, or a second after the last write. The
+whole file is hashed as it is written and the trace records the id, the hash and the byte
+count, so a resume can tell a checkpoint that is corrupt, changed or another run's.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ DEFAULT_MAX_BYTES = 1024**3
 #: Buffered lines are written once this many bytes wait, or this long after the last write.
 _FLUSH_BYTES = 1 << 20
 _FLUSH_EVERY_S = 1.0
+#: Item results encoded together in one block line.
+_ITEMS_PER_BLOCK = 1000
 
 
 class Unencodable(Exception):
@@ -190,8 +194,8 @@ class CheckpointWriter(RunObserver):
         self._written = 0
         self._last_flush = time.monotonic()
         self._lock = threading.Lock()
-        #: The start of each batch's item lines, made once per (node, visit).
-        self._item_prefixes: dict[tuple[str, int], str] = {}
+        #: Finished items waiting to be encoded: (node id, visit, index, ms, result).
+        self._pending: list[tuple[str, int, int, float, Any]] = []
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         os.fchmod(fd, 0o600)  # an existing file keeps its mode on O_CREAT
         self._fd = fd
@@ -210,13 +214,52 @@ class CheckpointWriter(RunObserver):
         self.flush()
 
     def item_done(self, node_id: str, visit: int, index: int, ms: float, value: Any) -> None:
-        encoded = self._encode(node_id, value)
-        if encoded is not None:
-            prefix = self._item_prefixes.get((node_id, visit))
-            if prefix is None:
-                prefix = f'{{"item":{json.dumps(node_id)},"visit":{visit},"index":'
-                self._item_prefixes[(node_id, visit)] = prefix
-            self._append(f'{prefix}{index},"ms":{ms:.3f},"value":{encoded}}}')
+        """Keep a finished item's result; items are encoded a block at a time (one C-level
+        encode for many), when a node ends, a block is full or a second has passed."""
+        with self._lock:
+            pending = self._pending
+            pending.append((node_id, visit, index, ms, value))
+            due = len(pending) >= _ITEMS_PER_BLOCK or (
+                time.monotonic() - self._last_flush >= _FLUSH_EVERY_S
+            )
+        if due:
+            self.flush()
+
+    def _encode_pending(self) -> None:
+        """Turn the waiting item results into block lines, one per (node, visit)."""
+        with self._lock:
+            pending, self._pending = self._pending, []
+        groups: dict[tuple[str, int], list[tuple[str, int, int, float, Any]]] = {}
+        for entry in pending:
+            groups.setdefault((entry[0], entry[1]), []).append(entry)
+        for (node_id, visit), entries in groups.items():
+            line = self._block_line(node_id, visit, entries)
+            if line is not None:
+                self._append(line, flush_when_due=False)
+
+    def _block_line(
+        self, node_id: str, visit: int, entries: list[tuple[str, int, int, float, Any]]
+    ) -> str | None:
+        if self._written + self._buffered > self.max_bytes:
+            self.notes.over_limit += len(entries)
+            return None
+        values = [entry[4] for entry in entries]
+        try:
+            text = _ENCODER.encode(values)
+        except (TypeError, ValueError):
+            text = None
+        if text is None or '{"$' in text or json.loads(text) != values:
+            kept = [(entry, self._encode(node_id, entry[4])) for entry in entries]
+            entries = [entry for entry, encoded in kept if encoded is not None]
+            if not entries:
+                return None
+            text = "[" + ",".join(encoded for _, encoded in kept if encoded is not None) + "]"
+        indices = ",".join(str(entry[2]) for entry in entries)
+        durations = ",".join(f"{entry[3]:.3f}" for entry in entries)
+        return (
+            f'{{"items":{json.dumps(node_id)},"visit":{visit},"index":[{indices}],'
+            f'"ms":[{durations}],"value":{text}}}'
+        )
 
     def _encode(self, node_id: str, value: Any) -> str | None:
         if self._written + self._buffered > self.max_bytes:
@@ -230,7 +273,7 @@ class CheckpointWriter(RunObserver):
             self.notes.unencodable[node_id] = (count + 1, types)
             return None
 
-    def _append(self, line: str) -> None:
+    def _append(self, line: str, flush_when_due: bool = True) -> None:
         data = line + "\n"
         with self._lock:
             if self.closed:
@@ -240,11 +283,13 @@ class CheckpointWriter(RunObserver):
             due = self._buffered >= _FLUSH_BYTES or (
                 time.monotonic() - self._last_flush >= _FLUSH_EVERY_S
             )
-        if due:
+        if due and flush_when_due:
             self.flush()
 
     def flush(self) -> None:
         """Write what waits and hand it to the OS (a killed run keeps every line written)."""
+        if self._pending:
+            self._encode_pending()
         with self._lock:
             if self.closed or not self._buffer:
                 return
@@ -323,9 +368,10 @@ def _header_id(line: bytes) -> Any:
 
 
 def _read_line(checkpoint: Checkpoint, line: dict[str, Any]) -> None:
-    if "item" in line:
-        key = (line["item"], line["visit"])
-        checkpoint.items.setdefault(key, {})[line["index"]] = (line["ms"], line["value"])
+    if "items" in line:
+        kept = checkpoint.items.setdefault((line["items"], line["visit"]), {})
+        for index, ms, value in zip(line["index"], line["ms"], line["value"], strict=True):
+            kept[index] = (ms, value)
     elif "start" in line:
         checkpoint.reads[(line["start"], line["visit"])] = line["reads"]
     elif "done" in line:
