@@ -367,7 +367,8 @@ def _run(
     execution_id = str(uuid.uuid4())
     trace_path = _trace_path(options, workflow, execution_id)
     builder = _trace_builder(workflow, options, sanitizer, trace_path)
-    writer = _checkpoint_writer(options, trace_path, workflow, values, execution_id)
+    notes: list[str] = []
+    writer = _checkpoint_writer(options, trace_path, workflow, values, execution_id, notes)
     if writer is not None:
         builder.checkpoint = writer.close
     if source is not None:
@@ -392,6 +393,8 @@ def _run(
         late_signal = interrupts.take_pending()
     write_seconds, trace_error, warning = recorded
     if trace_error is not None:
+        if writer is not None and trace_path is not None:  # no trace: nothing to resume from
+            checkpoint_path(trace_path).unlink(missing_ok=True)
         trace_path = None
     warning = _export_warning(warning, sanitizer, trace_path)
     return TracedRun(
@@ -404,7 +407,7 @@ def _run(
         trace_write_seconds=write_seconds,
         trace_error=trace_error,
         signal_number=result.interrupt_signal or late_signal,
-        checkpoint_notes=writer.notes.lines(writer.max_bytes) if writer is not None else [],
+        checkpoint_notes=notes + (writer.notes.lines(writer.max_bytes) if writer else []),
     )
 
 
@@ -489,8 +492,10 @@ def _checkpoint_writer(
     workflow: dict[str, Any],
     values: dict[str, Any],
     execution_id: str,
+    notes: list[str],
 ) -> CheckpointWriter | None:
-    """The run's checkpoint, beside its trace file (none without one, or when turned off)."""
+    """The run's checkpoint, beside its trace file (none without one, or when turned off;
+    one that cannot be created is a line in ``notes``)."""
     if not options.checkpoint or trace_path is None:
         return None
     try:
@@ -506,10 +511,10 @@ def _checkpoint_writer(
     }
     try:
         return CheckpointWriter(checkpoint_path(trace_path), header, options.checkpoint_max_bytes)
-    except OSError as exc:
-        raise TraceWriteError(
-            f"cannot write the checkpoint beside {trace_path}: {exc.strerror or exc}"
-        ) from None
+    except OSError as exc:  # a name too long, a full disk: the run goes on without one
+        notes.append(f"checkpoint: cannot be written ({exc.strerror or exc}); this run cannot "
+                     "be resumed")  # fmt: skip
+        return None
 
 
 def _run_and_record(

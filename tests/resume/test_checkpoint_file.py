@@ -185,3 +185,14 @@ def test_a_block_of_items_reads_back_exactly_and_drops_only_what_it_cannot_keep(
     assert writer.notes.lines(writer.max_bytes) == [
         "checkpoint: 1 value of 'work' not kept (set cannot be encoded); a resume runs them again"
     ]
+
+
+def test_a_checkpoint_that_cannot_be_created_leaves_the_run_going(tmp_path: Path) -> None:
+    trace = tmp_path / ("t" * 240 + ".json")  # the checkpoint's name passes the 255-byte limit
+    outcome = pflow_trace.run(workflow(tmp_path), {}, options(trace))
+
+    assert outcome.status == "success"
+    assert outcome.checkpoint_notes == [
+        "checkpoint: cannot be written (File name too long); this run cannot be resumed"
+    ]
+    assert "checkpoint" not in trace_document(trace)

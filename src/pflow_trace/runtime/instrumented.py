@@ -85,7 +85,7 @@ class InstrumentedNode(LayerWrapper):
     def _run_or_reuse(self, shared: Any, span: Any, visit: NodeVisit | None) -> str | None:
         """Run the node, or, resuming, take what the earlier run left (its span says so)."""
         reused = visit.reused_node() if visit is not None else None
-        if reused is None:
+        if visit is None or reused is None:
             visit_token = current_visit.set(visit)
             try:
                 action = self._run_inner(shared)
@@ -121,11 +121,11 @@ class InstrumentedNode(LayerWrapper):
         span, token = self.start_span(start_time=execution.start_ns)
         execution.span_id = span.get_span_context().span_id
         memory = run.memory
-        visit = None
-        if memory is not None:
-            visit = memory.begin(self.node_id, self._read_templates(), shared, self.is_batch)
+        visit: NodeVisit | None = None
         error: BaseException | None = None
         try:
+            if memory is not None:
+                visit = memory.begin(self.node_id, self._read_templates(), shared, self.is_batch)
             action = self._run_or_reuse(shared, span, visit)
             self._check_action(action)
             execution.success = True

@@ -88,7 +88,7 @@ class TraceDocumentBuilder(RunObserver):
         self.resumed_from: dict[str, Any] | None = None
         self._resume_counts = {"items": 0, "reused": 0, "rerun": 0, "ok": 0, "failed": 0}
         #: Closes the run's checkpoint and says what the trace records of it (id, hash, size).
-        self.checkpoint: Callable[[], dict[str, Any]] | None = None
+        self.checkpoint: Callable[[], dict[str, Any] | None] | None = None
 
     # -- snapshots -----------------------------------------------------------------------------
 
@@ -328,8 +328,9 @@ class TraceDocumentBuilder(RunObserver):
     def _add_resume_blocks(self, document: dict[str, Any]) -> None:
         """``checkpoint`` (id, sha256, bytes: never its path), ``resumed_from`` and the
         resumed run's item counts (``resume``)."""
-        if self.checkpoint is not None:
-            document["checkpoint"] = self.checkpoint()
+        recorded = self.checkpoint() if self.checkpoint is not None else None
+        if recorded is not None:
+            document["checkpoint"] = recorded
         if self.resumed_from is not None:
             document["resumed_from"] = self.resumed_from
             with self._lock:

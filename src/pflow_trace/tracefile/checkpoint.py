@@ -145,7 +145,10 @@ def encoded_json(value: Any) -> str:
     else:
         if '{"$' not in text and json.loads(text) == value:
             return text
-    return _ENCODER.encode(encode_value(value))
+    try:
+        return _ENCODER.encode(encode_value(value))
+    except ValueError:  # an int of more digits than Python will print
+        raise Unencodable("int of too many digits") from None
 
 
 # -- writing --------------------------------------------------------------------------------------
@@ -157,6 +160,8 @@ class CheckpointNotes:
 
     unencodable: dict[str, tuple[int, set[str]]] = field(default_factory=dict)
     over_limit: int = 0
+    #: Why the file could not be written (a full disk): the run cannot be resumed.
+    write_error: str | None = None
 
     def lines(self, limit_bytes: int) -> list[str]:
         lines = [
@@ -164,6 +169,10 @@ class CheckpointNotes:
             f"({', '.join(sorted(types))} cannot be encoded); a resume runs them again"
             for node, (count, types) in self.unencodable.items()
         ]
+        if self.write_error is not None:
+            lines.append(
+                f"checkpoint: cannot be written ({self.write_error}); this run cannot be resumed"
+            )
         if self.over_limit:
             lines.append(
                 f"checkpoint: size limit of {limit_bytes:,} bytes reached; {self.over_limit:,} "
@@ -296,11 +305,17 @@ class CheckpointWriter(RunObserver):
             chunk = "".join(self._buffer).encode("utf-8", "surrogatepass")
             self._buffer.clear()
             self._buffered = 0
+            try:
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(self._fd, view) :]
+            except OSError as exc:  # a full disk: the run goes on, without a checkpoint
+                self.notes.write_error = exc.strerror or str(exc)
+                self.closed = True
+                os.close(self._fd)
+                return
             self._hash.update(chunk)
             self._written += len(chunk)
-            view = memoryview(chunk)
-            while view:
-                view = view[os.write(self._fd, view) :]
             self._last_flush = time.monotonic()
 
     def node_finished(self, execution: NodeExecution, shared: Mapping[str, Any]) -> None:
@@ -309,13 +324,16 @@ class CheckpointWriter(RunObserver):
     def run_finished(self, run: RunRecord, shared: Mapping[str, Any]) -> None:
         self.close()
 
-    def close(self) -> dict[str, Any]:
-        """Write the rest and close; returns what the trace records (never the path)."""
+    def close(self) -> dict[str, Any] | None:
+        """Write the rest and close; returns what the trace records (never the path), or
+        None when the file could not be written."""
         self.flush()
         with self._lock:
             if not self.closed:
                 self.closed = True
                 os.close(self._fd)
+        if self.notes.write_error is not None:
+            return None
         return {"id": self.id, "sha256": self._hash.hexdigest(), "bytes": self._written}
 
 
