@@ -64,6 +64,7 @@ from pflow_trace.tracefile.checkpoint import (
     Unencodable,
     checkpoint_path,
     encode_value,
+    partial_checkpoint_path,
     read_checkpoint,
 )
 from pflow_trace.tracefile.model import TraceRun
@@ -392,9 +393,9 @@ def _run(
         )
         late_signal = interrupts.take_pending()
     write_seconds, trace_error, warning = recorded
+    if writer is not None and trace_path is not None:
+        writer.settle(checkpoint_path(trace_path), keep=trace_error is None)
     if trace_error is not None:
-        if writer is not None and trace_path is not None:  # no trace: nothing to resume from
-            checkpoint_path(trace_path).unlink(missing_ok=True)
         trace_path = None
     warning = _export_warning(warning, sanitizer, trace_path)
     return TracedRun(
@@ -510,7 +511,9 @@ def _checkpoint_writer(
         "inputs_sha256": fingerprint(values),
     }
     try:
-        return CheckpointWriter(checkpoint_path(trace_path), header, options.checkpoint_max_bytes)
+        return CheckpointWriter(
+            partial_checkpoint_path(trace_path), header, options.checkpoint_max_bytes
+        )
     except OSError as exc:  # a name too long, a full disk: the run goes on without one
         notes.append(f"checkpoint: cannot be written ({exc.strerror or exc}); this run cannot "
                      "be resumed")  # fmt: skip

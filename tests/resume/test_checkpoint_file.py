@@ -196,3 +196,26 @@ def test_a_checkpoint_that_cannot_be_created_leaves_the_run_going(tmp_path: Path
         "checkpoint: cannot be written (File name too long); this run cannot be resumed"
     ]
     assert "checkpoint" not in trace_document(trace)
+
+
+def test_a_run_whose_trace_fails_leaves_the_old_trace_and_checkpoint_resumable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pflow_trace import api
+    from pflow_trace.errors import TraceWriteError
+
+    wf, request = _first_run(tmp_path)
+
+    def disk_full(path: Path, document: Any) -> Path:
+        raise TraceWriteError(f"cannot write the trace file {path}: No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(api, "write_trace", disk_full)
+        again = pflow_trace.run(wf, {}, options(tmp_path / "first.trace.json"))
+    assert again.trace_error is not None
+    assert sorted(path.name for path in tmp_path.iterdir() if "checkpoint" in path.name) == [
+        "first.trace.json.checkpoint"
+    ]
+    executions(tmp_path / "log")
+    _resume(tmp_path, wf, request)
+    assert sorted(executions(tmp_path / "log")) == ["total", "work 1", "work 4"]

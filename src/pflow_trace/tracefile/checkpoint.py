@@ -3,7 +3,9 @@
 A trace file is redacted and truncated, so it cannot feed a later run; the checkpoint can. It
 is written as the run goes (so an interrupted run can be resumed), as JSON lines, mode 0600,
 next to the trace (``<trace file name>.checkpoint``; the suffix keeps ``show`` and ``export``
-from ever reading it as a trace). Never pickle: a checkpoint is a file someone could hand you.
+from ever reading it as a trace). Until the trace is written it is a hidden ``.<name>.<random>
+.checkpoint`` beside it, so a run that replaces a trace leaves the old checkpoint alone unless
+the new trace is written. Never pickle: a checkpoint is a file someone could hand you.
 
 Lines (``docs/resume.md`` is the reference)::
 
@@ -67,6 +69,12 @@ class Unencodable(Exception):
 def checkpoint_path(trace_path: Path) -> Path:
     """Where a trace's checkpoint lives: beside it, named after it."""
     return trace_path.with_name(trace_path.name + CHECKPOINT_SUFFIX)
+
+
+def partial_checkpoint_path(trace_path: Path) -> Path:
+    """Where a run writes its checkpoint until its trace is written: a trace file being
+    replaced keeps its own checkpoint until the new trace is in place."""
+    return trace_path.with_name(f".{trace_path.name}.{uuid.uuid4().hex[:8]}{CHECKPOINT_SUFFIX}")
 
 
 # -- the value encoding ---------------------------------------------------------------------------
@@ -317,6 +325,18 @@ class CheckpointWriter(RunObserver):
             self._hash.update(chunk)
             self._written += len(chunk)
             self._last_flush = time.monotonic()
+
+    def settle(self, final_path: Path, keep: bool) -> None:
+        """After the trace is written (``keep``), move the checkpoint to its place beside it;
+        otherwise (no trace, or the file failed) remove it: nothing could resume from it."""
+        self.close()
+        try:
+            if keep and self.notes.write_error is None:
+                os.replace(self.path, final_path)
+            else:
+                self.path.unlink(missing_ok=True)
+        except OSError as exc:
+            self.notes.write_error = exc.strerror or str(exc)
 
     def node_finished(self, execution: NodeExecution, shared: Mapping[str, Any]) -> None:
         self.flush()
