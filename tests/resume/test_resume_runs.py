@@ -25,7 +25,7 @@ CLEAN_TOTAL = sum(x * 10 for x in range(COUNT))
 
 @pytest.mark.parametrize(
     ("executor", "parallel"),
-    [("threads", False), ("threads", True), ("processes", True)],
+    [("threads", False), ("threads", True), ("processes", True), ("dask", True)],
 )
 def test_only_the_failed_items_run_again_and_the_outputs_equal_a_clean_run(
     tmp_path: Path, executor: str, parallel: bool
