@@ -391,10 +391,10 @@ def _run(
         result, document, recorded = _run_and_record(
             workflow, registry, context, parent, execution_id, values, builder, tracing, trace_path
         )
+        if writer is not None and trace_path is not None:  # beside the trace, or gone
+            writer.settle(checkpoint_path(trace_path), keep=recorded[1] is None)
         late_signal = interrupts.take_pending()
     write_seconds, trace_error, warning = recorded
-    if writer is not None and trace_path is not None:
-        writer.settle(checkpoint_path(trace_path), keep=trace_error is None)
     if trace_error is not None:
         trace_path = None
     warning = _export_warning(warning, sanitizer, trace_path)
