@@ -30,6 +30,7 @@ BENCHMARKS = (
     "bench_startup",
     "bench_report",
     "bench_executors",
+    "bench_checkpoint",
 )
 
 
@@ -81,6 +82,14 @@ def headline(result: dict[str, Any]) -> str:
             f"{c['overhead_per_item_us']}us/item"
             for kind in ("cpu_bound", "trivial")
             for c in result[kind]
+        )
+    if name == "checkpoint":
+        us, size = result["per_item_us"], result["size"]
+        return (
+            f"traced {us['traced_no_checkpoint']}us/item, with checkpoint "
+            f"{us['traced_with_checkpoint']}us/item: +{result['checkpoint_extra']:.1%} "
+            f"(target < 10%); {size['items']:,} items: {size['checkpoint_bytes']:,} B "
+            f"({size['bytes_per_item']} B/item), read back in {size['read_back_s']} s"
         )
     interesting = {k: v for k, v in result.items() if k in ("ratios", "ratio", "met")}
     return json.dumps(interesting)

@@ -18,6 +18,7 @@ See ``docs/python-api.md`` for every name and option.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import uuid
@@ -27,8 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from opentelemetry.sdk.trace import SpanProcessor
+from opentelemetry.trace import Link, SpanContext
 
-from pflow_trace.errors import TraceWriteError, WorkflowValidationError
+from pflow_trace.errors import ResumeError, TraceWriteError, WorkflowValidationError
 from pflow_trace.ir.executor_choice import executor_problems
 from pflow_trace.ir.loading import load_and_validate
 from pflow_trace.ir.validation import validate_workflow as _validate
@@ -48,9 +50,26 @@ from pflow_trace.runtime import interrupts
 from pflow_trace.runtime.context import DEFAULT_MAX_NODE_VISITS, RunContext
 from pflow_trace.runtime.executors.executor_set import ExecutorSet
 from pflow_trace.runtime.inputs import resolve_inputs, run_redactor
+from pflow_trace.runtime.resume import (
+    NOT_STARTED,
+    ResumeRequest,
+    RunMemory,
+    fingerprint,
+    plan_resume,
+)
 from pflow_trace.runtime.workflow_run import RunResult, run_workflow, workflow_name
 from pflow_trace.text import hex_trace_id
 from pflow_trace.tracefile.builder import TraceDocumentBuilder, plain_document
+from pflow_trace.tracefile.checkpoint import (
+    DEFAULT_MAX_BYTES,
+    Checkpoint,
+    CheckpointWriter,
+    Unencodable,
+    checkpoint_path,
+    encode_value,
+    partial_checkpoint_path,
+    read_checkpoint,
+)
 from pflow_trace.tracefile.model import TraceRun
 from pflow_trace.tracefile.readers import read_trace as _read_trace
 from pflow_trace.tracefile.spantable import SpanRecorder
@@ -65,6 +84,8 @@ from pflow_trace.tracefile.writer import (
 __all__ = [
     "DiffSettings",
     "ExportSettings",
+    "ResumePoint",
+    "ResumeRequest",
     "RunDiff",
     "RunObserver",
     "ShowSummary",
@@ -74,7 +95,9 @@ __all__ = [
     "TracedRun",
     "diff",
     "load_workflow",
+    "open_resume",
     "read_trace",
+    "resume",
     "run",
     "summarize",
     "validate_workflow",
@@ -108,6 +131,12 @@ class TraceOptions:
     executor: str = "threads"
     #: The Dask scheduler's address (``tcp://host:8786``); None starts an in-process cluster.
     scheduler: str | None = None
+    #: Keep a private checkpoint beside the trace, so the run can be resumed (docs/resume.md).
+    checkpoint: bool = True
+    #: Past this many bytes the checkpoint keeps no more values (the run says so).
+    checkpoint_max_bytes: int = DEFAULT_MAX_BYTES
+    #: Resume the run that wrote this trace: reuse what succeeded there (``resume``).
+    resume: ResumeRequest | None = None
 
 
 @dataclass
@@ -129,6 +158,9 @@ class TracedRun:
     #: The signal (Ctrl-C, SIGTERM, SIGHUP) that stopped the run or arrived while it was being
     #: finished and written; the command line exits 128 + this number.
     signal_number: int | None = None
+    #: What the checkpoint could not keep (values it cannot encode, its size limit), one line
+    #: each.
+    checkpoint_notes: list[str] = field(default_factory=list)
     _document: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -298,18 +330,82 @@ def run(
 
     Inputs are validated before anything runs (``UsageError``); after that every ending —
     success, a failed node, Ctrl-C — returns a :class:`TracedRun` with its trace written.
+    With ``options.resume``, what succeeded in that trace's run is reused (``ResumeError``
+    when it cannot be).
     """
     if not isinstance(workflow, dict):
         workflow = load_workflow(workflow, registry)
     options = options or TraceOptions()
+    source = _resume_source(options.resume) if options.resume is not None else None
+    return _run(workflow, inputs or {}, options, registry, source)
+
+
+@dataclass
+class ResumePoint:
+    """A run to resume, read from its trace and checkpoint: its workflow (validated) and
+    inputs, ready for :func:`resume`."""
+
+    workflow: dict[str, Any]
+    inputs: dict[str, Any]
+    _source: _ResumeSource = field(repr=False)
+
+
+def open_resume(
+    trace: PathLike, request: ResumeRequest | None = None, registry: NodeRegistry | None = None
+) -> ResumePoint:
+    """Read ``trace`` and its checkpoint (``ResumeError``, one line, when they won't do)."""
+    source = _resume_source(request or ResumeRequest(str(trace)))
+    header = source.checkpoint.header
+    workflow = validate_workflow(header.get("workflow"), str(trace), registry)
+    inputs = header.get("inputs")
+    if not isinstance(inputs, dict):
+        raise ResumeError(
+            f"{trace}: that run's inputs could not be kept; run the workflow with --resume"
+        )
+    return ResumePoint(workflow, inputs, source)
+
+
+def resume(
+    trace: PathLike | ResumePoint,
+    options: TraceOptions | None = None,
+    inputs: dict[str, Any] | None = None,
+    registry: NodeRegistry | None = None,
+) -> TracedRun:
+    """Run again the workflow of the run that wrote ``trace``, with that run's inputs (any in
+    ``inputs`` replace them), reusing whatever succeeded there (``docs/resume.md``).
+    ``options.resume`` narrows or forces it."""
+    options = options or TraceOptions()
+    if not isinstance(trace, ResumePoint):
+        trace = open_resume(trace, options.resume, registry)
+    options.resume = trace._source.request
+    merged = {**trace.inputs, **(inputs or {})}
+    return _run(trace.workflow, merged, options, registry, trace._source)
+
+
+def _run(
+    workflow: dict[str, Any],
+    inputs: dict[str, Any],
+    options: TraceOptions,
+    registry: NodeRegistry | None,
+    source: _ResumeSource | None,
+) -> TracedRun:
     _refuse_unshippable(workflow, options.executor, registry)
-    values = resolve_inputs(workflow, inputs or {})
+    values = resolve_inputs(workflow, inputs)
+    plan = None
+    if source is not None:
+        plan = plan_resume(source.request, source.checkpoint, source.statuses, workflow, values)
     sanitizer = _run_sanitizer(workflow, values, options)
     execution_id = str(uuid.uuid4())
     trace_path = _trace_path(options, workflow, execution_id)
     builder = _trace_builder(workflow, options, sanitizer, trace_path)
+    notes: list[str] = []
+    writer = _checkpoint_writer(options, trace_path, workflow, values, execution_id, notes)
+    if writer is not None:
+        builder.checkpoint = writer.close
+    if source is not None:
+        builder.resumed_from = source.resumed_from
     tracing = setup_tracing(options.export, options.extra_processors, span_sink=builder.spans)
-    observer = Observers([builder, *options.observers])
+    observer = Observers([*([writer] if writer else []), builder, *options.observers])
     context = RunContext(
         tracer=tracing.tracer,
         observer=observer,
@@ -317,12 +413,16 @@ def run(
         max_node_visits=options.max_node_visits,
         capture_llm_content=_capture_llm_content(options.capture_llm_content),
         executors=ExecutorSet(options.executor, options.scheduler),
+        memory=RunMemory(writer, plan) if writer is not None or plan is not None else None,
+        root_links=source.links if source is not None else (),
     )
     parent = parent_context_from_env() if options.join_env_trace_context else None
     with interrupts.signals_handled():
         result, document, recorded = _run_and_record(
             workflow, registry, context, parent, execution_id, values, builder, tracing, trace_path
         )
+        if writer is not None and trace_path is not None:  # beside the trace, or gone
+            writer.settle(checkpoint_path(trace_path), keep=recorded[1] is None)
         late_signal = interrupts.take_pending()
     write_seconds, trace_error, warning = recorded
     if trace_error is not None:
@@ -338,7 +438,116 @@ def run(
         trace_write_seconds=write_seconds,
         trace_error=trace_error,
         signal_number=result.interrupt_signal or late_signal,
+        checkpoint_notes=notes + (writer.notes.lines(writer.max_bytes) if writer else []),
     )
+
+
+# -- resuming -------------------------------------------------------------------------------------
+
+
+@dataclass
+class _ResumeSource:
+    """What a resume takes from the earlier run: its checkpoint and its trace's facts."""
+
+    request: ResumeRequest
+    checkpoint: Checkpoint
+    #: (node id, visit) -> index -> status, for the items that did not succeed there.
+    statuses: dict[tuple[str, int], dict[int, str]]
+    resumed_from: dict[str, Any]
+    links: tuple[Link, ...]
+
+
+def _resume_source(request: ResumeRequest) -> _ResumeSource:
+    """Read the trace ``request`` names and its checkpoint; one line when either won't do."""
+    path = Path(request.trace)
+    try:
+        document = json.loads(path.read_text("utf-8"))
+    except FileNotFoundError:
+        raise ResumeError(f"{path}: no such trace file") from None
+    except (OSError, ValueError) as exc:
+        raise ResumeError(f"{path}: not a pflow-trace trace file ({exc})") from None
+    if not isinstance(document, dict) or not isinstance(document.get("otel"), dict):
+        raise ResumeError(f"{path}: not a pflow-trace trace file")
+    recorded = document.get("checkpoint")
+    if not isinstance(recorded, dict):
+        raise ResumeError(
+            f"{path}: that run kept no checkpoint (--no-checkpoint, or no trace file); "
+            "nothing to resume from"
+        )
+    checkpoint = read_checkpoint(checkpoint_path(path), recorded)
+    otel = document["otel"]
+    return _ResumeSource(
+        request=request,
+        checkpoint=checkpoint,
+        statuses=_item_statuses(document.get("nodes") or []),
+        resumed_from={
+            "execution_id": str(document.get("execution_id")),
+            "trace_id": otel.get("trace_id"),
+            "span_id": otel.get("span_id"),
+            "file": path.name,
+        },
+        links=_root_link(otel.get("trace_id"), otel.get("span_id")),
+    )
+
+
+def _item_statuses(events: list[Any]) -> dict[tuple[str, int], dict[int, str]]:
+    """(node id, visit) -> index -> status of each item that did not succeed (the n-th event
+    of a node is its n-th visit)."""
+    visits: dict[str, int] = {}
+    statuses: dict[tuple[str, int], dict[int, str]] = {}
+    for event in events:
+        node_id = event.get("node_id") if isinstance(event, dict) else None
+        if not isinstance(node_id, str):
+            continue
+        visit = visits[node_id] = visits.get(node_id, 0) + 1
+        statuses[(node_id, visit)] = {
+            item["index"]: item.get("status", NOT_STARTED)
+            for item in event.get("batch_items") or []
+            if isinstance(item, dict) and isinstance(item.get("index"), int)
+        }
+    return statuses
+
+
+def _root_link(trace_id: Any, span_id: Any) -> tuple[Link, ...]:
+    """A link from the new root span to the old one, when the old trace has its ids."""
+    try:
+        context = SpanContext(int(trace_id, 16), int(span_id, 16), is_remote=True)
+    except (TypeError, ValueError):
+        return ()
+    return (Link(context),) if context.is_valid else ()
+
+
+def _checkpoint_writer(
+    options: TraceOptions,
+    trace_path: Path | None,
+    workflow: dict[str, Any],
+    values: dict[str, Any],
+    execution_id: str,
+    notes: list[str],
+) -> CheckpointWriter | None:
+    """The run's checkpoint, beside its trace file (none without one, or when turned off;
+    one that cannot be created is a line in ``notes``)."""
+    if not options.checkpoint or trace_path is None:
+        return None
+    try:
+        inputs: Any = encode_value(values)
+    except Unencodable:
+        inputs = None  # ``run --resume`` still works; ``resume TRACE`` says why it cannot
+    header = {
+        "execution_id": execution_id,
+        "workflow": workflow,
+        "workflow_sha256": fingerprint(workflow),
+        "inputs": inputs,
+        "inputs_sha256": fingerprint(values),
+    }
+    try:
+        return CheckpointWriter(
+            partial_checkpoint_path(trace_path), header, options.checkpoint_max_bytes
+        )
+    except OSError as exc:  # a name too long, a full disk: the run goes on without one
+        notes.append(f"checkpoint: cannot be written ({exc.strerror or exc}); this run cannot "
+                     "be resumed")  # fmt: skip
+        return None
 
 
 def _run_and_record(

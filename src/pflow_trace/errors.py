@@ -11,6 +11,8 @@ The tree (exit code in brackets)::
     ├── WorkflowValidationError [2]  every problem of a workflow file, each with its JSON path
     ├── TraceReadError [2]           a trace file that cannot be read
     │   └── TraceSchemaError [2]     a trace document that breaks the trace-file schema
+    ├── ResumeError [2]              a run that cannot be resumed from this trace (a missing,
+    │                                corrupt or foreign checkpoint; a changed workflow or input)
     ├── NodeExecutionError [1]       a node failed while the workflow ran
     │   └── NodeVisitLimitError [1]  a loop of edges ran more nodes than a run allows
     ├── TemplateError [1]            a template could not be resolved at run time
@@ -72,6 +74,11 @@ class TraceSchemaError(TraceReadError):
         count = len(problems)
         noun = "problem" if count == 1 else "problems"
         super().__init__(f"{source}: {count} schema {noun}:\n  " + "\n  ".join(problems))
+
+
+class ResumeError(PflowTraceError):
+    """A run that cannot be resumed from a trace: its checkpoint is missing, corrupt or
+    another run's, or the workflow or inputs changed so that reusing results would be wrong."""
 
 
 class NodeExecutionError(PflowTraceError):

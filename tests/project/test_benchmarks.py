@@ -52,6 +52,7 @@ def test_every_benchmark_runs_quick_and_reports_its_figures(tmp_path: Path) -> N
         "startup",
         "report",
         "executors",
+        "checkpoint",
     }
 
     per_item = by_name["per_item"]
@@ -96,6 +97,9 @@ def test_every_benchmark_runs_quick_and_reports_its_figures(tmp_path: Path) -> N
             for figure in ("wall_ms", "speedup_vs_threads", "mean_item_ms"):
                 assert is_positive_figure(case[figure]), (kind, case)
             assert is_figure(case["overhead_per_item_us"]), (kind, case)
+    checkpoint = by_name["checkpoint"]
+    assert set(checkpoint["per_item_us"]) == {"traced_no_checkpoint", "traced_with_checkpoint"}
+    assert checkpoint["size"]["checkpoint_bytes"] > 0 and checkpoint["size"]["items"] > 0
     for entry in report["results"]:
         assert entry["benchmark"] in result.stdout
 

@@ -131,7 +131,9 @@ def test_a_run_spools_its_rows_as_items_finish_and_writes_the_same_document(
     assert max(watcher.waiting_rows) < spantable.ROWS_PER_BLOCK  # never a run's worth held
     assert watcher.spooled_rows[-1] >= 4 * count - spantable.ROWS_PER_BLOCK
     assert watcher.spooled_rows[0] == 0 < watcher.spooled_rows[count // 2]
-    assert sorted(path.name for path in target.parent.iterdir()) == ["run.json"]
+    # The trace and its resume checkpoint; no spool file is left behind.
+    left = sorted(path.name for path in target.parent.iterdir())
+    assert left == ["run.json", "run.json.checkpoint"]
 
     on_disk = json.loads(target.read_text(encoding="utf-8"))
     assert on_disk == outcome.document

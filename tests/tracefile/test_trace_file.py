@@ -44,6 +44,7 @@ HEX16 = re.compile(r"^[0-9a-f]{16}$")
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
 
 TOP_LEVEL_FIELDS = {
+    "checkpoint",  # the resume checkpoint's id and hash (docs/resume.md)
     "format_version",
     "generator",
     "execution_id",
@@ -892,8 +893,10 @@ def test_no_temporary_files_are_left_behind(tmp_path: Path, trace_dir: Path) -> 
     path = write_workflow(tmp_path, mixed_workflow())
     for _ in range(3):
         run_json(path)
-    assert all(NAME_PATTERN.match(file.name) for file in trace_dir.iterdir())
-    assert len(list(trace_dir.iterdir())) == 3
+    # Each run leaves its trace and, beside it, its resume checkpoint (docs/resume.md).
+    traces = [file for file in trace_dir.iterdir() if not file.name.endswith(".checkpoint")]
+    assert all(NAME_PATTERN.match(file.name) for file in traces)
+    assert len(traces) == 3 and len(list(trace_dir.iterdir())) == 6
 
 
 class HalfWritingHandle:
@@ -929,7 +932,7 @@ def test_a_crash_while_writing_keeps_the_previous_file(
     path = write_workflow(tmp_path, mixed_workflow())
     run_json(path, "--trace-file", target)
     before = target.read_bytes()
-    expected_files = ["run.trace.json", "wf.json"]
+    expected_files = ["run.trace.json", "run.trace.json.checkpoint", "wf.json"]
 
     with monkeypatch.context() as patch:
         if crash == "encoder raises":

@@ -22,6 +22,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "run",
         "Run a workflow; write its trace file; export its spans.",
     ),
+    "resume": (
+        "pflow_trace.cli.resume",
+        "resume",
+        "Run a traced run again, re-running only what did not succeed.",
+    ),
     "validate": (
         "pflow_trace.cli.validate",
         "validate",

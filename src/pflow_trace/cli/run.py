@@ -28,103 +28,225 @@ EXIT_BY_STATUS = {
 }
 
 
+#: The options ``run`` and ``resume`` share, in the order ``--help`` lists them.
+_RUN_OPTIONS = [
+    click.option(
+        "--output-format",
+        type=click.Choice(["text", "json"]),
+        default="text",
+        show_default=True,
+        help="text: a line per node, then outputs; json: one object on stdout.",
+    ),
+    click.option(
+        "--quiet", "-q", is_flag=True, help="Text mode: print only the final status line."
+    ),
+    click.option("--no-color", is_flag=True, help="No colour, even on a terminal (as NO_COLOR)."),
+    click.option(
+        "--exporter",
+        type=click.Choice(EXPORTERS),
+        default=None,
+        help="Where spans go. Default: otlp when an OTEL_EXPORTER_OTLP_*ENDPOINT is set, "
+        "else none.",
+    ),
+    click.option(
+        "--otlp-endpoint", default=None, help="OTLP endpoint, e.g. http://localhost:4318."
+    ),
+    click.option(
+        "--otlp-protocol",
+        type=click.Choice(PROTOCOLS),
+        default=None,
+        help="Default: OTEL_EXPORTER_OTLP_PROTOCOL, else http/protobuf.",
+    ),
+    click.option(
+        "--service-name", default=None, help="Default: OTEL_SERVICE_NAME, else pflow-trace."
+    ),
+    click.option(
+        "--trace-file",
+        default=None,
+        help="Write the trace here (a regular file, or a new path; created 0600).",
+    ),
+    click.option(
+        "--trace-dir",
+        type=click.Path(file_okay=False),
+        default=None,
+        help="Directory for trace files. Default: PFLOW_TRACE_DIR, else ~/.pflow-trace/traces.",
+    ),
+    click.option("--no-trace-file", is_flag=True, help="Write no trace file."),
+    click.option(
+        "--no-checkpoint",
+        is_flag=True,
+        help="Keep no checkpoint beside the trace (the run cannot be resumed).",
+    ),
+    click.option(
+        "--checkpoint-max-mb",
+        type=click.IntRange(min=1),
+        default=None,
+        help="Largest checkpoint in MB; later values are not kept (default 1024).",
+    ),
+    click.option(
+        "--max-string",
+        type=click.IntRange(min=16),
+        default=None,
+        help="Longest string kept in the trace (env PFLOW_TRACE_MAX_STRING, default 2000).",
+    ),
+    click.option(
+        "--max-node-visits",
+        type=click.IntRange(min=1),
+        default=None,
+        help="Node executions a run may make before it fails, so an edge loop cannot run forever "
+        "(default 10000).",
+    ),
+    click.option(
+        "--max-list",
+        type=click.IntRange(min=1),
+        default=None,
+        help="Most list elements kept in the trace (env PFLOW_TRACE_MAX_LIST, default 10000).",
+    ),
+    click.option(
+        "--redact-key",
+        "redact_keys",
+        multiple=True,
+        metavar="REGEX",
+        help="Also hide values under keys matching REGEX (repeatable; adds to "
+        "PFLOW_TRACE_REDACT_KEYS, comma-separated).",
+    ),
+    click.option(
+        "--no-previews",
+        is_flag=True,
+        help="No item value previews in spans, the trace file or the terminal.",
+    ),
+    click.option(
+        "--prices",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="JSON price file laid over the built-in LLM price table (env PFLOW_TRACE_PRICES).",
+    ),
+    click.option(
+        "--capture-llm-content",
+        is_flag=True,
+        help="Record LLM prompts and completions on spans, redacted "
+        "(env OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true).",
+    ),
+    click.option(
+        "--executor",
+        type=click.Choice(["threads", "processes", "dask"]),
+        default=None,
+        help="Where parallel batches without batch.executor run (default threads; dask with "
+        "--scheduler).",
+    ),
+    click.option(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="Dask scheduler, e.g. tcp://host:8786. Without it, dask starts a local cluster.",
+    ),
+]
+#: The choices that narrow or force a resume (``run --resume`` and ``resume``).
+_RESUME_OPTIONS = [
+    click.option(
+        "--force",
+        is_flag=True,
+        help="Resume although the workflow or inputs changed (changed nodes run again).",
+    ),
+    click.option(
+        "--rerun",
+        multiple=True,
+        metavar="NODE",
+        help="Run NODE again whatever was recorded (repeatable).",
+    ),
+    click.option(
+        "--items",
+        "item_list",
+        default=None,
+        metavar="I,J,...",
+        help="Run again only these batch item indices (among those that need it).",
+    ),
+    click.option("--failed-only", is_flag=True, help="Run again only the items that failed."),
+    click.option(
+        "--interrupted-only",
+        is_flag=True,
+        help="Run again only the items a stop interrupted or never started.",
+    ),
+]
+
+
+def _options(decorators: list[Any]) -> Any:
+    def apply(command: Any) -> Any:
+        for decorator in reversed(decorators):
+            command = decorator(command)
+        return command
+
+    return apply
+
+
+run_options = _options(_RUN_OPTIONS)
+resume_options = _options(_RESUME_OPTIONS)
+
+
 @click.command("run", context_settings={"ignore_unknown_options": False})
 @click.argument("workflow", type=click.Path(dir_okay=False))
 @click.argument("assignments", nargs=-1, metavar="[NAME=VALUE]...")
+@run_options
 @click.option(
-    "--output-format",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="text: a line per node, then outputs; json: one object on stdout.",
-)
-@click.option("--quiet", "-q", is_flag=True, help="Text mode: print only the final status line.")
-@click.option("--no-color", is_flag=True, help="No colour, even on a terminal (as NO_COLOR).")
-@click.option(
-    "--exporter",
-    type=click.Choice(EXPORTERS),
-    default=None,
-    help="Where spans go. Default: otlp when an OTEL_EXPORTER_OTLP_*ENDPOINT is set, else none.",
-)
-@click.option("--otlp-endpoint", default=None, help="OTLP endpoint, e.g. http://localhost:4318.")
-@click.option(
-    "--otlp-protocol",
-    type=click.Choice(PROTOCOLS),
-    default=None,
-    help="Default: OTEL_EXPORTER_OTLP_PROTOCOL, else http/protobuf.",
-)
-@click.option("--service-name", default=None, help="Default: OTEL_SERVICE_NAME, else pflow-trace.")
-@click.option(
-    "--trace-file",
-    default=None,
-    help="Write the trace here (a regular file, or a new path; created 0600).",
-)
-@click.option(
-    "--trace-dir",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Directory for trace files. Default: PFLOW_TRACE_DIR, else ~/.pflow-trace/traces.",
-)
-@click.option("--no-trace-file", is_flag=True, help="Write no trace file.")
-@click.option(
-    "--max-string",
-    type=click.IntRange(min=16),
-    default=None,
-    help="Longest string kept in the trace (env PFLOW_TRACE_MAX_STRING, default 2000).",
-)
-@click.option(
-    "--max-node-visits",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Node executions a run may make before it fails, so an edge loop cannot run forever "
-    "(default 10000).",
-)
-@click.option(
-    "--max-list",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Most list elements kept in the trace (env PFLOW_TRACE_MAX_LIST, default 10000).",
-)
-@click.option(
-    "--redact-key",
-    "redact_keys",
-    multiple=True,
-    metavar="REGEX",
-    help="Also hide values under keys matching REGEX (repeatable; adds to "
-    "PFLOW_TRACE_REDACT_KEYS, comma-separated).",
-)
-@click.option(
-    "--no-previews",
-    is_flag=True,
-    help="No item value previews in spans, the trace file or the terminal.",
-)
-@click.option(
-    "--prices",
+    "--resume",
+    "resume_trace",
     type=click.Path(dir_okay=False),
     default=None,
-    help="JSON price file laid over the built-in LLM price table (env PFLOW_TRACE_PRICES).",
+    metavar="TRACE",
+    help="Reuse what succeeded in the run that wrote TRACE; run only the rest (docs/resume.md).",
 )
-@click.option(
-    "--capture-llm-content",
-    is_flag=True,
-    help="Record LLM prompts and completions on spans, redacted "
-    "(env OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true).",
-)
-@click.option(
-    "--executor",
-    type=click.Choice(["threads", "processes", "dask"]),
-    default=None,
-    help="Where parallel batches without batch.executor run (default threads; dask with "
-    "--scheduler).",
-)
-@click.option(
-    "--scheduler",
-    default=None,
-    metavar="ADDRESS",
-    help="Dask scheduler, e.g. tcp://host:8786. Without it, dask starts a local cluster.",
-)
+@resume_options
 def run(workflow: str, assignments: tuple[str, ...], **flags: Any) -> None:
     """Run WORKFLOW with inputs given as NAME=VALUE (JSON when it parses, else text)."""
+    trace = flags.pop("resume_trace")
+    request = resume_request(trace, flags) if trace is not None else None
+    if request is None and _resume_choices(flags):
+        raise UsageError(f"{_resume_choices(flags)[0]} is for resuming: add --resume TRACE")
+    run_and_report(flags, assignments, workflow, request)
+
+
+def _resume_choices(flags: dict[str, Any]) -> list[str]:
+    """The resume flags given (``--force`` ...), as the user spelled them."""
+    names = ("force", "rerun", "item_list", "failed_only", "interrupted_only")
+    return [
+        "--items" if name == "item_list" else "--" + name.replace("_", "-")
+        for name in names
+        if flags.get(name)
+    ]
+
+
+def resume_request(trace: str, flags: dict[str, Any]) -> Any:
+    """The resume flags as the API's :class:`~pflow_trace.runtime.resume.ResumeRequest`."""
+    from pflow_trace.runtime.resume import ResumeRequest
+
+    items = None
+    if flags["item_list"] is not None:
+        try:
+            items = tuple(int(part) for part in flags["item_list"].split(",") if part.strip())
+        except ValueError:
+            raise UsageError(
+                f"--items: expected indices like 3,7,12, got {flags['item_list']!r}"
+            ) from None
+        if not items or min(items) < 0:
+            raise UsageError(f"--items: expected indices >= 0, got {flags['item_list']!r}")
+    return ResumeRequest(
+        trace,
+        force=flags["force"],
+        rerun=tuple(flags["rerun"]),
+        items=items,
+        failed_only=flags["failed_only"],
+        interrupted_only=flags["interrupted_only"],
+    )
+
+
+def run_and_report(
+    flags: dict[str, Any],
+    assignments: tuple[str, ...],
+    workflow: str | None,
+    request: Any = None,
+) -> None:
+    """Run WORKFLOW (or, with none, the workflow of the run ``request`` resumes), report the
+    outcome and exit with its code."""
     from pflow_trace import api
     from pflow_trace.cli.display import RunTally
     from pflow_trace.ir.validation import workflow_warnings
@@ -132,10 +254,15 @@ def run(workflow: str, assignments: tuple[str, ...], **flags: Any) -> None:
     from pflow_trace.runtime.inputs import parse_assignments
 
     text_mode = flags["output_format"] == "text"
+    point = None
     with _invalid_as_json(enabled=not text_mode):
         if flags["scheduler"] and flags["executor"] not in (None, "dask"):
             raise UsageError(f"--scheduler is for --executor dask, not {flags['executor']}")
-        loaded = api.load_workflow(workflow)
+        if workflow is not None:
+            loaded = api.load_workflow(workflow)
+        else:
+            point = api.open_resume(request.trace, request)
+            loaded = point.workflow
         inputs = parse_assignments(assignments)
         settings = resolve_export_settings(
             flags["exporter"], flags["otlp_endpoint"], flags["otlp_protocol"], flags["service_name"]
@@ -149,9 +276,13 @@ def run(workflow: str, assignments: tuple[str, ...], **flags: Any) -> None:
     if text_mode and not flags["quiet"]:
         observers.append(_status_display(loaded, flags["no_color"]))
     options = _trace_options(flags, settings, observers)
+    options.resume = request
     # Inputs are checked as the run starts: a refused one is still an "invalid" JSON answer.
     with _invalid_as_json(enabled=not text_mode), _stdout_to_stderr(enabled=not text_mode):
-        outcome = api.run(loaded, inputs, options)
+        if point is not None:
+            outcome = api.resume(point, options, inputs)
+        else:
+            outcome = api.run(loaded, inputs, options)
     report_outcome(outcome, tally, settings.exporter, text_mode, flags["quiet"])
     raise SystemExit(exit_code(outcome))
 
@@ -179,6 +310,8 @@ def _trace_options(flags: dict[str, Any], settings: Any, observers: list[Any]) -
         capture_llm_content=True if flags["capture_llm_content"] else None,
         executor=flags["executor"] or ("dask" if flags["scheduler"] else "threads"),
         scheduler=flags["scheduler"],
+        checkpoint=not flags["no_checkpoint"],
+        checkpoint_max_bytes=(flags["checkpoint_max_mb"] or 1024) * 1024 * 1024,
     )
 
 
@@ -193,6 +326,8 @@ def report_outcome(outcome: Any, tally: Any, exporter: str, text_mode: bool, qui
             print_outcome(outcome, exporter, text_mode, tally)
     except BrokenPipeError:
         silence_stdout()
+    for note in outcome.checkpoint_notes:
+        click.echo(f"warning: {terminal_safe(note)}", err=True)
     if outcome.export_warning is not None:
         click.echo(f"warning: {terminal_safe(outcome.export_warning)}", err=True)
     for warning in trace_warnings(outcome):

@@ -38,6 +38,8 @@ ATTR_FINAL_STATUS = "pflow.final_status"
 # -- every node-level span (instrumented, batch, item, namespaced, template, node) ---------------
 ATTR_NODE_ID = "pflow.node.id"
 ATTR_NODE_TYPE = "pflow.node.type"
+#: A resumed run took this node's result from the run it resumes (docs/resume.md).
+ATTR_REUSED = "pflow.reused"
 
 # -- batch span --------------------------------------------------------------------------------
 ATTR_BATCH_SIZE = "pflow.batch.size"
@@ -125,6 +127,7 @@ ALL_ATTRIBUTES = (
     ATTR_FINAL_STATUS,
     ATTR_NODE_ID,
     ATTR_NODE_TYPE,
+    ATTR_REUSED,
     ATTR_BATCH_SIZE,
     ATTR_BATCH_PARALLEL,
     ATTR_BATCH_MAX_CONCURRENT,

@@ -70,6 +70,9 @@ class ItemOutcome:
     #: The item's preview as its span carries it (made once, for the span and the trace
     #: file's record); None when no recording span made one.
     preview: str | None = None
+    #: A resumed run took this item's result from the run it resumes instead of running it:
+    #: its duration there (ms). None for an item that ran.
+    reused_ms: float | None = None
 
     @property
     def duration_ms(self) -> float:

@@ -175,7 +175,7 @@ def _from_item_records(items: list[BatchItem], top: int) -> _ItemFindings:
     _add_item_timing(findings, ran, top)
     attempts = list(map(_attempts_of, ran))
     if None not in attempts:
-        findings.retries_used = sum(attempts) - len(attempts)
+        findings.retries_used = sum(attempts) - sum(map(bool, attempts))  # reused: 0 attempts
     else:
         findings.unknown.append("retries used: this trace does not record attempts per item")
     if status_counts[ITEM_FAILED]:

@@ -88,6 +88,14 @@ def layout(summary: ShowSummary) -> list[Block]:
     return blocks
 
 
+def resume_line(counts: dict[str, int]) -> str:
+    """``5,000 items: 4,980 reused, 20 re-run: 18 ok, 2 failed``."""
+    return (
+        f"{counts['items']:,} items: {counts['reused']:,} reused, {counts['rerun']:,} re-run: "
+        f"{counts['ok']:,} ok, {counts['failed']:,} failed"
+    )
+
+
 def _run_blocks(run: RunSummary) -> list[Block]:
     """One run: its fields, the nodes table, then each batch node and each failed node."""
     fields: list[tuple[str, Cell]] = [
@@ -100,6 +108,8 @@ def _run_blocks(run: RunSummary) -> list[Block]:
         fields.append(("trace id", run.trace_id))
     if run.execution_id:
         fields.append(("execution", run.execution_id))
+    if run.resume is not None:
+        fields.append(("resumed", resume_line(run.resume)))
     if run.error:
         where = f" (node {run.failed_node})" if run.failed_node else ""
         fields.append(("error", (_first_line(run.error) + where, "bad")))

@@ -84,6 +84,7 @@ def summarize_run(
         warnings=list(run.warnings),
         nodes=nodes,
         llm=summarize_llm(run, top),
+        resume=run.resume,
     )
 
 

@@ -175,6 +175,8 @@ class RunSummary:
     nodes: list[NodeSummary]
     #: The run's LLM calls (tokens, cost, quality signals); None when it made none.
     llm: LlmSummary | None = None
+    #: A resumed run's batch items: items, reused, rerun, ok, failed; None otherwise.
+    resume: dict[str, int] | None = None
 
 
 @dataclass(slots=True)

@@ -10,6 +10,7 @@ to :class:`~pflow_trace.runtime.item_life.ItemRecords`.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -24,6 +25,7 @@ from pflow_trace.runtime.context import current_execution
 from pflow_trace.runtime.executors.threads import ThreadsExecutor
 from pflow_trace.runtime.item_life import BatchWork, ItemExecutor, ItemLife, ItemRecords
 from pflow_trace.runtime.layers import LayerWrapper
+from pflow_trace.runtime.resume import NodeVisit, current_visit
 
 ErrorHandling = Literal["fail_fast", "continue"]
 
@@ -143,12 +145,14 @@ class BatchNode(LayerWrapper):
         execution = current_execution.get()
         if execution is not None:
             execution.batch_items = outcomes  # filled live: an interrupted run keeps them
-        records = ItemRecords(
-            len(items), outcomes, config.error_handling == "fail_fast", self._notify()
-        )
+        records = ItemRecords(len(items), outcomes, config.error_handling == "fail_fast")
+        visit = current_visit.get()
+        records.notify = self._notify(records, visit)
+        to_run = self._reuse_items(items, records, visit) if visit is not None else None
         work = BatchWork(
-            self.life, self.inner, shared, items, records, config.parallel, config.max_concurrent
-        )
+            self.life, self.inner, shared, items, records, config.parallel, config.max_concurrent,
+            to_run,
+        )  # fmt: skip
         try:
             self.executor().run_items(work)
         finally:
@@ -172,13 +176,43 @@ class BatchNode(LayerWrapper):
                 f"all {output['error_count']} items failed; item {first['index']}: {first['error']}"
             )
 
-    def _notify(self) -> Any:
+    def _reuse_items(
+        self, items: list[Any], records: ItemRecords, visit: NodeVisit
+    ) -> list[int] | None:
+        """Resuming: record the items the earlier run finished as ``reused`` (no span, no
+        cost, their original duration kept apart); return the indices still to run (None:
+        all). Items a ``--items`` / ``--failed-only`` choice leaves out are not run: a warning
+        says how many."""
+        reused = visit.reused_items(len(items))
+        now = time.time_ns()
+        for index in sorted(reused):
+            duration_ms, result = reused[index]
+            records.keep(
+                ItemOutcome(index, items[index], "success", 0, now, now, 0, reused_ms=duration_ms),
+                result,
+            )
+        to_run = visit.items_to_run(len(items), reused)
+        if to_run is not None and len(reused) + len(to_run) < len(items):
+            left_out = len(items) - len(reused) - len(to_run)
+            self.run_context.recovered.append(
+                f"batch '{self.node_id}': {left_out} of {len(items)} items left out of the resume"
+            )
+        return to_run
+
+    def _notify(self, records: ItemRecords, visit: NodeVisit | None) -> Any:
+        """What hears of each finished item: the observer, and the checkpoint (successes)."""
         observer = self.run_context.observer
-        if observer is None:
+        keeper = visit if visit is not None and visit.sink is not None else None
+        if observer is None and keeper is None:
             return None
-        node_id = self.node_id
+        node_id, results = self.node_id, records.results
 
         def notify(outcome: ItemOutcome, count: int) -> None:
-            observer.item_finished(node_id, outcome, count)
+            if keeper is not None and outcome.status == "success":
+                reused_ms = outcome.reused_ms
+                took_ms = outcome.duration_ms if reused_ms is None else reused_ms
+                keeper.item_done(outcome.index, took_ms, results[outcome.index])
+            if observer is not None:
+                observer.item_finished(node_id, outcome, count)
 
         return notify

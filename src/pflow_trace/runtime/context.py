@@ -37,6 +37,12 @@ current_execution: contextvars.ContextVar[NodeExecution | None] = contextvars.Co
 )
 
 
+class Memory(Protocol):
+    """A run's checkpoint and what it reuses (:class:`~pflow_trace.runtime.resume.RunMemory`)."""
+
+    def begin(self, node_id: str, templates: Any, shared: Any, batch: bool) -> Any: ...
+
+
 class Executors(Protocol):
     """The run's executors by name (:mod:`pflow_trace.runtime.executors.executor_set`)."""
 
@@ -66,6 +72,11 @@ class RunContext:
     #: Where batch items run; ``run_workflow`` fills it in when None (a context made by hand),
     #: and a batch layer run outside a workflow uses the run's own threads.
     executors: Executors | None = None
+    #: The run's checkpoint and what it reuses from an earlier run (``runtime/resume.py``);
+    #: None: nothing is checkpointed or reused.
+    memory: Memory | None = None
+    #: Links for the root span: the root of the run this one resumes.
+    root_links: tuple[Any, ...] = ()
 
     @property
     def recording(self) -> bool:

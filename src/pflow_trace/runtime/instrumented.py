@@ -28,6 +28,7 @@ from pflow_trace.runtime import interrupts
 from pflow_trace.runtime.context import current_execution
 from pflow_trace.runtime.layers import LayerWrapper, describe_error
 from pflow_trace.runtime.llm_spans import record_llm_call, usage_of, usage_of_failure
+from pflow_trace.runtime.resume import NodeVisit, current_visit, read_templates
 
 #: The action a failed node returns when an edge routes its failure (pflow's ``on-error``).
 ERROR_ACTION = "error"
@@ -49,6 +50,15 @@ class InstrumentedNode(LayerWrapper):
         self.routes_by_action = routes_by_action
         #: A batch marks its own interruptible regions (each item's work, the wait for lanes).
         self.inner_handles_interrupts = bool(getattr(self.inner, "handles_interrupts", False))
+        self.is_batch = getattr(self.inner, "layer", None) == conv.LAYER_BATCH
+        self._templates: tuple[Any, ...] | None = None
+
+    def _read_templates(self) -> tuple[Any, ...]:
+        """The templates this node resolves (params, ``batch.items``): what it depends on."""
+        if self._templates is None:
+            items = getattr(self.inner, "compiled_items", None)
+            self._templates = read_templates(self.params, *([items] if items is not None else []))
+        return self._templates
 
     def _count_visit(self) -> None:
         """Count this execution; past the run's limit, fail naming the loop that got here."""
@@ -72,6 +82,24 @@ class InstrumentedNode(LayerWrapper):
             f"(its edges: {followed})",
         )
 
+    def _run_or_reuse(self, shared: Any, span: Any, visit: NodeVisit | None) -> str | None:
+        """Run the node, or, resuming, take what the earlier run left (its span says so)."""
+        reused = visit.reused_node() if visit is not None else None
+        if visit is None or reused is None:
+            visit_token = current_visit.set(visit)
+            try:
+                action = self._run_inner(shared)
+            finally:
+                current_visit.reset(visit_token)
+            if visit is not None:
+                visit.node_done(action, shared.get(self.node_id))
+            return action
+        action, shared[self.node_id] = reused
+        visit.node_done(action, reused[1])  # kept again: a resumed run can be resumed too
+        if span.is_recording():
+            span.set_attribute(conv.ATTR_REUSED, True)
+        return action
+
     def _run_inner(self, shared: Any) -> str | None:
         if self.inner_handles_interrupts or not interrupts.on_handler_thread():
             return self.inner._run(shared)
@@ -92,12 +120,17 @@ class InstrumentedNode(LayerWrapper):
         execution.start_ns = time.time_ns()
         span, token = self.start_span(start_time=execution.start_ns)
         execution.span_id = span.get_span_context().span_id
+        memory = run.memory
+        visit: NodeVisit | None = None
         error: BaseException | None = None
         try:
-            action = self._run_inner(shared)
+            if memory is not None:
+                visit = memory.begin(self.node_id, self._read_templates(), shared, self.is_batch)
+            action = self._run_or_reuse(shared, span, visit)
             self._check_action(action)
             execution.success = True
-            if execution.batch_items is None:  # a node's own LLM call (a batch's are per item)
+            # A node's own LLM call (a batch's are per item); a reused one cost nothing now.
+            if execution.batch_items is None and (visit is None or visit.reused_node() is None):
                 self._record_llm_call(span, execution, shared.get(self.node_id), None)
             return action
         except Exception as exc:

@@ -429,11 +429,18 @@ class BatchWork:
     records: ItemRecords
     parallel: bool
     max_concurrent: int
+    #: The indices to run, in order, when not every item runs (a resumed run reuses the rest).
+    indices: Sequence[int] | None = None
+
+    @property
+    def to_run(self) -> Sequence[int]:
+        """The indices executors hand out, in order."""
+        return range(len(self.items)) if self.indices is None else self.indices
 
     @property
     def lanes(self) -> int:
         """How many items may be in flight at once."""
-        return min(self.max_concurrent if self.parallel else 1, len(self.items))
+        return min(self.max_concurrent if self.parallel else 1, len(self.to_run))
 
 
 class ItemExecutor(Protocol):

@@ -228,6 +228,7 @@ def _start_workflow_span(
             conv.ATTR_EXECUTION_ID: record.execution_id,
         },
         start_time=record.start_ns,
+        links=list(run.root_links) or None,
     )
     span_context = span.get_span_context()
     record.trace_id, record.span_id = span_context.trace_id, span_context.span_id

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from operator import attrgetter
 from typing import Any
@@ -84,6 +84,11 @@ class TraceDocumentBuilder(RunObserver):
         self._redactor_version = sanitizer.redactor.version
         #: Every LLM call of the run so far, for the document's ``llm_summary``.
         self._llm_totals = UsageTotals()
+        #: The run this one resumes (``resumed_from``), and the items it reused and re-ran.
+        self.resumed_from: dict[str, Any] | None = None
+        self._resume_counts = {"items": 0, "reused": 0, "rerun": 0, "ok": 0, "failed": 0}
+        #: Closes the run's checkpoint and says what the trace records of it (id, hash, size).
+        self.checkpoint: Callable[[], dict[str, Any] | None] | None = None
 
     # -- snapshots -----------------------------------------------------------------------------
 
@@ -161,6 +166,8 @@ class TraceDocumentBuilder(RunObserver):
             event["error"] = execution.error
         if execution.batch_items is not None:
             event["batch_items"] = self._batch_items(execution)
+            if self.resumed_from is not None:
+                self._count_resumed(execution.batch_items)
         llm_usage = self._llm_usage(execution)
         if llm_usage is not None:
             event["llm_usage"] = llm_usage
@@ -216,6 +223,18 @@ class TraceDocumentBuilder(RunObserver):
             records.append_block(encoded, len(block))
         return records
 
+    def _count_resumed(self, outcomes: list[ItemOutcome]) -> None:
+        """Tally a resumed run's items: reused, and re-run (ok or failed)."""
+        counts = self._resume_counts
+        reused = sum(1 for outcome in outcomes if outcome.reused_ms is not None)
+        with self._lock:
+            counts["items"] += len(outcomes)
+            counts["reused"] += reused
+            counts["rerun"] += len(outcomes) - reused
+            ok = sum(1 for outcome in outcomes if outcome.status == "success")
+            counts["ok"] += ok - reused
+            counts["failed"] += sum(1 for outcome in outcomes if outcome.status == "failed")
+
     def _item_records(
         self, outcomes: list[ItemOutcome], batch_start: int, with_place: bool
     ) -> list[dict[str, Any]]:
@@ -244,6 +263,9 @@ class TraceDocumentBuilder(RunObserver):
                 record["worker_address"] = place.address if place is not None else None
         value = self.sanitizer.value
         for record, outcome in zip(records, outcomes, strict=True):
+            if outcome.reused_ms is not None:  # taken from the run this one resumes
+                record["reused"] = True
+                record["original_duration_ms"] = round(outcome.reused_ms, 3)
             if outcome.llm_usage:  # an LLM call: only these items carry the key
                 record["llm_usage"] = value(outcome.llm_usage)
         return records
@@ -302,7 +324,19 @@ class TraceDocumentBuilder(RunObserver):
             document["warnings"] = [redactor.text(warning) for warning in run.warnings]
         if llm_summary is not None:
             document["llm_summary"] = llm_summary
+        self._add_resume_blocks(document)
         return document
+
+    def _add_resume_blocks(self, document: dict[str, Any]) -> None:
+        """``checkpoint`` (id, sha256, bytes: never its path), ``resumed_from`` and the
+        resumed run's item counts (``resume``)."""
+        recorded = self.checkpoint() if self.checkpoint is not None else None
+        if recorded is not None:
+            document["checkpoint"] = recorded
+        if self.resumed_from is not None:
+            document["resumed_from"] = self.resumed_from
+            with self._lock:
+                document["resume"] = dict(self._resume_counts)
 
 
 def plain_document(document: dict[str, Any]) -> dict[str, Any]:

@@ -144,5 +144,7 @@ class TraceRun:
     #: by reference so ``export`` replays spans without reading the file a second time.
     otel: dict[str, Any] | None = None
     nodes: list[TraceNode] = field(default_factory=list)
+    #: A resumed run's items (``resume``: items, reused, rerun, ok, failed); None otherwise.
+    resume: dict[str, int] | None = None
     #: Problems the reader worked around (newer format version, missing end record).
     warnings: list[str] = field(default_factory=list)

@@ -228,8 +228,17 @@ def _run_from_document(name: str, doc: dict[str, Any]) -> TraceRun:
         trace_id=as_str(otel.get("trace_id")) if isinstance(otel, dict) else None,
         otel=otel if isinstance(otel, dict) else None,
         nodes=nodes,
+        resume=_resume_counts(doc.get("resume")),
         warnings=warnings,
     )
+
+
+def _resume_counts(raw: Any) -> dict[str, int] | None:
+    """A resumed run's item counts, when they are all whole numbers."""
+    keys = ("items", "reused", "rerun", "ok", "failed")
+    if not isinstance(raw, dict) or not all(type(raw.get(key)) is int for key in keys):
+        return None
+    return {key: raw[key] for key in keys}
 
 
 def _node_from_document(raw: dict[str, Any]) -> TraceNode:

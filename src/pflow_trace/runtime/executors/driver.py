@@ -85,7 +85,7 @@ def run_on_transport(name: str, transport: Transport, work: BatchWork) -> None:
     """Run every item of ``work`` through ``transport``; the caller's span is the batch span."""
     batch_span = trace.get_current_span()
     batch_span.set_attribute(conv.ATTR_BATCH_EXECUTOR, name)
-    if not work.items:
+    if not work.to_run:
         return
     lanes = work.lanes
     job = build_job(work)
@@ -127,6 +127,7 @@ class _DriverLoop:
         self.work = work
         self.life = work.life
         self.items = work.items
+        self.to_run = work.to_run
         self.records = work.records
         self.stop = work.records.stop
         self.transport = transport
@@ -141,7 +142,7 @@ class _DriverLoop:
         self.places: dict[WorkerPlace, WorkerPlace] = {}
 
     def run(self) -> None:
-        count = len(self.items)
+        count = len(self.to_run)
         while True:
             self._hand_out(count)
             if not self.in_flight:
@@ -166,7 +167,7 @@ class _DriverLoop:
                 task = self.retries.popleft()
                 task.lane = self.free_lanes.pop()
             elif self.next_index < count:
-                index = self.next_index
+                index = self.to_run[self.next_index]
                 self.next_index += 1
                 task = ItemTask(index, self.items[index], self.free_lanes.pop(), first_start_ns=now)
             else:

@@ -45,9 +45,10 @@ def _run_sequential(work: BatchWork) -> None:
     """Items in order on this thread; a stop or a ``fail_fast`` failure ends the loop."""
     life, records, chain, shared = work.life, work.records, work.chain, work.shared
     on_signal_thread = interrupts.on_handler_thread()
-    for index, item in enumerate(work.items):
+    items = work.items
+    for index in work.to_run:
         outcome, result, interrupt = life.run_item(
-            chain, shared, index, item, 0, None, on_signal_thread
+            chain, shared, index, items[index], 0, None, on_signal_thread
         )
         assert outcome is not None  # only a stop on another thread can take an item over
         records.keep(outcome, result)
@@ -62,7 +63,8 @@ class _Lanes:
 
     def __init__(self, work: BatchWork) -> None:
         self.work = work
-        self.count = len(work.items)
+        self.to_run = work.to_run
+        self.count = len(self.to_run)
         self.running = work.lanes  # lanes not yet finished
         self.all_done = threading.Event()  # set by the last lane to finish
         self.next_index = itertools.count()  # next() on a count is atomic under the GIL
@@ -105,12 +107,14 @@ class _Lanes:
         work = self.work
         life, records, shared, items = work.life, work.records, work.shared, work.items
         stop, next_index, count, flights = records.stop, self.next_index, self.count, self.flights
+        to_run = self.to_run
         try:
             chain = copy.deepcopy(work.chain, {id(life.run): life.run})
             while not stop.is_set():
-                index = next(next_index)
-                if index >= count:
+                position = next(next_index)
+                if position >= count:
                     break
+                index = to_run[position]
                 outcome, result, _ = life.run_item(
                     chain, shared, index, items[index], number, flights
                 )
