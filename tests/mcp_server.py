@@ -2,10 +2,11 @@
 
 ``python tests/mcp_server.py`` serves over stdio; ``python tests/mcp_server.py --http`` serves
 streamable HTTP on 127.0.0.1 at a free port, which it prints as its first line of stdout.
-Tools: ``echo``, ``fail`` (an ``isError`` result), ``env_secret`` (the value of
-``MCP_TEST_SECRET`` in the server's environment), ``auth_header`` (the request's
-``Authorization`` header, over HTTP), ``session`` (which server process and session answered)
-and ``sleep``. Only ``session`` sends ``structuredContent``; the others answer in text.
+Tools: ``echo``, ``fenced`` (prose around a fenced JSON block), ``fail`` (an ``isError``
+result), ``env_secret`` (the value of ``MCP_TEST_SECRET`` in the server's environment),
+``auth_header`` (the request's ``Authorization`` header, over HTTP), ``session`` (which
+server process and session answered) and ``sleep``. Only ``session`` sends
+``structuredContent``; the others answer in text.
 """
 
 from __future__ import annotations
@@ -24,6 +25,12 @@ server = FastMCP("pflow-trace-test", host="127.0.0.1", log_level="WARNING")
 def echo(text: str) -> str:
     """Answer with the text given."""
     return text
+
+
+@server.tool(structured_output=False)
+def fenced(body: str) -> str:
+    """Answer with ``body`` inside a fenced json block, wrapped in prose."""
+    return f"Here is the answer:\n```json\n{body}\n```\nDone."
 
 
 @server.tool(structured_output=False)

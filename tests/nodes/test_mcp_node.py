@@ -105,6 +105,29 @@ def test_json_text_becomes_data_and_structured_content_wins(config: Path) -> Non
     assert set(outcome.result.nodes["call"]["result"]) == {"pid", "session"}
 
 
+def test_result_format_json_block_parses_the_fenced_block(config: Path) -> None:
+    params = {"body": '{"count": 42}', "result_format": "json_block"}
+    outcome, _ = run_traced(workflow("mcp-test-srv-fenced", params))
+    assert outcome.result.nodes["call"]["result"] == {"count": 42}
+    without, _ = run_traced(workflow("mcp-test-srv-fenced", {"body": "{}"}))
+    assert without.result.nodes["call"]["result"].startswith("Here is the answer:")
+
+
+def test_result_format_json_block_without_one_block_fails(config: Path) -> None:
+    params = {"text": "no block here", "result_format": "json_block"}
+    outcome, spans = run_traced(workflow("mcp-test-srv-echo", params))
+    assert outcome.result.record.error == (
+        "node 'call' failed: mcp: test-srv/echo: result_format 'json_block' needs exactly one "
+        "```json block; the text has 0"
+    )
+    assert call_spans(spans)[0].attributes[conv.ATTR_ERROR_TYPE] == "result_format"
+
+
+def test_an_unknown_result_format_is_refused(config: Path) -> None:
+    outcome, _ = run_traced(workflow("mcp-test-srv-echo", {"text": "x", "result_format": "yaml"}))
+    assert "'result_format' 'yaml' is not supported" in outcome.result.record.error
+
+
 def test_a_batch_reuses_one_session(config: Path) -> None:
     node = workflow(
         "mcp-test-srv-session",

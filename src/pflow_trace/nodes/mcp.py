@@ -13,6 +13,8 @@ with OpenTelemetry's MCP attributes. The session is shared (``mcp_sessions.py``)
 from __future__ import annotations
 
 import json
+import os
+import re
 import time
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
@@ -39,7 +41,14 @@ from pflow_trace.observe import conventions as conv
 
 DEFAULT_TIMEOUT_S = 30.0
 #: Params of every MCP node that belong to the node, not the tool.
-NODE_PARAMS = frozenset({"timeout"})
+NODE_PARAMS = frozenset({"timeout", "result_format"})
+#: ``result_format`` value: the one fenced JSON block of a text result becomes ``result``.
+JSON_BLOCK = "json_block"
+#: A ```json fence line, its body, and the next ``` fence line (pflow's pattern: a JSON body
+#: holds no raw newline, so no line inside it can start with ```).
+_JSON_FENCE = re.compile(
+    r"^[ \t]*```json[ \t]*\r?\n(.*?)^[ \t]*```[ \t]*\r?$", re.MULTILINE | re.DOTALL | re.IGNORECASE
+)
 
 
 class McpToolNode(WorkflowNode):
@@ -53,6 +62,12 @@ class McpToolNode(WorkflowNode):
 
     def exec(self, params: dict[str, Any]) -> dict[str, Any]:
         timeout_s = _timeout_s(params.get("timeout", DEFAULT_TIMEOUT_S))
+        result_format = params.get("result_format")
+        if result_format is not None and result_format != JSON_BLOCK:
+            raise NodeFailure(
+                f"mcp: 'result_format' {result_format!r} is not supported: the one value is "
+                f"'{JSON_BLOCK}'; leave it out to keep the tool's result as returned"
+            )
         arguments = {
             key: value
             for key, value in params.items()
@@ -62,18 +77,20 @@ class McpToolNode(WorkflowNode):
         tracing = current_call_tracing.get()
         span = _start_span(tracing, server, self.tool_name)
         try:
-            outputs = self._call(server, arguments, timeout_s, span)
-        except NodeFailure as failure:
+            result = self._call(server, arguments, timeout_s, span)
+            if result_format == JSON_BLOCK and result.structuredContent is None:
+                outputs = {"result": self._json_block(result)}
+            else:
+                outputs = {"result": extract_result(result)}
+        except BaseException as exc:
             if span is not None and tracing is not None:
-                _end_failed(span, tracing, failure)
+                _end_failed(span, tracing, exc)
             raise
         if span is not None:
             span.end()
         return outputs
 
     def _server(self) -> ServerConfig:
-        import os
-
         try:
             entry = load_servers().get(self.server_name)
             if entry is None:
@@ -85,7 +102,8 @@ class McpToolNode(WorkflowNode):
 
     def _call(
         self, server: ServerConfig, arguments: dict[str, Any], timeout_s: float, span: Any
-    ) -> dict[str, Any]:
+    ) -> Any:
+        """The tool's ``CallToolResult``; every way the call can fail is a one-line failure."""
         where = f"mcp: {server.name}/{self.tool_name}"
         try:
             session = pool.session(server)
@@ -111,11 +129,33 @@ class McpToolNode(WorkflowNode):
             raise self._failure(f"{where}: {exception_line(exc)}", type(exc).__name__) from None
         if result.isError:
             message = _error_text(result)
-            failure = self._failure(f"{where}: the tool reported an error: {message}", "")
+            failure = self._failure(
+                f"{where}: the tool reported an error: {message}", conv.MCP_ERROR_TOOL
+            )
             failure.outputs = {"error": message, "error_details": self._details(True)}
-            failure.error_type = conv.MCP_ERROR_TOOL  # type: ignore[attr-defined]
             raise failure
-        return {"result": extract_result(result)}
+        return result
+
+    def _json_block(self, result: Any) -> Any:
+        """The single fenced JSON block of a text-only result (pflow's ``json_block``)."""
+        where = f"mcp: {self.server_name}/{self.tool_name}: result_format '{JSON_BLOCK}'"
+        kinds = sorted({str(getattr(block, "type", "?")) for block in result.content or []})
+        if kinds != ["text"]:
+            found = ", ".join(kinds) or "no"
+            raise self._failure(
+                f"{where} needs a text-only result; it has {found} content", "result_format"
+            )
+        text = "\n".join(block.text for block in result.content)
+        bodies = _JSON_FENCE.findall(text)
+        if len(bodies) != 1:
+            message = f"{where} needs exactly one ```json block; the text has {len(bodies)}"
+            raise self._failure(message, "result_format")
+        try:
+            return json.loads(bodies[0])
+        except ValueError as exc:
+            raise self._failure(
+                f"{where}: the block is not valid JSON ({exc})", "result_format"
+            ) from None
 
     def _details(self, tool_error: bool = False) -> dict[str, Any]:
         details: dict[str, Any] = {"server": self.server_name, "tool": self.tool_name}
@@ -239,8 +279,10 @@ def _session_attributes(session: Session) -> dict[str, Any]:
     return attributes
 
 
-def _end_failed(span: Any, tracing: CallTracing, failure: NodeFailure) -> None:
-    error_type = getattr(failure, "error_type", "") or "error"
+def _end_failed(span: Any, tracing: CallTracing, exc: BaseException) -> None:
+    """ERROR with the failure's class (``tool_error``, ``timeout``…) and its redacted line."""
+    error_type = getattr(exc, "error_type", "") or type(exc).__name__
+    message = exc.message if isinstance(exc, NodeFailure) else exception_line(exc)
     span.set_attribute(conv.ATTR_ERROR_TYPE, tracing.sanitizer.redactor.text(error_type))
-    span.set_status(Status(StatusCode.ERROR, tracing.sanitizer.text(failure.message)))
+    span.set_status(Status(StatusCode.ERROR, tracing.sanitizer.text(message)))
     span.end()
