@@ -9,6 +9,7 @@ and reads the outputs, the spans (through the SDK's in-memory exporter) and the 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -291,6 +292,23 @@ def test_spans_never_hold_the_env_secret(config: Path) -> None:
     for span in spans:
         text = json.dumps([span.name, dict(span.attributes or {}), span.status.description])
         assert SECRET not in text
+
+
+def test_the_server_ends_when_the_run_process_exits(config: Path, tmp_path: Path) -> None:
+    document = tmp_path / "flow.json"
+    flow = {
+        "ir_version": "0.1.0",
+        "name": "mcp-pid",
+        "nodes": [{"id": "ask", "type": "mcp-test-srv-session", "params": {}}],
+        "outputs": {"pid": "${ask.result.pid}"},
+    }
+    document.write_text(json.dumps(flow), encoding="utf-8")
+    env = clean_env(**{ENV_MCP_CONFIG: str(config), "MCP_TEST_SECRET_SOURCE": SECRET})
+    finished = cli("run", document, "--output-format", "json", "--no-trace-file", env=env)
+    assert finished.returncode == 0, finished.stderr
+    pid = json.loads(finished.stdout)["outputs"]["pid"]
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
 
 
 def cli(*arguments: Any, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -128,7 +128,8 @@ def server_config(name: str, entry: dict[str, Any], environ: Mapping[str, str]) 
         raise McpConfigError(f"MCP server '{name}': type '{transport}' is not stdio or http")
     needed = "command" if transport == TRANSPORT_STDIO else "url"
     if not isinstance(entry.get(needed), str) or not entry[needed]:
-        raise McpConfigError(f"MCP server '{name}': a {transport} server needs '{needed}'")
+        kind = "a stdio server" if transport == TRANSPORT_STDIO else "an http server"
+        raise McpConfigError(f"MCP server '{name}': {kind} needs '{needed}'")
     return ServerConfig(name, transport, expand(entry, environ, name))
 
 
