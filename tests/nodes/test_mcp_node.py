@@ -34,6 +34,8 @@ from subprocess_env import clean_env
 SERVER_SCRIPT = Path(__file__).resolve().parents[1] / "mcp_server.py"
 SECRET = "mcp-env-secret-4e7a91"
 TOKEN = "mcp-bearer-token-93b1c2"
+#: A "server" that answers with a line that is not JSON-RPC, says why on stderr, and exits.
+GARBLED_SERVER = "import sys; print('not json'); sys.stderr.write('cannot open db\\n')"
 
 
 def write_config(path: Path, servers: dict[str, Any]) -> Path:
@@ -54,7 +56,11 @@ def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A config with the test server (a dash in its name) and one that cannot start."""
     path = write_config(
         tmp_path / "mcp-servers.json",
-        {"test-srv": stdio_entry(), "broken": {"command": str(tmp_path / "no-such-server")}},
+        {
+            "test-srv": stdio_entry(),
+            "broken": {"command": str(tmp_path / "no-such-server")},
+            "garbled": {"command": sys.executable, "args": ["-c", GARBLED_SERVER]},
+        },
     )
     monkeypatch.setenv(ENV_MCP_CONFIG, str(path))
     monkeypatch.setenv("MCP_TEST_SECRET_SOURCE", SECRET)
@@ -194,6 +200,24 @@ def test_a_server_that_does_not_start_is_one_line(config: Path) -> None:
         "node 'call' failed: mcp: broken/echo: MCP server 'broken' did not start:"
     )
     assert "\n" not in error and "Traceback" not in error
+
+
+def test_a_server_that_exits_says_what_it_wrote_on_stderr_and_prints_no_traceback(
+    config: Path, tmp_path: Path
+) -> None:
+    document = tmp_path / "flow.json"
+    node = {"id": "call", "type": "mcp-garbled-echo", "params": {}}
+    document.write_text(
+        json.dumps({"ir_version": "0.1.0", "name": "garbled", "nodes": [node]}), encoding="utf-8"
+    )
+    env = clean_env(**{ENV_MCP_CONFIG: str(config), "MCP_TEST_SECRET_SOURCE": SECRET})
+    finished = cli("run", document, "--no-trace-file", env=env)
+    assert finished.returncode != 0
+    assert (
+        "mcp: garbled/echo: MCP server 'garbled' did not start: it closed the connection "
+        "before answering (its stderr: cannot open db)"
+    ) in finished.stderr + finished.stdout
+    assert "Traceback" not in finished.stderr + finished.stdout
 
 
 def test_a_call_past_its_timeout_fails(config: Path) -> None:

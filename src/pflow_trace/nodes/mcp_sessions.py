@@ -15,11 +15,13 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import logging
 import os
+import tempfile
 import threading
 from concurrent.futures import Future
 from datetime import timedelta
-from typing import Any
+from typing import IO, Any
 
 from pflow_trace.nodes.base import exception_line
 from pflow_trace.nodes.mcp_config import TRANSPORT_HTTP, ServerConfig
@@ -28,6 +30,13 @@ from pflow_trace.nodes.mcp_config import TRANSPORT_HTTP, ServerConfig
 START_TIMEOUT_S = 30.0
 #: Seconds a session has to shut down at exit before it is abandoned.
 CLOSE_TIMEOUT_S = 5.0
+
+
+#: The transports' ways of saying the server went away (anyio's stream errors).
+_CLOSED = frozenset({"BrokenResourceError", "ClosedResourceError", "EndOfStream"})
+# The SDK logs a malformed line from a server with its traceback; the failure reaches the user
+# as the node's one line instead, so nothing prints where no handler was configured.
+logging.getLogger("mcp").addHandler(logging.NullHandler())
 
 
 class McpUnavailable(Exception):
@@ -71,6 +80,8 @@ class Session:
         self.protocol_version: str | None = None
         self.session_id: str | None = None
         self.broken = False
+        #: A stdio server's stderr, kept for the message when it does not start.
+        self.stderr: IO[str] | None = None
         self._ready: asyncio.Future[None] | None = None
         self._closing: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
@@ -108,11 +119,22 @@ class Session:
         except BaseException as exc:
             self.broken = True
             if not self._ready.done():
-                line = exception_line(_unwrap(exc))
-                message = f"MCP server '{self.server.name}' did not start: {line}"
+                message = f"MCP server '{self.server.name}' did not start: {self._why(exc)}"
                 self._ready.set_exception(McpUnavailable(message))
             if isinstance(exc, asyncio.CancelledError):
                 raise
+        finally:
+            if self.stderr is not None:
+                self.stderr.close()
+
+    def _why(self, exc: BaseException) -> str:
+        """One line: what failed, and the last line the server wrote to stderr, if any."""
+        cause = _unwrap(exc)
+        line = exception_line(cause)
+        if type(cause).__name__ in _CLOSED or "Connection closed" in line:
+            line = "it closed the connection before answering"
+        said = _last_line(self.stderr)
+        return f"{line} (its stderr: {said})" if said else line
 
     def _transport(self) -> Any:
         config = self.server.config
@@ -132,7 +154,9 @@ class Session:
             args=[str(arg) for arg in config.get("args") or []],
             env={**os.environ, **env} if env else None,
         )
-        return _stdio(stdio_client, parameters)
+        # Closed when the session ends (``_live``), not when this call returns.
+        self.stderr = tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace")  # noqa: SIM115
+        return _stdio(stdio_client, parameters, self.stderr)
 
     async def call(self, tool: str, arguments: dict[str, Any], timeout_s: float) -> Any:
         try:
@@ -155,12 +179,22 @@ class Session:
 
 
 @contextlib.asynccontextmanager
-async def _stdio(stdio_client: Any, parameters: Any) -> Any:
-    """The stdio transport, with the server's stderr kept off the terminal (it may hold a
-    secret the run's redaction never sees)."""
-    with open(os.devnull, "w", encoding="utf-8") as errlog:
-        async with stdio_client(parameters, errlog=errlog) as streams:
-            yield streams
+async def _stdio(stdio_client: Any, parameters: Any, errlog: IO[str]) -> Any:
+    """The stdio transport, with the server's stderr kept in a file, off the terminal: it is
+    shown only when the server fails to start, in the one line that goes through the run's
+    redaction."""
+    async with stdio_client(parameters, errlog=errlog) as streams:
+        yield streams
+
+
+def _last_line(stderr: IO[str] | None) -> str:
+    if stderr is None or stderr.closed:
+        return ""
+    with contextlib.suppress(OSError, ValueError):
+        stderr.seek(0)
+        lines = [line.strip() for line in stderr.read().splitlines() if line.strip()]
+        return lines[-1] if lines else ""
+    return ""
 
 
 @contextlib.asynccontextmanager
