@@ -12,6 +12,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,8 +27,10 @@ from pflow_trace import api
 from pflow_trace.api import TracedRun, TraceOptions
 from pflow_trace.errors import WorkflowValidationError
 from pflow_trace.ir.validation import validate_workflow
-from pflow_trace.nodes.mcp_config import ENV_MCP_CONFIG
+from pflow_trace.nodes.base import WorkCancelled, cancel_running_work, reset_cancellation
+from pflow_trace.nodes.mcp_config import ENV_MCP_CONFIG, server_config
 from pflow_trace.nodes.mcp_sessions import pool
+from pflow_trace.nodes.registry import default_registry
 from pflow_trace.observe import conventions as conv
 from pflow_trace.observe.export_settings import resolve_export_settings
 from subprocess_env import clean_env
@@ -226,6 +230,39 @@ def test_a_call_past_its_timeout_fails(config: Path) -> None:
         "node 'call' failed: mcp: test-srv/sleep: no answer within 0.5 s (the 'timeout' param)"
     )
     assert call_spans(spans)[0].attributes[conv.ATTR_ERROR_TYPE] == "timeout"
+
+
+def test_cancelling_running_work_stops_a_call_in_flight(config: Path) -> None:
+    node_class = default_registry().get("mcp-test-srv-sleep")
+    assert node_class is not None
+    node = node_class("call")
+    pool.session(
+        server_config(
+            "test-srv", json.loads(config.read_text())["mcpServers"]["test-srv"], os.environ
+        )
+    )
+    ended: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            node.exec({"seconds": 120})
+        except BaseException as exc:
+            ended.append(exc)
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    try:
+        for _ in range(6000):  # until the call has registered how to stop it
+            if cancel_running_work():
+                break
+            reset_cancellation()
+            time.sleep(0.01)
+        else:
+            pytest.fail("the call registered no way to cancel it")
+        worker.join(60)
+    finally:
+        reset_cancellation()
+    assert len(ended) == 1 and isinstance(ended[0], WorkCancelled)
 
 
 def test_a_missing_variable_in_the_config_is_one_line(

@@ -19,11 +19,16 @@ import logging
 import os
 import tempfile
 import threading
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future
 from datetime import timedelta
 from typing import IO, Any
 
-from pflow_trace.nodes.base import exception_line
+from pflow_trace.nodes.base import (
+    WorkCancelled,
+    exception_line,
+    register_cancel,
+    unregister_cancel,
+)
 from pflow_trace.nodes.mcp_config import TRANSPORT_HTTP, ServerConfig
 
 #: Seconds a server has to start and answer ``initialize`` (pflow's call timeout).
@@ -258,8 +263,16 @@ class SessionPool:
             return session
 
     def call(self, session: Session, tool: str, arguments: dict[str, Any], timeout_s: float) -> Any:
+        """The tool's result; an interrupted run cancels the call (``WorkCancelled``) rather
+        than waiting for it, since Ctrl-C reaches only the main thread."""
         future = self._event_loop().submit(session.call(tool, arguments, timeout_s))
-        return future.result()
+        register_cancel(id(future), future.cancel)
+        try:
+            return future.result()
+        except CancelledError:
+            raise WorkCancelled() from None
+        finally:
+            unregister_cancel(id(future))
 
     def open_count(self) -> int:
         return sum(1 for session in self._sessions.values() if not session.broken)
