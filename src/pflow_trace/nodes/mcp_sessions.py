@@ -70,10 +70,6 @@ class _Loop:
     def submit(self, coroutine: Any) -> Future[Any]:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
 
-    def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(CLOSE_TIMEOUT_S)
-
 
 class Session:
     """A live session to one server: its tools, its protocol version and (HTTP) its id."""
