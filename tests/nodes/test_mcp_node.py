@@ -285,7 +285,7 @@ def test_a_type_of_no_configured_server_is_one_validation_line(config: Path) -> 
     (problem,) = caught.value.problems
     assert problem == (
         "nodes[0].type: unknown node type 'mcp-github-create_issue': no configured MCP server "
-        f"matches 'mcp-github-create_issue' (in {config}: broken, test-srv)"
+        f"matches 'mcp-github-create_issue' (in {config}: broken, garbled, test-srv)"
     )
 
 
