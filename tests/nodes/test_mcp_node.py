@@ -157,6 +157,15 @@ def test_a_batch_reuses_one_session(config: Path) -> None:
     assert pool.open_count() == 1
 
 
+def test_a_batch_starts_the_server_before_its_items(config: Path) -> None:
+    node_class = default_registry().get("mcp-test-srv-echo")
+    assert node_class is not None and pool.open_count() == 0
+    node_class("call").prepare()
+    assert pool.open_count() == 1
+    default_registry().get("mcp-broken-echo")("call").prepare()  # type: ignore[misc]
+    assert pool.open_count() == 1  # a server that does not start is left to the items
+
+
 def test_an_is_error_result_fails_the_node_with_error_outputs(config: Path) -> None:
     outcome, spans = run_traced(workflow("mcp-test-srv-fail", {"message": "disk full"}))
     record = outcome.result.record

@@ -60,6 +60,15 @@ class McpToolNode(WorkflowNode):
     #: The session lives in this process; a worker process would start a server per worker.
     ships_to_workers: ClassVar[bool] = False
 
+    def prepare(self) -> None:
+        """Start the server's session before a batch's clock starts: a server takes seconds
+        to start, and inside the first item of each lane it would read as slow items. A
+        failure here is left to the items to report, each with the same one line."""
+        try:
+            pool.session(self._server())
+        except (NodeFailure, McpUnavailable):
+            pass
+
     def exec(self, params: dict[str, Any]) -> dict[str, Any]:
         timeout_s = _timeout_s(params.get("timeout", DEFAULT_TIMEOUT_S))
         result_format = params.get("result_format")
