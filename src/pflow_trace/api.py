@@ -34,6 +34,7 @@ from pflow_trace.errors import ResumeError, TraceWriteError, WorkflowValidationE
 from pflow_trace.ir.executor_choice import executor_problems
 from pflow_trace.ir.loading import load_and_validate
 from pflow_trace.ir.validation import validate_workflow as _validate
+from pflow_trace.nodes.mcp_config import workflow_secrets as mcp_secrets
 from pflow_trace.nodes.registry import NodeRegistry, default_registry
 from pflow_trace.observe.conventions import ENV_CAPTURE_MESSAGE_CONTENT
 from pflow_trace.observe.export_settings import ExportSettings, resolve_export_settings
@@ -294,11 +295,13 @@ def _run_sanitizer(
 ) -> Sanitizer:
     """The run's one redaction: the trace, spans, exports and printed output all go through it.
 
-    It knows the sensitive inputs, secret-named keys (the user's patterns too) and the API keys
-    an ``llm`` node could send before anything runs, and learns the rest as the run goes.
+    It knows the sensitive inputs, secret-named keys (the user's patterns too), the API keys
+    an ``llm`` node could send and the env values and headers of the MCP servers the workflow
+    uses before anything runs, and learns the rest as the run goes.
     """
     redactor = run_redactor(workflow, values, options.redact_keys)
     redactor.learn_given(_llm_api_keys(workflow))
+    redactor.learn_given(mcp_secrets(node["type"] for node in workflow["nodes"]))
     return Sanitizer(redactor, options.limits, options.previews)
 
 

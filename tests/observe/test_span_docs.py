@@ -33,7 +33,9 @@ def test_every_attribute_has_a_table_row_with_type_meaning_and_example(doc: str)
     rows = {
         cells[0].strip("` "): cells
         for line in doc.splitlines()
-        if line.startswith(("| `pflow.", "| `gen_ai.", "| `error."))
+        if line.startswith(
+            ("| `pflow.", "| `gen_ai.", "| `error.", "| `mcp.", "| `network.", "| `server.")
+        )
         for cells in [[cell.strip() for cell in line.strip("|").split("|")]]
     }
     for name in conv.ALL_ATTRIBUTES:

@@ -29,7 +29,8 @@ from pflow_trace.ir.templates import (
     is_root_key,
     iter_references,
 )
-from pflow_trace.nodes.registry import NodeRegistry, default_registry
+from pflow_trace.nodes.mcp_config import type_problem as mcp_type_problem
+from pflow_trace.nodes.registry import MCP_TYPE_PREFIX, NodeRegistry, default_registry
 from pflow_trace.text import json_path, nesting_problem, terminal_safe
 
 #: Where a batch's items may run (runtime/executors): this process, local processes, Dask.
@@ -175,7 +176,14 @@ def _node_problems(
 
 
 def _unknown_type(node_type: str, registry: NodeRegistry) -> str:
-    """Name the unknown type with the closest known ones, or all of them when none is close."""
+    """Name the unknown type with the closest known ones, or all of them when none is close.
+
+    An ``mcp-…`` type is unknown because no configured MCP server matches it: that is said.
+    """
+    if node_type.startswith(MCP_TYPE_PREFIX):
+        problem = mcp_type_problem(node_type)
+        if problem is not None:
+            return f"unknown node type '{node_type}': {problem}"
     closest = registry.closest(node_type)
     hint = (
         f"did you mean {', '.join(closest)}?"

@@ -12,16 +12,38 @@ import contextvars
 import signal
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar
+
+from opentelemetry.trace import Tracer
 
 from pflow_trace.engine import BaseNode
 from pflow_trace.engine.core import Shared
 from pflow_trace.errors import RunInterrupted
+from pflow_trace.observe.sanitize import Sanitizer
 
 #: The 1-based attempt of the batch item running on this thread. The batch runtime sets it; a
 #: node may read it (``echo``'s ``fail_times`` does) but must never keep a counter of its own.
 current_attempt: contextvars.ContextVar[int] = contextvars.ContextVar(
     "pflow_trace_current_attempt", default=1
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CallTracing:
+    """The run's tracer and redaction, for a node whose calls are spans of their own.
+
+    Most node types never touch spans (the runtime records their work); a node that makes
+    several calls to another service (``mcp-…``) makes one child span per call with these.
+    """
+
+    tracer: Tracer
+    sanitizer: Sanitizer
+
+
+#: Set by the runtime around a node's ``exec`` (the node span is then the current span).
+current_call_tracing: contextvars.ContextVar[CallTracing | None] = contextvars.ContextVar(
+    "pflow_trace_current_call_tracing", default=None
 )
 
 #: A ``patternProperties`` entry for every node type's ``params_schema``. Keys starting with

@@ -1,5 +1,8 @@
 """Finds node types by name: the built-ins plus any third-party package's entry points.
 
+Types named ``mcp-<server>-<tool>`` come from the MCP servers configured for this process
+(``nodes/mcp_config.py``): one type per server tool, as pflow names them.
+
 Third parties register a :class:`~pflow_trace.nodes.base.WorkflowNode` subclass under the
 entry-point group ``pflow_trace.nodes``; the entry-point name is the node type.
 """
@@ -12,6 +15,15 @@ from importlib.metadata import entry_points
 from pflow_trace.nodes.base import WorkflowNode
 
 ENTRY_POINT_GROUP = "pflow_trace.nodes"
+MCP_TYPE_PREFIX = "mcp-"
+
+
+def _mcp_type(type_name: str) -> type[WorkflowNode] | None:
+    """An ``mcp-<server>-<tool>`` type of a configured server (read from the config each time,
+    so a registry never holds a server the file no longer lists)."""
+    from pflow_trace.nodes.mcp import node_class
+
+    return node_class(type_name)
 
 
 def _builtin_types() -> dict[str, type[WorkflowNode]]:
@@ -52,7 +64,10 @@ class NodeRegistry:
     def get(self, type_name: str) -> type[WorkflowNode] | None:
         if type_name not in self._types:
             self._load_entry_points()
-        return self._types.get(type_name)
+        found = self._types.get(type_name)
+        if found is None and type_name.startswith(MCP_TYPE_PREFIX):
+            return _mcp_type(type_name)
+        return found
 
     def names(self) -> list[str]:
         self._load_entry_points()

@@ -103,6 +103,35 @@ ENV_CAPTURE_MESSAGE_CONTENT = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTEN
 #: One failed attempt the node retried; carries ATTR_RETRY_ATTEMPT, ATTR_RETRY_ERROR, error.type.
 EVENT_LLM_RETRY = "pflow.llm.retry"
 
+# -- an MCP tool call: OpenTelemetry's MCP semantic conventions ----------------------------------
+# Set on the span of one ``tools/call`` (a child of the node span; ``docs/mcp.md``).
+MCP_METHOD_NAME = "mcp.method.name"
+MCP_SESSION_ID = "mcp.session.id"
+MCP_PROTOCOL_VERSION = "mcp.protocol.version"
+GEN_AI_TOOL_NAME = "gen_ai.tool.name"
+NETWORK_TRANSPORT = "network.transport"
+NETWORK_PROTOCOL_NAME = "network.protocol.name"
+SERVER_ADDRESS = "server.address"
+SERVER_PORT = "server.port"
+#: Our own: the server's name in the MCP config (the conventions have no attribute for it).
+ATTR_MCP_SERVER = "pflow.mcp.server"
+#: ``mcp.method.name`` of a tool call, and ``gen_ai.operation.name`` for running a tool.
+MCP_METHOD_TOOLS_CALL = "tools/call"
+GEN_AI_OPERATION_EXECUTE_TOOL = "execute_tool"
+#: ``error.type`` of a call whose result has ``isError`` set.
+MCP_ERROR_TOOL = "tool_error"
+MCP_ATTRIBUTES = (
+    MCP_METHOD_NAME,
+    MCP_SESSION_ID,
+    MCP_PROTOCOL_VERSION,
+    GEN_AI_TOOL_NAME,
+    NETWORK_TRANSPORT,
+    NETWORK_PROTOCOL_NAME,
+    SERVER_ADDRESS,
+    SERVER_PORT,
+    ATTR_MCP_SERVER,
+)
+
 #: GenAI attributes whose values differ from call to call (the span table keeps them per span).
 GEN_AI_VARYING_ATTRIBUTES = (
     GEN_AI_RESPONSE_ID,
@@ -153,6 +182,7 @@ ALL_ATTRIBUTES = (
     GEN_AI_REQUEST_MAX_TOKENS,
     GEN_AI_RESPONSE_MODEL,
     *GEN_AI_VARYING_ATTRIBUTES,
+    *MCP_ATTRIBUTES,
 )
 
 

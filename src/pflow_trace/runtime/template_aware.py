@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from pflow_trace.ir.templates import compile_value, has_templates, resolve_param
+from pflow_trace.nodes.base import CallTracing, current_call_tracing
 from pflow_trace.observe import conventions as conv
 from pflow_trace.runtime.context import current_execution
 from pflow_trace.runtime.layers import LayerWrapper
@@ -23,6 +24,7 @@ class TemplateAwareNode(LayerWrapper):
         self.templated: dict[str, Any] = {}
         self.node_span_name = conv.span_name(conv.LAYER_NODE, self.node_id)
         self.node_span_attributes = {**self.span_attributes, conv.ATTR_LAYER: conv.LAYER_NODE}
+        self.call_tracing = CallTracing(self.run_context.tracer, self.run_context.sanitizer)
 
     def set_params(self, params: dict[str, Any]) -> None:
         self.params = params
@@ -60,11 +62,14 @@ class TemplateAwareNode(LayerWrapper):
             node_span, node_token = self.start_span(
                 self.node_span_attributes, name=self.node_span_name
             )
+            tracing = current_call_tracing.set(self.call_tracing)
             try:
                 action = self.inner._run(shared)
             except BaseException as exc:
                 self.end_span(node_span, node_token, exc, record_exception=True)
                 raise
+            finally:
+                current_call_tracing.reset(tracing)
             self.end_span(node_span, node_token)
         except BaseException as exc:
             self.end_span(span, token, exc)
