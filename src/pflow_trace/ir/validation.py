@@ -168,6 +168,11 @@ def _node_problems(
             first_index[node_id] = index
         if node_id in inputs:
             problems.append(f"nodes[{index}].id: '{node_id}' is also the name of an input")
+        if "retry" in node and "batch" in node:
+            problems.append(
+                f"nodes[{index}].retry: retry on a batch node is not supported "
+                "(use batch max_retries and retry_wait)"
+            )
         node_type = node.get("type")
         if isinstance(node_type, str) and registry.get(node_type) is None:
             problems.append(f"nodes[{index}].type: {_unknown_type(node_type, registry)}")

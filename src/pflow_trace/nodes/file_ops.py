@@ -5,7 +5,9 @@ Paths expand ``~`` and are reported absolute and normalised. Copy and move creat
 directories and refuse to replace an existing file unless ``overwrite`` is true. Deleting needs
 ``confirm_delete`` to be the boolean ``true``, given through the node's ``inputs`` (pflow keeps
 it out of plain params so a deletion cannot come from node config alone); a file already gone
-counts as deleted, so a rerun succeeds. Each output is the sentence pflow writes
+counts as deleted, so a rerun succeeds. A refusal (an existing destination, no confirmation,
+a directory) is not retriable: another attempt of a ``retry`` block would meet it again. Each
+output is the sentence pflow writes
 (``Successfully copied 'a' to 'b'``), and every failure is one line naming the path.
 """
 
@@ -56,10 +58,13 @@ def _checked_transfer(params: dict[str, Any], verb: str) -> tuple[str, str]:
     if not os.path.exists(source):
         raise NodeFailure(f"source file '{source}' does not exist")
     if not os.path.isfile(source):
-        raise NodeFailure(f"source path '{source}' is not a file: {verb} takes files only")
+        raise NodeFailure(
+            f"source path '{source}' is not a file: {verb} takes files only", retriable=False
+        )
     if os.path.exists(dest) and not params.get("overwrite", False):
         raise NodeFailure(
-            f"destination file '{dest}' already exists; set overwrite: true to replace it"
+            f"destination file '{dest}' already exists; set overwrite: true to replace it",
+            retriable=False,
         )
     try:
         os.makedirs(os.path.dirname(dest), exist_ok=True)
@@ -146,13 +151,16 @@ class DeleteFileNode(WorkflowNode):
         if "confirm_delete" not in inputs:
             raise NodeFailure(
                 f"deletion of '{path}' not confirmed: give 'inputs: confirm_delete: "
-                "${confirm_delete}' from a boolean workflow input"
+                "${confirm_delete}' from a boolean workflow input",
+                retriable=False,
             )
         _check_confirmed(path, inputs["confirm_delete"])
         if not os.path.lexists(path):
             return {"deleted": f"Successfully deleted '{path}' (file did not exist)"}
         if os.path.isdir(path):
-            raise NodeFailure(f"path '{path}' is not a file: delete-file takes files only")
+            raise NodeFailure(
+                f"path '{path}' is not a file: delete-file takes files only", retriable=False
+            )
         try:
             os.remove(path)
         except FileNotFoundError:
@@ -171,10 +179,12 @@ def _check_confirmed(path: str, confirm: Any) -> None:
     if confirm is False:
         raise NodeFailure(
             f"deletion of '{path}' not confirmed: 'confirm_delete' is false; "
-            "pass confirm_delete=true to delete"
+            "pass confirm_delete=true to delete",
+            retriable=False,
         )
     raise NodeFailure(
         f"deletion of '{path}' not confirmed: 'confirm_delete' must be the boolean true, got "
         f"{type(confirm).__name__} {confirm!r}; declare the confirm_delete input with "
-        "'- type: boolean'"
+        "'- type: boolean'",
+        retriable=False,
     )
