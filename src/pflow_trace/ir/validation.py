@@ -134,6 +134,7 @@ def semantic_problems(workflow: dict[str, Any], registry: NodeRegistry) -> list[
     inputs = set(declared_inputs) if isinstance(declared_inputs, dict) else set()
     edges = [edge for edge in _listed(workflow.get("edges")) if isinstance(edge, dict)]
     first_index, problems = _node_problems(nodes, inputs, registry)
+    problems += _stdin_problems(declared_inputs)
     scope = _Scope(inputs, first_index, nodes, RunOrder(first_index, edges), registry)
     problems += _edge_problems(edges, scope)
     for index, node in enumerate(nodes):
@@ -177,6 +178,20 @@ def _node_problems(
         if isinstance(node_type, str) and registry.get(node_type) is None:
             problems.append(f"nodes[{index}].type: {_unknown_type(node_type, registry)}")
     return first_index, problems
+
+
+def _stdin_problems(declared_inputs: Any) -> list[str]:
+    """Piped stdin fills one input: more than one ``stdin: true`` is ambiguous (as in pflow)."""
+    if not isinstance(declared_inputs, dict):
+        return []
+    marked = [
+        str(name)
+        for name, spec in declared_inputs.items()
+        if isinstance(spec, dict) and spec.get("stdin") is True
+    ]
+    if len(marked) < 2:
+        return []
+    return [f"inputs: more than one input has stdin: true ({', '.join(marked)}); only one can"]
 
 
 def _unknown_type(node_type: str, registry: NodeRegistry) -> str:
