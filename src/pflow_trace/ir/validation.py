@@ -194,8 +194,16 @@ def _stdin_problems(declared_inputs: Any) -> list[str]:
     return [f"inputs: more than one input has stdin: true ({', '.join(marked)}); only one can"]
 
 
+#: pflow node types pflow-trace knows of but does not run yet, with what to do instead.
+_PFLOW_TYPES_NOT_RUN = {
+    "workflow": "sub-workflows are not supported yet: copy the child's steps into this workflow",
+}
+
+
 def _unknown_type(node_type: str, registry: NodeRegistry) -> str:
     """Name the unknown type with the closest known ones, or all of them when none is close."""
+    if node_type in _PFLOW_TYPES_NOT_RUN:
+        return f"node type '{node_type}': {_PFLOW_TYPES_NOT_RUN[node_type]}"
     closest = registry.closest(node_type)
     hint = (
         f"did you mean {', '.join(closest)}?"
