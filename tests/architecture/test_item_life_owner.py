@@ -55,10 +55,12 @@ def test_only_item_life_builds_item_spans() -> None:
 
 
 def test_retry_waits_are_asked_of_the_retry_policy_in_one_runtime_place() -> None:
-    """The runtime asks in one place; the ``llm`` node's own provider retries ask the same
-    policy class (engine/retry.py) rather than computing a backoff of their own."""
+    """The runtime asks in one place per kind of attempt: an item's (item_life.py) and a whole
+    node's under its ``retry`` block (node_retry.py, which has no items: it wraps one node's
+    chain and records its attempts on the node span). The ``llm`` node's own provider retries
+    ask the same policy class (engine/retry.py) rather than computing a backoff of their own."""
     callers = set(_where(_pause_call))
-    assert callers <= {OWNER, "nodes/llm.py"}
+    assert callers <= {OWNER, "runtime/node_retry.py", "nodes/llm.py"}
     assert OWNER in callers
 
 

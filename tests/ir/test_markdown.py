@@ -260,7 +260,7 @@ def test_pflow_ir_fields_we_cannot_honour_are_problems_not_silent_drops() -> Non
                 "id": "a",
                 "type": "shell",
                 "params": {"command": "true"},
-                "retry": {"max": 3},
+                "loop": {"max_iterations": 3},
                 "_source_line": 4,
                 "cache": False,
             }
@@ -273,9 +273,9 @@ def test_pflow_ir_fields_we_cannot_honour_are_problems_not_silent_drops() -> Non
         validate_workflow(workflow)
     assert info.value.problems == [
         "template_resolution_mode: only 'strict' is supported",
-        "nodes[0].retry: node-level retry is not supported (use batch max_retries)",
+        "nodes[0].loop: loop is not supported",
     ]
-    del workflow["template_resolution_mode"], workflow["nodes"][0]["retry"]
+    del workflow["template_resolution_mode"], workflow["nodes"][0]["loop"]
     assert validate_workflow(workflow)["outputs"] == {"o": "${a.stdout}"}
 
 

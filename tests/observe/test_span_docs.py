@@ -12,7 +12,7 @@ from pflow_trace.observe import conventions as conv
 SPANS_DOC = Path(__file__).resolve().parents[2] / "docs" / "spans.md"
 #: ``pflow.`` followed by a dotted lower-case name; a sentence's final full stop is not part of it.
 PFLOW_NAME = re.compile(r"\bpflow\.[a-z0-9_]+(?:\.[a-z0-9_]+)*")
-KNOWN_NAMES = {*conv.ALL_ATTRIBUTES, conv.EVENT_RETRY, conv.EVENT_LLM_RETRY}
+KNOWN_NAMES = {*conv.ALL_ATTRIBUTES, conv.EVENT_RETRY, conv.EVENT_LLM_RETRY, conv.EVENT_NODE_RETRY}
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +54,7 @@ def test_the_retry_and_exception_events_are_documented(doc: str) -> None:
     names = in_backticks(doc)
     assert conv.EVENT_RETRY in names
     assert conv.EVENT_LLM_RETRY in names
+    assert conv.EVENT_NODE_RETRY in names
     assert {"exception", "exception.type", "exception.message"} <= names
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -251,7 +252,7 @@ def run_and_report(
     from pflow_trace.cli.display import RunTally
     from pflow_trace.ir.validation import workflow_warnings
     from pflow_trace.observe.export_settings import resolve_export_settings
-    from pflow_trace.runtime.inputs import parse_assignments
+    from pflow_trace.runtime.inputs import parse_assignments, stdin_input, with_piped_text
 
     text_mode = flags["output_format"] == "text"
     point = None
@@ -264,6 +265,8 @@ def run_and_report(
             point = api.open_resume(request.trace, request)
             loaded = point.workflow
         inputs = parse_assignments(assignments)
+        if stdin_input(loaded) is not None:
+            inputs = with_piped_text(loaded, inputs, _piped_stdin())
         settings = resolve_export_settings(
             flags["exporter"], flags["otlp_endpoint"], flags["otlp_protocol"], flags["service_name"]
         )
@@ -285,6 +288,26 @@ def run_and_report(
             outcome = api.run(loaded, inputs, options)
     report_outcome(outcome, tally, settings.exporter, text_mode, flags["quiet"])
     raise SystemExit(exit_code(outcome))
+
+
+def _piped_stdin() -> str | None:
+    """What was piped in (``cat data.json | pflow-trace run ...``), or None when stdin is not a
+    pipe.
+
+    Only a pipe is read, as pflow does: a terminal, ``/dev/null``, a file redirect or a socket
+    that never ends (some tools' stdin) is left alone, so a run never waits on input nobody
+    sends.
+    """
+    try:
+        if not stat.S_ISFIFO(os.fstat(sys.stdin.fileno()).st_mode):
+            return None
+        data = sys.stdin.buffer.read()
+    except (AttributeError, OSError, ValueError):
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UsageError("piped stdin is not UTF-8 text") from None
 
 
 def _trace_options(flags: dict[str, Any], settings: Any, observers: list[Any]) -> Any:

@@ -20,12 +20,15 @@ class RetryPolicy:
     ``asked_s`` is a wait the failure itself asks for (a provider's ``Retry-After``): the pause
     is the longer of the two, and a failure that asks for more than ``max_asked_s`` gets no
     further attempt (waiting that long would stall the batch; failing says why).
+    ``max_wait_s`` caps a planned wait that grows with ``backoff`` (pflow's node-level
+    exponential backoff stops growing at 60 s).
     """
 
     max_attempts: int = 1
     wait_s: float = 0.0
     backoff: float = 1.0
     max_asked_s: float | None = None
+    max_wait_s: float | None = None
 
     def pause_s(self, attempt: int, asked_s: float | None = None) -> float | None:
         """After failed attempt number ``attempt`` (1-based): seconds to wait before the next
@@ -35,4 +38,6 @@ class RetryPolicy:
         if asked_s is not None and self.max_asked_s is not None and asked_s > self.max_asked_s:
             return None
         planned_s = self.wait_s * self.backoff ** (attempt - 1) if self.wait_s else 0.0
+        if self.max_wait_s is not None:
+            planned_s = min(planned_s, self.max_wait_s)
         return max(planned_s, asked_s or 0.0)

@@ -1,11 +1,11 @@
 """pflow's JSON IR, accepted as it is: the fields it has that ours lacks are mapped or dropped.
 
 pflow's IR (pflow-cli 0.16) is ours plus a few things: outputs are objects with a ``source``
-template (ours are the template itself), nodes and inputs carry parser metadata
-(``_source_line``, ``_source_lines``, ``_routes_to_end``) and caching hints, inputs may be piped
-from stdin, and the workflow may say how namespacing and templates behave. This module turns
-such a document into our IR before validation. What it cannot honour (retries, loops, approval
-gates) becomes a validation problem, never a silent drop; see docs/pflow-compat.md.
+template (ours are the template itself), nodes carry parser metadata (``_source_line``,
+``_source_lines``, ``_routes_to_end``) and caching hints, and the workflow may say how
+namespacing and templates behave. This module turns such a document into our IR before
+validation. What it cannot honour (loops, approval gates) becomes a validation problem, never
+a silent drop; see docs/pflow-compat.md.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from typing import Any
 _NODE_METADATA = ("_source_line", "_source_lines", "_source_files", "_routes_to_end", "cache")
 #: Node fields pflow has that pflow-trace cannot run, with why.
 _NODE_UNSUPPORTED = {
-    "retry": "node-level retry is not supported (use batch max_retries)",
     "loop": "loop is not supported",
     "approval": "approval gates are not supported",
     "prompt_cache": "prompt caching on llm nodes is not supported yet",
@@ -51,8 +50,6 @@ def adapt_pflow_ir(workflow: Any) -> tuple[Any, list[str]]:
             name: spec.get("source") if isinstance(spec, dict) else spec
             for name, spec in adapted["outputs"].items()
         }
-    if isinstance(adapted.get("inputs"), dict):
-        adapted["inputs"] = {name: _adapt_input(spec) for name, spec in adapted["inputs"].items()}
     if isinstance(adapted.get("nodes"), list):
         adapted["nodes"] = [
             _adapt_node(index, node, problems) for index, node in enumerate(adapted["nodes"])
@@ -75,13 +72,6 @@ def _adapt_start_node(adapted: dict[str, Any], problems: list[str]) -> None:
     )
     if start != first:
         problems.append(f"start_node: only the first node may start the run (got {start!r})")
-
-
-def _adapt_input(spec: Any) -> Any:
-    """``stdin: true`` marks the input pflow fills from piped stdin; ours is given as NAME=VALUE."""
-    if isinstance(spec, dict) and "stdin" in spec:
-        spec = {key: value for key, value in spec.items() if key != "stdin"}
-    return spec
 
 
 def _adapt_node(index: int, node: Any, problems: list[str]) -> Any:

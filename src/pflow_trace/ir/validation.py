@@ -135,6 +135,7 @@ def semantic_problems(workflow: dict[str, Any], registry: NodeRegistry) -> list[
     inputs = set(declared_inputs) if isinstance(declared_inputs, dict) else set()
     edges = [edge for edge in _listed(workflow.get("edges")) if isinstance(edge, dict)]
     first_index, problems = _node_problems(nodes, inputs, registry)
+    problems += _stdin_problems(declared_inputs)
     scope = _Scope(inputs, first_index, nodes, RunOrder(first_index, edges), registry)
     problems += _edge_problems(edges, scope)
     for index, node in enumerate(nodes):
@@ -169,10 +170,35 @@ def _node_problems(
             first_index[node_id] = index
         if node_id in inputs:
             problems.append(f"nodes[{index}].id: '{node_id}' is also the name of an input")
+        if "retry" in node and "batch" in node:
+            problems.append(
+                f"nodes[{index}].retry: retry on a batch node is not supported "
+                "(use batch max_retries and retry_wait)"
+            )
         node_type = node.get("type")
         if isinstance(node_type, str) and registry.get(node_type) is None:
             problems.append(f"nodes[{index}].type: {_unknown_type(node_type, registry)}")
     return first_index, problems
+
+
+def _stdin_problems(declared_inputs: Any) -> list[str]:
+    """Piped stdin fills one input: more than one ``stdin: true`` is ambiguous (as in pflow)."""
+    if not isinstance(declared_inputs, dict):
+        return []
+    marked = [
+        str(name)
+        for name, spec in declared_inputs.items()
+        if isinstance(spec, dict) and spec.get("stdin") is True
+    ]
+    if len(marked) < 2:
+        return []
+    return [f"inputs: more than one input has stdin: true ({', '.join(marked)}); only one can"]
+
+
+#: pflow node types pflow-trace knows of but does not run yet, with what to do instead.
+_PFLOW_TYPES_NOT_RUN = {
+    "workflow": "sub-workflows are not supported yet: copy the child's steps into this workflow",
+}
 
 
 def _unknown_type(node_type: str, registry: NodeRegistry) -> str:
@@ -184,6 +210,8 @@ def _unknown_type(node_type: str, registry: NodeRegistry) -> str:
         problem = mcp_type_problem(node_type)
         if problem is not None:
             return f"unknown node type '{node_type}': {problem}"
+    if node_type in _PFLOW_TYPES_NOT_RUN:
+        return f"node type '{node_type}': {_PFLOW_TYPES_NOT_RUN[node_type]}"
     closest = registry.closest(node_type)
     hint = (
         f"did you mean {', '.join(closest)}?"

@@ -151,12 +151,21 @@ def exception_line(exc: BaseException) -> str:
 
 
 class NodeFailure(Exception):
-    """A node's work failed. ``outputs`` keeps whatever it produced (stderr, a status code)."""
+    """A node's work failed. ``outputs`` keeps whatever it produced (stderr, a status code).
 
-    def __init__(self, message: str, outputs: Mapping[str, Any] | None = None) -> None:
+    ``retriable`` False: the work completed and its result is the failure (a command's non-zero
+    exit, an HTTP error status, params that break the schema), so a node's ``retry`` block does
+    not run it again, as in pflow; only a failure to complete the work (an exception, a timeout,
+    a refused connection) is worth another attempt.
+    """
+
+    def __init__(
+        self, message: str, outputs: Mapping[str, Any] | None = None, retriable: bool = True
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.outputs = dict(outputs or {})
+        self.retriable = retriable
 
 
 class WorkflowNode(BaseNode):
@@ -182,7 +191,7 @@ class WorkflowNode(BaseNode):
 
             problem = params_problem(self.type_name, self.params_schema, self.params)
             if problem is not None:
-                raise NodeFailure(problem)
+                raise NodeFailure(problem, retriable=False)
         return self.params
 
     def exec(self, params: dict[str, Any]) -> dict[str, Any]:

@@ -148,7 +148,7 @@ class HttpNode(WorkflowNode):
             excerpt = response if isinstance(response, str) else json.dumps(response)
             detail = one_line(excerpt, BODY_EXCERPT_CHARS, keep="tail")
             message = f"HTTP {status} from {url}" + (f": {detail}" if detail else "")
-            raise NodeFailure(message, outputs=outputs)
+            raise NodeFailure(message, outputs=outputs, retriable=False)
         return outputs
 
     @staticmethod

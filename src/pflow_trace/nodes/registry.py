@@ -29,12 +29,24 @@ def _mcp_type(type_name: str) -> type[WorkflowNode] | None:
 def _builtin_types() -> dict[str, type[WorkflowNode]]:
     from pflow_trace.nodes.code import CodeNode
     from pflow_trace.nodes.echo import EchoNode
+    from pflow_trace.nodes.file_ops import CopyFileNode, DeleteFileNode, MoveFileNode
     from pflow_trace.nodes.files import ReadFileNode, WriteFileNode
     from pflow_trace.nodes.http import HttpNode
     from pflow_trace.nodes.llm import LlmNode
     from pflow_trace.nodes.shell import ShellNode
 
-    types = (ShellNode, HttpNode, ReadFileNode, WriteFileNode, CodeNode, EchoNode, LlmNode)
+    types = (
+        ShellNode,
+        HttpNode,
+        ReadFileNode,
+        WriteFileNode,
+        CopyFileNode,
+        MoveFileNode,
+        DeleteFileNode,
+        CodeNode,
+        EchoNode,
+        LlmNode,
+    )
     return {cls.type_name: cls for cls in types}
 
 

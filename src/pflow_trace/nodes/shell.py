@@ -157,7 +157,7 @@ class ShellNode(WorkflowNode):
         if code != 0 and not params.get("ignore_errors", False):
             detail = one_line(stderr, STDERR_EXCERPT_CHARS, keep="tail")
             message = _describe_exit(code) + (f": {detail}" if detail else "")
-            raise NodeFailure(message, outputs=outputs)
+            raise NodeFailure(message, outputs=outputs, retriable=False)
         return outputs
 
     @staticmethod

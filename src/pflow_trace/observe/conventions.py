@@ -66,6 +66,10 @@ ATTR_BATCH_WORKER_ADDRESS = "pflow.batch.worker_address"
 EVENT_RETRY = "pflow.retry"
 ATTR_RETRY_ATTEMPT = "pflow.retry.attempt"
 ATTR_RETRY_ERROR = "pflow.retry.error"
+# -- a node's own attempts (its ``retry`` block): events on its instrumented span --------------
+EVENT_NODE_RETRY = "pflow.node.retry"
+#: On the node's instrumented span, when its ``retry`` block allowed more than one attempt.
+ATTR_NODE_ATTEMPTS = "pflow.node.attempts"
 #: On an event whose given time was not a Unix time in ns: the value given (``otlp_wire``).
 ATTR_INVALID_TIME = "pflow.invalid_time_unix_nano"
 
@@ -157,6 +161,7 @@ ALL_ATTRIBUTES = (
     ATTR_NODE_ID,
     ATTR_NODE_TYPE,
     ATTR_REUSED,
+    ATTR_NODE_ATTEMPTS,
     ATTR_BATCH_SIZE,
     ATTR_BATCH_PARALLEL,
     ATTR_BATCH_MAX_CONCURRENT,

@@ -99,6 +99,10 @@ class NodeExecution:
     #: the ``llm_usage`` a node that is not a batch returned (one LLM call); None otherwise.
     #: A batch's calls are on its items.
     llm_usage: dict[str, Any] | None = None
+    #: a node with a ``retry`` block: how many attempts it made, and why each failed one failed
+    #: (``{"attempt", "error"}``, redacted). 0 for a node without one.
+    attempts: int = 0
+    retries: list[dict[str, Any]] = field(default_factory=list)
     #: the observer's own data for this execution (e.g. the trace sink's snapshot).
     observer_state: Any = None
 

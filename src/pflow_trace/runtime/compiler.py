@@ -1,7 +1,8 @@
 """Compiles a validated workflow into a :class:`~pflow_trace.engine.Flow` of wrapper chains.
 
-Each node becomes, outermost first: Instrumented → Batch (only with a ``batch`` block) →
-Namespaced → TemplateAware → the node. Edges (or list order when there are none) become the
+Each node becomes, outermost first: Instrumented → Batch (only with a ``batch`` block) or
+NodeRetry (only with a ``retry`` block; no span of its own) → Namespaced → TemplateAware → the
+node. Edges (or list order when there are none) become the
 flow's successors.
 """
 
@@ -20,6 +21,7 @@ from pflow_trace.runtime.batch import BatchConfig, BatchNode
 from pflow_trace.runtime.context import RunContext
 from pflow_trace.runtime.instrumented import InstrumentedNode
 from pflow_trace.runtime.namespaced import NamespacedNode
+from pflow_trace.runtime.node_retry import NodeRetry, retry_policy
 from pflow_trace.runtime.template_aware import TemplateAwareNode
 
 
@@ -43,6 +45,8 @@ def build_chain(
         raise UsageError(f"unknown node type '{node_type}' for node '{node_id}'")
     chain: BaseNode = TemplateAwareNode(node_class(node_id), node_id, node_type, run)
     chain = NamespacedNode(chain, node_id, node_type, run)
+    if "retry" in node:
+        chain = NodeRetry(chain, node_id, node_type, run, policy=retry_policy(node["retry"]))
     if "batch" in node:
         default = run.executors.default if run.executors is not None else "threads"
         executor = batch_executor(node["batch"], default)

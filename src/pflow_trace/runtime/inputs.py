@@ -1,4 +1,5 @@
-"""Workflow inputs: command-line ``name=value`` pairs, declared types, defaults, required.
+"""Workflow inputs: command-line ``name=value`` pairs, piped stdin, declared types, defaults,
+required.
 
 Also what the run's redaction knows before anything runs (:func:`run_redactor`): the leaves of
 sensitive inputs, inputs whose names name a secret, and secrets written into node params.
@@ -32,18 +33,53 @@ def parse_assignments(pairs: list[str] | tuple[str, ...]) -> dict[str, Any]:
         name, sep, raw = pair.partition("=")
         if not sep or not name.strip():
             raise UsageError(f"input '{terminal_safe(pair)}' is not NAME=VALUE")
-        problem: str | None = None
-        try:
-            value = json.loads(raw, parse_constant=_not_json)
-            problem = nesting_problem(value)
-        except ValueError:
-            value = raw  # text, also NaN and Infinity, which JSON has no numbers for
-        except RecursionError:
-            problem = "nested too deeply to read"
-        if problem is not None:
-            raise UsageError(f"input '{terminal_safe(name.strip())}': {problem}")
-        values[name.strip()] = value
+        values[name.strip()] = _json_or_text(name.strip(), raw)
     return values
+
+
+def _json_or_text(name: str, raw: str) -> Any:
+    """The value ``raw`` stands for: JSON when it parses, else the text itself."""
+    problem: str | None = None
+    try:
+        value = json.loads(raw, parse_constant=_not_json)
+        problem = nesting_problem(value)
+    except ValueError:
+        value = raw  # text, also NaN and Infinity, which JSON has no numbers for
+    except RecursionError:
+        problem = "nested too deeply to read"
+    if problem is not None:
+        raise UsageError(f"input '{terminal_safe(name)}': {problem}")
+    return value
+
+
+def stdin_input(workflow: dict[str, Any]) -> str | None:
+    """The input piped stdin fills (pflow's ``stdin: true``; validation allows one), if any."""
+    declared = workflow.get("inputs")
+    for name, spec in declared.items() if isinstance(declared, dict) else ():
+        if isinstance(spec, dict) and spec.get("stdin") is True:
+            return str(name)
+    return None
+
+
+def with_piped_text(
+    workflow: dict[str, Any], provided: dict[str, Any], piped: str | None
+) -> dict[str, Any]:
+    """``provided`` plus the ``stdin: true`` input's value from piped text, as pflow does.
+
+    A value given as NAME=VALUE wins. One trailing newline is dropped (``echo`` adds it);
+    nothing piped, or only that newline, gives no value, so a required input is reported
+    missing. A ``string`` input takes the text as it is; any other type reads it as a
+    NAME=VALUE value is read, JSON when it parses, so ``cat data.json |`` fills an object.
+    """
+    name = stdin_input(workflow)
+    if name is None or piped is None or name in provided:
+        return provided
+    text = piped.removesuffix("\n")
+    if not text:
+        return provided
+    if workflow["inputs"][name].get("type") == "string":
+        return {**provided, name: text}
+    return {**provided, name: _json_or_text(name, text)}
 
 
 def _not_json(constant: str) -> Any:
@@ -65,7 +101,8 @@ def resolve_inputs(workflow: dict[str, Any], provided: dict[str, Any]) -> dict[s
         elif "default" in spec:
             value = spec["default"]
         elif spec.get("required", True):
-            problems.append(f"missing required input '{name}'")
+            piped = " (give it as NAME=VALUE or pipe it to stdin)" if spec.get("stdin") else ""
+            problems.append(f"missing required input '{name}'{piped}")
             continue
         else:
             continue

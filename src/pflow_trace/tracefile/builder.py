@@ -164,6 +164,9 @@ class TraceDocumentBuilder(RunObserver):
         }
         if execution.error is not None:
             event["error"] = execution.error
+        if execution.attempts:  # a node with a ``retry`` block
+            event["attempts"] = execution.attempts
+            event["retries"] = list(execution.retries)
         if execution.batch_items is not None:
             event["batch_items"] = self._batch_items(execution)
             if self.resumed_from is not None:
@@ -360,7 +363,7 @@ _ITEMS_PER_BLOCK = 1000
 
 
 #: The parts of a node event that hold run values (everything else is ids, times and counts).
-_EVENT_VALUES = ("shared_before", "shared_after", "template_resolutions", "error")
+_EVENT_VALUES = ("shared_before", "shared_after", "template_resolutions", "error", "retries")
 #: The span-table columns that hold text from the run: status message, attributes, events.
 _ROW_VALUES = tuple(
     COLUMNS.index(column) for column in (COL_STATUS_MESSAGE, COL_ATTRIBUTES, COL_EVENTS)

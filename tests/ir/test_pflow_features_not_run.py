@@ -1,0 +1,50 @@
+"""pflow features pflow-trace does not run yet are refused with a line saying so, never run
+half-way or dropped: a ``workflow`` step (sub-workflows) and a ``loop`` block."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pflow_trace.errors import WorkflowValidationError
+from pflow_trace.ir.loading import load_and_validate
+
+SUB_WORKFLOW = """# Caller
+
+Calls a child workflow.
+
+## Steps
+
+### call
+
+Runs the child.
+
+- type: workflow
+- workflow: ./child.pflow.md
+- inputs:
+    text: hi
+"""
+
+
+def problems_of(tmp_path: Path, text: str) -> list[str]:
+    path = tmp_path / "wf.pflow.md"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(WorkflowValidationError) as info:
+        load_and_validate(path)
+    return info.value.problems
+
+
+def test_a_workflow_step_is_refused_in_one_line_naming_sub_workflows(tmp_path: Path) -> None:
+    assert problems_of(tmp_path, SUB_WORKFLOW) == [
+        "line 11: nodes[0].type: node type 'workflow': sub-workflows are not supported yet: "
+        "copy the child's steps into this workflow"
+    ]
+
+
+def test_a_loop_block_is_refused(tmp_path: Path) -> None:
+    text = SUB_WORKFLOW.replace("- type: workflow", "- type: echo").replace(
+        "- workflow: ./child.pflow.md\n", "- loop:\n    max_iterations: 3\n"
+    )
+    (problem,) = problems_of(tmp_path, text)
+    assert problem.endswith("nodes[0].loop: loop is not supported")
