@@ -359,7 +359,11 @@ def open_resume(
     """Read ``trace`` and its checkpoint (``ResumeError``, one line, when they won't do)."""
     source = _resume_source(request or ResumeRequest(str(trace)))
     header = source.checkpoint.header
-    workflow = validate_workflow(header.get("workflow"), str(trace), registry)
+    if not isinstance(header.get("workflow"), dict):
+        raise ResumeError(
+            f"{trace}: that run's workflow could not be kept; run the workflow with --resume"
+        )
+    workflow = validate_workflow(header["workflow"], str(trace), registry)
     inputs = header.get("inputs")
     if not isinstance(inputs, dict):
         raise ResumeError(
@@ -520,6 +524,13 @@ def _root_link(trace_id: Any, span_id: Any) -> tuple[Link, ...]:
     return (Link(context),) if context.is_valid else ()
 
 
+def _encoded_or_none(value: Any) -> Any:
+    try:
+        return encode_value(value)
+    except Unencodable:
+        return None
+
+
 def _checkpoint_writer(
     options: TraceOptions,
     trace_path: Path | None,
@@ -532,15 +543,13 @@ def _checkpoint_writer(
     one that cannot be created is a line in ``notes``)."""
     if not options.checkpoint or trace_path is None:
         return None
-    try:
-        inputs: Any = encode_value(values)
-    except Unencodable:
-        inputs = None  # ``run --resume`` still works; ``resume TRACE`` says why it cannot
     header = {
         "execution_id": execution_id,
-        "workflow": workflow,
+        # Tagged like any checkpointed value (a YAML date stays a date); one that cannot be
+        # encoded is left out: ``run --resume`` still works, ``resume TRACE`` says why it cannot.
+        "workflow": _encoded_or_none(workflow),
         "workflow_sha256": fingerprint(workflow),
-        "inputs": inputs,
+        "inputs": _encoded_or_none(values),
         "inputs_sha256": fingerprint(values),
     }
     try:

@@ -31,5 +31,8 @@ def load_replay_trace(path: str | os.PathLike[str], service_name: str | None = N
     replay = decode_span_table(name, run) if run.format == FORMAT_OURS else None
     if replay is None:
         replay = synthesize(run, service_name or DEFAULT_SERVICE_NAME)
-    replay.warnings = [*run.warnings, *replay.warnings]
+    # What the reader worked around, not the run's own recorded warnings: those describe the
+    # run, and a conversion of the file is not the place to repeat them.
+    read_notes = [warning for warning in run.warnings if warning not in run.recorded_warnings]
+    replay.warnings = [*read_notes, *replay.warnings]
     return replay

@@ -146,5 +146,9 @@ class TraceRun:
     nodes: list[TraceNode] = field(default_factory=list)
     #: A resumed run's items (``resume``: items, reused, rerun, ok, failed); None otherwise.
     resume: dict[str, int] | None = None
-    #: Problems the reader worked around (newer format version, missing end record).
+    #: What a person reading the trace is told: problems the reader worked around (newer
+    #: format version, missing end record) and the trace's own recorded warnings.
     warnings: list[str] = field(default_factory=list)
+    #: Of those, the ones the trace recorded itself (the run's warnings, values its writer
+    #: escaped): about the run, so a conversion of the file does not repeat them.
+    recorded_warnings: list[str] = field(default_factory=list)

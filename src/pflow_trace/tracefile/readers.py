@@ -198,8 +198,9 @@ def _run_from_document(name: str, doc: dict[str, Any]) -> TraceRun:
             f"{name}: format_version {version} is newer than this reader knows ({known}); "
             "read best effort"
         )
-    # The writer's own notes (values it escaped), for the person reading the trace.
-    warnings += [f"{name}: {text}" for text in _list(doc.get("warnings")) if isinstance(text, str)]
+    # What the run and its writer recorded (values it escaped), for the person reading the trace.
+    recorded = [f"{name}: {text}" for text in _list(doc.get("warnings")) if isinstance(text, str)]
+    warnings += recorded
     generator = as_str(doc.get("generator"))
     otel = doc.get("otel")
     ours = (generator or "").startswith("pflow-trace") or isinstance(otel, dict)
@@ -230,6 +231,7 @@ def _run_from_document(name: str, doc: dict[str, Any]) -> TraceRun:
         nodes=nodes,
         resume=_resume_counts(doc.get("resume")),
         warnings=warnings,
+        recorded_warnings=recorded,
     )
 
 
