@@ -156,6 +156,20 @@ def test_batch_split_sums_items_and_skips_those_without() -> None:
     assert batch_time_split([BatchItem(0, "a", "success", 1.0)]) is None
 
 
+def test_an_item_without_retries_has_no_retry_wait_attribute(tmp_path: Path) -> None:
+    workflow = retrying_workflow()
+    workflow["nodes"][0]["params"]["fail_times"] = 0
+    document = run_to_trace(tmp_path, workflow)
+    table = document["otel"]["spans"]
+    attributes_at = table["columns"].index("attributes")
+    by_span = {row[1]: row[attributes_at] for row in table["rows"]}
+    for record in document["nodes"][0]["batch_items"]:
+        attributes = by_span[record["span_id"]]
+        assert record["time_us"][2] == 0
+        assert conv.ATTR_BATCH_TIME_RETRY_WAIT_US not in attributes
+        assert attributes[conv.ATTR_BATCH_TIME_ATTEMPTS_US] == record["time_us"][1]
+
+
 def test_provider_latency_comes_from_http_response_time_or_llm_duration() -> None:
     assert provider_latency_ns({"response_time": 0.25, "status_code": 200}, None) == 250_000_000
     assert provider_latency_ns({"response": "hi"}, {"duration_ms": 120}) == 120_000_000
