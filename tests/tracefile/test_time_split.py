@@ -8,11 +8,14 @@ how fast the machine is.
 from __future__ import annotations
 
 import json
+import time
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 from click.testing import CliRunner
 
+from loopback import serving
 from pflow_trace.cli.main import cli
 from pflow_trace.observe import conventions as conv
 from pflow_trace.observe.facts import ItemOutcome
@@ -176,3 +179,54 @@ def test_provider_latency_comes_from_http_response_time_or_llm_duration() -> Non
     assert provider_latency_ns({"response": "hi"}, {"input_tokens": 3}) is None
     assert provider_latency_ns({"response_time": "soon"}, None) is None
     assert provider_latency_ns(None, None) is None
+
+
+def test_items_run_in_worker_processes_bring_their_split_back(tmp_path: Path) -> None:
+    workflow = retrying_workflow()
+    workflow["nodes"][0]["batch"]["executor"] = "processes"
+    document = run_to_trace(tmp_path, workflow)
+    items = document["nodes"][0]["batch_items"]
+    assert all(record["pid"] for record in items)  # they ran elsewhere
+    for record in items:
+        _, attempts, retry_wait, overhead = record["time_us"]
+        assert attempts >= 2 * DELAY_MS * 1000
+        assert retry_wait >= RETRY_WAIT_S * 1e6 * 0.95
+        span_us = record["duration_ms"] * 1000
+        assert abs(attempts + retry_wait + overhead - span_us) <= max(span_us * 0.01, 3)
+
+
+class SlowOk(BaseHTTPRequestHandler):
+    """Answers every GET after 20 ms."""
+
+    def do_GET(self) -> None:
+        time.sleep(0.02)
+        body = b'{"ok": true}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_http_items_record_the_providers_latency_inside_their_attempts(tmp_path: Path) -> None:
+    with serving(SlowOk) as base:
+        workflow = {
+            "ir_version": "0.1.0",
+            "name": "calls",
+            "nodes": [
+                {
+                    "id": "get",
+                    "type": "http",
+                    "batch": {"items": [1, 2]},
+                    "params": {"url": base + "/item/${item}"},
+                }
+            ],
+        }
+        document = run_to_trace(tmp_path, workflow)
+    node = document["nodes"][0]
+    for record in node["batch_items"]:
+        assert 20_000 <= record["provider_us"] <= record["time_us"][1]
+    assert node["batch_time_us"]["provider"] == sum(r["provider_us"] for r in node["batch_items"])
