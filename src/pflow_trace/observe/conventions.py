@@ -60,11 +60,11 @@ ATTR_BATCH_HOST = "pflow.batch.host"
 ATTR_BATCH_PID = "pflow.batch.pid"
 ATTR_BATCH_WORKER_ADDRESS = "pflow.batch.worker_address"
 #: Where the item span's time went, in whole microseconds (``docs/spans.md``): inside the
-#: node's attempts, waiting between attempts, the runtime's own rest of the span, and the
-#: provider's reported latency (``http`` and ``llm`` nodes, when known; part of the attempts).
+#: node's attempts, waiting between attempts, and the provider's reported latency (``http``
+#: and ``llm`` nodes, when known; part of the attempts). The runtime's overhead is the rest
+#: of the span's duration.
 ATTR_BATCH_TIME_ATTEMPTS_US = "pflow.batch.time.attempts_us"
 ATTR_BATCH_TIME_RETRY_WAIT_US = "pflow.batch.time.retry_wait_us"
-ATTR_BATCH_TIME_OVERHEAD_US = "pflow.batch.time.overhead_us"
 ATTR_BATCH_TIME_PROVIDER_US = "pflow.batch.time.provider_us"
 
 # -- retry events on an item span ----------------------------------------------------------------
@@ -149,7 +149,6 @@ ALL_ATTRIBUTES = (
     ATTR_BATCH_WORKER_ADDRESS,
     ATTR_BATCH_TIME_ATTEMPTS_US,
     ATTR_BATCH_TIME_RETRY_WAIT_US,
-    ATTR_BATCH_TIME_OVERHEAD_US,
     ATTR_BATCH_TIME_PROVIDER_US,
     ATTR_RETRY_ATTEMPT,
     ATTR_RETRY_ERROR,

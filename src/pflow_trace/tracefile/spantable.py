@@ -36,7 +36,6 @@ _VARYING = frozenset(
         conv.ATTR_BATCH_WORKER_ADDRESS,
         conv.ATTR_BATCH_TIME_ATTEMPTS_US,
         conv.ATTR_BATCH_TIME_RETRY_WAIT_US,
-        conv.ATTR_BATCH_TIME_OVERHEAD_US,
         conv.ATTR_BATCH_TIME_PROVIDER_US,
         conv.ATTR_BATCH_SIZE,
         conv.ATTR_BATCH_SUCCESS_COUNT,
