@@ -311,6 +311,27 @@ def test_a_long_batch_draws_a_progress_bar_only_on_a_terminal(tmp_path: Path) ->
         assert not re.search(r"\x1b\[(?:[0-9]+;)*3[0-8][;m]", plain), plain  # no colour at all
 
 
+def test_the_progress_line_counts_failed_items_and_gives_an_eta(tmp_path: Path) -> None:
+    """While a batch runs, its bar says how many items failed and when it should end."""
+    workflow = {
+        "ir_version": "0.1.0",
+        "name": "progress-line",
+        "nodes": [
+            {
+                "id": "slow",
+                "type": "echo",
+                "params": {"value": "${item}", "delay_ms": 200, "fail_if": 0},
+                "batch": {"items": list(range(5)), "error_handling": "continue"},
+            }
+        ],
+    }
+    path = write(tmp_path, workflow)
+    drawn = run_on_a_terminal("run", str(path), "--no-trace-file")
+    assert re.search(r"1 failed · ETA \d", drawn), drawn
+    piped = cli("run", path, "--no-trace-file")
+    assert "ETA" not in piped.stdout and "ETA" not in piped.stderr
+
+
 def test_a_reader_that_goes_away_does_not_cut_the_run_short(tmp_path: Path) -> None:
     """``pflow-trace run wf.json | head -1``: the run finishes, writes its trace, exits 0."""
     workflow = {

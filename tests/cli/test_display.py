@@ -9,6 +9,7 @@ import pytest
 
 from pflow_trace.cli.display import (
     MAX_ERROR_CHARS,
+    BatchProgress,
     NodeStatusDisplay,
     RunTally,
     batch_line,
@@ -98,3 +99,35 @@ def test_the_tally_counts_a_batch_whose_items_all_failed_as_failed() -> None:
     for execution in (all_failed, some_failed, NodeExecution("after", "echo", success=True)):
         tally.node_finished(execution, {})
     assert (tally.executions, tally.failed) == (3, 1)
+
+
+# -- the progress line of a running batch ---------------------------------------------------------
+
+
+def llm_outcome(index: int, cost_usd: float | None, status: str = "success") -> ItemOutcome:
+    usage = {"model": "m", "input_tokens": 10, "output_tokens": 5, "cost_usd": cost_usd}
+    return ItemOutcome(index, index, status, 1, 0, 1, 0, None, 0, usage)  # type: ignore[arg-type]
+
+
+def test_progress_counts_failures_and_gives_an_eta_from_the_items_done() -> None:
+    progress = BatchProgress("work", started_s=100.0)
+    assert progress.text(100.5) == ""  # nothing done: nothing to tell yet
+    progress.count(outcome(0), 10)
+    progress.count(outcome(1, "boom"), 10)
+    # 2 items in 4 s: the 8 left take 16 s more.
+    assert progress.text(104.0) == "1 failed · ETA 16.00 s"
+
+
+def test_progress_shows_llm_spend_so_far_and_projected() -> None:
+    progress = BatchProgress("ask", started_s=0.0)
+    progress.count(llm_outcome(0, 0.01), 4)
+    progress.count(llm_outcome(1, 0.03), 4)
+    assert progress.text(2.0) == "ETA 2.00 s · LLM $0.0400 so far, ~$0.0800 projected"
+
+
+def test_progress_never_shows_an_unpriced_call_as_free() -> None:
+    progress = BatchProgress("ask", started_s=0.0)
+    progress.count(llm_outcome(0, None), 4)
+    text = progress.text(1.0)
+    assert "LLM $0.00 so far (+ 1 call(s) price unknown)" in text
+    assert "projected" not in text

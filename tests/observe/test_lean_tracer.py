@@ -95,7 +95,13 @@ def canonical(node: dict[str, Any], children: dict[str, list[dict[str, Any]]], k
 
 
 #: Attributes that differ between any two runs: the run's id, and the lane a parallel item ran on.
-PER_RUN = (conv.ATTR_EXECUTION_ID, conv.ATTR_BATCH_WORKER)
+#: Attributes whose values differ from one run to the next (ids, lanes, measured times).
+PER_RUN = (
+    conv.ATTR_EXECUTION_ID,
+    conv.ATTR_BATCH_WORKER,
+    conv.ATTR_BATCH_TIME_ATTEMPTS_US,
+    conv.ATTR_BATCH_TIME_RETRY_WAIT_US,
+)
 
 
 def tree_of(spans: list[dict[str, Any]]) -> list[Any]:

@@ -255,6 +255,8 @@ def test_batch_and_item_attributes() -> None:
     for index, (item, preview) in enumerate(zip(items, expected_previews, strict=True)):
         attributes = dict(item.attributes)
         assert attributes.pop(conv.ATTR_BATCH_WORKER) in (0, 1)
+        # Where the item's time went: measured, so only their presence and sign are known.
+        assert attributes.pop(conv.ATTR_BATCH_TIME_ATTEMPTS_US) >= 0  # no retry: no retry wait
         assert attributes == {
             conv.ATTR_LAYER: "batch.item",
             conv.ATTR_NODE_ID: "each",

@@ -191,3 +191,33 @@ def test_readme_lists_the_command_and_shows_a_real_screenshot() -> None:
     assert "](docs/report.md)" in readme
     png = (root / "docs" / "report-screenshot.png").read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 20_000
+
+
+def test_the_page_carries_each_items_time_split_and_the_batchs(tmp_path: Path) -> None:
+    """The item details and the batch summary line read these; a trace without them has none."""
+    workflow = {
+        "ir_version": "0.1.0",
+        "name": "split",
+        "nodes": [
+            {
+                "id": "each",
+                "type": "echo",
+                "params": {"value": "${item}", "delay_ms": 2},
+                "batch": {"items": [1, 2, 3], "parallel": True, "max_concurrent": 2},
+            }
+        ],
+    }
+    options = pflow_trace.TraceOptions(trace_dir=tmp_path, export=resolve_export_settings("none"))
+    outcome = pflow_trace.run(workflow, None, options)
+    assert outcome.trace_path is not None
+    recorded = json.loads(Path(outcome.trace_path).read_text(encoding="utf-8"))
+    data = embedded_data(render_report([read_trace(outcome.trace_path)]))
+    (node,) = data["timelines"][0]["nodes"]
+    assert node["items"]["time_us"] == [r["time_us"] for r in recorded["nodes"][0]["batch_items"]]
+    assert node["items"]["provider_us"] == []  # the echo node reports no provider latency
+    split = data["summary"]["runs"][0]["nodes"][0]["batch"]["time_split"]
+    assert split["items"] == 3
+    assert "where the time went" in render_report([read_trace(outcome.trace_path)])
+    older = _read(tmp_path, "old.json", tf.parallel_trace())
+    old_items = embedded_data(render_report([older]))["timelines"][0]["nodes"][1]["items"]
+    assert old_items["time_us"] == []

@@ -91,6 +91,7 @@ BATCH_ITEM_FIELDS = {
     "worker",
     "error",
     "span_id",
+    "time_us",
 }
 BATCH_OUTPUT_FIELDS = {
     "results",
@@ -203,7 +204,8 @@ def test_trace_has_exactly_our_fields_with_their_types(
     assert [node["node_id"] for node in document["nodes"]] == ["seed", "each", "total"]
     span_ids = set()
     for node in document["nodes"]:
-        expected = NODE_FIELDS | ({"batch_items"} if node["node_id"] == "each" else set())
+        batch_fields = {"batch_items", "batch_time_us"}
+        expected = NODE_FIELDS | (batch_fields if node["node_id"] == "each" else set())
         assert set(node) == expected, node["node_id"]
         assert node["success"] is True
         assert isinstance(node["duration_ms"], float) and node["duration_ms"] >= 0

@@ -9,13 +9,14 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
 from collections.abc import Mapping
 from typing import Any, TextIO
 
 import click
 
 from pflow_trace.observe.facts import ItemOutcome, NodeExecution, RunObserver, RunRecord
-from pflow_trace.observe.llm_usage import summarize_usages
+from pflow_trace.observe.llm_usage import call_cost, summarize_usages
 from pflow_trace.report.summary import node_status
 from pflow_trace.text import format_duration_ms, one_line, terminal_safe
 
@@ -108,6 +109,57 @@ def error_lines(execution: NodeExecution) -> list[str]:
     return lines
 
 
+class BatchProgress:
+    """The running batch as its progress line tells it: items done and failed, the time since
+    it started, and the LLM spend of the items done so far (priced calls, and calls without a
+    price, which are never counted as $0)."""
+
+    __slots__ = ("calls", "done", "failed", "node_id", "spent_usd", "started_s", "total",
+                 "unpriced")  # fmt: skip
+
+    def __init__(self, node_id: str, started_s: float) -> None:
+        self.node_id = node_id
+        self.started_s = started_s
+        self.done = 0
+        self.failed = 0
+        self.total: int | None = None
+        self.calls = 0
+        self.unpriced = 0
+        self.spent_usd = 0.0
+
+    def count(self, outcome: ItemOutcome, total: int) -> None:
+        self.done += 1
+        self.total = total
+        self.failed += outcome.status == "failed"
+        usage = outcome.llm_usage
+        if usage:
+            self.calls += 1
+            cost = call_cost(usage)
+            if cost is None:
+                self.unpriced += 1
+            else:
+                self.spent_usd += cost
+
+    def text(self, now_s: float) -> str:
+        """``2 failed · ETA 14 s · LLM $0.0120 so far, ~$0.0400 projected``: the parts that
+        apply. ETA and projection assume the items left take what the done ones took."""
+        parts = [f"{self.failed} failed"] if self.failed else []
+        total, done = self.total, self.done
+        if total is not None and done:
+            left_s = (now_s - self.started_s) / done * (total - done)
+            parts.append(f"ETA {format_duration_ms(left_s * 1000)}")
+        if self.calls:
+            from pflow_trace.report.llm_layout import PRICE_UNKNOWN, fmt_usd
+
+            spend = f"LLM {fmt_usd(self.spent_usd)} so far"
+            if total is not None and self.spent_usd:
+                spend += f", ~{fmt_usd(self.spent_usd / done * total)} projected"
+            if self.unpriced:
+                spend += f" (+ {self.unpriced} call(s) {PRICE_UNKNOWN})"
+            parts.append(spend)
+        return " · ".join(parts)
+
+
 class RunTally(RunObserver):
     """Counts node executions from the facts: a loop that ran 7 nodes counts 7, as ``show``."""
 
@@ -144,8 +196,8 @@ class NodeStatusDisplay:
         self._progress: Any = None
         self._task: Any = None
         self._timer: threading.Timer | None = None
-        #: The running batch: its node id, items finished so far, and their total once known.
-        self._batch: list[Any] | None = None
+        #: The running batch: what its progress line tells.
+        self._batch: BatchProgress | None = None
         # Parallel lanes report items from their own threads; the timer runs on its own too.
         self._lock = threading.Lock()
 
@@ -183,7 +235,7 @@ class NodeStatusDisplay:
         if not self.is_terminal or execution.node_id not in self.batch_ids or self.closed:
             return
         with self._lock:
-            self._batch = [execution.node_id, 0, None]
+            self._batch = BatchProgress(execution.node_id, time.monotonic())
             self._timer = threading.Timer(PROGRESS_AFTER_S, self._start_progress)
             self._timer.daemon = True
             self._timer.start()
@@ -191,32 +243,50 @@ class NodeStatusDisplay:
     def item_finished(self, node_id: str, outcome: ItemOutcome, total: int) -> None:
         """Count the item; step the bar when it is drawn."""
         with self._lock:
-            if self._batch is None or self._batch[0] != node_id:
+            batch = self._batch
+            if batch is None or batch.node_id != node_id:
                 return
-            self._batch[1] += 1
-            self._batch[2] = total
+            batch.count(outcome, total)
             if self._progress is not None:
-                self._progress.update(self._task, total=total, completed=self._batch[1])
+                self._progress.update(
+                    self._task,
+                    total=total,
+                    completed=batch.done,
+                    status=batch.text(time.monotonic()),
+                )
 
     def _start_progress(self) -> None:
         """Draw the bar of the batch still running (rich imported only now)."""
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
 
         with self._lock:
             if self._batch is None or self._progress is not None or self.closed:
                 return
-            node_id, done, total = self._batch
+            batch = self._batch
+            node_id = batch.node_id
             self._progress = Progress(
                 f"  {terminal_safe(node_id)}",
                 BarColumn(),
                 MofNCompleteColumn(),
                 TimeElapsedColumn(),
+                TextColumn("{task.fields[status]}", markup=False),
                 console=Console(file=self.stream, force_terminal=True, no_color=not self.color),
                 transient=True,
             )
             self._progress.start()
-            self._task = self._progress.add_task(node_id, total=total, completed=done)
+            self._task = self._progress.add_task(
+                node_id,
+                total=batch.total,
+                completed=batch.done,
+                status=batch.text(time.monotonic()),
+            )
 
     def _stop_progress(self) -> None:
         """Remove the bar (and a timer not yet fired) before a status line is printed."""

@@ -8,8 +8,10 @@ Nothing heavy is imported here: ``rich`` only when drawing for a terminal.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import click
@@ -17,6 +19,8 @@ import click
 from pflow_trace.cli.trace_selection import read_runs, trace_selection
 from pflow_trace.report.stats import build_summary
 from pflow_trace.report.terminal import render_text
+from pflow_trace.report.what_if import parse_what_if, predict_run
+from pflow_trace.report.what_if_text import render_prediction
 from pflow_trace.text import escape_surrogates, escape_surrogates_in_json
 
 
@@ -24,16 +28,38 @@ from pflow_trace.text import escape_surrogates, escape_surrogates_in_json
 @click.argument("traces", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON (see docs).")
 @click.option("--no-color", is_flag=True, help="No colour, even on a terminal.")
+@click.option(
+    "--what-if",
+    "what_if",
+    metavar="SETTINGS",
+    help="Predict the batches' and the run's wall time with other lanes: max_concurrent=N "
+    "and/or parallel=true|false (comma-separated), replaying the recorded item times.",
+)
 @trace_selection
 def show(
-    traces: tuple[Path, ...], as_json: bool, top: int, no_color: bool, trace_dir: Path | None
+    traces: tuple[Path, ...],
+    as_json: bool,
+    top: int,
+    no_color: bool,
+    what_if: str | None,
+    trace_dir: Path | None,
 ) -> None:
     """Summarise trace files: a run's nodes and batches, or an aggregate over several runs.
 
     TRACE is a trace file (ours, pflow's JSON or pflow's JSON lines) or a directory of them.
     Without TRACE, the newest trace in the trace directory is shown.
     """
+    settings = parse_what_if(what_if) if what_if is not None else None  # before reading
     runs = read_runs(traces, trace_dir)
+    if settings is not None:
+        predictions = [predict_run(run, settings) for run in runs]
+        if as_json:
+            document = {"what_if": [asdict(prediction) for prediction in predictions]}
+            click.echo(utf8_json(json.dumps(document, indent=2, ensure_ascii=False)))
+        else:
+            text = "".join(map(render_prediction, predictions))
+            click.echo(escape_surrogates(text), nl=False)
+        return
     summary = build_summary(runs, top=top)
     if as_json:
         click.echo(utf8_json(summary.to_json()))

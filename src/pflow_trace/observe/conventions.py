@@ -61,6 +61,13 @@ ATTR_BATCH_WORKER = "pflow.batch.worker"
 ATTR_BATCH_HOST = "pflow.batch.host"
 ATTR_BATCH_PID = "pflow.batch.pid"
 ATTR_BATCH_WORKER_ADDRESS = "pflow.batch.worker_address"
+#: Where the item span's time went, in whole microseconds (``docs/spans.md``): inside the
+#: node's attempts, waiting between attempts, and the provider's reported latency (``http``
+#: and ``llm`` nodes, when known; part of the attempts). The runtime's overhead is the rest
+#: of the span's duration.
+ATTR_BATCH_TIME_ATTEMPTS_US = "pflow.batch.time.attempts_us"
+ATTR_BATCH_TIME_RETRY_WAIT_US = "pflow.batch.time.retry_wait_us"
+ATTR_BATCH_TIME_PROVIDER_US = "pflow.batch.time.provider_us"
 
 # -- retry events on an item span ----------------------------------------------------------------
 EVENT_RETRY = "pflow.retry"
@@ -177,6 +184,9 @@ ALL_ATTRIBUTES = (
     ATTR_BATCH_HOST,
     ATTR_BATCH_PID,
     ATTR_BATCH_WORKER_ADDRESS,
+    ATTR_BATCH_TIME_ATTEMPTS_US,
+    ATTR_BATCH_TIME_RETRY_WAIT_US,
+    ATTR_BATCH_TIME_PROVIDER_US,
     ATTR_RETRY_ATTEMPT,
     ATTR_RETRY_ERROR,
     ATTR_INVALID_TIME,

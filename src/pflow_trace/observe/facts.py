@@ -70,6 +70,13 @@ class ItemOutcome:
     #: The item's preview as its span carries it (made once, for the span and the trace
     #: file's record); None when no recording span made one.
     preview: str | None = None
+    #: Where the item's span went: (time inside its attempts, time waiting between them), in
+    #: ns; the rest of the span is the runtime's own overhead. None when no attempt reported
+    #: (an item lost with its worker or cut short by a stop).
+    split_ns: tuple[int, int] | None = None
+    #: The provider's own latency as the node reported it (the ``http`` node's
+    #: ``response_time``; an ``llm_usage`` ``duration_ms``), in ns; None when not known.
+    provider_ns: int | None = None
     #: A resumed run took this item's result from the run it resumes instead of running it:
     #: its duration there (ms). None for an item that ran.
     reused_ms: float | None = None

@@ -24,6 +24,7 @@ from typing import Any
 from pflow_trace.report.error_shapes import error_shape
 from pflow_trace.report.percentiles import percentile
 from pflow_trace.report.summary import BatchSummary, ErrorGroup, ItemTiming, SlowItem, WorkerShare
+from pflow_trace.report.time_split import batch_time_split
 from pflow_trace.text import preview
 from pflow_trace.tracefile.model import (
     ITEM_FAILED,
@@ -124,6 +125,7 @@ def summarize_batch(
         errors_more=more,
         unknown=unknown,
         workers=_workers(batch.items) if batch.items else [],
+        time_split=batch_time_split(batch.items) if batch.items else None,
     )
 
 

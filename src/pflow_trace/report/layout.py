@@ -19,6 +19,7 @@ from pflow_trace.report.summary import (
     ShowSummary,
     WorkflowAggregate,
 )
+from pflow_trace.report.time_layout import time_split_fields
 from pflow_trace.text import format_duration_ms
 
 #: Shown for a value the trace does not hold.
@@ -168,6 +169,8 @@ def _batch_blocks(node: NodeSummary, batch: BatchSummary) -> list[Block]:
         Heading(f"batch {node.node_id}", "batch"),
         _batch_fields(batch, node.status),
     ]
+    if batch.time_split is not None:
+        blocks += [Note("where the time went", "title"), time_split_fields(batch.time_split)]
     if batch.workers:
         blocks.append(_workers_table(batch))
     if batch.slowest:

@@ -96,6 +96,26 @@ class WorkerShare:
 
 
 @dataclass(slots=True)
+class TimeSplit:
+    """Where a batch's item time went, summed over its items (``docs/trace-format.md``):
+    waiting for a lane, inside attempts, waiting between attempts, the runtime's overhead.
+    They add up to ``wall_ms``; the provider's latency is part of the attempts."""
+
+    #: Items the sums cover (those the trace recorded a split for).
+    items: int
+    lane_wait_ms: float
+    attempts_ms: float
+    retry_wait_ms: float
+    overhead_ms: float
+    #: lane wait + attempts + retry waits + overhead.
+    wall_ms: float
+    #: The provider's reported latency over the items that reported one; None when none did.
+    provider_ms: float | None = None
+    #: How many items reported a provider latency.
+    provider_items: int = 0
+
+
+@dataclass(slots=True)
 class BatchSummary:
     """One batch node: counts, item time, parallelism, slowest items, errors, unknowns."""
 
@@ -132,6 +152,8 @@ class BatchSummary:
     unknown: list[str] = field(default_factory=list)
     #: Items per worker process, by worker name; empty when the items ran on the run's threads.
     workers: list[WorkerShare] = field(default_factory=list)
+    #: Where the item time went; None when the trace does not record it (older traces).
+    time_split: TimeSplit | None = None
 
 
 @dataclass(slots=True)

@@ -73,6 +73,11 @@ class ItemColumns:
     #: One label per row when the items ran in other processes, rows grouped by worker
     #: ("tcp://10.0.0.5:40211 · 1"); empty for threads, whose rows are "lane N".
     lane_labels: list[str] = field(default_factory=list)
+    #: Where each item's time went, in µs: [lane wait, attempts, retry waits, overhead] or
+    #: None; empty when no item of the batch has a recorded split.
+    time_us: list[tuple[int, int, int, int] | None] = field(default_factory=list)
+    #: The provider's reported latency in µs per item (None when unknown); empty when none.
+    provider_us: list[int | None] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -190,6 +195,8 @@ def _item_columns(
     if set(map(type, indexes)) - {int}:
         indexes = [i if i.__class__ is int else None for i in indexes]
     errors, error_codes = _error_columns(list(map(get["error"], items)))
+    splits = list(map(get["time_us"], items))
+    providers = list(map(get["provider_us"], items))
     marks = {}
     if retry_ms:
         marks = {at: retry_ms[s] for at, s in enumerate(span_ids) if s in retry_ms}
@@ -211,6 +218,8 @@ def _item_columns(
         lanes=max(lanes, default=0) + 1,
         unplaced=min(unplaced, count),
         lane_labels=lane_labels,
+        time_us=splits if splits.count(None) != count else [],
+        provider_us=providers if providers.count(None) != count else [],
     )
 
 

@@ -43,6 +43,12 @@ INTERRUPTED = "interrupted"
 #: The root key holding the running item's 0-based position, ``${__index__}`` as in pflow.
 INDEX_KEY = "__index__"
 
+#: Node types whose outputs may carry the provider's latency (:func:`provider_latency_ns`).
+LATENCY_REPORTING_TYPES = frozenset({"http", "llm"})
+
+#: (ns inside the item's attempts, ns waiting between them); None when they were cut short.
+Split = tuple[int, int] | None
+
 #: (attempt number, error, time ns) of an attempt that ended without its worker's report (the
 #: worker died): a retry event on the item's span, wherever the span is made.
 LostAttempt = tuple[int, str, int]
@@ -80,7 +86,9 @@ class Flights:
 class ItemLife:
     """How one batch's items live; one per batch on the driver, one per job on a worker."""
 
-    __slots__ = ("alias", "base_attributes", "node_id", "retry", "run", "span_name")
+    __slots__ = (
+        "alias", "base_attributes", "node_id", "reports_latency", "retry", "run", "span_name",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -95,6 +103,8 @@ class ItemLife:
         self.node_id = node_id
         self.alias = alias
         self.retry = retry
+        #: Whether the node's outputs may say how long its provider took (docs/spans.md).
+        self.reports_latency = node_type in LATENCY_REPORTING_TYPES
         self.span_name = conv.span_name(conv.LAYER_BATCH_ITEM, node_id)
         attributes: dict[str, Any] = {
             conv.ATTR_LAYER: conv.LAYER_BATCH_ITEM,
@@ -147,7 +157,7 @@ class ItemLife:
             flight = flights.entries[index] = InFlight(index, item, worker, start_ns, span, preview)
         token = otel_context.attach(trace.set_span_in_context(span))
         try:
-            attempt, result, error, interrupt, usage = self._attempts(
+            attempt, result, error, interrupt, usage, split = self._attempts(
                 chain, shared, index, item, span, flight, flights, on_signal_thread, len(lost)
             )
         except BaseException as exc:  # a runtime bug: the span says so, and it propagates
@@ -166,9 +176,10 @@ class ItemLife:
         )
         if usage is not None and recording:
             record_llm_call(span, usage, result, run.sanitizer, run.capture_llm_content)
+        provider_ns = provider_latency_ns(result, usage) if self.reports_latency else None
         outcome = self._finish(
             span, index, item, worker, start_ns, end_ns, attempt, status, error, usage, preview,
-            None, started,
+            None, started, split, provider_ns,
         )  # fmt: skip
         return outcome, result, interrupt
 
@@ -183,15 +194,18 @@ class ItemLife:
         flights: Flights | None,
         on_signal_thread: bool,
         spent: int,
-    ) -> tuple[int, Any, str | None, BaseException | None, dict[str, Any] | None]:
-        """The item's attempts: (attempts made, result, error left, interrupt, and the
-        ``llm_usage`` of the last attempt when the node made an LLM call). Attempt numbers
-        continue after the ``spent`` ones a dead worker used, so ``current_attempt`` is true."""
+    ) -> tuple[int, Any, str | None, BaseException | None, dict[str, Any] | None, Split]:
+        """The item's attempts: (attempts made, result, error left, interrupt, the
+        ``llm_usage`` of the last attempt when the node made an LLM call, and the ns spent in
+        attempts and in waits between them). Attempt numbers continue after the ``spent``
+        ones a dead worker used, so ``current_attempt`` is true. Each attempt is timed with
+        one ``time_ns`` pair: all the attribution costs on the per-item path."""
         alias = self.alias
         result: Any = None
         error: str | None = None
         usage: dict[str, Any] | None = None
         attempt = spent
+        attempts_ns = waits_ns = 0
         try:
             while True:
                 attempt += 1
@@ -203,28 +217,28 @@ class ItemLife:
                 if flight is not None:
                     flight.attempt = attempt
                 try:
+                    began_ns = time.time_ns()
                     if on_signal_thread:
                         _interruptibly(chain._run, item_shared)
                     else:
                         chain._run(item_shared)
+                    attempts_ns += time.time_ns() - began_ns
                     result = item_shared.get(self.node_id)
-                    return attempt, result, None, None, usage_of(result)
+                    return attempt, result, None, None, usage_of(result), (attempts_ns, waits_ns)
                 except Exception as exc:
+                    attempts_ns += time.time_ns() - began_ns
                     error = self.run.sanitizer.text(describe_error(exc))
                     usage = usage_of_failure(exc)
                     pause_s = self.retry_pause_s(attempt)
                     if pause_s is None or (flights is not None and flights.interrupted):
                         break
                     self._note_retry(span, attempt, error)
-                    if pause_s > 0 and on_signal_thread:
-                        _interruptibly(time.sleep, pause_s)
-                    elif pause_s > 0:
-                        time.sleep(pause_s)
+                    waits_ns += _pause(pause_s, on_signal_thread)
                 finally:
                     current_attempt.reset(attempt_token)
         except (KeyboardInterrupt, WorkCancelled) as exc:  # stopped: recorded, then re-raised
-            return attempt, None, INTERRUPTED, exc, usage
-        return attempt, result, error, None, usage
+            return attempt, None, INTERRUPTED, exc, usage, None
+        return attempt, result, error, None, usage, (attempts_ns, waits_ns)
 
     # -- the item's span and record --------------------------------------------------------------
 
@@ -286,21 +300,26 @@ class ItemLife:
         preview: str | None = None,
         place: WorkerPlace | None = None,
         started_attempts: int = 1,
+        split: Split = None,
+        provider_ns: int | None = None,
     ) -> ItemOutcome:
-        """End the item's span with its attempts and status, and make its record: the one
-        place both happen, so the span and the record always agree. ``started_attempts``: what
-        the span started with (setting it again would copy its attributes)."""
+        """End the item's span with its attempts, status and time split, and make its record:
+        the one place both happen, so the span and the record always agree.
+        ``started_attempts``: what the span started with (setting it again would copy its
+        attributes)."""
         if self.run.recording:
             if attempts != started_attempts:
                 span.set_attribute(conv.ATTR_BATCH_ATTEMPTS, attempts)
             if error is not None:
                 span.set_status(Status(StatusCode.ERROR, error))
+            if split is not None:
+                _set_split(span, split, provider_ns)
         span.end(end_time=end_ns)
         span_id = span.get_span_context().span_id
         # Positional, in field order: keywords cost about 0.6 µs more per item (measured).
         return ItemOutcome(
             index, item, status, attempts, start_ns, end_ns, worker, error, span_id, usage, place,
-            preview,
+            preview, split, provider_ns,
         )  # fmt: skip
 
     # -- items no running attempt will report on -------------------------------------------------
@@ -367,11 +386,49 @@ class ItemLife:
         )  # fmt: skip
 
 
+def provider_latency_ns(result: Any, usage: dict[str, Any] | None) -> int | None:
+    """How long the provider took, as the node's outputs say: the ``http`` node's
+    ``response_time`` (seconds), an ``llm_usage`` ``duration_ms``; None when they do not."""
+    seconds: Any = None
+    if usage is not None:
+        milliseconds = usage.get("duration_ms")
+        if milliseconds.__class__ in (int, float):
+            seconds = milliseconds / 1000
+    elif result.__class__ is dict:
+        seconds = result.get("response_time")
+    if seconds.__class__ not in (int, float) or not 0 <= seconds < 1e7:
+        return None
+    return int(seconds * 1e9)
+
+
+def _set_split(span: Span, split: tuple[int, int], provider_ns: int | None) -> None:
+    """The item span's time split as attributes, in whole microseconds. Each attribute costs
+    every item about a microsecond (set, then encoded in the span table), so a span carries
+    only what its duration cannot give: the attempts, the retry wait only when there was one
+    (absent is 0), and the overhead not at all (the span's duration minus the two)."""
+    attempts_ns, waits_ns = split
+    span.set_attribute(conv.ATTR_BATCH_TIME_ATTEMPTS_US, attempts_ns // 1000)
+    if waits_ns:
+        span.set_attribute(conv.ATTR_BATCH_TIME_RETRY_WAIT_US, waits_ns // 1000)
+    if provider_ns is not None:
+        span.set_attribute(conv.ATTR_BATCH_TIME_PROVIDER_US, provider_ns // 1000)
+
+
 def _place_attributes(place: WorkerPlace) -> dict[str, Any]:
     attributes: dict[str, Any] = {conv.ATTR_BATCH_HOST: place.host, conv.ATTR_BATCH_PID: place.pid}
     if place.address is not None:
         attributes[conv.ATTR_BATCH_WORKER_ADDRESS] = place.address
     return attributes
+
+
+def _pause(pause_s: float, on_signal_thread: bool) -> int:
+    """A retry wait (the signal may stop it on the signal's thread); the ns it took."""
+    began_ns = time.time_ns()
+    if pause_s > 0 and on_signal_thread:
+        _interruptibly(time.sleep, pause_s)
+    elif pause_s > 0:
+        time.sleep(pause_s)
+    return time.time_ns() - began_ns
 
 
 def _interruptibly(work: Callable[..., Any], *args: Any) -> None:

@@ -36,6 +36,7 @@ from pflow_trace.tracefile.spantable_format import (
     COLUMNS,
 )
 from pflow_trace.tracefile.spool import Spool, TextBlocks, encode_elements
+from pflow_trace.tracefile.time_split import batch_time_us, item_time_us, lane_waits_ns
 from pflow_trace.version import __version__
 
 FORMAT_VERSION = "1.2.0"
@@ -168,7 +169,9 @@ class TraceDocumentBuilder(RunObserver):
             event["attempts"] = execution.attempts
             event["retries"] = list(execution.retries)
         if execution.batch_items is not None:
-            event["batch_items"] = self._batch_items(execution)
+            event["batch_items"], time_us = self._batch_items(execution)
+            if time_us is not None:
+                event["batch_time_us"] = time_us
             if self.resumed_from is not None:
                 self._count_resumed(execution.batch_items)
         llm_usage = self._llm_usage(execution)
@@ -211,20 +214,32 @@ class TraceDocumentBuilder(RunObserver):
                 }
         return resolutions
 
-    def _batch_items(self, execution: NodeExecution) -> TextBlocks:
+    def _batch_items(self, execution: NodeExecution) -> tuple[TextBlocks, dict[str, int] | None]:
         """The ``batch_items`` records, in index order, encoded and spooled a block at a time
-        (a million-item batch never holds a million record dicts)."""
+        (a million-item batch never holds a million record dicts), and the batch's time split
+        (``batch_time_us``; None when no item reported one)."""
         outcomes = sorted(execution.batch_items or (), key=attrgetter("index"))
         records = TextBlocks(self.spool)
         if not outcomes:
-            return records
+            return records, None
         batch_start = min(outcome.start_ns for outcome in outcomes)
         with_place = any(map(attrgetter("place"), outcomes))
+        waits_ns = lane_waits_ns(outcomes, batch_start)
+        splits: list[list[int]] = []
+        providers: list[int] = []
         for start in range(0, len(outcomes), _ITEMS_PER_BLOCK):
             block = outcomes[start : start + _ITEMS_PER_BLOCK]
-            encoded = encode_elements(self._item_records(block, batch_start, with_place))
-            records.append_block(encoded, len(block))
-        return records
+            block_records = self._item_records(block, batch_start, with_place)
+            for record, outcome in zip(block_records, block, strict=True):
+                if outcome.split_ns is not None:
+                    parts = item_time_us(outcome, outcome.split_ns, waits_ns[outcome.index])
+                    record["time_us"] = parts
+                    splits.append(parts)
+                if outcome.provider_ns is not None:
+                    record["provider_us"] = outcome.provider_ns // 1000
+                    providers.append(outcome.provider_ns // 1000)
+            records.append_block(encode_elements(block_records), len(block))
+        return records, (batch_time_us(splits, providers) if splits else None)
 
     def _count_resumed(self, outcomes: list[ItemOutcome]) -> None:
         """Tally a resumed run's items: reused, and re-run (ok or failed)."""

@@ -63,6 +63,11 @@ class BatchItem:
     #: The item's LLM call (``llm_usage``; pflow's ``llm_call``) as written; None for an item
     #: that made none. ``empty_response`` is set when the response was blank.
     llm_usage: dict[str, Any] | None = None
+    #: Where the item's time went, in µs: (lane wait, attempts, retry waits, overhead); only
+    #: our format records it, and not for an item no attempt reported on.
+    time_us: tuple[int, int, int, int] | None = None
+    #: The provider's latency the node reported (``http``, ``llm``), in µs; None when unknown.
+    provider_us: int | None = None
 
 
 @dataclass(slots=True)

@@ -122,6 +122,28 @@ def attach_llm_usage(items: list[BatchItem], raw_items: list[Any]) -> None:
             item.llm_usage = usage
 
 
+def attach_time_split(items: list[BatchItem], raw_items: list[Any]) -> None:
+    """Give each item where its time went (``time_us``, ``provider_us``), when recorded.
+
+    Optional fields (older traces lack them), so they are not on the fast path; a record whose
+    split is not four non-negative integers keeps none.
+    """
+    records = [raw for raw in raw_items if raw.__class__ is dict]
+    if len(records) != len(items) or "time_us" not in records[0]:
+        return
+    for item, raw in zip(items, records, strict=True):
+        parts = raw.get("time_us")
+        if (
+            parts.__class__ is list
+            and len(parts) == 4
+            and all(part.__class__ is int and 0 <= part < NUMBER_LIMIT for part in parts)
+        ):
+            item.time_us = tuple(parts)  # type: ignore[assignment]
+        provider = raw.get("provider_us")
+        if provider.__class__ is int and 0 <= provider < NUMBER_LIMIT:
+            item.provider_us = provider
+
+
 def llm_call_of(record: dict[str, Any]) -> dict[str, Any] | None:
     """The LLM call a trace record carries, in any format; None when it has none.
 

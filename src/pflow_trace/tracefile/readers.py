@@ -34,7 +34,12 @@ from pflow_trace.tracefile.model import (
     TraceNode,
     TraceRun,
 )
-from pflow_trace.tracefile.read_batch import attach_llm_usage, batch_info, llm_call_of
+from pflow_trace.tracefile.read_batch import (
+    attach_llm_usage,
+    attach_time_split,
+    batch_info,
+    llm_call_of,
+)
 from pflow_trace.tracefile.read_common import (
     FORMAT_OURS,
     FORMAT_PFLOW,
@@ -255,6 +260,8 @@ def _node_from_document(raw: dict[str, Any]) -> TraceNode:
         # Ours marks an LLM batch with node-level totals (pflow's 1.2.0 has no item records).
         if batch.items and isinstance(raw_items, list) and "llm_usage" in raw:
             attach_llm_usage(batch.items, raw_items)
+        if batch.items and isinstance(raw_items, list) and "batch_time_us" in raw:
+            attach_time_split(batch.items, raw_items)
     else:  # ours writes the call on the event; pflow's 1.2.0 only in the node's output
         llm_usage = llm_call_of(raw) or (llm_call_of(output) if isinstance(output, dict) else None)
     return TraceNode(

@@ -378,6 +378,13 @@
         items.lane_labels.length ? items.lane_labels[items.lane[i]] : items.lane[i]]);
     const marks = items.retry_ms[String(i)];
     if (marks) fields.push(["retries at", marks.map(ms).join(", ") + " after the item started"]);
+    const split = items.time_us.length ? items.time_us[i] : null;
+    if (split) {
+      fields.push(["time split", "lane wait " + ms(split[0] / 1000) + ", attempts " + ms(split[1] / 1000) +
+        ", retry waits " + ms(split[2] / 1000) + ", overhead " + ms(split[3] / 1000)]);
+    }
+    const provider = items.provider_us.length ? items.provider_us[i] : null;
+    if (provider !== null) fields.push(["provider", ms(provider / 1000) + " (inside attempts)"]);
     fields.push(["error", error], ["span id", items.span_id[i]]);
     return { title: "Item " + orDash(items.index[i]) + " of " + node.node_id, fields: fields,
       span: items.span_id[i], trace: run.trace_id };
@@ -542,6 +549,15 @@
     block.appendChild(el("summary", "batch " + node.node_id + ": " + b.count + " items, " +
       orDash(b.error_count) + " failed, " + (b.execution_mode || "mode unknown") +
       (b.max_concurrent ? ", max_concurrent " + b.max_concurrent : "")));
+    const t = b.time_split;
+    if (t) {
+      const share = (v) => ms(v) + (t.wall_ms > 0 ? " (" + pct(v / t.wall_ms) + ")" : "");
+      block.appendChild(el("p", "where the time went: lane wait " + share(t.lane_wait_ms) +
+        ", attempts " + share(t.attempts_ms) + ", retry waits " + share(t.retry_wait_ms) +
+        ", overhead " + share(t.overhead_ms) +
+        (t.provider_ms !== null ? "; provider " + ms(t.provider_ms) + " inside attempts" : ""),
+        "time-split"));
+    }
     if (b.slowest.length) {
       block.appendChild(el("h3", "slowest " + b.slowest.length));
       const table = el("table", null, "sortable");

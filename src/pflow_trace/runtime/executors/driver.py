@@ -192,13 +192,13 @@ class _DriverLoop:
 
     def _record(self, task: ItemTask, reply: ItemReply) -> None:
         index, status, attempts, start_ns, end_ns, error, span_id, result, rows = reply[:9]
-        place, res, usage = reply[9:]
+        place, res, usage, split, provider_ns = reply[9:]
         if res and self.execution is not None and not self.execution.template_resolutions:
             self.execution.template_resolutions = res
         place = self.places.setdefault(place, place)
         outcome = ItemOutcome(
             index, self.items[index], status, attempts, start_ns, end_ns, task.lane, error,
-            span_id, usage, place,
+            span_id, usage, place, None, split, provider_ns,
         )  # fmt: skip
         self._keep(outcome, result, rows)
 

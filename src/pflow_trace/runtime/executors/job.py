@@ -42,10 +42,11 @@ from pflow_trace.runtime.template_aware import TemplateAwareNode
 _PROPAGATOR = TraceContextTextMapPropagator()
 
 #: (index, status, attempts, start ns, end ns, error, item span id, result, span rows, place,
-#: template resolutions or None, the LLM call's usage or None). Times are the worker's clock.
+#: template resolutions or None, the LLM call's usage or None, the time split (ns in attempts,
+#: ns between them) or None, the provider's latency in ns or None). Times are the worker's clock.
 ItemReply = tuple[
     int, str, int, int, int, str | None, int, Any, list[SpanRow], WorkerPlace, dict | None,
-    dict | None,
+    dict | None, tuple[int, int] | None, int | None,
 ]  # fmt: skip
 
 
@@ -171,4 +172,6 @@ class ItemRunner:
             self.place,
             resolutions,
             outcome.llm_usage,
+            outcome.split_ns,
+            outcome.provider_ns,
         )
