@@ -161,6 +161,24 @@ def test_a_signal_during_parallel_commands_interrupts_them_and_kills_their_child
     assert_no_survivors(pid_dir)
 
 
+def test_ctrl_c_on_the_processes_executor_leaves_no_command_running(tmp_path: Path) -> None:
+    """Worker processes are stopped with their shell commands (and those commands' children),
+    not killed alone, which left each running ``sh`` and its ``sleep`` orphaned."""
+    pid_dir = tmp_path / "pids"
+    pid_dir.mkdir()
+    trace = tmp_path / "run.trace.json"
+    workflow = write_workflow(tmp_path, [shell_batch(pid_dir, 4, 2)])
+    process = start_run(workflow, trace, "--executor", "processes")
+    wait_for(lambda: len(list(pid_dir.glob("sh-*.pid"))) >= 2, process, "two items ran")
+    time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    code, stdout, stderr = finish(process)
+
+    assert code == 128 + signal.SIGINT, (stdout, stderr)
+    assert "Traceback" not in stderr
+    assert_no_survivors(pid_dir)
+
+
 def test_ctrl_c_during_parallel_code_records_the_items_still_running(tmp_path: Path) -> None:
     marker = tmp_path / "started"
     code = (

@@ -12,12 +12,13 @@ the driver decides what a Ctrl-C stops, and kills them.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import pickle
 import signal
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from pflow_trace.nodes.base import NodeFailure
+from pflow_trace.nodes.base import NodeFailure, cancel_running_work
 from pflow_trace.observe.facts import WorkerPlace
 from pflow_trace.runtime.executors.driver import ItemTask, WorkerLost, run_on_transport
 from pflow_trace.runtime.executors.job import BatchJob, ItemReply, ItemRunner, this_place
@@ -25,6 +26,8 @@ from pflow_trace.runtime.item_life import BatchWork
 
 #: How long a closing lane may take to exit before it is killed.
 STOP_GRACE_S = 2.0
+#: How long a worker asked to stop gets to stop its own children first.
+CHILDREN_GRACE_S = 1.0
 
 
 def _context() -> Any:
@@ -36,9 +39,17 @@ def _context() -> Any:
     return multiprocessing.get_context("spawn")
 
 
+def _stop_with_children(signal_number: int, frame: Any) -> None:
+    """SIGTERM from the driver: stop this worker's own children first (a ``shell`` item's
+    command runs in a session of its own, so killing the worker alone would orphan it)."""
+    cancel_running_work()
+    os._exit(128 + signal_number)
+
+
 def _lane_main(conn: Connection) -> None:
     """A worker process: install jobs, run items, reply; until told to stop or the pipe ends."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _stop_with_children)
     place = this_place()
     runner: ItemRunner | None = None
     job_error = "the batch's job never reached this worker"
@@ -100,7 +111,11 @@ class _Lane:
         return f"worker process {pid} died ({how})"
 
     def kill(self) -> None:
+        """Ask the worker to stop with its children (SIGTERM), then make sure it has."""
         try:
+            if self.process.is_alive():
+                self.process.terminate()
+                self.process.join(CHILDREN_GRACE_S)
             self.process.kill()
             self.process.join(STOP_GRACE_S)
         finally:
