@@ -14,7 +14,9 @@ no span has to take a link after it started.
 
 Ids are stable: moved spans keep their span ids (only the trace id and, for an item, its
 parent change), and a chunk's trace and root span ids are hashes of the batch span and the
-chunk's number. The trace file is not shaped: its span table keeps every span as made.
+chunk's number. So an item is exported to its chunk's trace as soon as it ends; only the chunk's
+root waits until the chunk is full (or the batch ends), to carry the chunk's times and size.
+The trace file is not shaped: its span table keeps every span as made.
 
 :class:`ShapingExporter` sits in front of the exporter and sees spans as they end, children
 before their parent. Spans below a node (item, namespaced, template, node layers) wait for
@@ -40,6 +42,7 @@ from opentelemetry.trace.status import Status, StatusCode
 from pflow_trace.observe import conventions as conv
 from pflow_trace.observe.export_settings import DEFAULT_TRACE_SHAPE
 from pflow_trace.observe.lean_export import as_readable
+from pflow_trace.observe.lean_tracer import LeanSpan, moved_copy
 
 #: ``auto`` links a batch with more items than this: about 10,000 spans in one trace, which
 #: Jaeger's UI still opens in a few seconds (benchmarks/README.md has the measurements).
@@ -52,7 +55,7 @@ SLOWEST_KEPT = 100
 KEPT_ITEMS = 1_000
 #: The status an interrupted item's span carries (``runtime/item_life.py``).
 INTERRUPTED = "interrupted"
-#: Spans per export call: a chunk closes with about 5,000 at once.
+#: Spans per export call: a batch that turns linked sends up to its threshold's items at once.
 SPANS_PER_EXPORT = 2_048
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _TREE_LAYERS = (conv.LAYER_WORKFLOW, conv.LAYER_INSTRUMENTED)
@@ -166,6 +169,30 @@ class _Item:
 
 
 @dataclass
+class _Chunk:
+    """The open chunk of a batch: its ids, known from its number, and what its root will say."""
+
+    number: int
+    root: SpanContext
+    node_id: str = ""
+    items: int = 0
+    start_ns: int | None = None
+    end_ns: int = 0
+    first_index: int | None = None
+    last_index: int = 0
+
+    def add(self, item: _Item) -> None:
+        start, end = _times(item.span)
+        index = item.index
+        self.node_id = str((item.span.attributes or {}).get(conv.ATTR_NODE_ID, ""))
+        self.items += 1
+        self.start_ns = start if self.start_ns is None else min(self.start_ns, start)
+        self.end_ns = max(self.end_ns, end)
+        self.first_index = index if self.first_index is None else min(self.first_index, index)
+        self.last_index = max(self.last_index, index)
+
+
+@dataclass
 class _Batch:
     """The items of one batch span seen so far, and where its linked items went."""
 
@@ -174,7 +201,7 @@ class _Batch:
     totals: BatchTotals = field(default_factory=BatchTotals)
     kept: int = 0
     slowest: list[tuple[int, int, int, _Item]] = field(default_factory=list)  # a min-heap
-    chunk: list[_Item] = field(default_factory=list)
+    chunk: _Chunk | None = None
     chunk_roots: list[SpanContext] = field(default_factory=list)
     moved: int = 0
 
@@ -206,7 +233,7 @@ class TraceShaper:
         out = [span for spans in self._held.values() for span in spans]
         self._held.clear()
         for batch in self._batches.values():
-            for item in batch.waiting + batch.chunk + [entry[3] for entry in batch.slowest]:
+            for item in batch.waiting + [entry[3] for entry in batch.slowest]:
                 out.extend(item.subtree)
         self._batches.clear()
         return out
@@ -260,58 +287,61 @@ class TraceShaper:
                 heapq.heappush(batch.slowest, entry)
                 return
             item = heapq.heappushpop(batch.slowest, entry)[3]
-        batch.chunk.append(item)
-        if len(batch.chunk) >= self.policy.chunk_items:
-            out.extend(self._close_chunk(batch_context, batch))
+        out.extend(self._into_chunk(batch_context, batch, item))
 
-    def _close_chunk(self, batch_context: SpanContext, batch: _Batch) -> list[Any]:
-        """The chunk's root span and its items, moved to the chunk's own trace."""
-        items, batch.chunk = batch.chunk, []
-        number = len(batch.chunk_roots)
-        trace_id = _stable_id(16, batch_context.trace_id, batch_context.span_id, number)
-        root_id = _stable_id(8, trace_id, batch_context.span_id, number)
-        root_context = SpanContext(trace_id, root_id, is_remote=False, trace_flags=_SAMPLED)
-        batch.chunk_roots.append(root_context)
-        batch.moved += len(items)
-        out: list[Any] = [self._chunk_root(batch_context, root_context, number, items)]
-        for item in items:
-            for span in item.subtree:
-                parent = root_context if span is item.span else None
-                out.append(self._moved(span, trace_id, parent))
+    def _into_chunk(self, batch_context: SpanContext, batch: _Batch, item: _Item) -> list[Any]:
+        """The item's spans moved to the open chunk's trace (the chunk's ids are known from its
+        number, so they go at once); its root span too when this item fills the chunk."""
+        if batch.chunk is None:
+            number = len(batch.chunk_roots)
+            trace_id = _stable_id(16, batch_context.trace_id, batch_context.span_id, number)
+            root_id = _stable_id(8, trace_id, batch_context.span_id, number)
+            root = SpanContext(trace_id, root_id, is_remote=False, trace_flags=_SAMPLED)
+            batch.chunk = _Chunk(number, root)
+            batch.chunk_roots.append(root)
+        chunk = batch.chunk
+        chunk.add(item)
+        batch.moved += 1
+        trace_id = chunk.root.trace_id
+        out = [
+            self._moved(span, trace_id, chunk.root if span is item.span else None)
+            for span in item.subtree
+        ]
+        if chunk.items >= self.policy.chunk_items:
+            out.append(self._close_chunk(batch_context, batch))
         return out
 
-    def _chunk_root(
-        self, batch_context: SpanContext, root: SpanContext, number: int, items: list[_Item]
-    ) -> ReadableSpan:
-        first = items[0].span.attributes or {}
-        node_id = first.get(conv.ATTR_NODE_ID)
-        indexes = [item.index for item in items]
-        times = [_times(item.span) for item in items]
+    def _close_chunk(self, batch_context: SpanContext, batch: _Batch) -> ReadableSpan:
+        """The open chunk's root span, linked to the batch span."""
+        chunk, batch.chunk = batch.chunk, None
+        assert chunk is not None  # only called with a chunk open
         link = Link(batch_context, {conv.ATTR_SHAPE_LINK: conv.LINK_BATCH})
         return ReadableSpan(
-            name=conv.span_name(conv.LAYER_BATCH_CHUNK, node_id),
-            context=root,
+            name=conv.span_name(conv.LAYER_BATCH_CHUNK, chunk.node_id or None),
+            context=chunk.root,
             parent=None,
             resource=self.resource,
             attributes={
                 conv.ATTR_LAYER: conv.LAYER_BATCH_CHUNK,
-                conv.ATTR_NODE_ID: node_id or "",
-                conv.ATTR_SHAPE_CHUNK_NUMBER: number,
-                conv.ATTR_SHAPE_CHUNK_ITEMS: len(items),
-                conv.ATTR_SHAPE_CHUNK_FIRST_INDEX: min(indexes),
-                conv.ATTR_SHAPE_CHUNK_LAST_INDEX: max(indexes),
+                conv.ATTR_NODE_ID: chunk.node_id,
+                conv.ATTR_SHAPE_CHUNK_NUMBER: chunk.number,
+                conv.ATTR_SHAPE_CHUNK_ITEMS: chunk.items,
+                conv.ATTR_SHAPE_CHUNK_FIRST_INDEX: chunk.first_index or 0,
+                conv.ATTR_SHAPE_CHUNK_LAST_INDEX: chunk.last_index,
                 conv.ATTR_SHAPE_BATCH_TRACE_ID: f"{batch_context.trace_id:032x}",
             },
             links=[link],
             kind=SpanKind.INTERNAL,
             status=Status(StatusCode.UNSET),
-            start_time=min(start for start, _ in times),
-            end_time=max(end for _, end in times),
+            start_time=chunk.start_ns,
+            end_time=chunk.end_ns,
             instrumentation_scope=self.scope,
         )
 
-    def _moved(self, span: Any, trace_id: int, parent: SpanContext | None) -> ReadableSpan:
+    def _moved(self, span: Any, trace_id: int, parent: SpanContext | None) -> Any:
         """A copy of ``span`` in trace ``trace_id``; ``parent`` replaces its parent if given."""
+        if isinstance(span, LeanSpan):
+            return moved_copy(span, trace_id, parent)
         readable = as_readable(span, self.resource, self.scope)
         old = _ctx(readable)
         context = SpanContext(trace_id, old.span_id, False, old.trace_flags, old.trace_state)
@@ -331,8 +361,8 @@ class TraceShaper:
             return span
         for entry in sorted(batch.slowest, reverse=True):
             out.extend(entry[3].subtree)
-        if batch.chunk:
-            out.extend(self._close_chunk(context, batch))
+        if batch.chunk is not None:
+            out.append(self._close_chunk(context, batch))
         readable = as_readable(span, self.resource, self.scope)
         attributes = {
             **(readable.attributes or {}),
