@@ -12,6 +12,10 @@ The exporters' own timeouts bound each socket read, not a request: a backend tha
 connection and answers one byte at a time would hold them for minutes. So every export, and
 the whole shutdown at exit, runs against a deadline on a helper thread; past it the export is
 abandoned (the thread is a daemon and dies with the process) and counted as a failure.
+
+Unless the settings' trace shape is ``inline``, the exporter sits behind a
+:class:`~pflow_trace.observe.trace_shape.ShapingExporter`, which moves a large batch's items
+to linked chunk traces before they are encoded.
 """
 
 from __future__ import annotations
