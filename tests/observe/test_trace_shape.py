@@ -128,11 +128,23 @@ def test_inline_shape_below_the_auto_threshold_exports_every_span_unchanged() ->
     assert all(not s.links for s in exported)
 
 
-def test_auto_links_a_batch_past_its_threshold() -> None:
-    exported = shape(
-        run_spans(31), ShapePolicy("auto", threshold=30, chunk_items=10, slowest_kept=3)
+def test_auto_sends_the_first_items_at_once_and_links_the_rest_past_the_threshold() -> None:
+    policy = ShapePolicy("auto", threshold=30, chunk_items=10, slowest_kept=3)
+    shaper = TraceShaper(policy, RESOURCE, SCOPE)
+    spans = run_spans(60)
+    first_items = shaper.take(spans[: 4 * 30])  # the first 30 items, before the batch ends
+    assert len(first_items) == 4 * 30
+    exported = first_items + shaper.take(spans[4 * 30 :]) + shaper.finish()
+    run_items = sorted(
+        s.attributes[conv.ATTR_BATCH_INDEX]
+        for s in by_trace(exported)[TRACE]
+        if s.attributes[conv.ATTR_LAYER] == conv.LAYER_BATCH_ITEM
     )
-    assert len(by_trace(exported)) > 1
+    assert run_items == [*range(30), 47, 48, 49]  # then the 3 slowest of the rest
+    [batch] = [s for s in exported if s.context.span_id == BATCH_ID]
+    assert batch.attributes[conv.ATTR_SHAPE_ITEMS_SUCCESS] == 58  # every item counted
+    assert batch.attributes[conv.ATTR_SHAPE_ITEMS_LINKED] == 27
+    assert len(batch.links) == 3
 
 
 def test_linked_shape_keeps_every_span_and_moves_whole_items_to_chunk_traces() -> None:
@@ -222,7 +234,8 @@ def test_a_large_batch_keeps_the_run_trace_small() -> None:
     exported = shape(run_spans(5_000), ShapePolicy("auto"), batch_size=4096)
     run_trace = by_trace(exported)[TRACE]
     assert len(run_trace) < 10_000
-    assert len(exported) == 5_000 * 4 + 3 + 5  # five chunk roots of 1,000 items at most
+    # 2,000 items inline, then the 100 slowest kept and 2,900 items in three chunks
+    assert len(exported) == 5_000 * 4 + 3 + 3
 
 
 def test_spans_whose_parent_never_ends_are_still_exported() -> None:

@@ -20,8 +20,11 @@ The trace file is not shaped: its span table keeps every span as made.
 
 :class:`ShapingExporter` sits in front of the exporter and sees spans as they end, children
 before their parent. Spans below a node (item, namespaced, template, node layers) wait for
-their parent; a batch waits until it has more items than the threshold (``auto``) before
-its items are shaped, and one that ends below it is exported inline.
+their parent. In ``auto`` a batch's first :data:`AUTO_THRESHOLD` items go to the run's trace
+as they end (nothing waits for the batch to end); from the next one on the batch is linked.
+So the run's trace of an ``auto`` batch holds at most 2,000 + 300 + 100 items, about 9,600
+spans, and every item among the first 2,000 or the 100 slowest after them: the slowest 100
+overall among them. The aggregates count every item.
 """
 
 from __future__ import annotations
@@ -44,18 +47,18 @@ from pflow_trace.observe.export_settings import DEFAULT_TRACE_SHAPE
 from pflow_trace.observe.lean_export import as_readable
 from pflow_trace.observe.lean_tracer import LeanSpan, moved_copy
 
-#: ``auto`` links a batch with more items than this: about 10,000 spans in one trace, which
-#: Jaeger's UI still opens in a few seconds (benchmarks/README.md has the measurements).
+#: ``auto`` links a batch past this many items: about 8,000 spans, which Jaeger returns in
+#: about a second (benchmarks/README.md has the measurements).
 AUTO_THRESHOLD = 2_000
-#: Items per chunk trace: about 5,000 spans, a trace Jaeger returns and draws quickly.
+#: Items per chunk trace: about 4,000 spans, a trace Jaeger returns in about half a second.
 CHUNK_ITEMS = 1_000
 #: The slowest items of a linked batch that stay in the run's trace.
 SLOWEST_KEPT = 100
 #: Failed, interrupted and retried items kept in the run's trace; past it they go to chunks.
-KEPT_ITEMS = 1_000
+KEPT_ITEMS = 300
 #: The status an interrupted item's span carries (``runtime/item_life.py``).
 INTERRUPTED = "interrupted"
-#: Spans per export call: a batch that turns linked sends up to its threshold's items at once.
+#: Spans per export call, however many one call to the shaper gives back.
 SPANS_PER_EXPORT = 2_048
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _TREE_LAYERS = (conv.LAYER_WORKFLOW, conv.LAYER_INSTRUMENTED)
@@ -196,7 +199,6 @@ class _Chunk:
 class _Batch:
     """The items of one batch span seen so far, and where its linked items went."""
 
-    waiting: list[_Item] = field(default_factory=list)  # before the batch is known to link
     linked: bool = False
     totals: BatchTotals = field(default_factory=BatchTotals)
     kept: int = 0
@@ -233,7 +235,7 @@ class TraceShaper:
         out = [span for spans in self._held.values() for span in spans]
         self._held.clear()
         for batch in self._batches.values():
-            for item in batch.waiting + [entry[3] for entry in batch.slowest]:
+            for item in [entry[3] for entry in batch.slowest]:
                 out.extend(item.subtree)
         self._batches.clear()
         return out
@@ -254,23 +256,22 @@ class TraceShaper:
             self._held.setdefault(span.parent.span_id, []).extend([span, *below])
 
     def _item_ended(self, batch_context: SpanContext, item: _Item, out: list[Any]) -> None:
+        """Count the item; export it in the run's trace until its batch has passed the
+        threshold, and place it (:meth:`_place`) from then on."""
         batch = self._batches.setdefault(batch_context.span_id, _Batch())
+        batch.totals.add(item.span)
         linked_after = self.policy.linked_after
+        if not batch.linked and linked_after is not None:
+            batch.linked = len(batch.totals.durations_ns) > linked_after
         if batch.linked:
             self._place(batch_context, batch, item, out)
-            return
-        batch.waiting.append(item)
-        if linked_after is not None and len(batch.waiting) > linked_after:
-            batch.linked = True
-            waiting, batch.waiting = batch.waiting, []
-            for held in waiting:
-                self._place(batch_context, batch, held, out)
+        else:
+            out.extend(item.subtree)
 
     def _place(
         self, batch_context: SpanContext, batch: _Batch, item: _Item, out: list[Any]
     ) -> None:
         """Keep the item in the run's trace, among the slowest for now, or in a chunk."""
-        batch.totals.add(item.span)
         attributes = item.span.attributes or {}
         notable = (
             item_status(item.span) != "success"
@@ -355,8 +356,6 @@ class TraceShaper:
         batch = self._batches.pop(context.span_id, None)
         if batch is None:
             return span
-        for item in batch.waiting:
-            out.extend(item.subtree)
         if not batch.linked:
             return span
         for entry in sorted(batch.slowest, reverse=True):
