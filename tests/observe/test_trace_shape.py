@@ -243,6 +243,14 @@ def test_spans_whose_parent_never_ends_are_still_exported() -> None:
     assert len(shape(orphans, SMALL)) == 3
 
 
+def test_a_batch_that_never_ends_still_gets_its_open_chunk_root() -> None:
+    items = run_spans(25)[: 4 * 25]  # the items alone: the batch span never ends
+    exported = shape(items, SMALL)
+    roots = [s for s in exported if s.attributes[conv.ATTR_LAYER] == conv.LAYER_BATCH_CHUNK]
+    assert [root.attributes[conv.ATTR_SHAPE_CHUNK_ITEMS] for root in roots] == [10, 9]
+    assert len(exported) == 4 * 25 + 2  # the 3 slowest and the kept 7, 8 and 9 too
+
+
 def test_post_order_puts_children_before_parents() -> None:
     spans = run_spans(3)
     ordered = post_order(list(reversed(spans)))

@@ -199,6 +199,7 @@ class _Chunk:
 class _Batch:
     """The items of one batch span seen so far, and where its linked items went."""
 
+    context: SpanContext
     linked: bool = False
     totals: BatchTotals = field(default_factory=BatchTotals)
     kept: int = 0
@@ -231,12 +232,15 @@ class TraceShaper:
         return out
 
     def finish(self) -> list[Any]:
-        """Everything still held (spans whose parent never ended here), exported as made."""
+        """Everything still held (spans whose parent never ended here), exported as made, and
+        the root of any open chunk (its batch span did not end), so its items have one."""
         out = [span for spans in self._held.values() for span in spans]
         self._held.clear()
         for batch in self._batches.values():
             for item in [entry[3] for entry in batch.slowest]:
                 out.extend(item.subtree)
+            if batch.chunk is not None:
+                out.append(self._close_chunk(batch.context, batch))
         self._batches.clear()
         return out
 
@@ -258,7 +262,9 @@ class TraceShaper:
     def _item_ended(self, batch_context: SpanContext, item: _Item, out: list[Any]) -> None:
         """Count the item; export it in the run's trace until its batch has passed the
         threshold, and place it (:meth:`_place`) from then on."""
-        batch = self._batches.setdefault(batch_context.span_id, _Batch())
+        batch = self._batches.get(batch_context.span_id)
+        if batch is None:
+            batch = self._batches[batch_context.span_id] = _Batch(batch_context)
         batch.totals.add(item.span)
         linked_after = self.policy.linked_after
         if not batch.linked and linked_after is not None:
