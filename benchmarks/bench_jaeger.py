@@ -6,6 +6,12 @@ must be set: ``eval "$(bash dashboards/jaeger/start.sh)"``). Then: how many span
 for the run's trace, how long ``GET /api/traces/<id>`` takes (best of ``--repeats``) and how big
 its answer is, and Jaeger's resident memory (``VmRSS`` and ``VmHWM`` from ``/proc``) before
 the run, once it stored the run, and after the reads. Not run by ``run.py``: it needs Jaeger.
+
+``--trace-shape`` (default ``inline``) is passed to the run; in the ``linked`` shape the run's
+trace holds only the kept items, and the report adds how many chunk traces the batch span links
+to. Spans per second is every span the run exported (chunk roots included) over the run's wall
+time, the process's start and exit included. ``--replay`` sends the spans after the run with
+``export --to otlp`` (the same shape and ids, with a 60 s deadline per request), and times that.
 """
 
 from __future__ import annotations
@@ -72,6 +78,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=positive_int, default=10_000)
     parser.add_argument("--repeats", type=positive_int, default=3)
+    parser.add_argument("--trace-shape", choices=("inline", "linked", "auto"), default="inline")
+    parser.add_argument(
+        "--replay",
+        action="store_true",
+        help="run without export, then send the trace file with export --to otlp --timeout 60 "
+        "(a loaded machine can overrun a live run's 1 s export deadline)",
+    )
     args = parser.parse_args()
     query, otlp_http, pid = jaeger_settings()
     before = memory_mib(pid)
@@ -79,16 +92,29 @@ def main() -> None:
         path = Path(directory) / "workflow.json"
         path.write_text(json.dumps(workflow(args.items)), encoding="utf-8")
         trace_path = Path(directory) / "run.trace.json"
+        export = ["--exporter", "otlp", "--otlp-endpoint", otlp_http]
+        if args.replay:
+            export = ["--exporter", "none"]
         started = time.perf_counter()
         subprocess.run(
             [
                 *(sys.executable, "-m", "pflow_trace", "run", str(path), "-q"),
-                *("--trace-file", str(trace_path), "--exporter", "otlp"),
-                *("--otlp-endpoint", otlp_http),
+                *("--trace-file", str(trace_path), *export, "--trace-shape", args.trace_shape),
             ],
             check=True,
             stdin=subprocess.DEVNULL,
         )
+        if args.replay:
+            started = time.perf_counter()
+            subprocess.run(
+                [
+                    *(sys.executable, "-m", "pflow_trace", "export", str(trace_path)),
+                    *("--to", "otlp", "--endpoint", otlp_http, "--timeout", "60"),
+                    *("--trace-shape", args.trace_shape),
+                ],
+                check=True,
+                stdin=subprocess.DEVNULL,
+            )
         run_seconds = time.perf_counter() - started
         document = json.loads(trace_path.read_text(encoding="utf-8"))
     stored = memory_mib(pid)
@@ -96,13 +122,23 @@ def main() -> None:
     recorded = len(document["otel"]["spans"]["rows"])
     fetches = [fetch(f"{query}/api/traces/{trace_id}") for _ in range(args.repeats)]
     timings, body = [seconds for seconds, _ in fetches], fetches[-1][1]
-    held = sum(len(trace["spans"]) for trace in json.loads(body)["data"])
+    spans = [span for trace in json.loads(body)["data"] for span in trace["spans"]]
+    chunks = sum(
+        1
+        for span in spans
+        for ref in span["references"]
+        if ref["refType"] == "FOLLOWS_FROM" and ref["traceID"] != trace_id
+    )
     report = {
         "benchmark": "jaeger",
         "items": args.items,
-        "run_with_live_export_s": round(run_seconds, 2),
+        "trace_shape": args.trace_shape,
+        "sent_by": "export --to otlp" if args.replay else "run (live)",
+        "run_with_live_export_s" if not args.replay else "export_s": round(run_seconds, 2),
         "spans_recorded": recorded,
-        "spans_in_jaeger": held,
+        "spans_in_run_trace": len(spans),
+        "chunk_traces": chunks,
+        "spans_exported_per_s": round((recorded + chunks) / run_seconds),
         "get_trace_best_s": round(min(timings), 3),
         "get_trace_bytes": len(body),
         "jaeger_mib_before": before,

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from pflow_trace.errors import UsageError
-from pflow_trace.observe.export_settings import PROTOCOLS
+from pflow_trace.observe.export_settings import PROTOCOLS, TRACE_SHAPES
 from pflow_trace.replay import FILE_FORMATS
 from pflow_trace.text import json_text
 
@@ -57,6 +57,13 @@ DEFAULT_TIMEOUT_S = 2.0
     help="Service of a pflow trace's synthesized spans (default OTEL_SERVICE_NAME, else "
     "pflow-trace); a pflow-trace file keeps the service it was recorded with.",
 )
+@click.option(
+    "--trace-shape",
+    type=click.Choice(TRACE_SHAPES),
+    default=None,
+    help="With --to otlp: a large batch's items in the run's trace (inline), in linked chunk "
+    "traces (linked), or linked past 2,000 items (auto, the default).",
+)
 def export(
     trace: str,
     target: str | None,
@@ -66,6 +73,7 @@ def export(
     protocol: str | None,
     timeout_s: float | None,
     service_name: str | None,
+    trace_shape: str | None,
 ) -> None:
     """Replay TRACE as OTLP spans (--to otlp) or write it as jaeger-json, otlp-json or chrome.
 
@@ -73,11 +81,11 @@ def export(
     (1.2.0 JSON or JSON lines: a tree is built from its timings, with ids derived from its
     execution id, so exporting it twice does not duplicate it).
     """
-    check_export_options(target, file_format, output, endpoint, protocol, timeout_s)
+    check_export_options(target, file_format, output, endpoint, protocol, timeout_s, trace_shape)
     if output is not None and output != "-":
         check_output_path(output, trace)
     if target is not None:
-        result = _replay(trace, endpoint, protocol, timeout_s, service_name)
+        result = _replay(trace, endpoint, protocol, timeout_s, service_name, trace_shape)
         from pflow_trace.observe.redaction import redact_message
 
         click.echo(
@@ -115,6 +123,7 @@ def check_export_options(
     endpoint: str | None,
     protocol: str | None,
     timeout_s: float | None,
+    trace_shape: str | None = None,
 ) -> None:
     """Raise :class:`UsageError` for a combination of options that means nothing.
 
@@ -139,6 +148,7 @@ def check_export_options(
             ("--endpoint", endpoint),
             ("--protocol", protocol),
             ("--timeout", timeout_s),
+            ("--trace-shape", trace_shape),
         )
         if value is not None
     ]
@@ -152,6 +162,7 @@ def _replay(
     protocol: str | None,
     timeout_s: float | None,
     service_name: str | None,
+    trace_shape: str | None,
 ) -> ReplayResult:
     """Send the trace's spans to the OTLP backend the options and environment name."""
     from pflow_trace.observe.export_settings import resolve_export_settings
@@ -164,6 +175,7 @@ def _replay(
         protocol,
         service_name,
         timeout_s=timeout_s if timeout_s is not None else DEFAULT_TIMEOUT_S,
+        trace_shape=trace_shape,
     )
     replay = load_replay_trace(trace, settings.service_name)
     print_warnings(replay.warnings)

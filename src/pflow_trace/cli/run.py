@@ -18,7 +18,12 @@ from pflow_trace.errors import (
     PflowTraceError,
     UsageError,
 )
-from pflow_trace.observe.export_settings import EXPORTERS, PROTOCOLS
+from pflow_trace.observe.export_settings import (
+    DEFAULT_TRACE_SHAPE,
+    EXPORTERS,
+    PROTOCOLS,
+    TRACE_SHAPES,
+)
 from pflow_trace.text import cap_depth, format_duration_ms, json_text, terminal_safe
 
 EXIT_BY_STATUS = {
@@ -60,6 +65,14 @@ _RUN_OPTIONS = [
     ),
     click.option(
         "--service-name", default=None, help="Default: OTEL_SERVICE_NAME, else pflow-trace."
+    ),
+    click.option(
+        "--trace-shape",
+        type=click.Choice(TRACE_SHAPES),
+        default=DEFAULT_TRACE_SHAPE,
+        show_default=True,
+        help="Exported spans of a large batch: all in the run's trace (inline), its items in "
+        "linked chunk traces (linked), or linked past 2,000 items (auto).",
     ),
     click.option(
         "--trace-file",
@@ -268,7 +281,11 @@ def run_and_report(
         if stdin_input(loaded) is not None:
             inputs = with_piped_text(loaded, inputs, _piped_stdin())
         settings = resolve_export_settings(
-            flags["exporter"], flags["otlp_endpoint"], flags["otlp_protocol"], flags["service_name"]
+            flags["exporter"],
+            flags["otlp_endpoint"],
+            flags["otlp_protocol"],
+            flags["service_name"],
+            trace_shape=flags["trace_shape"],
         )
         if flags["prices"] is not None:
             use_price_file(flags["prices"])

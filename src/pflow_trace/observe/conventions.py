@@ -159,6 +159,55 @@ GEN_AI_VARYING_ATTRIBUTES = (
     ATTR_LLM_ATTEMPTS,
 )
 
+# -- the linked export shape (observe/trace_shape.py): set on exported copies only -----------
+#: The layer of a chunk trace's root span (not a wrapper layer: the export pipeline makes it).
+LAYER_BATCH_CHUNK = "batch.chunk"
+ATTR_SHAPE = "pflow.trace_shape"
+ATTR_SHAPE_CHUNKS = "pflow.batch.chunks"
+ATTR_SHAPE_ITEMS_LINKED = "pflow.batch.items_linked"
+ATTR_SHAPE_ITEMS_SUCCESS = "pflow.batch.items.success"
+ATTR_SHAPE_ITEMS_FAILED = "pflow.batch.items.failed"
+ATTR_SHAPE_ITEMS_INTERRUPTED = "pflow.batch.items.interrupted"
+ATTR_SHAPE_RETRIES = "pflow.batch.retries"
+ATTR_SHAPE_INPUT_TOKENS = "pflow.batch.input_tokens"
+ATTR_SHAPE_OUTPUT_TOKENS = "pflow.batch.output_tokens"
+ATTR_SHAPE_COST_USD = "pflow.batch.cost_usd"
+ATTR_SHAPE_DURATION_P50_MS = "pflow.batch.item_duration_ms.p50"
+ATTR_SHAPE_DURATION_P95_MS = "pflow.batch.item_duration_ms.p95"
+ATTR_SHAPE_DURATION_P99_MS = "pflow.batch.item_duration_ms.p99"
+ATTR_SHAPE_DURATION_MAX_MS = "pflow.batch.item_duration_ms.max"
+ATTR_SHAPE_CHUNK_NUMBER = "pflow.chunk.number"
+ATTR_SHAPE_CHUNK_ITEMS = "pflow.chunk.items"
+ATTR_SHAPE_CHUNK_FIRST_INDEX = "pflow.chunk.first_index"
+ATTR_SHAPE_CHUNK_LAST_INDEX = "pflow.chunk.last_index"
+ATTR_SHAPE_BATCH_TRACE_ID = "pflow.chunk.batch_trace_id"
+#: On a span link: what the linked span is (LINK_BATCH or LINK_CHUNK).
+ATTR_SHAPE_LINK = "pflow.link"
+LINK_BATCH = "batch"
+LINK_CHUNK = "chunk"
+SHAPE_ATTRIBUTES = (
+    ATTR_SHAPE,
+    ATTR_SHAPE_CHUNKS,
+    ATTR_SHAPE_ITEMS_LINKED,
+    ATTR_SHAPE_ITEMS_SUCCESS,
+    ATTR_SHAPE_ITEMS_FAILED,
+    ATTR_SHAPE_ITEMS_INTERRUPTED,
+    ATTR_SHAPE_RETRIES,
+    ATTR_SHAPE_INPUT_TOKENS,
+    ATTR_SHAPE_OUTPUT_TOKENS,
+    ATTR_SHAPE_COST_USD,
+    ATTR_SHAPE_DURATION_P50_MS,
+    ATTR_SHAPE_DURATION_P95_MS,
+    ATTR_SHAPE_DURATION_P99_MS,
+    ATTR_SHAPE_DURATION_MAX_MS,
+    ATTR_SHAPE_CHUNK_NUMBER,
+    ATTR_SHAPE_CHUNK_ITEMS,
+    ATTR_SHAPE_CHUNK_FIRST_INDEX,
+    ATTR_SHAPE_CHUNK_LAST_INDEX,
+    ATTR_SHAPE_BATCH_TRACE_ID,
+    ATTR_SHAPE_LINK,
+)
+
 #: Every attribute key the runtime may set; docs and dashboard tests read this.
 ALL_ATTRIBUTES = (
     ATTR_LAYER,
@@ -198,6 +247,7 @@ ALL_ATTRIBUTES = (
     GEN_AI_RESPONSE_MODEL,
     *GEN_AI_VARYING_ATTRIBUTES,
     *MCP_ATTRIBUTES,
+    *SHAPE_ATTRIBUTES,
 )
 
 

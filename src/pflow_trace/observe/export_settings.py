@@ -21,6 +21,9 @@ ExporterName = Literal["none", "console", "otlp"]
 Protocol = Literal["http/protobuf", "grpc"]
 
 EXPORTERS: tuple[str, ...] = ("none", "console", "otlp")
+#: How a large batch's spans are exported (``observe/trace_shape.py``, ``docs/spans.md``).
+TRACE_SHAPES: tuple[str, ...] = ("inline", "linked", "auto")
+DEFAULT_TRACE_SHAPE = "auto"
 PROTOCOLS: tuple[str, ...] = ("http/protobuf", "grpc")
 DEFAULT_SERVICE_NAME = "pflow-trace"
 DEFAULT_HTTP_ENDPOINT = "http://localhost:4318"
@@ -36,6 +39,7 @@ class ExportSettings:
     endpoint: str | None
     service_name: str
     timeout_s: float = DEFAULT_EXPORT_TIMEOUT_S
+    trace_shape: str = DEFAULT_TRACE_SHAPE
 
 
 def _http_traces_url(base: str) -> str:
@@ -72,8 +76,15 @@ def resolve_export_settings(
     service_name: str | None = None,
     env: Mapping[str, str] | None = None,
     timeout_s: float = DEFAULT_EXPORT_TIMEOUT_S,
+    trace_shape: str | None = None,
 ) -> ExportSettings:
     env = os.environ if env is None else env
+    trace_shape = trace_shape or DEFAULT_TRACE_SHAPE
+    if trace_shape not in TRACE_SHAPES:
+        raise UsageError(
+            f"unknown trace shape '{terminal_safe(trace_shape)}' "
+            f"(choose from {', '.join(TRACE_SHAPES)})"
+        )
     traces_endpoint = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or None
     base_endpoint = env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None
     if exporter is None:
@@ -111,4 +122,4 @@ def resolve_export_settings(
         or _resource_service_name(env)
         or DEFAULT_SERVICE_NAME
     )
-    return ExportSettings(exporter, protocol, resolved, name, timeout_s)  # type: ignore[arg-type]
+    return ExportSettings(exporter, protocol, resolved, name, timeout_s, trace_shape)  # type: ignore[arg-type]

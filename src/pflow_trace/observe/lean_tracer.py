@@ -398,3 +398,18 @@ class LeanTracerProvider(TracerProvider):
         """Export what is still waiting (with an exporter); nothing to do otherwise."""
         if self.exports is not None:
             self.exports.shutdown()
+
+
+def moved_copy(span: LeanSpan, trace_id: int, parent: SpanContext | None) -> LeanSpan:
+    """A copy of an ended span in trace ``trace_id``, its span id kept, under ``parent`` (or
+    its own parent's span id in that trace): how the linked export shape moves a batch item's
+    spans to a chunk trace (``observe/trace_shape.py``) without building SDK spans."""
+    copy = LeanSpan.__new__(LeanSpan)
+    for name in LeanSpan.__slots__:
+        setattr(copy, name, getattr(span, name))
+    context = span._context
+    copy._context = _new_span_context(trace_id, context[1], context[4])
+    if parent is None and span.parent is not None:
+        parent = _new_span_context(trace_id, span.parent[1], context[4])
+    copy.parent = parent
+    return copy

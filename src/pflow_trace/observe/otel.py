@@ -12,6 +12,10 @@ The exporters' own timeouts bound each socket read, not a request: a backend tha
 connection and answers one byte at a time would hold them for minutes. So every export, and
 the whole shutdown at exit, runs against a deadline on a helper thread; past it the export is
 abandoned (the thread is a daemon and dies with the process) and counted as a failure.
+
+Unless the settings' trace shape is ``inline``, the exporter sits behind a
+:class:`~pflow_trace.observe.trace_shape.ShapingExporter`, which moves a large batch's items
+to linked chunk traces before they are encoded.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from pflow_trace.observe.lean_export import ExportQueue, ReadableSpanExporter
 from pflow_trace.observe.lean_tracer import LeanTracerProvider, SpanSink, lean_tracing_allowed
 from pflow_trace.observe.otlp_send import ExportFailed, make_wire_exporter
 from pflow_trace.observe.otlp_wire import ATTR_INVALID_TIME, invalid_time_note
+from pflow_trace.observe.trace_shape import shaped
 from pflow_trace.version import __version__
 
 _QUIET_LOGGERS = (
@@ -210,7 +215,10 @@ def setup_tracing(
     if not extra_processors and lean_tracing_allowed():
         scope = InstrumentationScope(INSTRUMENTATION_NAME, __version__)
         exporter, guard = _make_exporter(settings, (resource, scope))
-        exports = ExportQueue(exporter, resource, scope) if exporter is not None else None
+        exports = None
+        if exporter is not None:
+            exporter = shaped(exporter, settings.trace_shape, resource, scope)
+            exports = ExportQueue(exporter, resource, scope)
         lean = LeanTracerProvider(span_sink, resource.attributes, exports)
         if span_sink is not None:
             span_sink.set_origin(resource.attributes, INSTRUMENTATION_NAME, __version__)
@@ -222,7 +230,7 @@ def setup_tracing(
     if guard is not None:
         provider.add_span_processor(
             BatchSpanProcessor(
-                guard,
+                shaped(guard, settings.trace_shape, resource),
                 max_queue_size=1_000_000,
                 max_export_batch_size=4096,
                 schedule_delay_millis=1000,
@@ -230,7 +238,7 @@ def setup_tracing(
             )
         )
     elif exporter is not None:
-        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        provider.add_span_processor(SimpleSpanProcessor(shaped(exporter, settings.trace_shape)))
     processors = list(extra_processors)
     if span_sink is not None:
         processors.append(span_sink)  # type: ignore[arg-type]  # the recorder is a processor

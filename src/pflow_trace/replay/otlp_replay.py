@@ -6,7 +6,9 @@ the OTLP exporter the ``run`` command uses (our wire encoder and sender,
 :func:`~pflow_trace.observe.otlp_send.make_wire_exporter`, or the stock exporter when the
 environment asks for what only it does; wrapped in :class:`GuardedExporter`). So the
 endpoint rules, the protocols and the short timeout are the same as ``run``'s,
-and a down backend costs one timeout and one error line, not a hang.
+and a down backend costs one timeout and one error line, not a hang. The spans take the shape
+``run`` would have exported (``--trace-shape``, :mod:`pflow_trace.observe.trace_shape`): they
+are fed to the shaper children first, as a live run ends them.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pflow_trace.errors import ExportError
 from pflow_trace.observe.export_settings import ExportSettings
 from pflow_trace.observe.otel import GuardedExporter, make_otlp_exporter
 from pflow_trace.observe.otlp_send import make_wire_exporter
+from pflow_trace.observe.trace_shape import ShapePolicy, TraceShaper, post_order
 from pflow_trace.tracefile.replay_model import STATUS_ERROR, STATUS_OK, ReplaySpan, ReplayTrace
 
 #: Spans per OTLP request: well under common 4 MiB request limits for our span sizes.
@@ -92,6 +95,14 @@ def _status(span: ReplaySpan) -> Status:
     return Status(StatusCode.UNSET)
 
 
+def shape_spans(spans: list[ReadableSpan], shape: str) -> list[ReadableSpan]:
+    """The spans to send in ``shape``: as they are for ``inline``, else shaped as a live run's."""
+    if shape == "inline" or not spans:
+        return spans
+    shaper = TraceShaper(ShapePolicy(shape), spans[0].resource, spans[0].instrumentation_scope)
+    return shaper.take(post_order(spans)) + shaper.finish()
+
+
 def _chunks(spans: Sequence[ReadableSpan], size: int) -> Iterator[Sequence[ReadableSpan]]:
     """Consecutive slices of at most ``size`` spans, one per OTLP request."""
     for start in range(0, len(spans), size):
@@ -120,7 +131,7 @@ def replay_to_otlp(trace: ReplayTrace, settings: ExportSettings) -> ReplayResult
     # The exporters log their own tracebacks on failure; the one error line is ours to print.
     logging.getLogger("opentelemetry.exporter").setLevel(logging.CRITICAL)
     endpoint = settings.endpoint or ""
-    spans = to_readable_spans(trace)
+    spans = shape_spans(to_readable_spans(trace), settings.trace_shape)
     guard = GuardedExporter(_exporter(settings, spans), endpoint, settings.timeout_s)
     try:
         for chunk in _chunks(spans, SPANS_PER_REQUEST):
