@@ -173,3 +173,26 @@ def test_run_prints_its_summary_without_decoding_the_trace_document(
         assert result.exit_code == 0, result.output
         assert "success" in result.output
     assert json.loads(trace.read_text(encoding="utf-8"))["final_status"] == "success"
+
+
+def test_json_output_prints_an_output_holding_json_text_parsed_as_pflow_does(
+    tmp_path: Path,
+) -> None:
+    command = "printf '{\"a\": [1]}'"
+    path = write(
+        tmp_path,
+        [
+            {"id": "n", "type": "shell", "params": {"command": "printf ' 3\\n'"}},
+            {"id": "j", "type": "shell", "params": {"command": command}},
+        ],
+        edges=[{"from": "n", "to": "j"}],
+        outputs={
+            "number": {"source": "${n.stdout}"},
+            "object": {"source": "${j.stdout}"},
+            "text": {"source": "n=${n.stdout}"},
+        },
+    )
+    result = cli("run", path, "--output-format", "json", "--no-trace-file")
+    assert result.returncode == 0, result.stderr
+    outputs = json.loads(result.stdout)["outputs"]
+    assert outputs == {"number": 3, "object": {"a": [1]}, "text": "n= 3"}

@@ -8,6 +8,7 @@ renders the same facts.
 from __future__ import annotations
 
 import difflib
+import json
 import time
 import uuid
 from collections.abc import Mapping
@@ -105,6 +106,33 @@ def declared_outputs(
             outputs[name] = None
             warnings.append(missing_output_warning(name, template, miss, shared))
     return outputs, warnings
+
+
+#: The first characters JSON text can start with; anything else is text without trying.
+_JSON_STARTS = frozenset('{["tfn-0123456789')
+
+
+def output_as_json(value: Any) -> Any:
+    """An output as ``--output-format json`` prints it: JSON text parsed, as pflow prints it.
+
+    pflow-cli 0.16 parses every declared output that is a string holding a whole JSON value
+    (``"3"`` → ``3``, ``"[1]"`` → ``[1]``, blanks around it allowed) in its JSON result; text
+    that is not JSON, or only starts like it (``n=3``, ``3 apples``), stays text.
+    """
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if not text or text[0] not in _JSON_STARTS:
+        return value
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return value
+
+
+def outputs_as_json(outputs: Mapping[str, Any]) -> dict[str, Any]:
+    """Every output through :func:`output_as_json`."""
+    return {name: output_as_json(value) for name, value in outputs.items()}
 
 
 def missing_output_warning(
