@@ -13,6 +13,7 @@ import pytest
 
 from pflow_trace.errors import WorkflowValidationError
 from pflow_trace.ir.loading import load_and_validate
+from pflow_trace.ir.markdown_entities import read_file_params
 from pflow_trace.ir.markdown_workflow import parse_markdown
 from pflow_trace.ir.pflow_ir import adapt_pflow_ir
 from pflow_trace.ir.validation import validate_workflow
@@ -132,7 +133,9 @@ def test_longer_fences_hold_backticks_and_files_can_hold_code(tmp_path: Path) ->
     text = text.split("```python code")[0] + "```yaml batch" + text.split("```yaml batch")[1]
     workflow = parse_markdown(text, tmp_path / "wf.pflow.md").workflow
     assert workflow["nodes"][0]["params"]["command"] == "echo '```'"
-    assert workflow["nodes"][1]["params"]["code"] == "result: int = 7"
+    assert (
+        workflow["nodes"][1]["params"]["code"] == "result: int = 7\n"
+    )  # the file byte for byte, as pflow
 
 
 @pytest.mark.parametrize(
@@ -249,6 +252,7 @@ def _comparable(workflow: dict[str, Any]) -> dict[str, Any]:
 def test_our_parser_gives_the_ir_pflows_parser_gave(case: str) -> None:
     ours = parse_markdown((COMPAT / case).read_text(), COMPAT / case).workflow
     pflows = json.loads((COMPAT / case.replace(".pflow.md", ".json")).read_text())
+    assert read_file_params(pflows, COMPAT) == []  # pflow reads them when it compiles
     assert _comparable(ours) == _comparable(pflows)
 
 
@@ -452,3 +456,17 @@ def test_a_misspelt_batch_output_in_a_markdown_output_source_names_its_line(
         "line 18: outputs.all: ${b.reslts} reads 'reslts', which batch node 'b' does not write "
         "(did you mean 'results'?)"
     ]
+
+
+def test_a_prompt_file_keeps_its_trailing_newline_and_a_missing_file_is_a_problem(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "prompts").mkdir()
+    (tmp_path / "prompts" / "ask.prompt.md").write_text("Say hi.\n\n")
+    text = "# T\n\nProse.\n\n## Steps\n\n### s\n\nAsks.\n\n- type: llm\n"
+    text += "- prompt: ./prompts/ask.prompt.md\n"
+    parsed = parse_markdown(text, tmp_path / "wf.pflow.md")
+    assert parsed.workflow["nodes"][0]["params"]["prompt"] == "Say hi.\n\n"
+    with pytest.raises(WorkflowValidationError) as info:
+        parse_markdown(text.replace("ask.prompt", "gone.prompt"), tmp_path / "wf.pflow.md")
+    assert info.value.problems == ["line 12: cannot read ./prompts/gone.prompt.md: no such file"]

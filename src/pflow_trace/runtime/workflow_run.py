@@ -237,11 +237,9 @@ def run_workflow(
         flow._run(shared)
         warnings = run_warnings(workflow, shared, run)
         outputs, problems = declared_outputs(workflow, shared, run.routed_failures)
-        if problems:  # as in pflow, an output that cannot be resolved fails the run
-            record.status, record.error = "failed", "; ".join(problems)
-        else:
-            record.status = "degraded" if warnings else "success"
-        record.warnings = list(warnings)
+        # As in pflow, an output that cannot be resolved fails the run.
+        record.status = "failed" if problems else "degraded" if warnings else "success"
+        record.error, record.warnings = "; ".join(problems) or None, list(warnings)
     except NodeExecutionError as exc:
         record.status, record.error, record.failed_node = "failed", exc.message, exc.node_id
     except KeyboardInterrupt as exc:
@@ -256,9 +254,9 @@ def run_workflow(
     node_ids = [node["id"] for node in workflow["nodes"]]
     return RunResult(
         record=record,
-        outputs=outputs
-        if outputs is not None
-        else declared_outputs(workflow, shared, run.routed_failures)[0],
+        outputs=declared_outputs(workflow, shared, run.routed_failures)[0]
+        if outputs is None
+        else outputs,
         nodes={node_id: shared[node_id] for node_id in node_ids if node_id in shared},
         shared=shared,
         interrupt_signal=interrupt_signal,
