@@ -248,7 +248,13 @@ def _comparable(workflow: dict[str, Any]) -> dict[str, Any]:
     return {"nodes": nodes, "inputs": inputs, "edges": edges, "outputs": adapted.get("outputs")}
 
 
-@pytest.mark.parametrize("case", sorted(p.name for p in COMPAT.glob("*.pflow.md")))
+@pytest.mark.parametrize(
+    "case",
+    # A case pflow's parser refuses has no JSON form (tests/compat/compat_cases.MARKDOWN_ONLY).
+    sorted(
+        p.name for p in COMPAT.glob("*.pflow.md") if p.with_suffix("").with_suffix(".json").exists()
+    ),
+)
 def test_our_parser_gives_the_ir_pflows_parser_gave(case: str) -> None:
     ours = parse_markdown((COMPAT / case).read_text(), COMPAT / case).workflow
     pflows = json.loads((COMPAT / case.replace(".pflow.md", ".json")).read_text())
