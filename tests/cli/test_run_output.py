@@ -62,7 +62,8 @@ def test_a_deeply_nested_result_is_capped_in_the_json_output(tmp_path: Path) -> 
 
 
 def test_usage_errors_print_an_invalid_object_in_json_mode(tmp_path: Path) -> None:
-    path = write(tmp_path, [{"id": "a", "type": "echo"}], inputs={"n": {"type": "number"}})
+    node = {"id": "a", "type": "echo", "params": {"n": "${n}"}}
+    path = write(tmp_path, [node], inputs={"n": {"type": "number"}})
     result = cli("run", path, "n=x", "--output-format", "json")
     assert result.returncode == 2
     assert json.loads(result.stdout) == {

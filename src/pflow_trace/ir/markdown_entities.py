@@ -332,6 +332,23 @@ def literal_next_targets(code: str) -> list[str]:
     return targets
 
 
+_KINDS = {"inputs": "input", "steps": "step", "outputs": "output"}
+
+
+def _require_description(doc: Document, entity: Entity) -> None:
+    """pflow rejects an input, step or output with no prose under its heading: the prose is
+    what a reader (and pflow's tooling) learns the entity's purpose from."""
+    if any(line.strip() for line in entity.prose) or any(
+        item.text.startswith("description:") for item in entity.items
+    ):
+        return
+    doc.problem(
+        entity.line,
+        f"{_KINDS[entity.section]} '{entity.name}' has no description: "
+        "write a sentence under its heading",
+    )
+
+
 def build_workflow(doc: Document, name: str, base: Path) -> ParsedMarkdown:
     """pflow's IR for the document (with ``ir_version``), plus the line of every part."""
     from pflow_trace.ir.markdown_routing import route_edges
@@ -349,6 +366,7 @@ def build_workflow(doc: Document, name: str, base: Path) -> ParsedMarkdown:
     for entity in doc.entities:
         if entity.section in by_section:
             by_section[entity.section].append(entity)
+            _require_description(doc, entity)
     if by_section["inputs"]:
         workflow["inputs"] = {e.name: _input_spec(doc, e, lines) for e in by_section["inputs"]}
     steps = [_node(doc, e, i, base, lines) for i, e in enumerate(by_section["steps"])]
