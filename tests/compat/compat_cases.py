@@ -89,6 +89,11 @@ def batch_facts(output: dict[str, Any]) -> dict[str, Any]:
             key=lambda error: error["index"],
         ),
         "results": output.get("results"),
+        # The store is compared byte for byte: the order of each result's keys too.
+        "result_keys": [
+            ",".join(result) if isinstance(result, dict) else None
+            for result in output.get("results") or []
+        ],
         "batch_metadata": output.get("batch_metadata"),
     }
 
