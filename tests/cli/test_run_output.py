@@ -62,7 +62,8 @@ def test_a_deeply_nested_result_is_capped_in_the_json_output(tmp_path: Path) -> 
 
 
 def test_usage_errors_print_an_invalid_object_in_json_mode(tmp_path: Path) -> None:
-    path = write(tmp_path, [{"id": "a", "type": "echo"}], inputs={"n": {"type": "number"}})
+    node = {"id": "a", "type": "echo", "params": {"n": "${n}"}}
+    path = write(tmp_path, [node], inputs={"n": {"type": "number"}})
     result = cli("run", path, "n=x", "--output-format", "json")
     assert result.returncode == 2
     assert json.loads(result.stdout) == {
@@ -173,3 +174,26 @@ def test_run_prints_its_summary_without_decoding_the_trace_document(
         assert result.exit_code == 0, result.output
         assert "success" in result.output
     assert json.loads(trace.read_text(encoding="utf-8"))["final_status"] == "success"
+
+
+def test_json_output_prints_an_output_holding_json_text_parsed_as_pflow_does(
+    tmp_path: Path,
+) -> None:
+    command = "printf '{\"a\": [1]}'"
+    path = write(
+        tmp_path,
+        [
+            {"id": "n", "type": "shell", "params": {"command": "printf ' 3\\n'"}},
+            {"id": "j", "type": "shell", "params": {"command": command}},
+        ],
+        edges=[{"from": "n", "to": "j"}],
+        outputs={
+            "number": {"source": "${n.stdout}"},
+            "object": {"source": "${j.stdout}"},
+            "text": {"source": "n=${n.stdout}"},
+        },
+    )
+    result = cli("run", path, "--output-format", "json", "--no-trace-file")
+    assert result.returncode == 0, result.stderr
+    outputs = json.loads(result.stdout)["outputs"]
+    assert outputs == {"number": 3, "object": {"a": [1]}, "text": "n= 3"}

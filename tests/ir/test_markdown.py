@@ -13,6 +13,7 @@ import pytest
 
 from pflow_trace.errors import WorkflowValidationError
 from pflow_trace.ir.loading import load_and_validate
+from pflow_trace.ir.markdown_entities import read_file_params
 from pflow_trace.ir.markdown_workflow import parse_markdown
 from pflow_trace.ir.pflow_ir import adapt_pflow_ir
 from pflow_trace.ir.validation import validate_workflow
@@ -132,7 +133,9 @@ def test_longer_fences_hold_backticks_and_files_can_hold_code(tmp_path: Path) ->
     text = text.split("```python code")[0] + "```yaml batch" + text.split("```yaml batch")[1]
     workflow = parse_markdown(text, tmp_path / "wf.pflow.md").workflow
     assert workflow["nodes"][0]["params"]["command"] == "echo '```'"
-    assert workflow["nodes"][1]["params"]["code"] == "result: int = 7"
+    assert (
+        workflow["nodes"][1]["params"]["code"] == "result: int = 7\n"
+    )  # the file byte for byte, as pflow
 
 
 @pytest.mark.parametrize(
@@ -245,10 +248,17 @@ def _comparable(workflow: dict[str, Any]) -> dict[str, Any]:
     return {"nodes": nodes, "inputs": inputs, "edges": edges, "outputs": adapted.get("outputs")}
 
 
-@pytest.mark.parametrize("case", sorted(p.name for p in COMPAT.glob("*.pflow.md")))
+@pytest.mark.parametrize(
+    "case",
+    # A case pflow's parser refuses has no JSON form (tests/compat/compat_cases.MARKDOWN_ONLY).
+    sorted(
+        p.name for p in COMPAT.glob("*.pflow.md") if p.with_suffix("").with_suffix(".json").exists()
+    ),
+)
 def test_our_parser_gives_the_ir_pflows_parser_gave(case: str) -> None:
     ours = parse_markdown((COMPAT / case).read_text(), COMPAT / case).workflow
     pflows = json.loads((COMPAT / case.replace(".pflow.md", ".json")).read_text())
+    assert read_file_params(pflows, COMPAT) == []  # pflow reads them when it compiles
     assert _comparable(ours) == _comparable(pflows)
 
 
@@ -281,7 +291,7 @@ def test_pflow_ir_fields_we_cannot_honour_are_problems_not_silent_drops() -> Non
 
 # --- hostile shapes: each one problem on its line, in time linear in the file -----------------
 
-STEP = "# T\n\n## Steps\n\n### s\n\n- type: echo\n"
+STEP = "# T\n\n## Steps\n\n### s\nDoes it.\n- type: echo\n"
 
 
 @pytest.mark.parametrize(
@@ -345,7 +355,7 @@ def test_not_headings_stay_prose() -> None:
 
 
 def test_blank_lines_inside_an_item_are_kept_however_many() -> None:
-    text = STEP + "- v: |\n    a\n" + "\n" * 5000 + "    b\n\n### t\n\n- type: echo\n"
+    text = STEP + "- v: |\n    a\n" + "\n" * 5000 + "    b\n\n### t\nDoes it.\n- type: echo\n"
     value = parse_markdown(text).workflow["nodes"][0]["params"]["v"]
     assert value == "a\n" + "\n" * 5000 + "b"
 
@@ -366,7 +376,7 @@ def test_a_byte_order_mark_before_the_title_is_no_problem(tmp_path: Path) -> Non
 def test_a_code_file_that_is_not_utf8_is_a_problem_on_its_line(tmp_path: Path) -> None:
     (tmp_path / "t.py").write_bytes(b"result = '\xff\xfe'\n")
     path = tmp_path / "wf.pflow.md"
-    path.write_text("# T\n\n## Steps\n\n### s\n\n- type: code\n- code: ./t.py\n")
+    path.write_text("# T\n\n## Steps\n\n### s\nDoes it.\n- type: code\n- code: ./t.py\n")
     with pytest.raises(WorkflowValidationError) as info:
         load_and_validate(path)
     assert info.value.problems == ["line 8: ./t.py is not UTF-8 text"]
@@ -375,8 +385,8 @@ def test_a_code_file_that_is_not_utf8_is_a_problem_on_its_line(tmp_path: Path) -
 def test_markdown_and_validation_problems_are_reported_together(tmp_path: Path) -> None:
     path = tmp_path / "wf.pflow.md"
     path.write_text(
-        "# T\n\n## Steps\n\n### s\n\n- type: shell\n- comand: ls\n- bogus\n\n"
-        "### t\n\n- v: ${s.stdot}\n"
+        "# T\n\n## Steps\n\n### s\nDoes it.\n- type: shell\n- comand: ls\n- bogus\n\n"
+        "### t\nDoes it.\n- v: ${s.stdot}\n"
     )
     with pytest.raises(WorkflowValidationError) as info:
         load_and_validate(path)
@@ -404,8 +414,9 @@ def test_a_literal_next_target_is_found_in_a_small_code_block_only() -> None:
 
 
 def test_a_next_naming_no_step_lists_a_few_steps_or_the_closest() -> None:
-    steps = "".join(f"### s{i}\n\n- type: echo\n\n" for i in range(30))
-    text = "# T\n\n## Steps\n\n" + steps.replace("### s0\n\n", "### s0\n\n- next: zz\n", 1)
+    steps = "".join(f"### s{i}\nDoes it.\n- type: echo\n\n" for i in range(30))
+    first = "### s0\nDoes it.\n"
+    text = "# T\n\n## Steps\n\n" + steps.replace(first, first + "- next: zz\n", 1)
     (problem,) = problems(text)
     assert problem.startswith("line 7: '- next: zz' names no step (steps: s0, s1,")
     assert problem.endswith(", … (30 in all), or end)")
@@ -443,8 +454,9 @@ def test_a_misspelt_batch_output_in_a_markdown_output_source_names_its_line(
 ) -> None:
     path = tmp_path / "wf.pflow.md"
     path.write_text(
-        "# T\n\n## Steps\n\n### b\n\n- type: echo\n- v: ${item}\n\n```yaml batch\nitems: [1, 2]\n"
-        "```\n\n## Outputs\n\n### all\n\n- source: ${b.reslts}\n"
+        "# T\n\n## Steps\n\n### b\nDoes it.\n- type: echo\n- v: ${item}\n\n"
+        "```yaml batch\nitems: [1, 2]\n"
+        "```\n\n## Outputs\n\n### all\nDoes it.\n- source: ${b.reslts}\n"
     )
     with pytest.raises(WorkflowValidationError) as info:
         load_and_validate(path)
@@ -452,3 +464,33 @@ def test_a_misspelt_batch_output_in_a_markdown_output_source_names_its_line(
         "line 18: outputs.all: ${b.reslts} reads 'reslts', which batch node 'b' does not write "
         "(did you mean 'results'?)"
     ]
+
+
+def test_a_prompt_file_keeps_its_trailing_newline_and_a_missing_file_is_a_problem(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "prompts").mkdir()
+    (tmp_path / "prompts" / "ask.prompt.md").write_text("Say hi.\n\n")
+    text = "# T\n\nProse.\n\n## Steps\n\n### s\n\nAsks.\n\n- type: llm\n"
+    text += "- prompt: ./prompts/ask.prompt.md\n"
+    parsed = parse_markdown(text, tmp_path / "wf.pflow.md")
+    assert parsed.workflow["nodes"][0]["params"]["prompt"] == "Say hi.\n\n"
+    with pytest.raises(WorkflowValidationError) as info:
+        parse_markdown(text.replace("ask.prompt", "gone.prompt"), tmp_path / "wf.pflow.md")
+    assert info.value.problems == ["line 12: cannot read ./prompts/gone.prompt.md: no such file"]
+
+
+def test_an_entity_without_prose_is_refused_as_pflow_refuses_it() -> None:
+    text = (
+        "# T\n\n## Inputs\n\n### who\n\n- default: x\n\n## Steps\n\n### s\n\n- type: echo\n"
+        "- v: ${who}\n\n## Outputs\n\n### o\n\n- source: ${s.v}\n"
+    )
+    assert problems(text) == [
+        "line 5: input 'who' has no description: write a sentence under its heading",
+        "line 11: step 's' has no description: write a sentence under its heading",
+        "line 18: output 'o' has no description: write a sentence under its heading",
+    ]
+    described = text.replace("### who\n\n", "### who\n\nWho.\n").replace(
+        "### s\n\n", "### s\n\nS.\n"
+    )
+    assert parse_markdown(described.replace("### o\n\n", "### o\n\nO.\n")).problems == []

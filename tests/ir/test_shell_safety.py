@@ -82,6 +82,7 @@ def risky(tmp_path: Path) -> Path:
     path = tmp_path / "risky.json"
     workflow = shell_workflow("echo ${file}")
     workflow["nodes"][1]["batch"]["items"] = ["a; echo injected"]
+    del workflow["inputs"]  # declared and never read: refused, as pflow refuses it
     path.write_text(json.dumps(workflow), encoding="utf-8")
     return path
 

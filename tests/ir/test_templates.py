@@ -14,10 +14,12 @@ from pflow_trace.ir.templates import (
     compile_value,
     has_templates,
     iter_references,
+    json_list_or_value,
     parse_path,
     parse_string,
     resolve,
     resolve_param,
+    to_text,
 )
 from pflow_trace.runtime.store import NamespacedStore
 
@@ -118,7 +120,8 @@ def test_a_param_that_is_exactly_one_template_keeps_the_value_type(
         ("hello ${name}", "hello ada"),
         ("n=${count}", "n=3"),
         ("zero=${zero} empty=[${empty}]", "zero=0 empty=[]"),
-        ("flag=${flag} none=${nothing}", "flag=false none=null"),
+        # As pflow-cli 0.16 renders them: Python's spelling of booleans, None as nothing.
+        ("flag=${flag} none=${nothing}", "flag=False none="),
         ("rows=${rows}", "rows=[1, 2, 3]"),
         ("user=${fetch.json.users[1]}", 'user={"name": "bob"}'),
         ("${name}${count}", "ada3"),
@@ -263,3 +266,34 @@ def test_a_fallback_literal_nested_past_the_recursion_limit_is_invalid_not_a_cra
     depth = 200_000
     with pytest.raises(TemplateSyntaxError, match="invalid template"):
         parse_string("${a ?? " + "[" * depth + "]" * depth + "}")
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (True, "True"),
+        (False, "False"),
+        (None, ""),
+        (0.0, "0"),
+        (2.5, "2.5"),
+        ({"a": [1]}, '{"a": [1]}'),
+    ],
+)
+def test_values_inside_text_read_as_pflow_renders_them(value: Any, text: str) -> None:
+    assert to_text(value) == text
+
+
+@pytest.mark.parametrize(
+    ("literal", "value"),
+    [("true", True), ("false", False), ("null", None), ("42", 42), ('"x"', "x"), ("[]", [])],
+)
+def test_a_keyword_after_the_fallback_is_a_literal_not_a_name(literal: str, value: Any) -> None:
+    store = {"a": {}, "true": 1, "false": 1, "null": 1}
+    reference = parse_string("${a.b ?? " + literal + "}")
+    assert resolve(reference, store) == value
+
+
+def test_json_text_holding_an_array_is_a_list_of_items() -> None:
+    assert json_list_or_value(' [1, {"a": 2}]\n') == [1, {"a": 2}]
+    assert json_list_or_value('{"a": 1}') == '{"a": 1}'
+    assert json_list_or_value("[not json") == "[not json"

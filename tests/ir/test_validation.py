@@ -331,7 +331,11 @@ def test_default_alias_item_shadowing_a_node() -> None:
 
 def test_a_node_named_like_an_input() -> None:
     problems = problems_of(workflow(echo("limit"), inputs={"limit": {"default": 1}}))
-    assert problems == ["nodes[0].id: 'limit' is also the name of an input"]
+    assert problems == [
+        "nodes[0].id: 'limit' is also the name of an input",
+        # ``${limit}`` would read the node, so nothing can read the input.
+        "inputs.limit: input 'limit' is declared but no template reads it",
+    ]
 
 
 def test_outputs_may_name_any_node_or_input_but_nothing_else() -> None:
@@ -561,3 +565,14 @@ def test_spelling_hints_stop_after_a_budget_but_every_problem_is_reported() -> N
     assert len(found) == count
     assert found[0].endswith("names unknown 'fecth' (closest: fetch)")
     assert found[-1].endswith("names unknown 'fecth'")
+
+
+def test_an_input_no_template_reads_is_refused_as_pflow_refuses_it() -> None:
+    read_everywhere = workflow(
+        echo("a", v="${in_param}", deep={"x": ["${in_list[0]}"]}),
+        inputs={name: {"default": 1} for name in ("in_param", "in_list", "in_out", "unread")},
+        outputs={"o": "n=${a.v ?? in_out}"},
+    )
+    assert problems_of(read_everywhere) == [
+        "inputs.unread: input 'unread' is declared but no template reads it"
+    ]

@@ -125,7 +125,10 @@ def test_echo_batch_puts_usage_in_facts_spans_and_batch_metadata() -> None:
         assert span.attributes[conv.GEN_AI_USAGE_OUTPUT_TOKENS] == usage["output_tokens"]
         assert conv.ATTR_LLM_COST_USD not in span.attributes  # price unknown: left out
         assert conv.GEN_AI_INPUT_MESSAGES not in span.attributes  # content is opt-in
-    totals = outcome.result.nodes["ask"]["batch_metadata"]["llm_usage"]
+    # The store holds what pflow's does; the batch's totals are in the trace.
+    assert "llm_usage" not in outcome.result.nodes["ask"]["batch_metadata"]
+    (event,) = [node for node in outcome.document["nodes"] if node["node_id"] == "ask"]
+    totals = event["llm_usage"]
     assert totals["calls"] == 3 and totals["input_tokens"] == 8
     assert totals["cost_usd"] is None and totals["unpriced_models"] == ["echo"]
     summary = outcome.document["llm_summary"]

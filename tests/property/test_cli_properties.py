@@ -131,7 +131,7 @@ def test_deep_workflows_are_one_error(
     elif where == "inputs":
         text = (
             '{"ir_version":"0.1.0","inputs":{"x":{"default":%s}},'
-            '"nodes":[{"id":"a","type":"echo"}]}'
+            '"nodes":[{"id":"a","type":"echo","params":{"v":"${x}"}}]}'
         )
     else:
         text = "%s"

@@ -55,3 +55,8 @@ def test_a_mistyped_sensitive_input_is_not_echoed_back() -> None:
     assert "sekrit-value" not in caught.value.message
     assert "input 'pin' must be number, got a value of another type" in caught.value.message
     assert "input 'n' must be number, got \"ten\"" in caught.value.message
+
+
+def test_an_optional_input_without_a_default_is_none_as_in_pflow() -> None:
+    workflow = {"inputs": {"maybe": {"type": "string", "required": False}}, "nodes": []}
+    assert resolve_inputs(workflow, {}) == {"maybe": None}

@@ -1,7 +1,6 @@
-"""Declared outputs: one left null by a missing key is said, in the result and the trace file.
-
-An output that cannot be resolved stays ``null`` and the run keeps its status (as in pflow);
-what must not happen is a typo such as ``${b.mesage}`` ending a run quietly with a null.
+"""Declared outputs: as in pflow-cli 0.16, one that cannot be resolved fails the run, saying
+why (with the close key when there is one); a ``??`` chain none of whose nodes ran, and a value
+that is null, are left out.
 """
 
 from __future__ import annotations
@@ -29,17 +28,17 @@ def workflow(outputs: dict[str, Any], **extra: Any) -> dict[str, Any]:
     }
 
 
-def test_a_misspelt_key_warns_with_the_close_key_and_keeps_the_status() -> None:
+def test_a_misspelt_key_fails_the_run_naming_the_close_key() -> None:
     result = run_workflow(workflow({"said": "${b.mesage}", "fine": "${b.message}"}))
-    assert result.status == "success"
-    assert result.outputs == {"said": None, "fine": "hi"}
-    assert result.warnings == [
-        "output 'said': ${b.mesage} is null: key 'b.mesage' not found (did you mean 'b.message'?)"
-    ]
-    assert result.record.warnings == result.warnings
+    assert result.status == "failed"
+    assert result.error == (
+        "output 'said': cannot resolve ${b.mesage}: key 'b.mesage' not found"
+        " (did you mean 'b.message'?)"
+    )
+    assert result.outputs == {"fine": "hi"}
 
 
-def test_no_suggestion_without_a_close_key_and_a_path_into_lists() -> None:
+def test_every_output_that_cannot_be_resolved_is_named() -> None:
     result = run_workflow(
         workflow(
             {
@@ -52,39 +51,45 @@ def test_no_suggestion_without_a_close_key_and_a_path_into_lists() -> None:
             }
         )
     )
-    assert result.status == "success"
-    assert result.warnings == [
-        "output 'far': ${b.zzzzzz} is null: key 'b.zzzzzz' not found",
-        "output 'deep': ${b.items[5]} is null: key 'b.items[5]' not found",
-        "output 'text': n=${b.cont} is null: key 'b.cont' not found (did you mean 'b.count'?)",
-        "output 'same': ${b.b} is null: key 'b.b' not found",  # the second b, not the node
-        "output 'node': ${bb.message} is null: key 'bb' not found (did you mean 'b'?)",
-        "output 'either': ${b.x ?? b.mesage} is null: 'mesage' not found",
+    assert result.status == "failed"
+    assert result.error is not None
+    assert result.error.split("; ") == [
+        "output 'far': cannot resolve ${b.zzzzzz}: key 'b.zzzzzz' not found",
+        "output 'deep': cannot resolve ${b.items[5]}: key 'b.items[5]' not found",
+        "output 'text': cannot resolve n=${b.cont}: key 'b.cont' not found"
+        " (did you mean 'b.count'?)",
+        "output 'same': cannot resolve ${b.b}: key 'b.b' not found",  # the second b
+        "output 'node': cannot resolve ${bb.message}: key 'bb' not found (did you mean 'b'?)",
+        "output 'either': cannot resolve ${b.x ?? b.mesage}: 'mesage' not found",
     ]
 
 
-def test_a_value_that_is_null_and_a_fallback_are_not_missing() -> None:
+def test_a_null_value_is_left_out_and_a_fallback_applies() -> None:
     result = run_workflow(workflow({"none": "${b.nothing}", "or": "${b.mesage ?? 'none'}"}))
-    assert result.outputs == {"none": None, "or": "none"}
-    assert result.warnings == []
+    assert result.status == "success"
+    assert result.outputs == {"or": "none"}
 
 
-def test_a_failed_run_does_not_warn_about_its_outputs() -> None:
+def test_a_fallback_chain_of_nodes_that_did_not_run_is_left_out() -> None:
+    result = run_workflow(workflow({"branch": "${x.out ?? y.out}", "fine": "${b.count}"}))
+    assert result.status == "success" and result.outputs == {"fine": 3}
+
+
+def test_a_failed_run_reports_its_node_error_not_its_outputs() -> None:
     failing = workflow({"said": "${b.mesage}"})
     failing["nodes"][0]["params"]["fail"] = True
     result = run_workflow(failing)
-    assert result.status == "failed" and result.outputs == {"said": None}
-    assert result.warnings == []
+    assert result.status == "failed" and result.outputs == {}
+    assert result.error is not None and "output" not in result.error
 
 
-def test_the_trace_file_records_the_warning_with_the_run_warnings(tmp_path: Path) -> None:
+def test_the_trace_file_records_why_the_run_failed(tmp_path: Path) -> None:
     options = pflow_trace.TraceOptions(trace_dir=tmp_path, export=resolve_export_settings("none"))
     outcome = pflow_trace.run(workflow({"said": "${b.mesage}"}), None, options)
     assert outcome.trace_path is not None
     document = json.loads(outcome.trace_path.read_text("utf-8"))
-    assert document["final_status"] == "success"
-    assert document["warnings"] == outcome.result.warnings
-    assert "did you mean 'b.message'" in document["warnings"][0]
+    assert document["final_status"] == "failed"
+    assert "did you mean 'b.message'" in document["error"]
 
 
 def test_a_clean_run_writes_no_warnings_list(tmp_path: Path) -> None:
@@ -94,24 +99,14 @@ def test_a_clean_run_writes_no_warnings_list(tmp_path: Path) -> None:
     assert "warnings" not in json.loads(outcome.trace_path.read_text("utf-8"))
 
 
-def test_run_prints_the_warning_and_exits_zero(tmp_path: Path) -> None:
+def test_run_prints_the_problem_and_exits_one(tmp_path: Path) -> None:
     path = tmp_path / "wf.json"
     path.write_text(json.dumps(workflow({"said": "${b.mesage}"})), "utf-8")
     command = [sys.executable, "-m", "pflow_trace", "run", str(path), "--no-trace-file"]
     text = subprocess.run(command, capture_output=True, text=True, env=clean_env(), timeout=60)
-    assert text.returncode == 0, text.stderr
-    assert "status: success" in text.stdout
+    assert text.returncode == 1, text.stderr
+    assert "Traceback" not in text.stderr
     assert (
-        "warning: output 'said': ${b.mesage} is null: key 'b.mesage' not found"
+        "error: output 'said': cannot resolve ${b.mesage}: key 'b.mesage' not found"
         " (did you mean 'b.message'?)"
     ) in text.stdout.splitlines()
-    as_json = subprocess.run(
-        [*command, "--output-format", "json"],
-        capture_output=True,
-        text=True,
-        env=clean_env(),
-        timeout=60,
-    )
-    document = json.loads(as_json.stdout)
-    assert document["status"] == "success" and document["outputs"] == {"said": None}
-    assert document["warnings"][0].startswith("output 'said': ${b.mesage} is null")

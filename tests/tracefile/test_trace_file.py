@@ -296,7 +296,12 @@ def test_docs_explain_every_field_of_the_schema() -> None:
 
 
 def test_snapshots_show_the_namespaces_a_node_reads_and_writes(tmp_path: Path) -> None:
-    document = {**mixed_workflow(), "inputs": {"limit": {"type": "number", "default": 2}}}
+    mixed = mixed_workflow()
+    document = {
+        **mixed,
+        "inputs": {"limit": {"type": "number", "default": 2}},
+        "outputs": {**mixed["outputs"], "cap": "${limit}"},  # an input must be read
+    }
     _, payload = run_json(write_workflow(tmp_path, document))
     document = load_trace(payload["trace_file"])
     seed, each, total = document["nodes"]
@@ -450,6 +455,7 @@ def test_template_resolutions_record_source_and_resolved_value(tmp_path: Path) -
             },
         ],
         inputs={"unused": {"type": "string", "required": False}},
+        outputs={"unused": "${unused}"},  # an input must be read; it is null, so left out
     )
     _, payload = run_json(write_workflow(tmp_path, wf))
     document = load_trace(payload["trace_file"])

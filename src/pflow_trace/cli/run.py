@@ -24,6 +24,7 @@ from pflow_trace.observe.export_settings import (
     PROTOCOLS,
     TRACE_SHAPES,
 )
+from pflow_trace.runtime.workflow_run import outputs_as_json
 from pflow_trace.text import cap_depth, format_duration_ms, json_text, terminal_safe
 
 EXIT_BY_STATUS = {
@@ -510,7 +511,7 @@ def print_outcome(outcome: Any, exporter: str, text_mode: bool, tally: Any) -> N
     else:
         payload: dict[str, Any] = {
             "status": result.status,
-            "outputs": redact(cap_depth(result.outputs)),
+            "outputs": redact(cap_depth(outputs_as_json(result.outputs))),
             "nodes": redact(cap_depth(result.nodes)),
             "duration_ms": round(result.duration_ms, 3),
             "error": error,

@@ -12,6 +12,7 @@ from typing import Any
 
 from pflow_trace.errors import WorkflowValidationError
 from pflow_trace.ir.markdown import ParsedMarkdown, is_markdown, line_number
+from pflow_trace.ir.markdown_entities import read_file_params
 from pflow_trace.ir.markdown_workflow import read_markdown
 from pflow_trace.ir.reading import parse_workflow_json, read_workflow_text
 from pflow_trace.ir.validation import validate_workflow
@@ -23,7 +24,11 @@ def load_and_validate(path: str | Path, registry: NodeRegistry | None = None) ->
     source = Path(path)
     text = read_workflow_text(source)
     if not is_markdown(source, text):
-        return validate_workflow(parse_workflow_json(text, str(source)), str(source), registry)
+        workflow = parse_workflow_json(text, str(source))
+        unreadable = read_file_params(workflow, source.parent)
+        if unreadable:
+            raise WorkflowValidationError(str(source), unreadable)
+        return validate_workflow(workflow, str(source), registry)
     parsed = read_markdown(text, source)
     try:
         workflow = validate_workflow(parsed.workflow, str(source), registry)

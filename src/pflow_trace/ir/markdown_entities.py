@@ -26,8 +26,11 @@ NODE_FIELDS = ("type", "batch", "retry", "loop", "cache", "prompt_cache", "prewa
 ROUTING = ("next", "on-error")
 INPUT_FIELDS = ("type", "required", "default", "stdin", "description")
 OUTPUT_FIELDS = ("source", "type", "stdout", "description")
-#: Params that, like pflow, may name a file next to the workflow instead of holding the text.
-FILE_PARAMS = ("code", "prompt", "system")
+#: Params that, like pflow, may name a file next to the workflow instead of holding the text
+#: (``system`` is ours: pflow 0.16 reads ``command``, ``code``, ``prompt`` and ``stdin``).
+FILE_PARAMS = ("command", "code", "prompt", "stdin", "system")
+#: A value with a slash and one of these endings names a file, as in pflow.
+FILE_SUFFIXES = (".md", ".txt", ".py", ".sh", ".yaml", ".yml", ".json")
 #: As for the workflow file itself: a param file is read up to this size, never further.
 MAX_FILE_PARAM_BYTES = 16 * 1024 * 1024
 #: Tags that are a language, so a block tagged with one alone is missing its param name.
@@ -214,27 +217,61 @@ def _output_spec(doc: Document, entity: Entity, lines: dict[str, int]) -> dict[s
     return spec
 
 
-def _file_param(doc: Document, line: int, value: Any, base: Path) -> Any:
-    """``- code: ./transform.py``: the file's text, read relative to the workflow file.
+def is_file_reference(value: Any) -> bool:
+    """Whether a param's value names a file, by pflow's rule: one word (no blank, template or
+    URL) that starts with ``./`` or ``../``, or has a slash and a known ending (``.sh``)."""
+    if not isinstance(value, str) or not value or any(c in value for c in " \n\t"):
+        return False
+    if "${" in value or "://" in value:
+        return False
+    if value.startswith(("./", "../")):
+        return True
+    return "/" in value and value.lower().endswith(FILE_SUFFIXES)
 
-    A file that cannot be read as UTF-8 text (or is bigger than a workflow may be) is a problem
-    on the item's line.
+
+def read_file_param(value: Any, base: Path) -> tuple[Any, str | None]:
+    """``- command: ./scripts/run.sh``: (the file's text, byte for byte (a trailing newline
+    kept), read relative to the workflow file, as pflow reads it; or the value and why not).
+
+    A file that is missing, cannot be read as UTF-8 text or is bigger than a workflow may be is
+    a problem; a value that does not name a file is kept as it is.
     """
-    if not isinstance(value, str) or "\n" in value or not value.startswith(("./", "../")):
-        return value
+    if not is_file_reference(value):
+        return value, None
     candidate = base / value
     try:
         if not candidate.is_file():
-            return value
+            raise ValueError("no such file")
         data = read_at_most(candidate, MAX_FILE_PARAM_BYTES + 1)
         if len(data) > MAX_FILE_PARAM_BYTES:
             raise ValueError(f"larger than {MAX_FILE_PARAM_BYTES // (1024 * 1024)} MB")
-        return data.decode("utf-8").rstrip("\n")
+        return data.decode("utf-8"), None
     except UnicodeDecodeError:
-        doc.problem(line, f"{value} is not UTF-8 text")
+        return value, f"{value} is not UTF-8 text"
     except (OSError, ValueError) as exc:
-        doc.problem(line, f"cannot read {value}: {getattr(exc, 'strerror', None) or exc}")
-    return value
+        return value, f"cannot read {value}: {getattr(exc, 'strerror', None) or exc}"
+
+
+def read_file_params(workflow: Any, base: Path) -> list[str]:
+    """Every file a JSON workflow's node params name, read in place (pflow reads them for its
+    IR too); one problem per file that cannot be read, named by its JSON path."""
+    problems: list[str] = []
+    nodes = workflow.get("nodes") if isinstance(workflow, dict) else None
+    for index, node in enumerate(nodes if isinstance(nodes, list) else []):
+        params = node.get("params") if isinstance(node, dict) else None
+        for key in FILE_PARAMS if isinstance(params, dict) else ():
+            if key in params:
+                params[key], problem = read_file_param(params[key], base)
+                if problem:
+                    problems.append(f"nodes[{index}].params.{key}: {problem}")
+    return problems
+
+
+def _file_param(doc: Document, line: int, value: Any, base: Path) -> Any:
+    text, problem = read_file_param(value, base)
+    if problem:
+        doc.problem(line, problem)
+    return text
 
 
 def _node(
@@ -295,6 +332,23 @@ def literal_next_targets(code: str) -> list[str]:
     return targets
 
 
+_KINDS = {"inputs": "input", "steps": "step", "outputs": "output"}
+
+
+def _require_description(doc: Document, entity: Entity) -> None:
+    """pflow rejects an input, step or output with no prose under its heading: the prose is
+    what a reader (and pflow's tooling) learns the entity's purpose from."""
+    if any(line.strip() for line in entity.prose) or any(
+        item.text.startswith("description:") for item in entity.items
+    ):
+        return
+    doc.problem(
+        entity.line,
+        f"{_KINDS[entity.section]} '{entity.name}' has no description: "
+        "write a sentence under its heading",
+    )
+
+
 def build_workflow(doc: Document, name: str, base: Path) -> ParsedMarkdown:
     """pflow's IR for the document (with ``ir_version``), plus the line of every part."""
     from pflow_trace.ir.markdown_routing import route_edges
@@ -312,6 +366,7 @@ def build_workflow(doc: Document, name: str, base: Path) -> ParsedMarkdown:
     for entity in doc.entities:
         if entity.section in by_section:
             by_section[entity.section].append(entity)
+            _require_description(doc, entity)
     if by_section["inputs"]:
         workflow["inputs"] = {e.name: _input_spec(doc, e, lines) for e in by_section["inputs"]}
     steps = [_node(doc, e, i, base, lines) for i, e in enumerate(by_section["steps"])]

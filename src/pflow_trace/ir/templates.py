@@ -5,7 +5,7 @@ As in pflow, an index may itself be a template (``${rows[${__index__}]}``), ``??
 the next operand when one cannot be resolved (``${a.x ?? b.y ?? "none"}``; the last operand may
 be a JSON literal), and a path that walks on into a string holding a JSON object or array parses
 it (``${node.stdout.field}``). A param that is exactly one template keeps the value's type; a
-template inside a longer string interpolates (strings as they are, everything else as JSON).
+template inside a longer string interpolates as pflow does (see :func:`to_text`).
 Parsing happens once per distinct string, so the per-item path never touches a regular
 expression.
 """
@@ -179,16 +179,18 @@ def _split_fallbacks(expression: str) -> list[str]:
 
 
 def _operand(text: str, whole: str, depth: int) -> tuple[PathPart, ...] | Literal:
+    """One ``??`` operand. A JSON literal wins over a same-spelled name, as in pflow:
+    ``${a.b ?? true}`` falls back to the boolean, not to an input called ``true``."""
     text = text.strip()
+    try:
+        return Literal(json.loads(text))
+    except (ValueError, RecursionError):  # RecursionError: a literal nested past the limit
+        pass
     try:
         return parse_path(text, depth)
     except TemplateNestingError:
         raise  # not a literal either: say why
     except TemplateSyntaxError:
-        pass
-    try:
-        return Literal(json.loads(text))
-    except (ValueError, RecursionError):  # RecursionError: a literal nested past the limit
         pass
     if len(text) >= 2 and text[0] == text[-1] == "'":
         return Literal(text[1:-1])
@@ -354,13 +356,36 @@ def _walk(reference: Reference, path: tuple[PathPart, ...], store: Mapping[str, 
 
 
 def to_text(value: Any) -> str:
-    """How a value reads inside a longer string: strings as they are, the rest as JSON."""
+    """How a value reads inside a longer string, as pflow-cli 0.16 renders it.
+
+    Strings as they are; ``None`` as nothing (an optional input left out reads as ``""``);
+    booleans as Python spells them (``True``, ``False``); dicts and lists as JSON; any other
+    value as ``str()``, except that every zero (``0.0`` too) reads ``0``.
+    """
     if isinstance(value, str):
         return value
-    try:
-        return json.dumps(value, ensure_ascii=False, default=str)
-    except (TypeError, ValueError):
-        return str(value)
+    if value is None or isinstance(value, bool):
+        return "" if value is None else str(value)
+    if isinstance(value, (dict, list)):
+        try:
+            return json.dumps(value, ensure_ascii=False, default=str)
+        except (TypeError, ValueError):
+            return str(value)
+    if isinstance(value, (int, float)) and value == 0:
+        return "0"
+    return str(value)
+
+
+def json_list_or_value(value: Any) -> Any:
+    """A string holding a JSON array, parsed; any other value as it is.
+
+    Lets a batch run over JSON text (a shell step printing an array), as pflow does.
+    """
+    if isinstance(value, str):
+        parsed = _parsed_json(value)
+        if isinstance(parsed, list):
+            return parsed
+    return value
 
 
 def resolve(compiled: Any, store: Mapping[str, Any]) -> Any:

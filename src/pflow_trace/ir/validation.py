@@ -145,7 +145,49 @@ def semantic_problems(workflow: dict[str, Any], registry: NodeRegistry) -> list[
     for name, template in outputs.items() if isinstance(outputs, dict) else ():
         if isinstance(template, str):
             problems += _template_problems(f"outputs.{name}", template, scope, None)
-    return problems
+    return problems + _unused_input_problems(workflow, inputs)
+
+
+def _unused_input_problems(workflow: dict[str, Any], inputs: set[str]) -> list[str]:
+    """Inputs no template reads (in params, batches or outputs): pflow rejects them, since a
+    declared input nobody reads is a wrong declaration or a forgotten use."""
+    if not inputs:
+        return []
+    read: set[str] = set()
+    for node in _listed(workflow.get("nodes")):
+        if isinstance(node, dict):
+            read |= _template_heads([node.get("params"), node.get("batch")])
+    read |= _template_heads(workflow.get("outputs"))
+    return [
+        f"inputs.{name}: input '{name}' is declared but no template reads it"
+        for name in sorted(inputs - read)
+    ]
+
+
+def _template_heads(value: Any) -> set[str]:
+    """The first name of every template path in ``value`` (unparsable ones are left out: their
+    own problem is reported where they are)."""
+    heads: set[str] = set()
+    for text in _strings(value):
+        try:
+            heads.update(reference.head for reference in iter_references(compile_value(text)))
+        except TemplateSyntaxError:
+            continue
+    return heads
+
+
+def _strings(value: Any) -> list[str]:
+    """Every string in ``value``, keys left out (an iterative walk: nesting is bounded)."""
+    found, stack = [], [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            found.append(item)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return found
 
 
 def _node_problems(

@@ -10,8 +10,8 @@ A call's ``llm_usage`` (what the ``llm`` node returns, and what pflow writes as 
 * ``total_tokens`` is ``input_tokens + output_tokens``.
 
 ``cost_usd`` is ``None`` when the model's price is unknown; a total over calls is then ``None``
-as well (with ``known_cost_usd`` holding what could be priced), never a silent 0. The batch
-layer (``batch_metadata.llm_usage``), the trace file (``llm_usage`` per node, ``llm_summary``),
+as well (with ``known_cost_usd`` holding what could be priced), never a silent 0. The trace
+file (``llm_usage`` per item and node, ``llm_summary``),
 ``run`` and ``show`` all add calls up with :class:`UsageTotals`, so they cannot disagree.
 """
 

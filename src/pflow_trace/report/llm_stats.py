@@ -2,7 +2,7 @@
 
 Built from the trace model's call records (``llm_usage`` on items and nodes, in any format)
 with the token rule of :mod:`pflow_trace.observe.llm_usage`, so these totals are the ones the
-trace file's ``llm_summary`` and ``batch_metadata.llm_usage`` hold. The quality signals are
+trace file's ``llm_summary`` and each node's ``llm_usage`` hold. The quality signals are
 the ones a batch of LLM calls hides behind "success": a blank response, an answer cut off by
 the output-token limit, and how widely the output length varies between items.
 """

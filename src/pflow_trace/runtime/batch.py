@@ -16,7 +16,12 @@ from typing import Any, Literal
 
 from pflow_trace.engine import RetryPolicy
 from pflow_trace.errors import TemplateError
-from pflow_trace.ir.templates import Reference, compile_value, resolve_param
+from pflow_trace.ir.templates import (
+    Reference,
+    compile_value,
+    json_list_or_value,
+    resolve_param,
+)
 from pflow_trace.nodes.base import NodeFailure
 from pflow_trace.observe import conventions as conv
 from pflow_trace.observe.facts import ItemOutcome
@@ -87,7 +92,9 @@ class BatchNode(LayerWrapper):
         self.life = ItemLife(run, node_id, node_type, config.alias, config.retry)
 
     def resolve_items(self, shared: Any) -> list[Any]:
-        items = resolve_param(self.node_id, "batch.items", self.compiled_items, shared)
+        items = json_list_or_value(
+            resolve_param(self.node_id, "batch.items", self.compiled_items, shared)
+        )
         if not isinstance(items, list):
             source = self.compiled_items.text if isinstance(self.compiled_items, Reference) else ""
             got = "null" if items is None else _TYPE_NAMES.get(type(items), type(items).__name__)

@@ -4,6 +4,8 @@
 ``item`` (the input) and ``original_index``; failed items are only in ``errors``, which is
 always a list. ``count`` is the items attempted when ``fail_fast`` stopped early, as in pflow;
 otherwise every item (also for an interrupted run, whose missing items are "skipped").
+The store holds exactly what pflow's does, key for key: what pflow-trace learns beyond it (an
+LLM batch's token and cost totals) goes to the trace, never into the store.
 Kept apart from the batch layer, which owns running the items; this owns their summary.
 """
 
@@ -12,7 +14,6 @@ from __future__ import annotations
 from typing import Any
 
 from pflow_trace.observe.facts import ItemOutcome
-from pflow_trace.observe.llm_usage import summarize_usages
 
 
 def timing_stats(durations: list[float]) -> dict[str, float]:
@@ -62,9 +63,6 @@ def build_batch_output(
         "execution_mode": config.execution_mode,
         "timing": timing_stats([outcome.duration_ms for outcome in outcomes]),
     }
-    llm_usage = summarize_usages(o.llm_usage for o in outcomes)
-    if llm_usage is not None:  # an LLM batch: its calls' tokens and cost
-        metadata["llm_usage"] = llm_usage
     return {
         "results": kept,
         "count": len(outcomes) if stopped_early else len(items),

@@ -67,6 +67,8 @@ class RunContext:
     recent_nodes: deque[str] = field(default_factory=lambda: deque(maxlen=RECENT_NODES_KEPT))
     #: Failures the run routed around (an ``error`` edge), one line each, for its warnings.
     recovered: list[str] = field(default_factory=list)
+    #: The ids of those nodes: a declared output reading one fails the run, as in pflow.
+    routed_failures: set[str] = field(default_factory=set)
     #: Record LLM prompts and completions on spans (opt-in; see ``docs/llm.md``).
     capture_llm_content: bool = False
     #: Where batch items run; ``run_workflow`` fills it in when None (a context made by hand),

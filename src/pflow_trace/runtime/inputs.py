@@ -105,6 +105,7 @@ def resolve_inputs(workflow: dict[str, Any], provided: dict[str, Any]) -> dict[s
             problems.append(f"missing required input '{name}'{piped}")
             continue
         else:
+            values[name] = None  # as in pflow: "" inside text, null as a whole value
             continue
         expected = spec.get("type")
         if expected == "string" and not isinstance(value, str):

@@ -169,6 +169,7 @@ class InstrumentedNode(LayerWrapper):
     def _route_failure(self, shared: Any, handler: Any) -> str:
         """Hand the failure to the ``error`` successor: drop the namespace, note it, route."""
         shared.pop(self.node_id, None)
+        self.run_context.routed_failures.add(self.node_id)
         target = getattr(handler, "node_id", "?")
         self.run_context.recovered.append(
             f"node '{self.node_id}' failed; on-error routed to '{target}'"

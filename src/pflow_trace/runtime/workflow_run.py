@@ -8,9 +8,10 @@ renders the same facts.
 from __future__ import annotations
 
 import difflib
+import json
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,7 @@ from opentelemetry.trace import Span, Status, StatusCode
 
 from pflow_trace.errors import NodeExecutionError, RunInterrupted
 from pflow_trace.ir.templates import (
+    Literal,
     PathPart,
     Reference,
     UnresolvedTemplate,
@@ -47,8 +49,7 @@ class RunResult:
     shared: dict[str, Any] = field(repr=False)
     #: The signal that stopped an interrupted run (None for Python's own Ctrl-C handler).
     interrupt_signal: int | None = None
-    #: Why a run is degraded: each ``continue`` batch with failed items, each routed failure;
-    #: then each declared output left null by a missing key (which does not degrade the run).
+    #: Why a run is degraded: each ``continue`` batch with failed items, each routed failure.
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -89,33 +90,79 @@ def run_warnings(
 
 
 def declared_outputs(
-    workflow: Mapping[str, Any], shared: Mapping[str, Any]
+    workflow: Mapping[str, Any], shared: Mapping[str, Any], failed: Iterable[str] = ()
 ) -> tuple[dict[str, Any], list[str]]:
-    """(the workflow's outputs, one warning per output left null because a key was missing).
+    """(the workflow's outputs, one problem per output that cannot be resolved).
 
-    An output that cannot be resolved is null rather than a failure, as in pflow; the warning
-    is what keeps a typo such as ``${b.reslts}`` from ending a run quietly with a null.
+    As in pflow-cli 0.16, an output that cannot be resolved fails the run (the problems
+    say why, with the close key when there is one), except a ``??`` chain none of whose
+    nodes ran (branches that were not taken), which is left out. An output whose value is
+    null is left out too: pflow writes nothing for it. ``failed`` names the nodes that failed
+    and were routed around: their namespaces are gone, but they did run.
     """
     outputs: dict[str, Any] = {}
-    warnings: list[str] = []
+    problems: list[str] = []
     for name, template in (workflow.get("outputs") or {}).items():
+        compiled = parse_string(template)
         try:
-            outputs[name] = resolve(parse_string(template), shared)
+            value = resolve(compiled, shared)
         except UnresolvedTemplate as miss:
-            outputs[name] = None
-            warnings.append(missing_output_warning(name, template, miss, shared))
-    return outputs, warnings
+            if not _none_ran(compiled, shared, set(failed)):
+                problems.append(missing_output_problem(name, template, miss, shared))
+            continue
+        if value is not None:
+            outputs[name] = value
+    return outputs, problems
 
 
-def missing_output_warning(
+def _none_ran(compiled: Any, shared: Mapping[str, Any], failed: set[str]) -> bool:
+    """A whole-value ``??`` chain whose every operand reads a node that did not run."""
+    if not isinstance(compiled, Reference) or not compiled.fallbacks:
+        return False
+    paths = [compiled.path, *compiled.fallbacks]
+    return all(
+        not isinstance(path, Literal) and path[0] not in shared and path[0] not in failed
+        for path in paths
+    )
+
+
+#: The first characters JSON text can start with; anything else is text without trying.
+_JSON_STARTS = frozenset('{["tfn-0123456789')
+
+
+def output_as_json(value: Any) -> Any:
+    """An output as ``--output-format json`` prints it: JSON text parsed, as pflow prints it.
+
+    pflow-cli 0.16 parses every declared output that is a string holding a whole JSON value
+    (``"3"`` → ``3``, ``"[1]"`` → ``[1]``, blanks around it allowed) in its JSON result; text
+    that is not JSON, or only starts like it (``n=3``, ``3 apples``), stays text.
+    """
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if not text or text[0] not in _JSON_STARTS:
+        return value
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return value
+
+
+def outputs_as_json(outputs: Mapping[str, Any]) -> dict[str, Any]:
+    """Every output through :func:`output_as_json`."""
+    return {name: output_as_json(value) for name, value in outputs.items()}
+
+
+def missing_output_problem(
     name: str, template: str, miss: UnresolvedTemplate, shared: Mapping[str, Any]
 ) -> str:
-    """``output 'total': ${b.reslts} is null: key 'b.reslts' not found (did you mean
+    """``output 'total': cannot resolve ${b.reslts}: key 'b.reslts' not found (did you mean
     'b.results'?)``; the suggestion only when a key there is close (difflib)."""
     parts = _parts_to_missing(miss, shared)
+    head = f"output '{name}': cannot resolve {template}"
     if parts is None:  # the miss was on a ``??`` operand, not on the main path
-        return f"output '{name}': {template} is null: '{miss.missing}' not found"
-    text = f"output '{name}': {template} is null: key '{_path_text(parts)}' not found"
+        return f"{head}: '{miss.missing}' not found"
+    text = f"{head}: key '{_path_text(parts)}' not found"
     close = difflib.get_close_matches(str(miss.missing), miss.available, n=1, cutoff=0.6)
     if close:
         key = close[0]
@@ -189,10 +236,10 @@ def run_workflow(
     try:
         flow._run(shared)
         warnings = run_warnings(workflow, shared, run)
-        record.status = "degraded" if warnings else "success"
-        outputs, missing_outputs = declared_outputs(workflow, shared)
-        warnings += missing_outputs  # said, but a null output does not degrade the run
-        record.warnings = list(warnings)
+        outputs, problems = declared_outputs(workflow, shared, run.routed_failures)
+        # As in pflow, an output that cannot be resolved fails the run.
+        record.status = "failed" if problems else "degraded" if warnings else "success"
+        record.error, record.warnings = "; ".join(problems) or None, list(warnings)
     except NodeExecutionError as exc:
         record.status, record.error, record.failed_node = "failed", exc.message, exc.node_id
     except KeyboardInterrupt as exc:
@@ -207,7 +254,9 @@ def run_workflow(
     node_ids = [node["id"] for node in workflow["nodes"]]
     return RunResult(
         record=record,
-        outputs=outputs if outputs is not None else declared_outputs(workflow, shared)[0],
+        outputs=declared_outputs(workflow, shared, run.routed_failures)[0]
+        if outputs is None
+        else outputs,
         nodes={node_id: shared[node_id] for node_id in node_ids if node_id in shared},
         shared=shared,
         interrupt_signal=interrupt_signal,

@@ -1,0 +1,2 @@
+echo "from the script"
+echo "second line: $((6 * 7))"
