@@ -38,6 +38,8 @@ Items fail while a flag file exists.
 
 ### work
 
+Logs each item; item 2 fails while the flag file exists.
+
 - type: shell
 
 ```shell command
@@ -53,6 +55,8 @@ error_handling: continue
 
 ### count
 
+Counts the characters of the results.
+
 - type: shell
 
 ```shell command
@@ -62,6 +66,8 @@ echo count >> '{log}'; echo '${{work.results}}' | wc -c
 ## Outputs
 
 ### lines
+
+The work step's results.
 
 - source: ${{work.results}}
 """

@@ -24,7 +24,14 @@ def workflow(input_type: str = "object", **inputs: dict[str, Any]) -> dict[str, 
     return {
         "ir_version": "0.1.0",
         "inputs": declared,
-        "nodes": [{"id": "show", "type": "echo", "params": {"value": "x"}}],
+        "nodes": [
+            {
+                "id": "show",
+                "type": "echo",
+                # Every declared input is read, or validation refuses it (as pflow does).
+                "params": {"value": {name: f"${{{name}}}" for name in declared}},
+            }
+        ],
     }
 
 
