@@ -190,8 +190,19 @@ def test_a_proxy_in_the_environment_is_still_used(
     monkeypatch.setenv("http_proxy", url)
     monkeypatch.delenv("no_proxy", raising=False)
     monkeypatch.delenv("NO_PROXY", raising=False)
+    http_pool.close_idle()  # proxy settings are read once per run: this is a new one
     out = call({"url": "http://example.invalid/through-proxy"})
     assert out["response"]["path"] == "http://example.invalid/through-proxy"
+
+
+def test_proxy_settings_are_read_again_after_a_run(
+    server: tuple[str, Seen], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, seen = server
+    assert call({"url": f"{url}/direct"})["response"]["path"] == "/direct"
+    monkeypatch.setenv("http_proxy", url)
+    run_workflow(batch("http://example.invalid", 1, 1), {})
+    assert seen.requests[-1]["path"] == "http://example.invalid/item/0"
 
 
 def test_refused_and_timed_out_connections_keep_their_messages() -> None:

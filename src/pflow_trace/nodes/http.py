@@ -215,7 +215,7 @@ def _exchange(
 
 
 def _proxied(scheme: str, host: str) -> bool:
-    proxies = urllib.request.getproxies()
+    proxies = http_pool.pool.proxies()
     return scheme in proxies and not urllib.request.proxy_bypass(host)
 
 

@@ -9,7 +9,8 @@ The pool never holds more connections in use than there are requests in flight (
 batch's ``max_concurrent`` lanes); at most :data:`MAX_IDLE_PER_ORIGIN` idle ones are kept per
 origin. A connection carries no state between requests: headers (and so credentials) are
 given per request and nothing stores cookies. :func:`close_idle` closes what is idle when a
-run ends; a connection in use then is closed when its request finishes, not reused.
+run ends; a connection in use then is closed when its request finishes, not reused. The
+environment's proxy settings are read once per run, here too.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import http.client
 import ssl
 import threading
+import urllib.request
 
 #: Idle connections kept per (scheme, host, port): enough for the widest batch of lanes.
 MAX_IDLE_PER_ORIGIN = 256
@@ -48,6 +50,7 @@ class ConnectionPool:
         self._lock = threading.Lock()
         self._generation = 0
         self._tls: ssl.SSLContext | None = None
+        self._proxies: dict[str, str] | None = None
         #: Connections opened since the pool was made (what tests and benchmarks read).
         self.opened = 0
 
@@ -118,11 +121,21 @@ class ConnectionPool:
             self._tls = ssl.create_default_context()
         return self._tls
 
+    def proxies(self) -> dict[str, str]:
+        """The environment's proxies by scheme (urllib's ``getproxies``), read at the first
+        request of a run: reading them scans the whole environment, which cost more than the
+        request itself."""
+        proxies = self._proxies
+        if proxies is None:
+            proxies = self._proxies = urllib.request.getproxies()
+        return proxies
+
     def close_idle(self) -> int:
-        """Close every idle connection; those in use are closed when handed back. Returns how
-        many were closed."""
+        """Close every idle connection (those in use are closed when handed back) and forget
+        the proxy settings read. Returns how many connections were closed."""
         with self._lock:
             self._generation += 1
+            self._proxies = None
             idle = [connection for kept in self._idle.values() for connection in kept]
             self._idle.clear()
         for connection in idle:

@@ -184,6 +184,7 @@ def run_workflow(
     run.node_visits = 0
     run.recent_nodes.clear()
     reset_cancellation()
+    http_pool.close_idle()  # proxy settings are read afresh for this run
     interrupt_signal: int | None = None
     warnings: list[str] = []
     outputs: dict[str, Any] | None = None
