@@ -161,6 +161,7 @@ def test_a_connection_the_server_closed_is_replaced(server: tuple[str, Seen]) ->
     out = call({"url": f"{url}/next", "method": "POST", "body": "once"})
     assert out["status_code"] == 200
     assert [request["path"] for request in seen.requests] == ["/hang-up", "/next"]
+    assert len(seen.connections) == 2  # the kept one failed unanswered; a new one took it
 
 
 def test_urllib_defaults_are_kept(server: tuple[str, Seen]) -> None:
