@@ -219,3 +219,14 @@ def test_refused_and_timed_out_connections_keep_their_messages() -> None:
         with pytest.raises(NodeFailure) as late:
             node.run({})
     assert "timed out after 0.2s" in late.value.message
+
+
+def test_a_url_with_user_info_takes_urllib_s_path(server: tuple[str, Seen]) -> None:
+    """urllib takes ``user@host`` for the host name and cannot resolve it; so it stays."""
+    url, seen = server
+    node = HttpNode()
+    node.set_params({"url": url.replace("//", "//someone@") + "/x"})
+    with pytest.raises(NodeFailure) as info:
+        node.run({})
+    assert info.value.message.startswith("cannot reach http://someone@127.0.0.1:")
+    assert seen.requests == []

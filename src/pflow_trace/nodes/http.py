@@ -191,13 +191,14 @@ def _exchange(
     """The request on a kept connection of :mod:`~pflow_trace.nodes.http_pool`.
 
     What urllib would do differently takes urllib's own path, so behaviour stays urllib's: a
-    proxy set in the environment, and a redirect urllib follows (the next request, a GET
-    without the body, is urllib's, and so are any redirects after it). urllib's default
-    headers are kept (its ``User-Agent``, a form content type for an untyped body).
+    proxy set in the environment, a URL with ``user@`` in it, and a redirect urllib follows
+    (the next request, a GET without the body, is urllib's, and so are any redirects after
+    it). urllib's default headers are kept (its ``User-Agent``, a form content type for an
+    untyped body).
     """
     parts = urllib.parse.urlsplit(url)
     scheme = parts.scheme.lower()
-    if _proxied(scheme, parts.hostname or ""):
+    if parts.username is not None or _proxied(scheme, parts.hostname or ""):
         return _urllib_exchange(url, method, headers, data, timeout)
     if parts.hostname is None:
         raise ValueError("no host given")
