@@ -51,8 +51,6 @@ class ConnectionPool:
         self._generation = 0
         self._tls: ssl.SSLContext | None = None
         self._proxies: dict[str, str] | None = None
-        #: Connections opened since the pool was made (what tests and benchmarks read).
-        self.opened = 0
 
     def request(
         self,
@@ -100,7 +98,6 @@ class ConnectionPool:
                 if connection.sock is not None:
                     connection.sock.settimeout(timeout_s)
                 return connection, generation, True
-            self.opened += 1
             tls = self._tls_context() if origin[0] == "https" else None
         return _connection(origin, timeout_s, tls), generation, False
 
