@@ -41,7 +41,8 @@ CACHED_TOKENS = 40
 
 @dataclass
 class ServerLog:
-    """Every request the server got: its user message and Authorization header."""
+    """Every request the server got: its user message, Authorization header and the client's
+    address (one per TCP connection)."""
 
     requests: list[dict[str, Any]] = field(default_factory=list)
     seen: set[str] = field(default_factory=set)
@@ -70,6 +71,9 @@ def _answer(text: str, auth: str) -> tuple[str, str]:
 
 def _handler(log: ServerLog) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as OpenAI's API: a client may reuse it
+        disable_nagle_algorithm = True
+
         def log_message(self, *args: Any) -> None:  # keep test output quiet
             return None
 
@@ -88,7 +92,9 @@ def _handler(log: ServerLog) -> type[BaseHTTPRequestHandler]:
             text = _user_text(body)
             auth = self.headers.get("Authorization", "")
             with log.lock:
-                log.requests.append({"text": text, "auth": auth, "body": body})
+                log.requests.append(
+                    {"text": text, "auth": auth, "body": body, "peer": self.client_address}
+                )
                 first_time = text not in log.seen
                 log.seen.add(text)
             if "ALWAYS-429" in text or ("RATE-LIMIT-ONCE" in text and first_time):

@@ -263,6 +263,34 @@ def test_a_key_the_server_echoes_reaches_no_span_nor_usage(
     assert key not in repr(outcome.result.nodes)
 
 
+def test_a_batch_reuses_one_client_and_its_connections(server: Any) -> None:
+    prompts = [f"question {index}" for index in range(24)]
+    outcome, _, _ = run_traced(
+        llm_workflow(
+            {"prompt": "${item}", "model": "local-gpt"}, prompts, parallel=True, max_concurrent=3
+        )
+    )
+    assert outcome.status == "success"
+    assert len(server.requests) == 24
+    # A client per call opened a connection per call; a kept client keeps one per lane.
+    assert len({request["peer"] for request in server.requests}) <= 3
+
+
+def test_a_new_key_gets_a_new_client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    user_dir = tmp_path / "llm-user"
+    monkeypatch.setenv("LLM_USER_PATH", str(user_dir))
+    with chat_server() as (api_base, log):
+        configure_model(user_dir, api_base, key_name="openai")
+        for key in ("sk-first-000000", "sk-second-11111", "sk-first-000000"):
+            monkeypatch.setenv("OPENAI_API_KEY", key)
+            run_traced(llm_workflow({"prompt": "hello", "model": "local-gpt"}))
+    assert [request["auth"] for request in log.requests] == [
+        "Bearer sk-first-000000",
+        "Bearer sk-second-11111",
+        "Bearer sk-first-000000",
+    ]
+
+
 # -- a server that never answers -------------------------------------------------------------
 
 

@@ -1,5 +1,8 @@
 """The ``http`` node: one HTTP request with the standard library, no client dependency.
 
+Requests go over kept connections (:mod:`~pflow_trace.nodes.http_pool`): a batch of many
+short requests opens about one connection per lane, not one per item.
+
 Params and outputs are pflow's (pflow-cli 0.16): ``body`` is text or a value sent as JSON,
 ``params`` is the query string, ``auth_token`` / ``api_key`` add the usual headers, and the
 outputs are ``response`` (JSON parsed), ``status_code``, ``response_headers`` and
@@ -14,6 +17,7 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import string
 import time
 import urllib.error
 import urllib.parse
@@ -21,12 +25,14 @@ import urllib.request
 from email.message import Message
 from typing import Any, ClassVar
 
+from pflow_trace.nodes import http_pool
 from pflow_trace.nodes.base import RUNTIME_KEYS, NodeFailure, WorkflowNode
 from pflow_trace.nodes.shell import as_text
 from pflow_trace.text import one_line
 
 DEFAULT_TIMEOUT_S = 30.0
 BODY_EXCERPT_CHARS = 200
+_USER_AGENT = f"Python-urllib/{urllib.request.__version__}"
 
 
 def _headers_dict(headers: Message | None) -> dict[str, str]:
@@ -157,18 +163,14 @@ class HttpNode(WorkflowNode):
     ) -> tuple[int, Message | None, bytes]:
         """Perform the request; every transport problem becomes a one-line NodeFailure."""
         try:
-            request = urllib.request.Request(url, data=data, headers=headers, method=method)
-            # A fresh opener per call reads proxy settings now, not at first use in the process.
-            opener = urllib.request.build_opener()
-            with opener.open(request, timeout=timeout) as response:
-                return response.status, response.headers, response.read()
+            return _exchange(url, method, headers, data, timeout)
         except urllib.error.HTTPError as exc:  # urllib raises for 4xx/5xx and unfollowed 3xx
             try:
                 raw = exc.read()
             except (OSError, http.client.HTTPException):
                 raw = b""
             return exc.code, exc.headers, raw
-        except urllib.error.URLError as exc:
+        except (urllib.error.URLError, http_pool.SendFailed) as exc:
             reason = exc.reason
             if isinstance(reason, TimeoutError):
                 raise NodeFailure(f"{method} {url} timed out after {timeout:g}s") from None
@@ -181,3 +183,79 @@ class HttpNode(WorkflowNode):
             raise NodeFailure(f"{method} {url} failed: {detail}") from None
         except ValueError as exc:  # malformed URL, e.g. a missing host
             raise NodeFailure(f"invalid URL '{url}': {exc}") from None
+
+
+def _exchange(
+    url: str, method: str, headers: dict[str, str], data: bytes | None, timeout: float
+) -> tuple[int, Message | None, bytes]:
+    """The request on a kept connection of :mod:`~pflow_trace.nodes.http_pool`.
+
+    What urllib would do differently takes urllib's own path, so behaviour stays urllib's: a
+    proxy set in the environment, a URL with ``user@`` in it, and a redirect urllib follows
+    (the next request, a GET without the body, is urllib's, and so are any redirects after
+    it). urllib's default headers are kept (its ``User-Agent``, a form content type for an
+    untyped body).
+    """
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme.lower()
+    if parts.username is not None or _proxied(scheme, parts.hostname or ""):
+        return _urllib_exchange(url, method, headers, data, timeout)
+    if parts.hostname is None:
+        raise ValueError("no host given")
+    origin = (scheme, parts.hostname, parts.port or (443 if scheme == "https" else 80))
+    target = urllib.parse.urlunsplit(("", "", parts.path or "/", parts.query, ""))
+    sent = _default_headers(headers, data)
+    status, response_headers, raw = http_pool.pool.request(
+        origin, method, target, sent, data, timeout
+    )
+    follow = _redirect_target(url, method, status, response_headers)
+    if follow is None:
+        return status, response_headers, raw
+    kept = {k: v for k, v in headers.items() if k.lower() not in ("content-length", "content-type")}
+    return _urllib_exchange(follow, "GET", kept, None, timeout)
+
+
+def _proxied(scheme: str, host: str) -> bool:
+    proxies = http_pool.pool.proxies()
+    return scheme in proxies and not urllib.request.proxy_bypass(host)
+
+
+def _default_headers(headers: dict[str, str], data: bytes | None) -> dict[str, str]:
+    """The headers urllib adds by itself (``Host`` and ``Content-Length`` come from
+    ``http.client``); what the caller gave wins."""
+    sent = dict(headers)
+    names = {name.lower() for name in headers}
+    if "user-agent" not in names:
+        sent["User-Agent"] = _USER_AGENT
+    if data is not None and "content-type" not in names:
+        sent["Content-Type"] = "application/x-www-form-urlencoded"
+    return sent
+
+
+def _redirect_target(url: str, method: str, status: int, headers: Message) -> str | None:
+    """Where urllib would go next after this answer (its ``HTTPRedirectHandler`` rules)."""
+    followed = (status in (301, 302, 303, 307, 308) and method in ("GET", "HEAD")) or (
+        status in (301, 302, 303) and method == "POST"
+    )
+    location = headers.get("location") or headers.get("uri")
+    if not followed or not location:
+        return None
+    parts = urllib.parse.urlparse(location)
+    if parts.scheme not in ("http", "https", ""):
+        return None
+    if not parts.path and parts.netloc:
+        parts = parts._replace(path="/")
+    quoted = urllib.parse.quote(
+        urllib.parse.urlunparse(parts), encoding="iso-8859-1", safe=string.punctuation
+    )
+    return urllib.parse.urljoin(url, quoted)
+
+
+def _urllib_exchange(
+    url: str, method: str, headers: dict[str, str], data: bytes | None, timeout: float
+) -> tuple[int, Message | None, bytes]:
+    request = urllib.request.Request(url, data=data, headers=headers, method=method)
+    # A fresh opener per call reads proxy settings now, not at first use in the process.
+    opener = urllib.request.build_opener()
+    with opener.open(request, timeout=timeout) as response:
+        return response.status, response.headers, response.read()

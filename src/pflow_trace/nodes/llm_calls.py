@@ -7,6 +7,7 @@ the ``llm`` library at module level: a workflow without an ``llm`` node never pa
 from __future__ import annotations
 
 import contextvars
+import hashlib
 import os
 import re
 import threading
@@ -85,21 +86,25 @@ _call_timeout_s: contextvars.ContextVar[float | None] = contextvars.ContextVar(
 
 
 def _make_retries_visible(model: Any) -> None:
-    """Turn off the OpenAI client's own retries for this model, so the node's are the only ones.
+    """Turn off the OpenAI client's own retries for this model, so the node's are the only ones,
+    and build that client once per key and timeout instead of once per call.
 
     The ``llm`` library's OpenAI plugin builds an ``openai`` client per call, and that client
     silently retries rate limits and server errors twice. A retry nobody sees cannot be a span
     event, so the node retries instead (and records each attempt); the client gets
     ``max_retries=0``, and the call's ``timeout`` (the library has no option for it; the
-    client's own default is ten minutes). Models of other plugins have no ``get_client`` and
-    are left as they are.
+    client's own default is ten minutes). Building a client loads the certificate bundle and
+    opens new connections (about 45 ms of interpreter time a call), so clients are kept
+    (:class:`_ClientCache`). Models of other plugins have no ``get_client`` and are left as
+    they are.
     """
     get_client = getattr(model, "get_client", None)
     if get_client is None or getattr(model, "_pflow_trace_visible_retries", False):
         return
+    clients = _ClientCache()
 
-    def get_client_without_retries(*args: Any, **kwargs: Any) -> Any:
-        client = get_client(*args, **kwargs)
+    def build(key: Any, *args: Any, **kwargs: Any) -> Any:
+        client = get_client(key, *args, **kwargs)
         with_options = getattr(client, "with_options", None)
         if not callable(with_options):
             return client
@@ -108,8 +113,49 @@ def _make_retries_visible(model: Any) -> None:
             return with_options(max_retries=0)
         return with_options(max_retries=0, timeout=timeout_s)
 
+    def get_client_without_retries(key: Any = None, *args: Any, **kwargs: Any) -> Any:
+        cache_key = _client_key(model, key, args, kwargs)
+        if cache_key is None:
+            return build(key, *args, **kwargs)
+        return clients.get(cache_key, lambda: build(key, *args, **kwargs))
+
     model.get_client = get_client_without_retries
     model._pflow_trace_visible_retries = True
+
+
+class _ClientCache:
+    """One model's clients by (key, timeout): a client is thread-safe and keeps its
+    connections, so every call with the same key and timeout shares it."""
+
+    def __init__(self) -> None:
+        self._clients: dict[tuple[str, float | None], Any] = {}
+        self._lock = threading.Lock()
+
+    def get(self, cache_key: tuple[str, float | None], build: Callable[[], Any]) -> Any:
+        with self._lock:
+            client = self._clients.get(cache_key)
+            if client is None:
+                client = self._clients[cache_key] = build()
+            return client
+
+
+def _client_key(
+    model: Any, key: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[str, float | None] | None:
+    """What tells one model's clients apart: the key it sends (as a digest: the plain key is
+    kept nowhere but in the client) and the timeout. ``None`` when the client must be built
+    afresh: an async client (bound to its event loop), a logging client the library builds when
+    asked to show responses, or arguments this wrapper does not know."""
+    if args or kwargs.get("async_") or set(kwargs) - {"async_"}:
+        return None
+    if os.environ.get("LLM_OPENAI_SHOW_RESPONSES"):
+        return None
+    try:
+        sent = model.get_key(key) if getattr(model, "needs_key", None) else None
+    except Exception:  # no key: building the client fails with the library's own message
+        return None
+    digest = hashlib.sha256(str(sent).encode()).hexdigest()
+    return digest, _call_timeout_s.get()
 
 
 class LlmTimeout(Exception):

@@ -29,6 +29,7 @@ from pflow_trace.ir.templates import (
     parse_string,
     resolve,
 )
+from pflow_trace.nodes import http_pool
 from pflow_trace.nodes.base import reset_cancellation
 from pflow_trace.nodes.registry import NodeRegistry
 from pflow_trace.observe import conventions as conv
@@ -230,6 +231,7 @@ def run_workflow(
     run.node_visits = 0
     run.recent_nodes.clear()
     reset_cancellation()
+    http_pool.close_idle()  # proxy settings are read afresh for this run
     interrupt_signal: int | None = None
     warnings: list[str] = []
     outputs: dict[str, Any] | None = None
@@ -251,6 +253,7 @@ def run_workflow(
             _finish_run(run, record, span, token, shared)
         finally:
             run.executors.close()  # worker processes and a cluster the run started end with it
+            http_pool.close_idle()  # no kept HTTP connection outlives the run idle
     node_ids = [node["id"] for node in workflow["nodes"]]
     return RunResult(
         record=record,

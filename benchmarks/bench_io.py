@@ -1,0 +1,234 @@
+"""I/O-bound batches: ``http`` and ``llm`` items against a local server that answers in 10 ms.
+
+The server runs in its own process (HTTP/1.1 keep-alive, a thread per connection) and
+answers every request after ``delay_ms``: plain JSON for the ``http`` node, an OpenAI chat
+completion for the ``llm`` node (through the ``llm`` library's OpenAI plugin, the model
+registered in a temporary ``extra-openai-models.yaml``). It counts the TCP connections it
+accepts, so each case reports how many a run opened.
+
+Efficiency = ideal wall (``ceil(items / max_concurrent) * delay``) / real wall, for the run
+with everything on (the node's duration from the trace file, exporter none) and untraced
+(``run_workflow`` timed whole), interleaved, best of three (``--rounds``).
+``cpu_ms_per_item`` is this process's CPU time per item (the server's is not counted);
+``cpu_bound_efficiency`` = ideal / that CPU time in all: with one interpreter lock, the
+efficiency cannot pass it.
+
+Targets: efficiency >= 0.85 for 2,000 x 10 ms at 100 lanes, both nodes. Only this module's
+public workflow shapes are used, so the same script measures an older checkout (put its
+``src`` first on ``PYTHONPATH``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from common import positive_int
+
+CASES_FULL = ((2000, 100, 10),)
+CASES_QUICK = ((200, 20, 10),)
+TARGET_EFFICIENCY = 0.85
+
+#: The server: prints its port, then serves until killed. /stats answers the connection count.
+SERVER = r"""
+import http.server, json, sys, threading, time
+delay_s = float(sys.argv[1])
+lock = threading.Lock()
+connections = [0]
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    def setup(self):
+        super().setup()
+        with lock:
+            connections[0] += 1
+    def log_message(self, *args):
+        pass
+    def _answer(self, payload):
+        body = json.dumps(payload).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def do_GET(self):
+        if self.path == "/stats":
+            self._answer({"connections": connections[0]})
+            return
+        time.sleep(delay_s)
+        self._answer({"path": self.path, "ok": True})
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        time.sleep(delay_s)
+        self._answer({
+            "id": "chatcmpl-1", "object": "chat.completion", "created": 1800000000,
+            "model": "gpt-4o-mini-2024-07-18",
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": "ok"}}],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6},
+        })
+class Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256
+server = Server(("127.0.0.1", 0), Handler)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"""
+
+
+@contextmanager
+def answering_server(delay_ms: int) -> Iterator[str]:
+    process = subprocess.Popen(
+        [sys.executable, "-c", SERVER, str(delay_ms / 1000)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout is not None
+        yield f"http://127.0.0.1:{process.stdout.readline().strip()}"
+    finally:
+        process.kill()
+        process.wait()
+
+
+def connections_so_far(base: str) -> int:
+    """Connections the server has accepted, this question's own one not counted."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(f"{base}/stats", timeout=10) as response:
+        return int(json.load(response)["connections"]) - 1
+
+
+def connections_during(base: str, action: Callable[[], Any]) -> tuple[int, Any]:
+    before = connections_so_far(base)
+    done = action()
+    return connections_so_far(base) - before - 1, done  # less the first question's connection
+
+
+def workflow(kind: str, base: str, items: int, max_concurrent: int) -> dict[str, Any]:
+    params: dict[str, Any] = (
+        {"url": base + "/item/${item}"}
+        if kind == "http"
+        else {"prompt": "item ${item}", "model": "bench-local", "max_retries": 1}
+    )
+    return {
+        "ir_version": "0.1.0",
+        "name": f"io-{kind}",
+        "nodes": [
+            {
+                "id": "call",
+                "type": kind,
+                "params": params,
+                "batch": {
+                    "items": list(range(items)),
+                    "parallel": True,
+                    "max_concurrent": max_concurrent,
+                },
+            }
+        ],
+    }
+
+
+def register_model(user_dir: Path, base: str) -> None:
+    """The server as an ``llm`` model, the way a user registers any OpenAI-compatible one."""
+    user_dir.mkdir(parents=True, exist_ok=True)
+    (user_dir / "extra-openai-models.yaml").write_text(
+        f"- model_id: bench-local\n  model_name: gpt-4o-mini\n  api_base: {base}/v1\n"
+    )
+
+
+def measure(
+    kind: str, base: str, items: int, lanes: int, delay_ms: int, directory: Path, rounds: int
+) -> Any:
+    from pflow_trace import api
+    from pflow_trace.api import TraceOptions
+    from pflow_trace.ir.validation import validate_workflow
+    from pflow_trace.observe.export_settings import resolve_export_settings
+    from pflow_trace.runtime.workflow_run import run_workflow
+
+    wf = validate_workflow(workflow(kind, base, items, lanes))
+    options = TraceOptions(
+        export=resolve_export_settings("none", env={}),
+        trace_file=str(directory / f"io-{kind}.json"),
+    )
+    # Warm: the llm library, its plugins and the model load once. Its connections are the
+    # ones a first run opens (kept connections and clients are reused by the runs after it).
+    first_connections, _ = connections_during(base, lambda: run_workflow(wf, {}))
+    best: dict[str, Any] = {"traced_ms": math.inf, "untraced_ms": math.inf}
+    for _ in range(rounds):  # untraced and traced rounds interleaved: a slow spell hits both
+        for name, action in (
+            ("untraced", lambda: run_workflow(wf, {})),
+            ("traced", lambda: api.run(wf, {}, options)),
+        ):
+            cpu, started = time.process_time(), time.perf_counter()
+            opened, done = connections_during(base, action)
+            wall_ms = (time.perf_counter() - started) * 1000
+            cpu_ms = (time.process_time() - cpu) * 1000
+            assert done.status == "success", done.error
+            if name == "traced":  # the batch's own time, from the trace file
+                wall_ms = done.document["nodes"][0]["duration_ms"]
+            if wall_ms < best[f"{name}_ms"]:
+                best[f"{name}_ms"], best[f"{name}_cpu_ms"] = wall_ms, cpu_ms
+                best[f"{name}_connections"] = opened
+    ideal_ms = math.ceil(items / lanes) * delay_ms
+    return {
+        "node": kind,
+        "items": items,
+        "max_concurrent": lanes,
+        "delay_ms": delay_ms,
+        "ideal_ms": ideal_ms,
+        "first_run_connections": first_connections,
+        **{
+            name: {
+                "wall_ms": round(best[f"{name}_ms"], 1),
+                "efficiency": round(ideal_ms / best[f"{name}_ms"], 3),
+                "cpu_ms_per_item": round(best[f"{name}_cpu_ms"] / items, 3),
+                "cpu_bound_efficiency": round(ideal_ms / best[f"{name}_cpu_ms"], 3),
+                "connections": best[f"{name}_connections"],
+            }
+            for name in ("traced", "untraced")
+        },
+        "target_efficiency": TARGET_EFFICIENCY,
+        "met": ideal_ms / best["traced_ms"] >= TARGET_EFFICIENCY,
+    }
+
+
+def run(
+    quick: bool = False, nodes: tuple[str, ...] = ("http", "llm"), rounds: int = 3
+) -> dict[str, Any]:
+    for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        os.environ.pop(name, None)
+    cases = []
+    with tempfile.TemporaryDirectory() as directory:
+        os.environ["LLM_USER_PATH"] = str(Path(directory) / "llm-user")
+        for items, lanes, delay_ms in CASES_QUICK if quick else CASES_FULL:
+            with answering_server(delay_ms) as base:
+                register_model(Path(directory) / "llm-user", base)
+                for kind in nodes:
+                    case = measure(kind, base, items, lanes, delay_ms, Path(directory), rounds)
+                    cases.append(case)
+    return {
+        "benchmark": "io",
+        "cases": cases,
+        "target": {"efficiency": f">= {TARGET_EFFICIENCY} (traced)"},
+        "met": all(case["met"] for case in cases),
+    }
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--node", choices=("http", "llm"), action="append")
+    parser.add_argument("--rounds", type=positive_int, default=3, help="best of (default 3)")
+    arguments = parser.parse_args()
+    nodes = tuple(arguments.node or ("http", "llm"))
+    json.dump(run(arguments.quick, nodes, arguments.rounds), sys.stdout, indent=2)
+    print()
