@@ -222,16 +222,7 @@ def run_workflow(
     )
     flow = compile_workflow(workflow, registry, run)
     shared: dict[str, Any] = dict(values)
-    name = workflow_name(workflow)
-    record = RunRecord(execution_id or str(uuid.uuid4()), name, start_ns=time.time_ns())
-    span = _start_workflow_span(run, record, parent_context)
-    if run.observer is not None:
-        run.observer.run_started(record)
-    token = otel_context.attach(trace.set_span_in_context(span, parent_context))
-    run.node_visits = 0
-    run.recent_nodes.clear()
-    reset_cancellation()
-    http_pool.close_idle()  # proxy settings are read afresh for this run
+    record, span, token = _begin(run, workflow_name(workflow), execution_id, parent_context)
     interrupt_signal: int | None = None
     warnings: list[str] = []
     outputs: dict[str, Any] | None = None
@@ -265,6 +256,25 @@ def run_workflow(
         interrupt_signal=interrupt_signal,
         warnings=warnings,
     )
+
+
+def _begin(
+    run: RunContext,
+    name: str,
+    execution_id: str | None,
+    parent_context: otel_context.Context | None,
+) -> tuple[RunRecord, Span, object]:
+    """The run's record and root span, current from here on; the run's counters reset."""
+    record = RunRecord(execution_id or str(uuid.uuid4()), name, start_ns=time.time_ns())
+    span = _start_workflow_span(run, record, parent_context)
+    if run.observer is not None:
+        run.observer.run_started(record)
+    token = otel_context.attach(trace.set_span_in_context(span, parent_context))
+    run.node_visits = 0
+    run.recent_nodes.clear()
+    reset_cancellation()
+    http_pool.close_idle()  # proxy settings are read afresh for this run
+    return record, span, token
 
 
 def _start_workflow_span(
