@@ -106,6 +106,7 @@ def test_the_benchmark_counts_every_span_in_jaeger(jaeger: JaegerApi) -> None:
     )
     assert completed.returncode == 0, completed.stderr
     report = json.loads(completed.stdout[completed.stdout.index("{") :])
-    assert report["spans_recorded"] == report["spans_in_jaeger"] == 4 * 20 + 3
+    assert report["spans_recorded"] == report["spans_in_run_trace"] == 4 * 20 + 3
+    assert report["chunk_traces"] == 0  # 20 items stay inline under the auto shape
     assert report["get_trace_bytes"] > 0
     assert report["jaeger_mib_stored"]["VmRSS"] > 0
