@@ -638,8 +638,8 @@
   }
   function comparisonTable(comparison) {
     const runs = DATA.summary.runs, diff = comparison.diff;
-    const label = (at, position) => "run " + (at + 1) + (position === 0 ? " (newest)" : "") +
-      " " + orDash(runs[at].start_time);
+    const clock = (at) => (runs[at].start_time ? " \u00b7 " + runs[at].start_time.slice(11, 19) : "");
+    const label = (at, position) => "run " + (at + 1) + (position === 0 ? " (newest)" : "") + clock(at);
     const columns = [["node", 0]].concat(comparison.runs.map((at, position) => [label(at, position), 1]),
       [["newest against run " + (comparison.base_run + 1), 0]]);
     const rows = diff.nodes.map((node) => {
@@ -720,8 +720,13 @@
         ["error rate", node.error_rate, pct, "error_rate"], ["cost", node.cost_usd, dollars, "cost_usd"]];
       for (const [name, values, format, metric] of figures) {
         const td = el("td");
-        if (values.some((v) => v !== null)) td.appendChild(chart(name, values, format, started(metric), runLabel));
-        else td.appendChild(el("span", "-", "dim"));
+        const known = values.filter((v) => v !== null);
+        if (known.length) {
+          td.appendChild(chart(name, values, format, started(metric), runLabel));
+          td.appendChild(el("span", "latest " + format(known[known.length - 1]), "dim chart-note"));
+        } else {
+          td.appendChild(el("span", "-", "dim"));
+        }
         line.appendChild(td);
       }
       body.appendChild(line);
