@@ -6,7 +6,8 @@ For every workflow with at least two runs among the traces, the page gets:
 - the :class:`~pflow_trace.report.diff.RunDiff` of the newest run against the one before it,
   built by :func:`~pflow_trace.report.diff_build.build_diff` exactly as ``pflow-trace diff``
   builds it: a change is called slower, faster or costlier only when the diff calls it
-  significant and larger than its minimum effect, and unequal runs carry its warnings;
+  significant and larger than its minimum effect, and unequal runs carry its warnings. It is
+  the history's last step (:func:`~pflow_trace.report.history.step_diffs`), computed once;
 - the :class:`~pflow_trace.report.history.History` of all of them (oldest first, as a chart
   reads), from :func:`~pflow_trace.report.history.build_history`.
 
@@ -20,8 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pflow_trace.report.diff import RunDiff
-from pflow_trace.report.diff_build import build_diff
-from pflow_trace.report.history import History, build_history
+from pflow_trace.report.history import History, build_history, step_diffs
 from pflow_trace.tracefile.model import TraceRun
 
 #: The name a run without one is grouped under.
@@ -69,12 +69,13 @@ def compare_runs(runs: Sequence[TraceRun]) -> list[WorkflowComparison]:
             continue
         oldest_first = sorted(positions, key=lambda at: (runs[at].start_time or "", at))
         ordered = [runs[at] for at in oldest_first]
+        steps = step_diffs(ordered)  # the last is the newest run against the one before it
         comparisons.append(
             WorkflowComparison(
                 workflow_name=name,
                 runs=oldest_first[::-1],
-                diff=build_diff([ordered[-2]], [ordered[-1]]),
-                history=build_history(ordered),
+                diff=steps[-1],
+                history=build_history(ordered, steps=steps),
             )
         )
     return comparisons
