@@ -14,6 +14,8 @@ import pytest
 import pflow_trace
 from pflow_trace.observe.export_settings import resolve_export_settings
 from pflow_trace.report.diff_build import build_diff
+from pflow_trace.report.stats import build_summary
+from pflow_trace.report.timeline import build_timeline
 from pflow_trace.tracefile.model import BatchInfo, BatchItem, TraceNode, TraceRun
 from pflow_trace.tracefile.readers import read_trace
 from pflow_trace.tracefile.schema import validate_trace_document
@@ -132,3 +134,13 @@ def test_unusable_keys_fall_back_and_say_why(
     else:
         (note,) = notes
         assert why in note and f"items matched by {expected} instead" in note
+
+
+def test_the_report_carries_each_items_key(two_runs: tuple[Path, Path]) -> None:
+    base, _new = two_runs
+    for run, expected in [
+        (read_trace(base), IDS),
+        (_run([None, None, None], ["x", "y", "z"]), []),
+    ]:
+        (node,) = build_timeline(run, build_summary([run]).runs[0]).nodes
+        assert node.items is not None and node.items.key == expected

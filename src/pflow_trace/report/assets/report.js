@@ -376,6 +376,7 @@
       ["start", ms(node.draw.start[i])], ["duration", ms(items.duration_ms[i])],
       [items.lane_labels.length ? "worker" : "lane",
         items.lane_labels.length ? items.lane_labels[items.lane[i]] : items.lane[i]]);
+    if (items.key.length) fields.splice(3, 0, ["key", items.key[i]]); // after the item: batch.key
     const marks = items.retry_ms[String(i)];
     if (marks) fields.push(["retries at", marks.map(ms).join(", ") + " after the item started"]);
     const split = items.time_us.length ? items.time_us[i] : null;
