@@ -43,9 +43,12 @@ def workflow(items: list[dict[str, Any]], fail_id: str | None = None) -> dict[st
     }
 
 
-def run_to(path: Path, document: dict[str, Any]) -> Path:
+def run_to(path: Path, document: dict[str, Any], previews: bool = True) -> Path:
     options = pflow_trace.TraceOptions(
-        trace_file=str(path), export=resolve_export_settings("none"), checkpoint=False
+        trace_file=str(path),
+        export=resolve_export_settings("none"),
+        checkpoint=False,
+        previews=previews,
     )
     outcome = pflow_trace.run(document, None, options)
     assert outcome.trace_path is not None
@@ -82,6 +85,17 @@ def test_diff_matches_reordered_items_by_key(two_runs: tuple[Path, Path]) -> Non
     assert work.moved_most[0].key == "doc-5"
     assert work.moved_most[0].change_ms is not None and work.moved_most[0].change_ms < -30
     assert not any("batch.key" in warning for warning in result.warnings)
+
+
+def test_keys_match_items_when_previews_are_off(tmp_path: Path) -> None:
+    """``--no-previews`` hides every value (all alike): without a key, only the index is left."""
+    items = [{"id": id_, "ms": 1} for id_ in IDS]
+    base = run_to(tmp_path / "base.json", workflow(items), previews=False)
+    new = run_to(tmp_path / "new.json", workflow(items[::-1], fail_id="doc-3"), previews=False)
+    work = build_diff([read_trace(base)], [read_trace(new)]).nodes[0]
+    assert {item.item for item in read_trace(new).nodes[0].batch.items} == {"<preview off>"}
+    assert work.item_match == "key"
+    assert [item.key for item in work.newly_failing] == ["doc-3"]
 
 
 def test_the_cli_says_items_were_matched_by_key(two_runs: tuple[Path, Path]) -> None:
