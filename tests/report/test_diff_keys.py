@@ -7,8 +7,10 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from importlib import resources
 from typing import Any
 
+import jsonschema
 import pytest
 
 import pflow_trace
@@ -108,7 +110,10 @@ def test_the_cli_says_items_were_matched_by_key(two_runs: tuple[Path, Path]) -> 
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
-    (work,) = json.loads(done.stdout)["nodes"]
+    document = json.loads(done.stdout)
+    schema = resources.files("pflow_trace.report").joinpath("schemas/diff.schema.json")
+    jsonschema.validate(document, json.loads(schema.read_text("utf-8")))
+    (work,) = document["nodes"]
     assert work["item_match"] == "key"
     assert work["newly_failing"][0]["key"] == "doc-3"
 
