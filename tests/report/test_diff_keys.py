@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import jsonschema
