@@ -78,6 +78,8 @@ class ItemColumns:
     time_us: list[tuple[int, int, int, int] | None] = field(default_factory=list)
     #: The provider's reported latency in µs per item (None when unknown); empty when none.
     provider_us: list[int | None] = field(default_factory=list)
+    #: Each item's ``batch.key`` (None where it has none); empty when no item has one.
+    key: list[str | None] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -197,6 +199,7 @@ def _item_columns(
     errors, error_codes = _error_columns(list(map(get["error"], items)))
     splits = list(map(get["time_us"], items))
     providers = list(map(get["provider_us"], items))
+    keys = list(map(get["key"], items))
     marks = {}
     if retry_ms:
         marks = {at: retry_ms[s] for at, s in enumerate(span_ids) if s in retry_ms}
@@ -220,6 +223,7 @@ def _item_columns(
         lane_labels=lane_labels,
         time_us=splits if splits.count(None) != count else [],
         provider_us=providers if providers.count(None) != count else [],
+        key=keys if keys.count(None) != count else [],
     )
 
 

@@ -25,6 +25,7 @@ from pflow_trace.ir.templates import (
 from pflow_trace.nodes.base import NodeFailure
 from pflow_trace.observe import conventions as conv
 from pflow_trace.observe.facts import ItemOutcome
+from pflow_trace.runtime.batch_keys import item_keys
 from pflow_trace.runtime.batch_output import build_batch_output
 from pflow_trace.runtime.context import current_execution
 from pflow_trace.runtime.executors.threads import ThreadsExecutor
@@ -51,6 +52,8 @@ class BatchConfig:
     error_handling: ErrorHandling = "fail_fast"
     #: Where items run: threads (this process), processes or dask (runtime/executors).
     executor: str = "threads"
+    #: The ``key`` template naming each item (runtime/batch_keys.py); None: items have no key.
+    key: str | None = None
 
     @classmethod
     def from_ir(cls, block: dict[str, Any], executor: str = "threads") -> BatchConfig:
@@ -63,6 +66,7 @@ class BatchConfig:
             retry_wait=float(block.get("retry_wait", 0)),
             error_handling=block.get("error_handling", "fail_fast"),
             executor=executor,
+            key=block.get("key"),
         )
 
     @property
@@ -89,6 +93,7 @@ class BatchNode(LayerWrapper):
         # The schema allows blanks around a whole-value ``${...}``; keep it whole (a list).
         items = config.items.strip() if isinstance(config.items, str) else config.items
         self.compiled_items = compile_value(items)
+        self.compiled_key = compile_value(config.key) if config.key is not None else None
         self.life = ItemLife(run, node_id, node_type, config.alias, config.retry)
 
     def resolve_items(self, shared: Any) -> list[Any]:
@@ -152,6 +157,11 @@ class BatchNode(LayerWrapper):
         execution = current_execution.get()
         if execution is not None:
             execution.batch_items = outcomes  # filled live: an interrupted run keeps them
+            if self.compiled_key is not None:
+                redactor = self.run_context.sanitizer.redactor
+                execution.batch_item_keys = item_keys(
+                    self.compiled_key, config.alias, items, shared, redactor
+                )
         records = ItemRecords(len(items), outcomes, config.error_handling == "fail_fast")
         visit = current_visit.get()
         records.notify = self._notify(records, visit)

@@ -376,6 +376,7 @@
       ["start", ms(node.draw.start[i])], ["duration", ms(items.duration_ms[i])],
       [items.lane_labels.length ? "worker" : "lane",
         items.lane_labels.length ? items.lane_labels[items.lane[i]] : items.lane[i]]);
+    if (items.key.length) fields.splice(3, 0, ["key", items.key[i]]); // after the item: batch.key
     const marks = items.retry_ms[String(i)];
     if (marks) fields.push(["retries at", marks.map(ms).join(", ") + " after the item started"]);
     const split = items.time_us.length ? items.time_us[i] : null;
@@ -580,26 +581,175 @@
     return block;
   }
 
+  // -- comparison: the diff model of the newest run against the one before it ---------------
+  // Every verdict is the diff's (report/diff_build.py): a change is drawn as slower, faster,
+  // costlier... only when the diff called it; the script decides nothing of its own.
+  const METRIC_LABELS = {
+    wall_ms: "wall", p50_ms: "item p50", p95_ms: "item p95", p99_ms: "item p99",
+    error_rate: "errors", retry_rate: "retries", tokens_per_call: "tokens/call", cost_usd: "cost",
+  };
+  function signed(value, text) { return (value > 0 ? "+" : value < 0 ? "\u2212" : "") + text; }
+  function metricChange(m) {
+    if (m.change === null) return "-";
+    let text;
+    if (m.metric.endsWith("_ms")) text = signed(m.change, ms(Math.abs(m.change)));
+    else if (m.metric.endsWith("_rate")) text = signed(m.change, (Math.abs(m.change) * 100).toFixed(1) + " pts");
+    else if (m.metric === "cost_usd") text = signed(m.change, "$" + Math.abs(m.change).toFixed(4));
+    else text = signed(m.change, Math.abs(m.change).toFixed(1));
+    if (m.change_relative !== null) text += " (" + signed(m.change_relative, pct(Math.abs(m.change_relative))) + ")";
+    return text;
+  }
+  function metricFigure(m, value) {
+    if (value === null) return "-";
+    if (m.metric.endsWith("_ms")) return ms(value);
+    if (m.metric.endsWith("_rate")) return pct(value);
+    if (m.metric === "cost_usd") return "$" + value.toFixed(4);
+    return value.toFixed(1);
+  }
+  function metricDetail(m) {
+    const test = m.p_value === null ? "untested" : m.test + " p=" + m.p_value.toPrecision(2) +
+      (m.significant ? ", significant" : ", not significant");
+    return METRIC_LABELS[m.metric] + ": " + metricFigure(m, m.base) + " \u2192 " +
+      metricFigure(m, m.new) + " " + metricChange(m) + "; " + test + "; " + m.verdict;
+  }
+  function changeCell(node) {
+    // [sort value, text, class]; the cell lists the diff's called changes, else "no change".
+    const called = node.metrics.filter((m) => m.verdict !== "no change" && m.verdict !== "untested");
+    if (node.presence !== "both") return [null, node.presence, "change-none"];
+    const failing = node.newly_failing_count ? ", " + node.newly_failing_count + " newly failing" : "";
+    if (!called.length) return [0, "no change" + failing, failing ? "change-slower" : "change-none"];
+    const text = called.map((m) => METRIC_LABELS[m.metric] + " " + m.verdict + " " + metricChange(m)).join("; ");
+    const worse = called.some((m) => m.regression) || failing;
+    return [called.length, text + failing, worse ? "change-slower" : "change-faster"];
+  }
+  function nodeInRun(at, nodeId) {
+    const found = DATA.summary.runs[at].nodes.filter((n) => n.node_id === nodeId);
+    if (!found.length) return null;
+    const duration = found.some((n) => n.duration_ms === null) ? null :
+      found.reduce((sum, n) => sum + n.duration_ms, 0);
+    const batches = found.filter((n) => n.batch);
+    const items = batches.length ? batches.reduce((sum, n) => sum + (n.batch.count || 0), 0) : null;
+    return { duration: duration, items: items };
+  }
+  function runCell(at, nodeId) {
+    const seen = nodeInRun(at, nodeId);
+    if (!seen) return cell(null, "not run");
+    const text = ms(seen.duration) + (seen.items === null ? "" : " \u00b7 " + seen.items + " items");
+    return cell(seen.duration, text);
+  }
+  function comparisonTable(comparison) {
+    const runs = DATA.summary.runs, diff = comparison.diff;
+    const clock = (at) => (runs[at].start_time ? " \u00b7 " + runs[at].start_time.slice(11, 19) : "");
+    const label = (at, position) => "run " + (at + 1) + (position === 0 ? " (newest)" : "") + clock(at);
+    const columns = [["node", 0]].concat(comparison.runs.map((at, position) => [label(at, position), 1]),
+      [["newest against run " + (comparison.base_run + 1), 0]]);
+    const rows = diff.nodes.map((node) => {
+      const change = changeCell(node);
+      return [cell(node.node_id)].concat(comparison.runs.map((at) => runCell(at, node.node_id)), [change]);
+    });
+    rows.unshift([cell("(whole run)")].concat(comparison.runs.map((at) =>
+      cell(runs[at].duration_ms, ms(runs[at].duration_ms) + " \u00b7 " + orDash(runs[at].final_status))),
+    [cell(null, "")]));
+    const table = el("table", null, "sortable comparison");
+    table.append(el("thead"), el("tbody"));
+    sortable(table, columns, rows);
+    // Each node's change cell explains itself: every figure, its test and the verdict.
+    const nodesById = {};
+    for (const node of diff.nodes) nodesById[node.node_id] = node;
+    for (const line of table.tBodies[0].rows) {
+      const node = nodesById[line.cells[0].textContent];
+      if (node && line.cells[0].textContent !== "(whole run)") {
+        line.lastElementChild.title = node.metrics.map(metricDetail).join("\n");
+      }
+    }
+    return table;
+  }
+
+  // -- history chart: one small SVG per node and figure, oldest run on the left --------------
+  const SVG_NS = "http://www.w3.org/2000/svg";
+  const CHART_W = 180, CHART_H = 44, CHART_PAD = 5;
+  function svg(tag, attributes) {
+    const node = document.createElementNS(SVG_NS, tag);
+    for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, String(value));
+    return node;
+  }
+  function chart(name, values, format, startedAt, runLabel) {
+    const known = values.filter((v) => v !== null);
+    const box = svg("svg", { width: CHART_W, height: CHART_H, viewBox: "0 0 " + CHART_W + " " + CHART_H,
+      role: "img", class: "history-chart" });
+    box.dataset.metric = name;
+    box.dataset.points = String(known.length);
+    box.appendChild(svg("title", {})).textContent = name + ": " + values.map(format).join(", ");
+    const low = Math.min(...known), high = Math.max(...known), span = high - low;
+    const x = (at) => CHART_PAD + (values.length > 1 ? at * (CHART_W - 2 * CHART_PAD) / (values.length - 1) : 0);
+    const y = (v) => CHART_H - CHART_PAD - (span > 0 ? (v - low) / span : 0.5) * (CHART_H - 2 * CHART_PAD);
+    const points = values.map((v, at) => (v === null ? null : [x(at), y(v)])).filter((p) => p);
+    if (points.length > 1) {
+      box.appendChild(svg("polyline", { points: points.map((p) => p.join(",")).join(" "),
+        fill: "none", stroke: colour("node"), "stroke-width": 1.5 }));
+    }
+    values.forEach((v, at) => {
+      if (v === null) return;
+      const started = at === startedAt;
+      const dot = svg("circle", { cx: x(at), cy: y(v), r: started ? 4 : 2.5, class: "point" + (started ? " change-start" : ""),
+        fill: started ? colour("failed") : colour("node") });
+      dot.appendChild(svg("title", {})).textContent = runLabel(at) + ": " + format(v);
+      box.appendChild(dot);
+    });
+    return box;
+  }
+  function historyBlock(comparison) {
+    const history = comparison.history;
+    const block = el("details", null, "history");
+    block.open = true;
+    block.appendChild(el("summary", "history: " + history.runs.length + " runs, oldest on the left"));
+    const table = el("table", null, "history-table");
+    const head = el("tr");
+    for (const title of ["node", "time", "errors", "cost"]) head.appendChild(el("th", title));
+    table.appendChild(el("thead")).appendChild(head);
+    const body = table.appendChild(el("tbody"));
+    const dollars = (v) => (v === null ? "-" : "$" + v.toFixed(4));
+    // The history is oldest first: its run ``at`` is the page's run comparison.runs[last - at].
+    const runLabel = (at) => "run " + (comparison.runs[comparison.runs.length - 1 - at] + 1);
+    for (const node of history.nodes) {
+      const line = el("tr");
+      line.dataset.node = node.node_id;
+      line.appendChild(el("td", node.node_id, "cell-text"));
+      const started = (metric) => { const step = node.steps.find((s) => s.metric === metric); return step ? step.run : -1; };
+      const timeMetric = node.batch ? "p95_ms" : "wall_ms";
+      const figures = [[node.batch ? "item p95" : "wall", node[timeMetric], ms, timeMetric],
+        ["error rate", node.error_rate, pct, "error_rate"], ["cost", node.cost_usd, dollars, "cost_usd"]];
+      for (const [name, values, format, metric] of figures) {
+        const td = el("td");
+        const known = values.filter((v) => v !== null);
+        if (known.length) {
+          td.appendChild(chart(name, values, format, started(metric), runLabel));
+          td.appendChild(el("span", "latest " + format(known[known.length - 1]), "dim chart-note"));
+        } else {
+          td.appendChild(el("span", "-", "dim"));
+        }
+        line.appendChild(td);
+      }
+      body.appendChild(line);
+    }
+    block.appendChild(table);
+    return block;
+  }
+
   function renderComparisons() {
     const holder = byId("comparisons");
     holder.replaceChildren();
-    const runs = DATA.summary.runs;
     byId("compare-section").hidden = DATA.comparisons.length === 0;
     for (const comparison of DATA.comparisons) {
-      holder.appendChild(el("h3", comparison.workflow_name + ": " + comparison.runs.length + " runs"));
-      const label = (at) => "run " + (at + 1) + " " + orDash(runs[at].start_time);
-      const columns = [["node", 0]].concat(comparison.runs.map((at) => [label(at), 1]),
-        [["newest / oldest", 1], ["change", 0]]);
-      const rows = comparison.nodes.map((node) => [cell(node.node_id)].concat(
-        node.duration_ms.map((d) => cell(d, ms(d))),
-        [cell(node.ratio, node.ratio == null ? "-" : num(node.ratio, 2) + "x"),
-          cell(node.change, orDash(node.change), "change-" + node.change)]));
-      rows.unshift([cell("(whole run)")].concat(comparison.run_duration_ms.map((d) => cell(d, ms(d))),
-        [cell(null), cell(null)]));
-      const table = el("table", null, "sortable");
-      table.append(el("thead"), el("tbody"));
-      sortable(table, columns, rows);
-      holder.appendChild(table);
+      const wrap = el("div", null, "workflow-comparison");
+      wrap.appendChild(el("h3", comparison.workflow_name + ": " + comparison.runs.length +
+        " runs, newest first; run " + (comparison.new_run + 1) + " against run " + (comparison.base_run + 1)));
+      const warnings = el("ul", null, "notes comparison-warnings");
+      for (const warning of comparison.diff.warnings) warnings.appendChild(el("li", "warning: " + warning));
+      if (warnings.children.length) wrap.appendChild(warnings);
+      wrap.appendChild(comparisonTable(comparison));
+      wrap.appendChild(historyBlock(comparison));
+      holder.appendChild(wrap);
     }
   }
 
