@@ -20,8 +20,23 @@ from pflow_trace.runtime.pilot import PilotPlan, PilotProjection
 from pflow_trace.text import terminal_safe
 
 
+def _whole_number(flag: str, text: str | None, least: int | None) -> int | None:
+    if text is None:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise UsageError(f"{flag}: expected a whole number, got {text!r}") from None
+    if least is not None and value < least:
+        raise UsageError(f"{flag}: expected {least} or more, got {value}")
+    return value
+
+
 def check_forecast_flags(flags: dict[str, Any], resuming: bool) -> None:
-    """One line and exit 2 for flags that do not go together."""
+    """One line and exit 2 for flags that do not go together (``--pilot`` and
+    ``--pilot-seed`` are parsed here, into ints, so a bad value is one line too)."""
+    flags["pilot"] = _whole_number("--pilot", flags["pilot"], 1)
+    flags["pilot_seed"] = _whole_number("--pilot-seed", flags["pilot_seed"], None)
     if flags["dry_run"] and flags["pilot"] is not None:
         raise UsageError("--dry-run sends nothing; --pilot runs items for real: pick one")
     if flags["dry_run"] and resuming:
@@ -50,6 +65,20 @@ def pilot_plan(k: int, seed: int | None, yes: bool) -> PilotPlan:
         )
 
     return PilotPlan(k, chosen_seed, confirm)
+
+
+def pause_display_while_asking(plan: PilotPlan, display: Any) -> None:
+    """Wrap ``plan.confirm`` so the status display's progress bar is down while it asks."""
+    ask = plan.confirm
+
+    def confirm(projection: PilotProjection) -> bool:
+        display.pause()
+        try:
+            return ask(projection)
+        finally:
+            display.resume()
+
+    plan.confirm = confirm
 
 
 def projection_text(projection: PilotProjection) -> str:

@@ -219,13 +219,14 @@ resume_options = _options(_RESUME_OPTIONS)
 )
 @click.option(
     "--pilot",
-    type=click.IntRange(min=1),
     default=None,
     metavar="K",
     help="Each batch runs K random items first, projects the rest and asks before going on.",
 )
 @click.option(
-    "--pilot-seed", type=int, default=None, help="Seed choosing --pilot's items (default: drawn)."
+    "--pilot-seed",
+    default=None,
+    help="Seed (an integer) choosing --pilot's items (default: drawn).",
 )
 @click.option("--yes", "-y", is_flag=True, help="--pilot: print each projection, do not ask.")
 def run(workflow: str, assignments: tuple[str, ...], **flags: Any) -> None:
@@ -323,6 +324,10 @@ def run_and_report(
     observers: list[Any] = [tally]
     if text_mode and not flags["quiet"]:
         observers.append(_status_display(loaded, flags["no_color"]))
+        if flags.get("pilot_plan") is not None:
+            from pflow_trace.cli.forecast import pause_display_while_asking
+
+            pause_display_while_asking(flags["pilot_plan"], observers[-1])
     options = _trace_options(flags, settings, observers)
     options.resume = request
     options.pilot = flags.get("pilot_plan")

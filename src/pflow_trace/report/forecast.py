@@ -225,7 +225,10 @@ def _rates(per_run: Sequence[float], counts: Sequence[int]) -> list[float]:
 def from_history(preview: NodePreview, sample: NodeSample, runs: int) -> NodeForecast:
     """A node's forecast from its figures in past runs (module docstring)."""
     result = NodeForecast(
-        preview.node_id, preview.node_type, preview.batch, f"history ({runs} runs)"
+        preview.node_id,
+        preview.node_type,
+        preview.batch,
+        f"history ({runs} run{'s' if runs != 1 else ''})",
     )
     factor = 1.0
     if preview.batch:
@@ -242,6 +245,8 @@ def from_history(preview: NodePreview, sample: NodeSample, runs: int) -> NodeFor
         factor = result.items.estimate if result.items is not None else 0.0
     else:
         walls, costs = list(sample.wall_ms_per_run), list(sample.cost_per_run)
+    if runs == 1:
+        result.notes.append("one past run: its figures are the whole range")
     if walls:
         result.wall_ms = _history_range(walls, statistics.median(walls), result.items, factor)
     if costs:
@@ -256,10 +261,14 @@ def from_history(preview: NodePreview, sample: NodeSample, runs: int) -> NodeFor
 
 
 def _history_range(values: list[float], centre: float, items: Range | None, factor: float) -> Range:
+    """Rounded to 10 decimals, as costs are priced: a per-item rate times the count must not
+    miss the run it came from by a float's last bit."""
     if items is None:
-        return Range(centre, min(values), max(values))
-    assert items.low is not None and items.high is not None
-    return Range(centre * factor, min(values) * items.low, max(values) * items.high)
+        low, estimate, high = min(values), centre, max(values)
+    else:
+        assert items.low is not None and items.high is not None
+        low, estimate, high = min(values) * items.low, centre * factor, max(values) * items.high
+    return Range(round(estimate, 10), round(low, 10), round(high, 10))
 
 
 def build_forecast(preview: WorkflowPreview, history: Sequence[TraceRun]) -> Forecast:
