@@ -246,3 +246,15 @@ def test_the_llm_node_records_its_provider_latency(tmp_path: Path) -> None:
         assert usage["duration_ms"] >= 0
         assert abs(item["provider_us"] - usage["duration_ms"] * 1000) <= 1
         assert item["provider_us"] <= item["time_us"][1]  # part of the attempts
+
+
+def test_a_trace_names_its_workflow_in_its_head(tmp_path: Path) -> None:
+    from pflow_trace.tracefile.locate import workflow_name_hint
+
+    workflow = review_workflow('named "so"')
+    outcome = api.run(workflow, {"reviews": REVIEWS[:2]}, options(tmp_path))
+    assert outcome.trace_path is not None
+    assert workflow_name_hint(outcome.trace_path) == 'named "so"'
+    other = tmp_path / "notes.json"
+    other.write_text('{"hello": 1}')
+    assert workflow_name_hint(other) is None

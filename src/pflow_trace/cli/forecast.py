@@ -134,7 +134,11 @@ def _past_runs(trace_dir: str | None, name: str) -> list[Any]:
     """The readable traces of workflow ``name`` in the trace directory; none when it is absent.
 
     A file that is not a trace is skipped silently: the forecast says how many runs it used."""
-    from pflow_trace.tracefile.locate import default_trace_dir, trace_files_in
+    from pflow_trace.tracefile.locate import (
+        default_trace_dir,
+        trace_files_in,
+        workflow_name_hint,
+    )
     from pflow_trace.tracefile.readers import read_trace
 
     try:
@@ -143,6 +147,8 @@ def _past_runs(trace_dir: str | None, name: str) -> list[Any]:
         return []
     runs = []
     for path in files:
+        if workflow_name_hint(path) not in (None, name):
+            continue  # another workflow's run: not parsed
         try:
             run = read_trace(path)
         except TraceReadError:
