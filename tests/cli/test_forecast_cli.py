@@ -93,9 +93,11 @@ def test_dry_run_of_an_unseen_workflow_brackets_the_real_run(setup: dict[str, An
     assert not setup["traces"].exists()  # nothing ran, nothing was written
     (node,) = forecast["nodes"]
     assert node["source"] == "prompt sizes" and node["items"]["estimate"] == len(TOPICS)
+    assert forecast["items"] == {"estimate": 8, "low": 8, "high": 8}
     text = cli(*run_args(setup, "--dry-run")).stdout
     assert "dry run of fc-cli (no past runs" in text
     assert f"items {len(TOPICS)}" in text and "total LLM cost: $" in text
+    assert "total batch items: 8" in text
 
     real = real_run(setup)
     assert real["llm"]["calls"] == node["items"]["estimate"]

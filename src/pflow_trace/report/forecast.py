@@ -71,6 +71,8 @@ class Forecast:
     history_runs: int
     nodes: list[NodeForecast]
     ran_to_find_items: list[str]
+    #: Items over every batch node; None when a batch's count is unknown.
+    items: Range | None
     wall_ms: Range | None
     cost_usd: Range | None
     #: Nodes whose wall time is unknown (left out of ``wall_ms``).
@@ -292,6 +294,9 @@ def build_forecast(preview: WorkflowPreview, history: Sequence[TraceRun]) -> For
         history_runs=len(runs),
         nodes=nodes,
         ran_to_find_items=preview.ran,
+        items=_add([node.items for node in nodes if node.batch])
+        if any(n.batch for n in nodes)
+        else Range(0.0, 0.0, 0.0),
         wall_ms=_add([node.wall_ms for node in nodes if node.wall_ms is not None]),
         cost_usd=_add([node.cost_usd for node in nodes if node.cost_usd is not None]),
         wall_unknown=wall_unknown,

@@ -46,7 +46,8 @@ def _node_line(node: NodeForecast) -> str:
         parts.append(f"cost {fmt_range(node.cost_usd, fmt_cost)}")
     else:
         parts.append(f"cost: {node.cost_note or 'price unknown'}")
-    parts.append(f"[{node.source}]")
+    method = f", tokens by {node.tokens_method}" if node.tokens_method else ""
+    parts.append(f"[{node.source}{method}]")
     return "  ".join(parts)
 
 
@@ -62,6 +63,8 @@ def render_forecast(forecast: Forecast) -> str:
     lines.extend(_node_line(node) for node in forecast.nodes)
     for node in forecast.nodes:
         lines.extend(f"    {node.node_id}: {terminal_safe(note)}" for note in node.notes)
+    if any(node.batch for node in forecast.nodes):
+        lines.append(f"total batch items: {fmt_range(forecast.items, fmt_count)}")
     wall = fmt_range(forecast.wall_ms, fmt_ms)
     if forecast.wall_unknown:
         wall += f", plus unknown time for {', '.join(forecast.wall_unknown)}"
