@@ -197,3 +197,10 @@ def test_pilot_asks_on_a_terminal_and_no_stops_the_run(setup: dict[str, Any]) ->
     assert code == 130 and "stopped after the pilot of batch 'explain'" in screen
     code, screen = ask_on_a_terminal(run_args(setup, "--pilot", "2", "--pilot-seed", "5"), b"y\n")
     assert code == 0 and "status: success" in screen and "llm: 8 calls" in screen
+
+
+def test_a_refused_workflow_in_json_mode_is_one_invalid_object(setup: dict[str, Any]) -> None:
+    completed = cli("run", setup["workflow"], "--dry-run", "--output-format", "json")
+    assert completed.returncode == 2
+    answer = json.loads(completed.stdout)
+    assert answer["status"] == "invalid" and "topics" in answer["errors"][0]

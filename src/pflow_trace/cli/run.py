@@ -239,9 +239,10 @@ def run(workflow: str, assignments: tuple[str, ...], **flags: Any) -> None:
     if request is None and _resume_choices(flags):
         raise UsageError(f"{_resume_choices(flags)[0]} is for resuming: add --resume TRACE")
     if flags.pop("dry_run"):
-        if flags["prices"] is not None:
-            use_price_file(flags["prices"])
-        dry_run(workflow, assignments, flags)
+        with _invalid_as_json(enabled=flags["output_format"] == "json"):
+            if flags["prices"] is not None:
+                use_price_file(flags["prices"])
+            dry_run(workflow, assignments, flags)
         return
     pilot, seed, yes = flags.pop("pilot"), flags.pop("pilot_seed"), flags.pop("yes")
     flags["pilot_plan"] = pilot_plan(pilot, seed, yes) if pilot is not None else None
