@@ -258,3 +258,15 @@ def test_a_trace_names_its_workflow_in_its_head(tmp_path: Path) -> None:
     other = tmp_path / "notes.json"
     other.write_text('{"hello": 1}')
     assert workflow_name_hint(other) is None
+
+
+def test_the_projection_is_the_finite_population_t_interval() -> None:
+    from pflow_trace.runtime.pilot import project_total, t95
+
+    projected = project_total([1.0, 2.0, 3.0], 10)
+    half = 4.303 * 1.0 * (10 * 7 / 3) ** 0.5
+    assert projected.estimate == 14.0
+    assert projected.low == 0.0 and projected.high == pytest.approx(14.0 + half)
+    assert project_total([5.0], 4).low is None  # one sample: no interval
+    assert project_total([2.0, 2.0], 2).estimate == 0.0  # nothing left to run
+    assert t95(100) == 1.96
