@@ -179,8 +179,10 @@ class BatchNode(LayerWrapper):
         failure under ``fail_fast`` already stopped the batch). Without a pilot, or with no
         more than K items, the work is returned untouched."""
         pilot = self.run_context.pilot
+        if pilot is None:
+            return work
         candidates = list(work.to_run)
-        if pilot is None or len(candidates) <= pilot.k:
+        if len(candidates) <= pilot.k:
             return work
         chosen = pilot.choose(self.node_id, visit.visit if visit is not None else 1, candidates)
         self.executor().run_items(replace(work, indices=chosen))
