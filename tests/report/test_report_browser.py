@@ -403,3 +403,62 @@ def test_a_short_failed_item_among_long_successes_is_drawn_at_any_zoom(
     assert page.locator("#details-fields").get_attribute("data-index") == "30"
     page.screenshot(path=str(tmp_path / "short-failure.png"), full_page=True)
     loaded.assert_clean()
+
+
+#: The cost ramp's lightest and darkest steps (report.js ``RAMP``), as RGB.
+RAMP_LIGHTEST, RAMP_DARKEST = (0xC6, 0xDB, 0xEF), (0x04, 0x1C, 0x42)
+
+
+def test_items_can_be_coloured_by_cost_or_tokens_and_failures_stay_marked(
+    browser: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The LLM example on the echo model (prices from the example's price file): colouring by
+    cost puts the dearest item on the darkest step and leaves the failed item red."""
+    monkeypatch.setenv("PFLOW_TRACE_PRICES", str(ROOT / "examples" / "data" / "llm-prices.json"))
+    options = pflow_trace.TraceOptions(trace_dir=tmp_path, export=resolve_export_settings("none"))
+    outcome = pflow_trace.run(str(ROOT / "examples" / "llm-batch.json"), None, options)
+    assert outcome.trace_path is not None
+    records = next(n for n in outcome.document["nodes"] if n["node_id"] == "summarise")[
+        "batch_items"
+    ]
+    costs = {r["index"]: (r.get("llm_usage") or {}).get("cost_usd") for r in records}
+    dearest = max((i for i in costs if costs[i] is not None), key=lambda i: costs[i])
+    (failed,) = [r["index"] for r in records if r["status"] == "failed"]
+    path = tmp_path / "llm.html"
+    path.write_text(render_report([read_trace(outcome.trace_path)]), encoding="utf-8")
+    loaded = open_page(browser, path)
+    page = loaded.page
+    position = {r["index"]: at for at, r in enumerate(records)}
+
+    def item_pixel(index: int) -> tuple[int, int, int]:
+        return pixel(loaded, page.evaluate(f"pflowReport.itemBox(1, {position[index]})"))
+
+    assert item_pixel(dearest) == RGB["ok"]  # by status, as before
+    page.select_option("#colour-by", "cost")
+    assert page.evaluate("pflowReport.colourBy()") == "cost"
+    assert item_pixel(dearest) == RAMP_DARKEST
+    assert item_pixel(failed) == RGB["failed"]
+    assert page.locator("#legend li[data-status=failed]").text_content() == "failed 1"
+    assert page.locator("#legend li[data-measure=cost]").count() == 1
+    cheaper = [item_pixel(i) for i in costs if costs[i] is not None and i != dearest]
+    assert all(colour != RGB["ok"] for colour in cheaper)  # every success is on the ramp
+    page.select_option("#colour-by", "tokens")
+    assert item_pixel(failed) == RGB["failed"]
+    box = page.evaluate(f"pflowReport.itemBox(1, {position[dearest]})")
+    page.mouse.click(box["x"] + box["w"] / 2, box["y"] + box["h"] / 2)
+    details = page.locator("#details-fields").text_content()
+    assert "tokens" in details and f"${costs[dearest]:.6f}" in details
+    page.select_option("#colour-by", "status")
+    assert item_pixel(dearest) == RGB["ok"]
+    loaded.assert_clean()
+
+
+def test_the_cost_control_is_disabled_for_a_run_without_llm_calls(
+    browser: Any, tmp_path: Path
+) -> None:
+    loaded = open_page(browser, write_report(tmp_path, [tf.parallel_trace()]))
+    page = loaded.page
+    assert page.locator("#colour-by option[value=cost]").is_disabled()
+    page.evaluate("pflowReport.setColourBy('cost')")
+    assert page.evaluate("pflowReport.colourBy()") == "status"
+    loaded.assert_clean()

@@ -115,6 +115,8 @@ class NodeExecution:
     retries: list[dict[str, Any]] = field(default_factory=list)
     #: the observer's own data for this execution (e.g. the trace sink's snapshot).
     observer_state: Any = None
+    #: ``--pilot``: the batch's pilot (seed, item indices, projection), as a plain dict.
+    pilot: dict[str, Any] | None = None
 
     @property
     def duration_ms(self) -> float:

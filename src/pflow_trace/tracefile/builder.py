@@ -174,6 +174,8 @@ class TraceDocumentBuilder(RunObserver):
                 event["batch_time_us"] = time_us
             if self.resumed_from is not None:
                 self._count_resumed(execution.batch_items)
+        if execution.pilot is not None:
+            event["pilot"] = execution.pilot
         llm_usage = self._llm_usage(execution)
         if llm_usage is not None:
             event["llm_usage"] = llm_usage

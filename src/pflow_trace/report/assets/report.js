@@ -16,6 +16,14 @@
   // every other item: one 0.5 ms failure among 10 s successes stays visible at any zoom.
   const MARK_MIN_W = 4;
   const EMPHASISED = CLASSES.map((name) => name === "failed" || name === "retried" || name === "interrupted");
+  // Colouring by LLM cost or tokens: successes take a step of RAMP (light: least, dark: most,
+  // linear from 0 to the run's largest); an item with no value (no call, a price unknown) is
+  // grey; failed, retried and interrupted items keep their status colour, drawn above.
+  const RAMP = ["#c6dbef", "#9ecae1", "#6baed6", "#4292c6", "#2171b5", "#08519c", "#08306b", "#041c42"];
+  const NO_VALUE = CLASSES.length; // drawing key of an item with no value in the measure
+  const KEY_COLOURS = ITEM_COLOURS.concat([colour("skipped")], RAMP);
+  const MEASURES = { cost: "cost_usd", tokens: "tokens" };
+  let colourBy = "status";
   const byId = (id) => document.getElementById(id);
   let current = 0; // the run shown
   let state = null; // per-run drawing state, built by prepare()
@@ -144,7 +152,34 @@
       }
     }
     return { timeline: timeline, rows: rows, height: y + PAD, endMs: endMs || 1,
-      t0: 0, t1: (endMs || 1) * 1.02, selected: null };
+      t0: 0, t1: (endMs || 1) * 1.02, selected: null, measureMax: measureMaxima(timeline) };
+  }
+
+  function measureMaxima(timeline) {
+    // The largest value of each measure over the run's items; null when no item has one.
+    const maxima = {};
+    for (const name in MEASURES) {
+      let top = null;
+      for (const node of timeline.nodes) {
+        const values = node.items ? node.items[MEASURES[name]] : null;
+        if (!values) continue;
+        for (const v of values) if (v !== null && (top === null || v > top)) top = v;
+      }
+      maxima[name] = top;
+    }
+    return maxima;
+  }
+
+  function measureOf(items) { // the chosen measure's column, or null when colouring by status
+    return colourBy === "status" ? null : (items[MEASURES[colourBy]] || []);
+  }
+
+  function rampKey(values, i) {
+    const v = values.length ? values[i] : null;
+    if (v === null || v === undefined) return NO_VALUE;
+    const top = state.measureMax[colourBy];
+    const step = top > 0 ? Math.min(RAMP.length - 1, Math.floor((v / top) * RAMP.length)) : 0;
+    return NO_VALUE + 1 + step;
   }
 
   // -- waterfall: drawing ----------------------------------------------------------------
@@ -242,10 +277,11 @@
     // pixels so its colour is not blended away.
     const d = node.draw, items = node.items, t0 = state.t0, x1max = LABEL_W + plotW();
     const margin = emphasised ? MARK_MIN_W : 0; // a widened mark may reach into view
+    const values = emphasised ? null : measureOf(items); // marks keep their status colour
     let runStatus = -1, runX0 = 0, runX1 = 0, runY = 0; // the rectangle being grown
     const flush = () => {
       if (runStatus < 0) return;
-      ctx.fillStyle = ITEM_COLOURS[runStatus];
+      ctx.fillStyle = KEY_COLOURS[runStatus];
       const w = runX1 - runX0;
       if (emphasised && w < MARK_MIN_W) {
         ctx.fillRect(Math.round((runX0 + runX1 - MARK_MIN_W) / 2), runY, MARK_MIN_W, LANE_H - 2);
@@ -263,12 +299,13 @@
         const x0 = LABEL_W + (d.start[i] - t0) * scale, x1 = LABEL_W + (d.end[i] - t0) * scale;
         if (x1 < LABEL_W - margin || x0 > x1max + margin) continue;
         drawn[status]++;
-        if (status === runStatus && x1 - x0 < 1.5 && x0 - runX1 < 0.5) { // sub-pixel items only
+        const key = values === null ? status : rampKey(values, i);
+        if (key === runStatus && x1 - x0 < 1.5 && x0 - runX1 < 0.5) { // sub-pixel items only
           if (x1 > runX1) runX1 = x1;
           continue;
         }
         flush();
-        runStatus = status; runX0 = x0; runX1 = x1; runY = y;
+        runStatus = key; runX0 = x0; runX1 = x1; runY = y;
       }
       flush();
     }
@@ -386,6 +423,9 @@
     }
     const provider = items.provider_us.length ? items.provider_us[i] : null;
     if (provider !== null) fields.push(["provider", ms(provider / 1000) + " (inside attempts)"]);
+    if (items.tokens.length && items.tokens[i] !== null) {
+      fields.push(["tokens", items.tokens[i]], ["cost", usd(items.cost_usd[i])]);
+    }
     fields.push(["error", error], ["span id", items.span_id[i]]);
     return { title: "Item " + orDash(items.index[i]) + " of " + node.node_id, fields: fields,
       span: items.span_id[i], trace: run.trace_id };
@@ -463,6 +503,7 @@
   byId("zoom-in").addEventListener("click", () => zoom(0.5));
   byId("zoom-out").addEventListener("click", () => zoom(2));
   byId("zoom-fit").addEventListener("click", fit);
+  byId("colour-by").addEventListener("change", (event) => setColourBy(event.target.value));
   document.addEventListener("keydown", (event) => {
     if (event.target instanceof HTMLInputElement || event.target instanceof HTMLSelectElement) return;
     if (event.key === "+" || event.key === "=") zoom(0.5);
@@ -471,10 +512,14 @@
   });
   window.addEventListener("resize", () => { resize(); draw(); });
 
+  function usd(value) { return value === null || value === undefined ? "price unknown" : "$" + value.toFixed(6); }
+
   function renderLegend() {
     const legend = byId("legend");
     legend.replaceChildren();
+    if (colourBy !== "status") renderRampLegend(legend);
     CLASSES.forEach((name, at) => {
+      if (colourBy !== "status" && !EMPHASISED[at]) return; // successes are on the ramp
       let count = 0;
       for (const node of state.timeline.nodes) if (node.draw) count += node.draw.byStatus[at].length;
       const li = el("li");
@@ -484,6 +529,43 @@
       li.dataset.status = name;
       legend.appendChild(li);
     });
+  }
+
+  function renderRampLegend(legend) {
+    // The ramp from the least to the most, then the items with no value in the measure.
+    const top = state.measureMax[colourBy], fmt = colourBy === "cost" ? usd : String;
+    const li = el("li");
+    li.dataset.measure = colourBy;
+    li.append(el("span", (colourBy === "cost" ? "LLM cost" : "tokens") + " " + fmt(0)));
+    for (const shade of RAMP) {
+      const swatch = el("span", null, "swatch ramp");
+      swatch.style.background = shade;
+      li.append(swatch);
+    }
+    li.append(el("span", fmt(top)));
+    legend.appendChild(li);
+    let none = 0;
+    for (const node of state.timeline.nodes) {
+      if (!node.items) continue;
+      const values = node.items[MEASURES[colourBy]] || [];
+      for (let i = 0; i < node.items.status.length; i++) {
+        if (!EMPHASISED[node.items.status[i]] && (!values.length || values[i] === null)) none++;
+      }
+    }
+    const rest = el("li");
+    const swatch = el("span", null, "swatch");
+    swatch.style.background = KEY_COLOURS[NO_VALUE];
+    rest.append(swatch, el("span", (colourBy === "cost" ? "no cost " : "no tokens ") + none));
+    rest.dataset.status = "none";
+    legend.appendChild(rest);
+  }
+
+  function setColourBy(name) {
+    // Status, or an LLM measure the run has; anything else falls back to status.
+    colourBy = name in MEASURES && state.measureMax[name] !== null ? name : "status";
+    byId("colour-by").value = colourBy;
+    renderLegend();
+    draw();
   }
 
   // -- tables ------------------------------------------------------------------------------
@@ -762,6 +844,11 @@
     renderHeader(run, timeline);
     state = prepare(timeline);
     resize();
+    for (const option of byId("colour-by").options) {
+      option.disabled = option.value !== "status" && state.measureMax[option.value] === null;
+    }
+    if (colourBy !== "status" && state.measureMax[colourBy] === null) colourBy = "status";
+    byId("colour-by").value = colourBy;
     renderLegend();
     showDetails(null);
     renderNodeTable(run);
@@ -796,6 +883,8 @@
       markMinWidth: MARK_MIN_W,
       setView: setView,
       showRun: showRun,
+      colourBy: () => colourBy,
+      setColourBy: setColourBy,
     };
   }
   init();
