@@ -50,6 +50,8 @@ class RepoCase:
     inputs: dict[str, Any] = field(default_factory=dict)
     #: files the working directory starts with (relative path → text)
     files: dict[str, str] = field(default_factory=dict)
+    #: the run takes seconds (its steps sleep): marked ``slow``
+    slow: bool = False
 
     @property
     def name(self) -> str:
@@ -115,7 +117,7 @@ CASES: list[RepoCase] = [
         "examples/nested/deep-research/review-aspect.pflow.md",
         inputs={"summary": "A summary.", "aspect": "accuracy"},
     ),
-    RepoCase("scratchpads/streaming-baseline/streaming-test.pflow.md"),
+    RepoCase("scratchpads/streaming-baseline/streaming-test.pflow.md", slow=True),
     RepoCase(
         "scratchpads/finding-1-opus-spike/test-finding1-validator.pflow.md",
         inputs={"user_question": "Which chorus?"},

@@ -47,7 +47,13 @@ def _excused(name: str, path: str) -> bool:
     return False
 
 
-@pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
+@pytest.mark.parametrize(
+    "case",
+    [
+        pytest.param(case, id=case.name, marks=[pytest.mark.slow] if case.slow else [])
+        for case in CASES
+    ],
+)
 def test_matches_pflow(
     case: Any, base_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
