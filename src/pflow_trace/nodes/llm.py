@@ -92,10 +92,12 @@ class LlmNode(WorkflowNode):
             usage["retries"] = retries
         text = llm_calls.scrub(response.text(), secret)
         usage["empty_response"] = not text.strip()  # a "success" that said nothing
-        outputs: dict[str, Any] = {"response": text, "prompt": params["prompt"]}
+        # In pflow's order (a batch result's keys are compared byte for byte).
+        outputs: dict[str, Any] = {"prompt": params["prompt"]}
         if params.get("system") is not None:
             outputs["system"] = params["system"]
         outputs["llm_usage"] = usage
+        outputs["response"] = text
         return outputs
 
     @staticmethod
