@@ -112,6 +112,12 @@ class NodeExecution:
     retries: list[dict[str, Any]] = field(default_factory=list)
     #: the observer's own data for this execution (e.g. the trace sink's snapshot).
     observer_state: Any = None
+    #: A node of a sub-workflow: the ids of the ``workflow`` steps that called it, outermost
+    #: first, and the node span of the innermost one. Empty and 0 at the top level.
+    call_path: tuple[str, ...] = ()
+    caller_span_id: int = 0
+    #: A ``workflow`` step: each workflow file it ran, ``{"path", "sha256"}``, once each.
+    sub_workflows: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def duration_ms(self) -> float:

@@ -121,6 +121,9 @@ class TraceNode:
     #: The LLM call of a node that is not a batch (``llm_usage``; pflow's ``llm_call``), as
     #: written; a batch node's calls are on its items.
     llm_usage: dict[str, Any] | None = None
+    #: A node of a sub-workflow: the ``workflow`` steps that called it, outermost first (ours
+    #: records it; empty at the top level and in pflow's traces).
+    call_path: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)

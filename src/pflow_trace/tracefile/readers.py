@@ -275,6 +275,7 @@ def _node_from_document(raw: dict[str, Any]) -> TraceNode:
         span_id=as_str(raw.get("span_id")),
         batch=batch,
         llm_usage=llm_usage,
+        call_path=tuple(str(part) for part in _list(raw.get("call_path"))),
     )
 
 

@@ -1,0 +1,112 @@
+"""References from one workflow file to another (``workflow`` steps), checked before a run.
+
+A ``workflow`` step whose ``workflow`` param is a plain path names its child at authoring time,
+so the child is loaded and validated with its caller: a missing file, a child with problems
+(each named with the file), a cycle of references, and ``inputs`` the child does not declare or
+required inputs it is not given are all reported by ``validate``, together with the caller's
+own problems. A path that is a template (``${item.workflow}``) is resolved when the step runs,
+and its child is checked then.
+
+Relative paths are resolved against the directory of the file that holds the step, as in pflow.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pflow_trace.errors import PflowTraceError, WorkflowValidationError
+from pflow_trace.nodes.workflow_call import WORKFLOW_DIR_PARAM
+
+#: Loads and validates one child file; the tuple is the chain of files calling it (for cycles).
+ChildLoader = Callable[[Path, tuple[Path, ...]], dict[str, Any]]
+
+
+def is_dynamic(reference: str) -> bool:
+    """A reference that is a template: its child is known only when the step runs."""
+    return "${" in reference
+
+
+def child_path(reference: str, workflow_dir: str | Path) -> Path:
+    """The absolute path a reference names, relative ones taken from ``workflow_dir``."""
+    return (Path(workflow_dir) / Path(reference).expanduser()).resolve()
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file's bytes, as the trace records a referenced file."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def cycle_text(chain: tuple[Path, ...], again: Path) -> str:
+    """``a.pflow.md -> b.pflow.md -> a.pflow.md``: the chain of calls that comes back."""
+    return " -> ".join(str(path) for path in (*chain, again))
+
+
+def mark_workflow_dirs(workflow: dict[str, Any], workflow_dir: Path) -> None:
+    """Give every ``workflow`` step the directory its relative reference is resolved in."""
+    for node in workflow.get("nodes") or []:
+        if isinstance(node, dict) and node.get("type") == "workflow":
+            params = node.setdefault("params", {})
+            if isinstance(params, dict):
+                params.setdefault(WORKFLOW_DIR_PARAM, str(workflow_dir.resolve()))
+
+
+def reference_problems(
+    workflow: dict[str, Any], source: Path, load_child: ChildLoader, callers: tuple[Path, ...]
+) -> list[str]:
+    """Every problem of every statically referenced child, each on its step's JSON path."""
+    problems: list[str] = []
+    here = source.resolve()
+    for index, node in enumerate(workflow.get("nodes") or []):
+        params = node.get("params") if isinstance(node, dict) else None
+        if node.get("type") != "workflow" or not isinstance(params, dict):
+            continue
+        reference = params.get("workflow")
+        if not isinstance(reference, str) or not reference or is_dynamic(reference):
+            continue
+        where = f"nodes[{index}].params.workflow"
+        path = child_path(reference, source.parent)
+        if path == here or path in callers:
+            chain = (*callers, here)
+            problems.append(f"{where}: circular sub-workflow reference: {cycle_text(chain, path)}")
+            continue
+        if not path.is_file():
+            problems.append(f"{where}: sub-workflow file not found: {reference} ({path})")
+            continue
+        try:
+            child = load_child(path, (*callers, here))
+        except WorkflowValidationError as exc:
+            problems += [f"{where}: in {reference}: {problem}" for problem in exc.problems]
+            continue
+        except PflowTraceError as exc:
+            problems.append(f"{where}: in {reference}: {exc}")
+            continue
+        problems += input_problems(f"nodes[{index}].params.inputs", params.get("inputs"), child)
+    return problems
+
+
+def input_problems(where: str, given: Any, child: dict[str, Any]) -> list[str]:
+    """``inputs`` keys the child does not declare, and required child inputs not given.
+
+    ``given`` that is a template (a whole ``${item.inputs}``) is checked when the step runs.
+    """
+    if given is not None and not isinstance(given, dict):
+        return [] if isinstance(given, str) else [f"{where}: must be a mapping of child inputs"]
+    given = given or {}
+    declared: dict[str, Any] = child.get("inputs") or {}
+    problems = []
+    for name in sorted(set(given) - set(declared)):
+        close = difflib.get_close_matches(name, list(declared), n=1, cutoff=0.6)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        names = ", ".join(sorted(declared)) or "none"
+        problems.append(
+            f"{where}.{name}: the sub-workflow declares no input '{name}'{hint} (declared: {names})"
+        )
+    for name, spec in declared.items():
+        spec = spec if isinstance(spec, dict) else {}
+        if name not in given and "default" not in spec and spec.get("required", True):
+            problems.append(f"{where}: the sub-workflow's required input '{name}' is not given")
+    return problems

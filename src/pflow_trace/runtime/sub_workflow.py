@@ -1,0 +1,160 @@
+"""Runs a ``workflow`` step's child: load, check, run through this runtime, hand back outputs.
+
+The child is compiled with the caller's :class:`~pflow_trace.runtime.context.RunContext`, so its
+nodes are wrapper chains like any other: their spans start under the calling step's span (the
+current span when the step's node runs, an item's span in a batch) and their records reach the
+same observers, each naming its callers (:data:`~pflow_trace.runtime.context.current_caller`).
+The file run is recorded, by path and sha256, on the caller's record and span.
+
+As in pflow-cli 0.16, the child's store holds only its inputs; the step's outputs are the
+child's declared outputs (every node namespace of the child when it declares none); a child that
+fails fails the step with ``Sub-workflow failed at <file> (node '<id>'): <error>``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from opentelemetry import trace
+
+from pflow_trace.engine import Flow
+from pflow_trace.errors import NodeExecutionError, PflowTraceError, WorkflowValidationError
+from pflow_trace.ir.loading import load_and_validate
+from pflow_trace.ir.sub_workflows import child_path, cycle_text, file_sha256, input_problems
+from pflow_trace.ir.templates import UnresolvedTemplate, parse_string, resolve
+from pflow_trace.nodes.base import NodeFailure
+from pflow_trace.nodes.registry import NodeRegistry
+from pflow_trace.nodes.workflow_call import DEFAULT_MAX_DEPTH, WORKFLOW_DIR_PARAM
+from pflow_trace.observe import conventions as conv
+from pflow_trace.runtime.context import CallSite, RunContext, current_caller, current_execution
+from pflow_trace.runtime.inputs import resolve_inputs
+
+#: Compiles a validated child into a flow, with the caller's registry and run context.
+Compile = Callable[[dict[str, Any], NodeRegistry | None, RunContext | None], Flow]
+
+
+class SubWorkflowRunner:
+    """One ``workflow`` step's runner; each file it names is loaded once (items share it)."""
+
+    def __init__(self, run: RunContext, registry: NodeRegistry, compile_child: Compile) -> None:
+        self.run = run
+        self.registry = registry
+        self.compile_child = compile_child
+        self._loaded: dict[Path, tuple[dict[str, Any], str]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, node_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        reference = str(params["workflow"])
+        path = child_path(reference, params.get(WORKFLOW_DIR_PARAM) or os.getcwd())
+        caller = current_caller.get()
+        files: tuple[Path, ...] = caller.files if caller is not None else ()
+        max_depth = params.get("max_depth", DEFAULT_MAX_DEPTH)
+        if len(files) >= max_depth:
+            raise _refused(f"sub-workflow nesting deeper than max_depth ({max_depth})")
+        if path in files:
+            raise _refused(f"circular sub-workflow reference: {cycle_text(files, path)}")
+        child, sha256 = self._load(reference, path, files)
+        _record_file(path, sha256)
+        values = _child_inputs(reference, params.get("inputs"), child)
+        execution = current_execution.get()
+        site = CallSite(
+            path=(*(caller.path if caller is not None else ()), node_id),
+            span_id=execution.span_id if execution is not None else 0,
+            files=(*files, path),
+        )
+        token = current_caller.set(site)
+        shared: dict[str, Any] = dict(values)
+        try:
+            self.compile_child(child, self.registry, self.run)._run(shared)
+        except NodeExecutionError as exc:
+            raise NodeFailure(
+                f"Sub-workflow failed at {reference} (node '{exc.node_id}'): {_detail(exc)}",
+                retriable=False,
+            ) from None
+        finally:
+            current_caller.reset(token)
+        return _child_outputs(reference, child, shared)
+
+    def _load(
+        self, reference: str, path: Path, files: tuple[Path, ...]
+    ) -> tuple[dict[str, Any], str]:
+        """The child, validated (with its own references), and its file's sha256."""
+        with self._lock:
+            loaded = self._loaded.get(path)
+        if loaded is not None:
+            return loaded
+        if not path.is_file():
+            raise _refused(f"sub-workflow file not found: {reference} ({path})")
+        try:
+            child = load_and_validate(path, self.registry, files)
+        except WorkflowValidationError as exc:
+            raise _refused(f"sub-workflow {reference}: {'; '.join(exc.problems)}") from None
+        except PflowTraceError as exc:
+            raise _refused(f"sub-workflow {reference}: {exc}") from None
+        loaded = (child, file_sha256(path))
+        with self._lock:
+            self._loaded[path] = loaded
+        return loaded
+
+
+def _refused(message: str) -> NodeFailure:
+    """A step that cannot run its child: not worth another attempt."""
+    return NodeFailure(message, retriable=False)
+
+
+def _detail(exc: NodeExecutionError) -> str:
+    """The child node's own error, without the ``node 'x' failed:`` the id already says."""
+    text = str(exc)
+    prefix = f"node '{exc.node_id}' failed: "
+    return text[len(prefix) :] if text.startswith(prefix) else text
+
+
+def _record_file(path: Path, sha256: str) -> None:
+    """The file on the caller's record (once) and on the current span (the step's or item's)."""
+    execution = current_execution.get()
+    if execution is not None:
+        entry = {"path": str(path), "sha256": sha256}
+        if entry not in execution.sub_workflows:
+            execution.sub_workflows.append(entry)
+    span = trace.get_current_span()
+    if span.is_recording():
+        span.set_attribute(conv.ATTR_SUB_WORKFLOW_PATH, str(path))
+        span.set_attribute(conv.ATTR_SUB_WORKFLOW_SHA256, sha256)
+
+
+def _child_inputs(reference: str, given: Any, child: dict[str, Any]) -> dict[str, Any]:
+    """The child's store to start with: the inputs given, checked, with the child's defaults."""
+    if given is not None and not isinstance(given, dict):
+        raise _refused(
+            f"inputs of sub-workflow {reference} must be a mapping, got {type(given).__name__}"
+        )
+    problems = input_problems("inputs", given or {}, child)
+    if problems:
+        raise _refused(f"sub-workflow {reference}: {'; '.join(problems)}")
+    try:
+        return resolve_inputs(child, dict(given or {}))
+    except PflowTraceError as exc:
+        raise _refused(f"sub-workflow {reference}: {exc}") from None
+
+
+def _child_outputs(reference: str, child: dict[str, Any], shared: dict[str, Any]) -> dict[str, Any]:
+    """The child's declared outputs; every node namespace when it declares none."""
+    declared = child.get("outputs") or {}
+    if not declared:
+        node_ids = [node["id"] for node in child["nodes"]]
+        return {node_id: shared[node_id] for node_id in node_ids if node_id in shared}
+    outputs: dict[str, Any] = {}
+    for name, template in declared.items():
+        try:
+            value = resolve(parse_string(template), shared)
+        except UnresolvedTemplate:
+            raise _refused(
+                f"Sub-workflow failed at {reference}: output '{name}' cannot resolve {template}"
+            ) from None
+        if value is not None:
+            outputs[name] = value
+    return outputs
