@@ -47,6 +47,11 @@ class SubWorkflowRunner:
         self._loaded: dict[Path, tuple[dict[str, Any], str]] = {}
         self._lock = threading.Lock()
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> SubWorkflowRunner:
+        """Shared, not copied: a parallel batch copies its node per lane, and every lane runs
+        children through the same run context (the runner is safe from any thread)."""
+        return self
+
     def __call__(self, node_id: str, params: dict[str, Any]) -> dict[str, Any]:
         reference = str(params["workflow"])
         path = child_path(reference, params.get(WORKFLOW_DIR_PARAM) or os.getcwd())
