@@ -43,9 +43,6 @@ ATTR_REUSED = "pflow.reused"
 #: A ``workflow`` step's span (or its item's): the file of the child it ran, and its sha256.
 ATTR_SUB_WORKFLOW_PATH = "pflow.sub_workflow.path"
 ATTR_SUB_WORKFLOW_SHA256 = "pflow.sub_workflow.sha256"
-#: A node of a sub-workflow: the ``workflow`` steps that called it, outermost first, as
-#: ``outer/inner``.
-ATTR_CALL_PATH = "pflow.sub_workflow.call_path"
 
 # -- batch span --------------------------------------------------------------------------------
 ATTR_BATCH_SIZE = "pflow.batch.size"

@@ -124,6 +124,8 @@ class TraceNode:
     #: A node of a sub-workflow: the ``workflow`` steps that called it, outermost first (ours
     #: records it; empty at the top level and in pflow's traces).
     call_path: tuple[str, ...] = ()
+    #: The span id of the calling step's record (``caller_span_id``); None at the top level.
+    caller_span_id: str | None = None
 
 
 @dataclass(slots=True)

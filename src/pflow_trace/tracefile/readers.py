@@ -276,6 +276,7 @@ def _node_from_document(raw: dict[str, Any]) -> TraceNode:
         batch=batch,
         llm_usage=llm_usage,
         call_path=tuple(str(part) for part in _list(raw.get("call_path"))),
+        caller_span_id=as_str(raw.get("caller_span_id")),
     )
 
 
