@@ -131,12 +131,12 @@ def _record_file(path: Path, sha256: str) -> None:
         span.set_attribute(conv.ATTR_SUB_WORKFLOW_SHA256, sha256)
 
 
-def _child_inputs(reference: str, given: Any, child: dict[str, Any]) -> dict[str, Any]:
-    """The child's store to start with: the inputs given, checked, with the child's defaults."""
-    if given is not None and not isinstance(given, dict):
-        raise _refused(
-            f"inputs of sub-workflow {reference} must be a mapping, got {type(given).__name__}"
-        )
+def _child_inputs(
+    reference: str, given: dict[str, Any] | None, child: dict[str, Any]
+) -> dict[str, Any]:
+    """The child's store to start with: the inputs given, checked, with the child's defaults.
+
+    ``given`` is a mapping or None: the node's params schema refuses any other shape first."""
     problems = input_problems("inputs", given or {}, child)
     if problems:
         raise _refused(f"sub-workflow {reference}: {'; '.join(problems)}")
