@@ -223,3 +223,22 @@ def test_a_child_with_problems_is_named_in_the_callers_problem(tmp_path: Path) -
     (problem,) = [line for line in done.output.splitlines() if line.startswith("  - ")]
     assert "nodes[0].params.workflow: in ./kids/shout.pflow.md: line " in problem
     assert "uper" in problem
+
+
+def test_resume_reuses_the_calling_step_whole(tmp_path: Path) -> None:
+    (tmp_path / "kids").mkdir()
+    (tmp_path / "kids" / "shout.pflow.md").write_text(CHILD, encoding="utf-8")
+    flag = tmp_path / "flag"
+    workflow = tmp_path / "caller.pflow.md"
+    workflow.write_text(
+        PARENT.replace("- command: cat", f"- command: test -f {flag} && cat"), encoding="utf-8"
+    )
+    first, second = tmp_path / "first.json", tmp_path / "second.json"
+    assert invoke("run", str(workflow), "--trace-file", str(first)).exit_code == 1
+    flag.touch()
+    done = invoke("resume", str(first), "--trace-file", str(second))
+    assert done.exit_code == 0, done.output
+    records = json.loads(second.read_text())["nodes"]
+    # The step is taken from the first run as a whole: its child's nodes do not run again.
+    assert [record["node_id"] for record in records] == ["shout", "after"]
+    assert records[1]["shared_after"]["after"]["stdout"] == "HELLO"

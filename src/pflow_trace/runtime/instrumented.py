@@ -123,7 +123,9 @@ class InstrumentedNode(LayerWrapper):
         execution.start_ns = time.time_ns()
         span, token = self.start_span(start_time=execution.start_ns)
         execution.span_id = span.get_span_context().span_id
-        memory = run.memory
+        # A sub-workflow's nodes are not checkpointed on their own (their ids need not be unique
+        # across files): a resumed run reuses or re-runs the calling step as a whole.
+        memory = run.memory if caller is None else None
         visit: NodeVisit | None = None
         error: BaseException | None = None
         try:
