@@ -317,3 +317,42 @@ def test_inputs_that_are_not_a_mapping_fail_the_step(tmp_path: Path) -> None:
     assert result.error == (
         "node 'call' failed: workflow: invalid param 'inputs': [1] is not of type 'object'"
     )
+
+
+def test_the_callers_own_problems_and_its_childs_come_together(tmp_path: Path) -> None:
+    write(tmp_path, "broken.pflow.md", CHILD.replace("${upper.stdout}", "${upper.stdot}"))
+    path = write(
+        tmp_path,
+        "main.pflow.md",
+        parent(step("call", "./broken.pflow.md", "    text: a", "- cwd: /tmp")),
+    )
+    found = problems(path)
+    assert len(found) == 2
+    assert "in ./broken.pflow.md: line " in found[0] and "stdot" in found[0]
+    assert "unknown param 'cwd'" in found[1]
+
+
+@pytest.mark.parametrize("reference", ["x\\u0000y", "a" * 5000, "/"])
+def test_a_reference_no_file_answers_is_a_problem_not_a_traceback(
+    tmp_path: Path, reference: str
+) -> None:
+    path = write(
+        tmp_path,
+        "main.json",
+        '{"ir_version": "0.1.0", "nodes": [{"id": "call", "type": "workflow", '
+        f'"params": {{"workflow": "{reference}"}}}}]}}',
+    )
+    (problem,) = problems(path)
+    assert problem.startswith("nodes[0].params.workflow: sub-workflow file ")
+
+
+def test_a_chain_of_files_deeper_than_validate_follows_is_a_problem(tmp_path: Path) -> None:
+    for depth in range(60):
+        write(
+            tmp_path,
+            f"f{depth}.pflow.md",
+            parent(step("next", f"./f{depth + 1}.pflow.md", "    {}")),
+        )
+    write(tmp_path, "f60.pflow.md", CHILD)
+    (problem,) = problems(tmp_path / "f0.pflow.md")
+    assert problem.endswith("sub-workflows nested more than 50 files deep")

@@ -36,36 +36,50 @@ def load_and_validate(
         unreadable = read_file_params(workflow, source.parent)
         if unreadable:
             raise WorkflowValidationError(str(source), unreadable)
-        workflow = validate_workflow(workflow, str(source), registry)
-        _check_references(workflow, source, registry, callers, lambda problem: problem)
-        return workflow
+        try:
+            validated = validate_workflow(workflow, str(source), registry)
+        except WorkflowValidationError as exc:
+            children = _child_problems(workflow, source, registry, callers)
+            raise WorkflowValidationError(str(source), [*exc.problems, *children]) from None
+        return _with_children(validated, source, registry, callers, lambda problem: problem)
     parsed = read_markdown(text, source)
     try:
         workflow = validate_workflow(parsed.workflow, str(source), registry)
     except WorkflowValidationError as exc:
-        raise WorkflowValidationError(str(source), _all_problems(parsed, exc.problems)) from None
+        children = _child_problems(parsed.workflow, source, registry, callers)
+        problems = _all_problems(parsed, [*exc.problems, *children])
+        raise WorkflowValidationError(str(source), problems) from None
     if parsed.problems:
-        raise WorkflowValidationError(str(source), parsed.problems)
-    _check_references(workflow, source, registry, callers, parsed.locate)
-    return workflow
+        children = _child_problems(parsed.workflow, source, registry, callers)
+        raise WorkflowValidationError(str(source), _all_problems(parsed, children))
+    return _with_children(workflow, source, registry, callers, parsed.locate)
 
 
-def _check_references(
+def _child_problems(
+    workflow: Any, source: Path, registry: NodeRegistry | None, callers: tuple[Path, ...]
+) -> list[str]:
+    """The problems of the sub-workflows ``workflow`` names by path (loaded and validated)."""
+
+    def load_child(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
+        return load_and_validate(path, registry, chain)
+
+    return reference_problems(workflow, source, load_child, callers)
+
+
+def _with_children(
     workflow: dict[str, Any],
     source: Path,
     registry: NodeRegistry | None,
     callers: tuple[Path, ...],
     locate: Callable[[str], str],
-) -> None:
-    """Load the sub-workflows ``workflow`` names; raise their problems, located in ``source``."""
-
-    def load_child(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
-        return load_and_validate(path, registry, chain)
-
-    problems = reference_problems(workflow, source, load_child, callers)
+) -> dict[str, Any]:
+    """The valid ``workflow``, once its sub-workflows are too (their problems raised, located
+    in ``source``); each ``workflow`` step learns the directory its references start from."""
+    problems = _child_problems(workflow, source, registry, callers)
     if problems:
         raise WorkflowValidationError(str(source), [locate(problem) for problem in problems])
     mark_workflow_dirs(workflow, source.parent)
+    return workflow
 
 
 def _all_problems(parsed: ParsedMarkdown, validation: list[str]) -> list[str]:

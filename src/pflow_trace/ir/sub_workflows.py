@@ -21,6 +21,9 @@ from typing import Any
 from pflow_trace.errors import PflowTraceError, WorkflowValidationError
 from pflow_trace.nodes.workflow_call import WORKFLOW_DIR_PARAM
 
+#: How many files deep ``validate`` follows references (a run stops at each step's
+#: ``max_depth``, 10 unless raised): deeper is a problem, never a recursion error.
+MAX_FILES_DEEP = 50
 #: Loads and validates one child file; the tuple is the chain of files calling it (for cycles).
 ChildLoader = Callable[[Path, tuple[Path, ...]], dict[str, Any]]
 
@@ -33,6 +36,17 @@ def is_dynamic(reference: str) -> bool:
 def child_path(reference: str, workflow_dir: str | Path) -> Path:
     """The absolute path a reference names, relative ones taken from ``workflow_dir``."""
     return (Path(workflow_dir) / Path(reference).expanduser()).resolve()
+
+
+def find_child(reference: str, workflow_dir: str | Path) -> Path | str:
+    """The child file a reference names, or why there is none (one line, for a problem)."""
+    try:
+        path = child_path(reference, workflow_dir)
+        if path.is_file():
+            return path
+    except (OSError, ValueError, RuntimeError) as exc:  # a NUL, a name too long, ~nobody
+        return f"sub-workflow file cannot be opened: {reference!r} ({type(exc).__name__})"
+    return f"sub-workflow file not found: {reference} ({path})"
 
 
 def file_sha256(path: Path) -> str:
@@ -55,26 +69,35 @@ def mark_workflow_dirs(workflow: dict[str, Any], workflow_dir: Path) -> None:
 
 
 def reference_problems(
-    workflow: dict[str, Any], source: Path, load_child: ChildLoader, callers: tuple[Path, ...]
+    workflow: Any, source: Path, load_child: ChildLoader, callers: tuple[Path, ...]
 ) -> list[str]:
-    """Every problem of every statically referenced child, each on its step's JSON path."""
+    """Every problem of every statically referenced child, each on its step's JSON path.
+
+    ``workflow`` may be one that failed validation (any shape): its children are checked too,
+    so ``validate`` reports every problem at once."""
     problems: list[str] = []
     here = source.resolve()
-    for index, node in enumerate(workflow.get("nodes") or []):
-        params = node.get("params") if isinstance(node, dict) else None
-        if node.get("type") != "workflow" or not isinstance(params, dict):
+    nodes = workflow.get("nodes") if isinstance(workflow, dict) else None
+    for index, node in enumerate(nodes if isinstance(nodes, list) else []):
+        if not isinstance(node, dict) or node.get("type") != "workflow":
+            continue
+        params = node.get("params")
+        if not isinstance(params, dict):
             continue
         reference = params.get("workflow")
         if not isinstance(reference, str) or not reference or is_dynamic(reference):
             continue
         where = f"nodes[{index}].params.workflow"
-        path = child_path(reference, source.parent)
+        path = find_child(reference, source.parent)
+        if isinstance(path, str):
+            problems.append(f"{where}: {path}")
+            continue
+        if len(callers) >= MAX_FILES_DEEP:
+            problems.append(f"{where}: sub-workflows nested more than {MAX_FILES_DEEP} files deep")
+            continue
         if path == here or path in callers:
             chain = (*callers, here)
             problems.append(f"{where}: circular sub-workflow reference: {cycle_text(chain, path)}")
-            continue
-        if not path.is_file():
-            problems.append(f"{where}: sub-workflow file not found: {reference} ({path})")
             continue
         try:
             child = load_child(path, (*callers, here))

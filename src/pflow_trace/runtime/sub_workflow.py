@@ -24,7 +24,7 @@ from opentelemetry import trace
 from pflow_trace.engine import Flow
 from pflow_trace.errors import NodeExecutionError, PflowTraceError, WorkflowValidationError
 from pflow_trace.ir.loading import load_and_validate
-from pflow_trace.ir.sub_workflows import child_path, cycle_text, file_sha256, input_problems
+from pflow_trace.ir.sub_workflows import cycle_text, file_sha256, find_child, input_problems
 from pflow_trace.ir.templates import UnresolvedTemplate, parse_string, resolve
 from pflow_trace.nodes.base import NodeFailure
 from pflow_trace.nodes.registry import NodeRegistry
@@ -54,7 +54,9 @@ class SubWorkflowRunner:
 
     def __call__(self, node_id: str, params: dict[str, Any]) -> dict[str, Any]:
         reference = str(params["workflow"])
-        path = child_path(reference, params.get(WORKFLOW_DIR_PARAM) or os.getcwd())
+        path = find_child(reference, params.get(WORKFLOW_DIR_PARAM) or os.getcwd())
+        if isinstance(path, str):
+            raise _refused(path)
         caller = current_caller.get()
         files: tuple[Path, ...] = caller.files if caller is not None else ()
         max_depth = params.get("max_depth", DEFAULT_MAX_DEPTH)
@@ -92,8 +94,6 @@ class SubWorkflowRunner:
             loaded = self._loaded.get(path)
         if loaded is not None:
             return loaded
-        if not path.is_file():
-            raise _refused(f"sub-workflow file not found: {reference} ({path})")
         try:
             child = load_and_validate(path, self.registry, files)
         except WorkflowValidationError as exc:
