@@ -92,6 +92,8 @@ def traced_run(tmp_path: Path) -> tuple[Path, Path]:
     trace = tmp_path / "trace.json"
     done = invoke("run", str(workflow), "--trace-file", str(trace))
     assert done.exit_code == 0, done.output
+    # The run's status line of a child's node names the step that called it.
+    assert "shout > upper" in done.output
     return trace, child
 
 
