@@ -244,3 +244,26 @@ def test_resume_reuses_the_calling_step_whole(tmp_path: Path) -> None:
     # The step is taken from the first run as a whole: its child's nodes do not run again.
     assert [record["node_id"] for record in records] == ["shout", "after"]
     assert records[1]["shared_after"]["after"]["stdout"] == "HELLO"
+
+
+def test_views_over_several_runs_keep_a_childs_node_apart(
+    traced_run: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A child's node is pooled as ``caller/node``: never with a caller's node of the same id."""
+    trace, _ = traced_run
+    workflow = trace.parent / "caller.pflow.md"
+    # The caller gets a node of its own named like the child's.
+    workflow.write_text(PARENT.replace("### after", "### upper"), encoding="utf-8")
+    workflow.write_text(
+        workflow.read_text().replace("${after.stdout}", "${upper.stdout}"), encoding="utf-8"
+    )
+    second = tmp_path / "second.json"
+    assert invoke("run", str(workflow), "--trace-file", str(second)).exit_code == 0
+    third = tmp_path / "third.json"
+    assert invoke("run", str(workflow), "--trace-file", str(third)).exit_code == 0
+    compared = json.loads(invoke("diff", str(second), str(third), "--format", "json").output)
+    assert [node["node_id"] for node in compared["nodes"]] == ["shout", "shout/upper", "upper"]
+    summary = json.loads(invoke("show", "--json", str(second), str(third)).output)
+    (pooled,) = summary["aggregate"]["workflows"]
+    assert [node["node_id"] for node in pooled["nodes"]] == ["shout", "shout/upper", "upper"]
+    assert [node["runs"] for node in pooled["nodes"]] == [2, 2, 2]

@@ -194,8 +194,8 @@ def _aggregate_workflow(name: str, runs: list[TraceRun]) -> WorkflowAggregate:
 
     executions: dict[str, list[TraceNode]] = {}
     for run in runs:
-        for node in run.nodes:
-            executions.setdefault(node.node_id, []).append(node)
+        for node in callers_first(run.nodes):
+            executions.setdefault(node.qualified_id, []).append(node)
     nodes = [_aggregate_node(node_id, group) for node_id, group in executions.items()]
     return WorkflowAggregate(
         workflow_name=name,

@@ -127,6 +127,12 @@ class TraceNode:
     #: The span id of the calling step's record (``caller_span_id``); None at the top level.
     caller_span_id: str | None = None
 
+    @property
+    def qualified_id(self) -> str:
+        """``caller/node`` for a sub-workflow's node (ids hold no ``/``), else the node id:
+        what views that pool a node's executions (across runs) group by."""
+        return "/".join((*self.call_path, self.node_id))
+
 
 @dataclass(slots=True)
 class TraceRun:
