@@ -45,6 +45,8 @@ class SubWorkflowRunner:
         self.registry = registry
         self.compile_child = compile_child
         self._loaded: dict[Path, tuple[dict[str, Any], str]] = {}
+        #: (reference, directory) → its file: found once, not once per batch item.
+        self._found: dict[tuple[str, str], Path] = {}
         self._lock = threading.Lock()
 
     def __deepcopy__(self, memo: dict[int, Any]) -> SubWorkflowRunner:
@@ -54,9 +56,7 @@ class SubWorkflowRunner:
 
     def __call__(self, node_id: str, params: dict[str, Any]) -> dict[str, Any]:
         reference = str(params["workflow"])
-        path = find_child(reference, params.get(WORKFLOW_DIR_PARAM) or os.getcwd())
-        if isinstance(path, str):
-            raise _refused(path)
+        path = self._find(reference, str(params.get(WORKFLOW_DIR_PARAM) or os.getcwd()))
         caller = current_caller.get()
         files: tuple[Path, ...] = caller.files if caller is not None else ()
         max_depth = params.get("max_depth", DEFAULT_MAX_DEPTH)
@@ -85,6 +85,20 @@ class SubWorkflowRunner:
         finally:
             current_caller.reset(token)
         return _child_outputs(reference, child, shared)
+
+    def _find(self, reference: str, workflow_dir: str) -> Path:
+        """The file a reference names (remembered), or the step fails saying why not."""
+        key = (reference, workflow_dir)
+        with self._lock:
+            path = self._found.get(key)
+        if path is not None:
+            return path
+        found = find_child(reference, workflow_dir)
+        if isinstance(found, str):
+            raise _refused(found)
+        with self._lock:
+            self._found[key] = found
+        return found
 
     def _load(
         self, reference: str, path: Path, files: tuple[Path, ...]
