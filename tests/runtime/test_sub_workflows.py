@@ -356,3 +356,15 @@ def test_a_chain_of_files_deeper_than_validate_follows_is_a_problem(tmp_path: Pa
     write(tmp_path, "f60.pflow.md", CHILD)
     (problem,) = problems(tmp_path / "f0.pflow.md")
     assert problem.endswith("sub-workflows nested more than 50 files deep")
+
+
+def test_a_child_file_changed_between_runs_is_read_again(tmp_path: Path) -> None:
+    child = write(tmp_path, "shout.pflow.md", CHILD)
+    path = write(tmp_path, "main.pflow.md", parent(step("call", "./shout.pflow.md", "    text: a")))
+    first, _, observer = traced(path)
+    assert first.shared["call"] == {"loud": "A!"}
+    child.write_text(CHILD.replace("tr a-z A-Z", "tr a-z A-Z | rev"), encoding="utf-8")
+    second, _, later = traced(path)
+    assert second.shared["call"] == {"loud": "!A"}
+    sha = {run[-1].sub_workflows[0]["sha256"] for run in (observer.executions, later.executions)}
+    assert len(sha) == 2

@@ -37,17 +37,23 @@ from pflow_trace.runtime.inputs import resolve_inputs
 Compile = Callable[[dict[str, Any], NodeRegistry | None, RunContext | None], Flow]
 
 
+#: Loaded children: (file, mtime, size, the files calling it, registry) → (child, sha256).
+_CHILDREN: dict[tuple[Any, ...], tuple[dict[str, Any], str]] = {}
+#: (reference, directory) → its file, found once (a file gone since is caught by ``_load``).
+_FOUND: dict[tuple[str, str], Path] = {}
+_CHILDREN_LOCK = threading.Lock()
+#: The cache is emptied when it holds this many children (a long-lived process stays small).
+MAX_CACHED_CHILDREN = 256
+
+
 class SubWorkflowRunner:
-    """One ``workflow`` step's runner; each file it names is loaded once (items share it)."""
+    """One ``workflow`` step's runner. Finding and loading a file is remembered across
+    runners (module caches), so a batch or a nested child does it once, not once per call."""
 
     def __init__(self, run: RunContext, registry: NodeRegistry, compile_child: Compile) -> None:
         self.run = run
         self.registry = registry
         self.compile_child = compile_child
-        self._loaded: dict[Path, tuple[dict[str, Any], str]] = {}
-        #: (reference, directory) → its file: found once, not once per batch item.
-        self._found: dict[tuple[str, str], Path] = {}
-        self._lock = threading.Lock()
 
     def __deepcopy__(self, memo: dict[int, Any]) -> SubWorkflowRunner:
         """Shared, not copied: a parallel batch copies its node per lane, and every lane runs
@@ -89,23 +95,34 @@ class SubWorkflowRunner:
     def _find(self, reference: str, workflow_dir: str) -> Path:
         """The file a reference names (remembered), or the step fails saying why not."""
         key = (reference, workflow_dir)
-        with self._lock:
-            path = self._found.get(key)
+        with _CHILDREN_LOCK:
+            path = _FOUND.get(key)
         if path is not None:
             return path
         found = find_child(reference, workflow_dir)
         if isinstance(found, str):
             raise _refused(found)
-        with self._lock:
-            self._found[key] = found
+        with _CHILDREN_LOCK:
+            if len(_FOUND) >= MAX_CACHED_CHILDREN:
+                _FOUND.clear()
+            _FOUND[key] = found
         return found
 
     def _load(
         self, reference: str, path: Path, files: tuple[Path, ...]
     ) -> tuple[dict[str, Any], str]:
-        """The child, validated (with its own references), and its file's sha256."""
-        with self._lock:
-            loaded = self._loaded.get(path)
+        """The child, validated (with its own references), and its file's sha256.
+
+        Kept across runners (a nested child is compiled anew for every call, with runners of
+        its own) while the file's size and modification time stay the same.
+        """
+        try:
+            stat = path.stat()
+        except OSError as exc:
+            raise _refused(f"sub-workflow {reference}: {type(exc).__name__}") from None
+        key = (path, stat.st_mtime_ns, stat.st_size, files, id(self.registry))
+        with _CHILDREN_LOCK:
+            loaded = _CHILDREN.get(key)
         if loaded is not None:
             return loaded
         try:
@@ -115,8 +132,10 @@ class SubWorkflowRunner:
         except PflowTraceError as exc:
             raise _refused(f"sub-workflow {reference}: {exc}") from None
         loaded = (child, file_sha256(path))
-        with self._lock:
-            self._loaded[path] = loaded
+        with _CHILDREN_LOCK:
+            if len(_CHILDREN) >= MAX_CACHED_CHILDREN:
+                _CHILDREN.clear()
+            _CHILDREN[key] = loaded
         return loaded
 
 
