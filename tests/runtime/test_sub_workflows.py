@@ -368,3 +368,16 @@ def test_a_child_file_changed_between_runs_is_read_again(tmp_path: Path) -> None
     assert second.shared["call"] == {"loud": "!A"}
     sha = {run[-1].sub_workflows[0]["sha256"] for run in (observer.executions, later.executions)}
     assert len(sha) == 2
+
+
+def test_reading_an_output_the_child_does_not_declare_is_a_problem(tmp_path: Path) -> None:
+    write(tmp_path, "shout.pflow.md", CHILD)
+    reader = "### after\n\nReads the step.\n\n- type: shell\n- command: echo ${call.lod}\n"
+    path = write(
+        tmp_path, "main.pflow.md", parent(step("call", "./shout.pflow.md", "    text: a"), reader)
+    )
+    (problem,) = problems(path)
+    assert problem.endswith(
+        "${call.lod} reads 'lod', which the sub-workflow of step 'call' does not output "
+        "(did you mean 'loud'?)"
+    )

@@ -2,10 +2,10 @@
 
 A ``workflow`` step whose ``workflow`` param is a plain path names its child at authoring time,
 so the child is loaded and validated with its caller: a missing file, a child with problems
-(each named with the file), a cycle of references, and ``inputs`` the child does not declare or
-required inputs it is not given are all reported by ``validate``, together with the caller's
-own problems. A path that is a template (``${item.workflow}``) is resolved when the step runs,
-and its child is checked then.
+(each named with the file), a cycle of references, ``inputs`` the child does not declare or
+required inputs it is not given, and templates reading an output the child does not have are
+all reported by ``validate``, together with the caller's own problems. A path that is a
+template (``${item.workflow}``) is resolved when the step runs, and its child is checked then.
 
 Relative paths are resolved against the directory of the file that holds the step, as in pflow.
 """
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pflow_trace.errors import PflowTraceError, WorkflowValidationError
+from pflow_trace.ir.templates import TemplateSyntaxError, compile_value, iter_references
 from pflow_trace.nodes.workflow_call import WORKFLOW_DIR_PARAM
 
 #: How many files deep ``validate`` follows references (a run stops at each step's
@@ -76,6 +77,7 @@ def reference_problems(
     ``workflow`` may be one that failed validation (any shape): its children are checked too,
     so ``validate`` reports every problem at once."""
     problems: list[str] = []
+    outputs_of: dict[str, frozenset[str]] = {}
     here = source.resolve()
     nodes = workflow.get("nodes") if isinstance(workflow, dict) else None
     for index, node in enumerate(nodes if isinstance(nodes, list) else []):
@@ -108,7 +110,52 @@ def reference_problems(
             problems.append(f"{where}: in {reference}: {exc}")
             continue
         problems += input_problems(f"nodes[{index}].params.inputs", params.get("inputs"), child)
+        if node.get("batch") is None and isinstance(node.get("id"), str):
+            outputs_of[node["id"]] = step_outputs(child)
+    return problems + read_problems(workflow, outputs_of)
+
+
+def step_outputs(child: dict[str, Any]) -> frozenset[str]:
+    """What a step calling ``child`` writes: its declared outputs, else its node namespaces."""
+    declared = child.get("outputs") or {}
+    if declared:
+        return frozenset(declared)
+    return frozenset(node["id"] for node in child.get("nodes") or [])
+
+
+def read_problems(workflow: Any, outputs_of: dict[str, frozenset[str]]) -> list[str]:
+    """``${step.lod}`` where the child of ``step`` has no output ``lod`` (pflow refuses it)."""
+    if not outputs_of:
+        return []
+    sources: list[tuple[str, Any]] = [
+        (f"nodes[{index}].params", node.get("params"))
+        for index, node in enumerate(workflow.get("nodes") or [])
+        if isinstance(node, dict)
+    ]
+    outputs = workflow.get("outputs")
+    sources += [(f"outputs.{name}", value) for name, value in _items(outputs)]
+    problems: list[str] = []
+    for where, value in sources:
+        try:
+            references = list(iter_references(compile_value(value)))
+        except TemplateSyntaxError:
+            continue  # reported by validation where it is
+        for reference in references:
+            keys = outputs_of.get(str(reference.head))
+            key = reference.path[1] if len(reference.path) > 1 else None
+            if keys is None or not isinstance(key, str) or key in keys:
+                continue
+            close = difflib.get_close_matches(key, sorted(keys), n=1, cutoff=0.6)
+            hint = f"did you mean '{close[0]}'?" if close else f"it has {', '.join(sorted(keys))}"
+            problems.append(
+                f"{where}: {reference.text} reads '{key}', which the sub-workflow of step "
+                f"'{reference.head}' does not output ({hint})"
+            )
     return problems
+
+
+def _items(value: Any) -> list[tuple[str, Any]]:
+    return list(value.items()) if isinstance(value, dict) else []
 
 
 def input_problems(where: str, given: Any, child: dict[str, Any]) -> list[str]:
