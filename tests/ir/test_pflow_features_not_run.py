@@ -1,5 +1,6 @@
 """pflow features pflow-trace does not run yet are refused with a line saying so, never run
-half-way or dropped: a ``workflow`` step (sub-workflows) and a ``loop`` block."""
+half-way or dropped: a ``loop`` block. (A ``workflow`` step runs: see
+tests/runtime/test_sub_workflows.py.)"""
 
 from __future__ import annotations
 
@@ -35,11 +36,11 @@ def problems_of(tmp_path: Path, text: str) -> list[str]:
     return info.value.problems
 
 
-def test_a_workflow_step_is_refused_in_one_line_naming_sub_workflows(tmp_path: Path) -> None:
-    assert problems_of(tmp_path, SUB_WORKFLOW) == [
-        "line 11: nodes[0].type: node type 'workflow': sub-workflows are not supported yet: "
-        "copy the child's steps into this workflow"
-    ]
+def test_a_workflow_step_naming_a_missing_file_is_refused_in_one_line(tmp_path: Path) -> None:
+    (problem,) = problems_of(tmp_path, SUB_WORKFLOW)
+    assert problem.startswith(
+        "line 12: nodes[0].params.workflow: sub-workflow file not found: ./child.pflow.md"
+    )
 
 
 def test_a_loop_block_is_refused(tmp_path: Path) -> None:

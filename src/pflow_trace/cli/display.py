@@ -324,8 +324,10 @@ class NodeStatusDisplay:
         self._stop_progress()
         mark, colour = STATUS_MARKS[execution_status(execution)]
         detail = batch_line(execution) or terminal_safe(execution.node_type)
+        # A sub-workflow's node finishes before its caller: its line names the caller.
+        name = " > ".join([*execution.call_path, execution.node_id])
         line = (
-            f"{mark} {terminal_safe(execution.node_id):<{self.id_width}}  {detail:<28}  "
+            f"{mark} {terminal_safe(name):<{self.id_width}}  {detail:<28}  "
             f"{format_duration_ms(execution.duration_ms):>8}"
         )
         llm = llm_text(node_llm_totals(execution))

@@ -240,9 +240,7 @@ def _stdin_problems(declared_inputs: Any) -> list[str]:
 
 
 #: pflow node types pflow-trace knows of but does not run yet, with what to do instead.
-_PFLOW_TYPES_NOT_RUN = {
-    "workflow": "sub-workflows are not supported yet: copy the child's steps into this workflow",
-}
+_PFLOW_TYPES_NOT_RUN: dict[str, str] = {}
 
 
 def _unknown_type(node_type: str, registry: NodeRegistry) -> str:

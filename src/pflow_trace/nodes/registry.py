@@ -34,6 +34,7 @@ def _builtin_types() -> dict[str, type[WorkflowNode]]:
     from pflow_trace.nodes.http import HttpNode
     from pflow_trace.nodes.llm import LlmNode
     from pflow_trace.nodes.shell import ShellNode
+    from pflow_trace.nodes.workflow_call import WorkflowCallNode
 
     types = (
         ShellNode,
@@ -46,6 +47,7 @@ def _builtin_types() -> dict[str, type[WorkflowNode]]:
         CodeNode,
         EchoNode,
         LlmNode,
+        WorkflowCallNode,
     )
     return {cls.type_name: cls for cls in types}
 

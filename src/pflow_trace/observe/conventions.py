@@ -40,6 +40,9 @@ ATTR_NODE_ID = "pflow.node.id"
 ATTR_NODE_TYPE = "pflow.node.type"
 #: A resumed run took this node's result from the run it resumes (docs/resume.md).
 ATTR_REUSED = "pflow.reused"
+#: A ``workflow`` step's span (or its item's): the file of the child it ran, and its sha256.
+ATTR_SUB_WORKFLOW_PATH = "pflow.sub_workflow.path"
+ATTR_SUB_WORKFLOW_SHA256 = "pflow.sub_workflow.sha256"
 
 # -- batch span --------------------------------------------------------------------------------
 ATTR_BATCH_SIZE = "pflow.batch.size"
@@ -217,6 +220,8 @@ ALL_ATTRIBUTES = (
     ATTR_NODE_ID,
     ATTR_NODE_TYPE,
     ATTR_REUSED,
+    ATTR_SUB_WORKFLOW_PATH,
+    ATTR_SUB_WORKFLOW_SHA256,
     ATTR_NODE_ATTEMPTS,
     ATTR_BATCH_SIZE,
     ATTR_BATCH_PARALLEL,

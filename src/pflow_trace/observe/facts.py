@@ -117,6 +117,12 @@ class NodeExecution:
     observer_state: Any = None
     #: ``--pilot``: the batch's pilot (seed, item indices, projection), as a plain dict.
     pilot: dict[str, Any] | None = None
+    #: A node of a sub-workflow: the ids of the ``workflow`` steps that called it, outermost
+    #: first, and the node span of the innermost one. Empty and 0 at the top level.
+    call_path: tuple[str, ...] = ()
+    caller_span_id: int = 0
+    #: A ``workflow`` step: each workflow file it ran, ``{"path", "sha256"}``, once each.
+    sub_workflows: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def duration_ms(self) -> float:

@@ -81,10 +81,13 @@ def synthesize(run: TraceRun, service_name: str = DEFAULT_SERVICE_NAME) -> Repla
     root_id = ids.span_id("workflow")
     spans: list[ReplaySpan] = []
     cursor = run_start
+    node_spans_of: list[tuple[TraceNode, ReplaySpan]] = []
     for position, node in enumerate(run.nodes):
         node_spans = _node_spans(node, position, cursor, timeline, ids, root_id)
         cursor = max(cursor, node_spans[0].end_ns)
         spans.extend(node_spans)
+        node_spans_of.append((node, node_spans[0]))
+    _nest_sub_workflows(node_spans_of)
     return ReplayTrace(
         source=run.source,
         source_format=run.format,
@@ -95,6 +98,16 @@ def synthesize(run: TraceRun, service_name: str = DEFAULT_SERVICE_NAME) -> Repla
         scope_version=__version__,
         synthesized=True,
     )
+
+
+def _nest_sub_workflows(node_spans_of: list[tuple[TraceNode, ReplaySpan]]) -> None:
+    """A sub-workflow's node span goes under its calling step's (``caller_span_id``), as the
+    runtime nested it; a caller the trace does not hold leaves it under the root."""
+    synthesized = {node.span_id: span.span_id for node, span in node_spans_of if node.span_id}
+    for node, span in node_spans_of:
+        caller = synthesized.get(node.caller_span_id or "")
+        if caller is not None:
+            span.parent_span_id = caller
 
 
 def _run_start_ns(run: TraceRun) -> int:

@@ -18,6 +18,7 @@ from itertools import compress
 from operator import attrgetter
 
 from pflow_trace.observe.llm_usage import call_cost, call_total_tokens
+from pflow_trace.report.stats import callers_first
 from pflow_trace.tracefile.model import (
     ITEM_FAILED,
     ITEM_SUCCESS,
@@ -68,17 +69,14 @@ def node_samples(runs: Sequence[TraceRun]) -> dict[str, NodeSample]:
     for run in runs:
         wall_this_run: dict[str, float] = {}
         cost_this_run: dict[str, float] = {}
-        for node in run.nodes:
-            sample = samples.get(node.node_id)
+        for node in callers_first(run.nodes):
+            key = node.qualified_id
+            sample = samples.get(key)
             if sample is None:
-                sample = samples[node.node_id] = NodeSample(
-                    node.node_id, node.node_type, node.batch is not None
-                )
+                sample = samples[key] = NodeSample(key, node.node_type, node.batch is not None)
             _add_execution(sample, node, cost_this_run)
             if node.duration_ms is not None:
-                wall_this_run[node.node_id] = wall_this_run.get(node.node_id, 0.0) + (
-                    node.duration_ms
-                )
+                wall_this_run[key] = wall_this_run.get(key, 0.0) + (node.duration_ms)
         for node_id, wall_ms in wall_this_run.items():
             samples[node_id].wall_ms_per_run.append(wall_ms)
         for node_id, cost in cost_this_run.items():
@@ -111,7 +109,7 @@ def _add_execution(sample: NodeSample, node: TraceNode, cost_this_run: dict[str,
         cost = call_cost(usage)
         if cost is not None:
             sample.cost_per_call.append(cost)
-            cost_this_run[node.node_id] = cost_this_run.get(node.node_id, 0.0) + cost
+            cost_this_run[node.qualified_id] = cost_this_run.get(node.qualified_id, 0.0) + cost
 
 
 def _add_reported_counts(sample: NodeSample, batch: BatchInfo) -> int:

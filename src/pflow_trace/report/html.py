@@ -120,6 +120,7 @@ def _timeline_dict(timeline: RunTimeline) -> dict[str, Any]:
                 "duration_ms": node.duration_ms,
                 "start_estimated": node.start_estimated,
                 "span_id": node.span_id,
+                "call_path": node.call_path,
                 "items": _items_dict(node.items) if node.items is not None else None,
             }
             for node in timeline.nodes

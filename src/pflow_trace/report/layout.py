@@ -149,7 +149,7 @@ def _nodes_table(nodes: list[NodeSummary]) -> Table:
         table.rows.append(
             [
                 str(node.order),
-                node.node_id,
+                "  " * len(node.call_path) + ("└ " if node.call_path else "") + node.node_id,
                 node.node_type,
                 _status(node.status),
                 format_duration_ms(node.duration_ms),

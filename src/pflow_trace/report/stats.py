@@ -57,7 +57,7 @@ def summarize_run(
     duration_ms = _run_duration_ms(run)
     nodes = [
         _summarize_node(order, node, duration_ms, top, error_groups)
-        for order, node in enumerate(run.nodes, start=1)
+        for order, node in enumerate(callers_first(run.nodes), start=1)
     ]
     nodes_run = run.nodes_executed
     if nodes_run is None:
@@ -88,6 +88,27 @@ def summarize_run(
     )
 
 
+def callers_first(nodes: Sequence[TraceNode]) -> list[TraceNode]:
+    """The nodes in run order, each sub-workflow's nodes right after the step that called them.
+
+    A trace lists a node when it finishes, so a child comes before its caller there; a child is
+    matched to its caller by ``caller_span_id`` (exact also when one step ran several times).
+    A child whose caller is not in the trace (a cut-off run) stays where it was.
+    """
+    span_ids = {node.span_id for node in nodes if node.span_id}
+    children: dict[str, list[TraceNode]] = {}
+    for node in nodes:
+        if node.caller_span_id in span_ids:
+            children.setdefault(str(node.caller_span_id), []).append(node)
+    ordered: list[TraceNode] = []
+    stack = [node for node in reversed(nodes) if node.caller_span_id not in span_ids]
+    while stack:
+        node = stack.pop()
+        ordered.append(node)
+        stack.extend(reversed(children.get(node.span_id or "", [])))
+    return ordered
+
+
 def _summarize_node(
     order: int, node: TraceNode, run_ms: float | None, top: int, error_groups: int
 ) -> NodeSummary:
@@ -112,6 +133,7 @@ def _summarize_node(
         share=share,
         error=node.error,
         batch=batch,
+        call_path=list(node.call_path),
     )
 
 
@@ -172,8 +194,8 @@ def _aggregate_workflow(name: str, runs: list[TraceRun]) -> WorkflowAggregate:
 
     executions: dict[str, list[TraceNode]] = {}
     for run in runs:
-        for node in run.nodes:
-            executions.setdefault(node.node_id, []).append(node)
+        for node in callers_first(run.nodes):
+            executions.setdefault(node.qualified_id, []).append(node)
     nodes = [_aggregate_node(node_id, group) for node_id, group in executions.items()]
     return WorkflowAggregate(
         workflow_name=name,

@@ -173,6 +173,9 @@ class NodeSummary:
     share: float | None
     error: str | None
     batch: BatchSummary | None
+    #: A node of a sub-workflow: the ``workflow`` steps that called it, outermost first; it
+    #: is listed right after its caller. Empty at the top level.
+    call_path: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)

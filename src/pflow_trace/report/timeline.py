@@ -23,6 +23,7 @@ from operator import attrgetter, gt, is_not
 
 from pflow_trace.observe.llm_usage import call_cost, call_total_tokens
 from pflow_trace.report.batch_stats import PREVIEW_CHARS
+from pflow_trace.report.stats import callers_first
 from pflow_trace.report.summary import RunSummary
 from pflow_trace.text import preview
 from pflow_trace.tracefile.model import (
@@ -103,6 +104,8 @@ class NodeTimeline:
     start_estimated: bool
     span_id: str | None
     items: ItemColumns | None = None
+    #: As ``NodeSummary.call_path``: the steps that called a sub-workflow's node.
+    call_path: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -120,7 +123,8 @@ def build_timeline(run: TraceRun, summary: RunSummary) -> RunTimeline:
     retry_ms = _retry_marks(run)
     nodes = []
     previous_end_ms = 0.0
-    for node, node_summary in zip(run.nodes, summary.nodes, strict=True):
+    # In the summary's order (a sub-workflow's nodes after their caller), so both views agree.
+    for node, node_summary in zip(callers_first(run.nodes), summary.nodes, strict=True):
         start_ms, estimated = _node_start_ms(node, run.start_time, previous_end_ms)
         items = None
         if node.batch is not None and node.batch.items is not None:
@@ -136,6 +140,7 @@ def build_timeline(run: TraceRun, summary: RunSummary) -> RunTimeline:
                 start_estimated=estimated,
                 span_id=node.span_id,
                 items=items,
+                call_path=list(node.call_path),
             )
         )
         if start_ms is not None:

@@ -17,11 +17,13 @@ from pflow_trace.errors import UsageError
 from pflow_trace.ir.executor_choice import batch_executor
 from pflow_trace.ir.templates import compile_value, iter_references
 from pflow_trace.nodes.registry import NodeRegistry, default_registry
+from pflow_trace.nodes.workflow_call import WorkflowCallNode
 from pflow_trace.runtime.batch import BatchConfig, BatchNode
 from pflow_trace.runtime.context import RunContext
 from pflow_trace.runtime.instrumented import InstrumentedNode
 from pflow_trace.runtime.namespaced import NamespacedNode
 from pflow_trace.runtime.node_retry import NodeRetry, retry_policy
+from pflow_trace.runtime.sub_workflow import SubWorkflowRunner
 from pflow_trace.runtime.template_aware import TemplateAwareNode
 
 
@@ -43,7 +45,10 @@ def build_chain(
     node_class = registry.get(node_type)
     if node_class is None:
         raise UsageError(f"unknown node type '{node_type}' for node '{node_id}'")
-    chain: BaseNode = TemplateAwareNode(node_class(node_id), node_id, node_type, run)
+    node_object = node_class(node_id)
+    if isinstance(node_object, WorkflowCallNode):  # a sub-workflow runs through this runtime
+        node_object.runner = SubWorkflowRunner(run, registry, compile_workflow)
+    chain: BaseNode = TemplateAwareNode(node_object, node_id, node_type, run)
     chain = NamespacedNode(chain, node_id, node_type, run)
     if "retry" in node:
         chain = NodeRetry(chain, node_id, node_type, run, policy=retry_policy(node["retry"]))

@@ -26,14 +26,35 @@ RECENT_NODES_KEPT = 64
 
 __all__ = [
     "DEFAULT_MAX_NODE_VISITS",
+    "CallSite",
     "RunContext",
     "current_attempt",
+    "current_caller",
     "current_execution",
 ]
 
 #: The execution of the node whose chain is running on this thread (set by Instrumented).
 current_execution: contextvars.ContextVar[NodeExecution | None] = contextvars.ContextVar(
     "pflow_trace_current_execution", default=None
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CallSite:
+    """Where a sub-workflow's nodes were called from (set by ``runtime/sub_workflow.py``)."""
+
+    #: The ids of the calling ``workflow`` steps, outermost first.
+    path: tuple[str, ...]
+    #: The node span of the innermost caller: its record's ``span_id``.
+    span_id: int
+    #: The workflow files being run by the callers, outermost first (a cycle is refused).
+    files: tuple[Any, ...]
+
+
+#: Set while a ``workflow`` step runs its child: every node execution inside it is attributed
+#: to that step (None at the top level).
+current_caller: contextvars.ContextVar[CallSite | None] = contextvars.ContextVar(
+    "pflow_trace_current_caller", default=None
 )
 
 

@@ -25,7 +25,7 @@ from pflow_trace.errors import NodeExecutionError, NodeVisitLimitError
 from pflow_trace.observe import conventions as conv
 from pflow_trace.observe.facts import NodeExecution
 from pflow_trace.runtime import interrupts
-from pflow_trace.runtime.context import current_execution
+from pflow_trace.runtime.context import current_caller, current_execution
 from pflow_trace.runtime.layers import LayerWrapper, describe_error
 from pflow_trace.runtime.llm_spans import record_llm_call, usage_of, usage_of_failure
 from pflow_trace.runtime.resume import NodeVisit, current_visit, read_templates
@@ -114,13 +114,18 @@ class InstrumentedNode(LayerWrapper):
         run = self.run_context
         observer = run.observer
         execution = NodeExecution(self.node_id, self.node_type, self.reads)
+        caller = current_caller.get()
+        if caller is not None:  # a node of a sub-workflow: its record names its caller
+            execution.call_path, execution.caller_span_id = caller.path, caller.span_id
         if observer is not None:
             observer.node_started(execution, shared)
         execution_token = current_execution.set(execution)
         execution.start_ns = time.time_ns()
         span, token = self.start_span(start_time=execution.start_ns)
         execution.span_id = span.get_span_context().span_id
-        memory = run.memory
+        # A sub-workflow's nodes are not checkpointed on their own (their ids need not be unique
+        # across files): a resumed run reuses or re-runs the calling step as a whole.
+        memory = run.memory if caller is None else None
         visit: NodeVisit | None = None
         error: BaseException | None = None
         try:

@@ -165,6 +165,11 @@ class TraceDocumentBuilder(RunObserver):
         }
         if execution.error is not None:
             event["error"] = execution.error
+        if execution.call_path:  # a node of a sub-workflow, attributed to its callers
+            event["call_path"] = list(execution.call_path)
+            event["caller_span_id"] = hex_span_id(execution.caller_span_id)
+        if execution.sub_workflows:  # a ``workflow`` step: the files it ran
+            event["sub_workflows"] = list(execution.sub_workflows)
         if execution.attempts:  # a node with a ``retry`` block
             event["attempts"] = execution.attempts
             event["retries"] = list(execution.retries)

@@ -123,6 +123,17 @@ class TraceNode:
     #: The LLM call of a node that is not a batch (``llm_usage``; pflow's ``llm_call``), as
     #: written; a batch node's calls are on its items.
     llm_usage: dict[str, Any] | None = None
+    #: A node of a sub-workflow: the ``workflow`` steps that called it, outermost first (ours
+    #: records it; empty at the top level and in pflow's traces).
+    call_path: tuple[str, ...] = ()
+    #: The span id of the calling step's record (``caller_span_id``); None at the top level.
+    caller_span_id: str | None = None
+
+    @property
+    def qualified_id(self) -> str:
+        """``caller/node`` for a sub-workflow's node (ids hold no ``/``), else the node id:
+        what views that pool a node's executions (across runs) group by."""
+        return "/".join((*self.call_path, self.node_id))
 
 
 @dataclass(slots=True)

@@ -278,6 +278,8 @@ def _node_from_document(raw: dict[str, Any]) -> TraceNode:
         span_id=as_str(raw.get("span_id")),
         batch=batch,
         llm_usage=llm_usage,
+        call_path=tuple(str(part) for part in _list(raw.get("call_path"))),
+        caller_span_id=as_str(raw.get("caller_span_id")),
     )
 
 

@@ -338,7 +338,7 @@
       if (row.kind === "node") {
         ctx.fillStyle = colour("text");
         ctx.font = "600 12px system-ui, sans-serif";
-        ctx.fillText(clip(row.node.order + ". " + row.node.node_id, LABEL_W - 10), 6, row.y + row.h / 2);
+        ctx.fillText(clip(row.node.order + ". " + nodeLabel(row.node), LABEL_W - 10), 6, row.y + row.h / 2);
       } else if (row.h >= 10) {
         ctx.fillStyle = colour("dim");
         ctx.font = "10px system-ui, sans-serif";
@@ -604,6 +604,11 @@
     return a < b ? -1 : 1;
   }
   const cell = (value, text, cls) => [value, text === undefined ? orDash(value) : text, cls];
+  // A sub-workflow's node, indented under the step that called it.
+  const nodeLabel = (node) => {
+    const depth = (node.call_path || []).length;
+    return depth ? "\u00a0".repeat(2 * depth) + "\u2514 " + node.node_id : node.node_id;
+  };
 
   function renderNodeTable(run) {
     const columns = [["#", 1], ["node", 0], ["type", 0], ["status", 0], ["duration", 1], ["share", 1],
@@ -611,7 +616,7 @@
       ["efficiency", 1], ["retries", 1]];
     const rows = run.nodes.map((node) => {
       const b = node.batch || {}, t = b.timing || {};
-      return [cell(node.order), cell(node.node_id), cell(node.node_type),
+      return [cell(node.order), cell(node.node_id, nodeLabel(node)), cell(node.node_type),
         cell(node.status, node.status, "status-" + node.status), cell(node.duration_ms, ms(node.duration_ms)),
         cell(node.share, pct(node.share)), cell(b.count ?? null), cell(b.error_count ?? null),
         cell(t.p50_item_ms ?? null, ms(t.p50_item_ms)), cell(t.p95_item_ms ?? null, ms(t.p95_item_ms)),
