@@ -4,7 +4,7 @@ pflow's IR (pflow-cli 0.16) is ours plus a few things: outputs are objects with 
 template (ours are the template itself), nodes carry parser metadata (``_source_line``,
 ``_source_lines``, ``_routes_to_end``) and caching hints, and the workflow may say how
 namespacing and templates behave. This module turns such a document into our IR before
-validation. What it cannot honour (loops, approval gates) becomes a validation problem, never
+validation. What it cannot honour (approval gates) becomes a validation problem, never
 a silent drop; see docs/pflow-compat.md.
 """
 
@@ -18,7 +18,6 @@ from typing import Any
 _NODE_METADATA = ("_source_line", "_source_lines", "_source_files", "_routes_to_end", "cache")
 #: Node fields pflow has that pflow-trace cannot run, with why.
 _NODE_UNSUPPORTED = {
-    "loop": "loop is not supported",
     "approval": "approval gates are not supported",
     "prompt_cache": "prompt caching on llm nodes is not supported yet",
     "prewarm": "prompt-cache prewarming on llm nodes is not supported yet",

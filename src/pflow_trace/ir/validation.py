@@ -19,6 +19,7 @@ import jsonschema
 
 from pflow_trace.errors import WorkflowValidationError
 from pflow_trace.ir.executor_choice import executor_problems
+from pflow_trace.ir.loop_checks import LOOP_TEMPLATE_FIELDS, loop_problems, single_reference
 from pflow_trace.ir.node_outputs import unwritten_key_problem
 from pflow_trace.ir.param_checks import closest_key_hint, param_problems, unknown_name_hint
 from pflow_trace.ir.pflow_ir import adapt_pflow_ir
@@ -156,7 +157,7 @@ def _unused_input_problems(workflow: dict[str, Any], inputs: set[str]) -> list[s
     read: set[str] = set()
     for node in _listed(workflow.get("nodes")):
         if isinstance(node, dict):
-            read |= _template_heads([node.get("params"), node.get("batch")])
+            read |= _template_heads([node.get("params"), node.get("batch"), node.get("loop")])
     read |= _template_heads(workflow.get("outputs"))
     return [
         f"inputs.{name}: input '{name}' is declared but no template reads it"
@@ -307,6 +308,19 @@ def _node_template_problems(index: int, node: dict[str, Any], scope: _Scope) -> 
     if batch is not None and isinstance(batch.get("items"), str):
         path = f"nodes[{index}].batch.items"
         problems += _template_problems(path, batch["items"], scope, node_id, alias)
+    return problems + loop_problems(index, node) + _loop_template_problems(index, node, scope)
+
+
+def _loop_template_problems(index: int, node: dict[str, Any], scope: _Scope) -> list[str]:
+    """A loop's condition and templated cap read what params may, and the node itself."""
+    loop = node.get("loop")
+    problems: list[str] = []
+    for field in LOOP_TEMPLATE_FIELDS if isinstance(loop, dict) else ():
+        reference = single_reference(loop.get(field))
+        if reference is not None and reference.head != node["id"]:
+            problems += _template_problems(
+                f"nodes[{index}].loop.{field}", loop[field], scope, node["id"]
+            )
     return problems
 
 

@@ -14,6 +14,8 @@ LAYER_WORKFLOW = "workflow"
 LAYER_INSTRUMENTED = "instrumented"
 LAYER_BATCH = "batch"
 LAYER_BATCH_ITEM = "batch.item"
+#: One pass of a node's ``loop`` block (``runtime/loop.py``), under the instrumented span.
+LAYER_LOOP_ITERATION = "loop.iteration"
 LAYER_NAMESPACED = "namespaced"
 LAYER_TEMPLATE = "template"
 LAYER_NODE = "node"
@@ -22,6 +24,7 @@ LAYERS = (
     LAYER_INSTRUMENTED,
     LAYER_BATCH,
     LAYER_BATCH_ITEM,
+    LAYER_LOOP_ITERATION,
     LAYER_NAMESPACED,
     LAYER_TEMPLATE,
     LAYER_NODE,
@@ -77,6 +80,13 @@ ATTR_RETRY_ERROR = "pflow.retry.error"
 EVENT_NODE_RETRY = "pflow.node.retry"
 #: On the node's instrumented span, when its ``retry`` block allowed more than one attempt.
 ATTR_NODE_ATTEMPTS = "pflow.node.attempts"
+# -- a node's ``loop`` block: its iteration spans and its instrumented span ----------------------
+#: On a ``loop.iteration`` span: which pass it is (1-based, as ``${__iteration__}``).
+ATTR_LOOP_ITERATION = "pflow.loop.iteration"
+#: On the instrumented span of a loop node: how many passes ran, and what ended the loop
+#: (``condition``, ``max_iterations``, or ``failed`` when a pass failed).
+ATTR_LOOP_ITERATIONS = "pflow.loop.iterations"
+ATTR_LOOP_STOPPED = "pflow.loop.stopped"
 #: On an event whose given time was not a Unix time in ns: the value given (``otlp_wire``).
 ATTR_INVALID_TIME = "pflow.invalid_time_unix_nano"
 
@@ -238,6 +248,9 @@ ALL_ATTRIBUTES = (
     ATTR_BATCH_TIME_PROVIDER_US,
     ATTR_RETRY_ATTEMPT,
     ATTR_RETRY_ERROR,
+    ATTR_LOOP_ITERATION,
+    ATTR_LOOP_ITERATIONS,
+    ATTR_LOOP_STOPPED,
     ATTR_INVALID_TIME,
     GEN_AI_OPERATION_NAME,
     GEN_AI_PROVIDER_NAME,

@@ -87,6 +87,22 @@ class ItemOutcome:
 
 
 @dataclass(slots=True)
+class LoopIteration:
+    """One pass of a node's ``loop`` block: its number (1-based), timing and how it ended."""
+
+    number: int
+    start_ns: int
+    end_ns: int
+    status: Literal["success", "failed"]
+    error: str | None = None
+    span_id: int = 0
+
+    @property
+    def duration_ms(self) -> float:
+        return (self.end_ns - self.start_ns) / 1e6
+
+
+@dataclass(slots=True)
 class NodeExecution:
     """One execution of one node, filled in by the wrapper layers as it runs."""
 
@@ -110,6 +126,10 @@ class NodeExecution:
     #: (``{"attempt", "error"}``, redacted). 0 for a node without one.
     attempts: int = 0
     retries: list[dict[str, Any]] = field(default_factory=list)
+    #: a node with a ``loop`` block: each pass in order, and what ended the loop
+    #: (``condition``, ``max_iterations``, ``failed``); None for a node without one.
+    loop_iterations: list[LoopIteration] | None = None
+    loop_stopped: str | None = None
     #: the observer's own data for this execution (e.g. the trace sink's snapshot).
     observer_state: Any = None
 

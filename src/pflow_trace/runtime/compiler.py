@@ -2,8 +2,8 @@
 
 Each node becomes, outermost first: Instrumented → Batch (only with a ``batch`` block) or
 NodeRetry (only with a ``retry`` block; no span of its own) → Namespaced → TemplateAware → the
-node. Edges (or list order when there are none) become the
-flow's successors.
+node. A ``loop`` block adds the Loop layer (one span per pass) just inside Instrumented.
+Edges (or list order when there are none) become the flow's successors.
 """
 
 from __future__ import annotations
@@ -20,16 +20,19 @@ from pflow_trace.nodes.registry import NodeRegistry, default_registry
 from pflow_trace.runtime.batch import BatchConfig, BatchNode
 from pflow_trace.runtime.context import RunContext
 from pflow_trace.runtime.instrumented import InstrumentedNode
+from pflow_trace.runtime.loop import LoopConfig, LoopNode
 from pflow_trace.runtime.namespaced import NamespacedNode
 from pflow_trace.runtime.node_retry import NodeRetry, retry_policy
 from pflow_trace.runtime.template_aware import TemplateAwareNode
 
 
 def referenced_names(node: dict[str, Any]) -> frozenset[str]:
-    """The root names a node's templates read: its params' and its ``batch.items``'s heads."""
+    """The root names a node's templates read: its params', ``batch.items``' and carry's heads."""
     sources = [node.get("params") or {}]
     if "batch" in node:
         sources.append(node["batch"].get("items"))
+    if "loop" in node:
+        sources.append(node["loop"].get("carry"))
     return frozenset(
         reference.head for source in sources for reference in iter_references(compile_value(source))
     )
@@ -52,6 +55,8 @@ def build_chain(
         executor = batch_executor(node["batch"], default)
         config = BatchConfig.from_ir(node["batch"], executor)
         chain = BatchNode(chain, node_id, node_type, run, config)
+    if "loop" in node:
+        chain = LoopNode(chain, node_id, node_type, run, config=LoopConfig.from_ir(node["loop"]))
     chain = InstrumentedNode(
         chain,
         node_id,

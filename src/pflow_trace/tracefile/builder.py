@@ -168,6 +168,8 @@ class TraceDocumentBuilder(RunObserver):
         if execution.attempts:  # a node with a ``retry`` block
             event["attempts"] = execution.attempts
             event["retries"] = list(execution.retries)
+        if execution.loop_iterations is not None:
+            event["loop"] = self._loop(execution, run_start)
         if execution.batch_items is not None:
             event["batch_items"], time_us = self._batch_items(execution)
             if time_us is not None:
@@ -179,6 +181,26 @@ class TraceDocumentBuilder(RunObserver):
             event["llm_usage"] = llm_usage
         with self._lock:
             self.events.append(event)
+
+    @staticmethod
+    def _loop(execution: NodeExecution, run_start: int) -> dict[str, Any]:
+        """A loop node's passes: how many, what ended the loop, and each pass's outcome."""
+        passes = execution.loop_iterations or []
+        return {
+            "iterations": len(passes),
+            "stopped": execution.loop_stopped,
+            "passes": [
+                {
+                    "iteration": one.number,
+                    "status": one.status,
+                    "duration_ms": round(one.duration_ms, 3),
+                    "start_offset_ms": round((one.start_ns - run_start) / 1e6, 3),
+                    "error": one.error,
+                    "span_id": hex_span_id(one.span_id),
+                }
+                for one in passes
+            ],
+        }
 
     def _llm_usage(self, execution: NodeExecution) -> dict[str, Any] | None:
         """A node's LLM usage: its own call, or the totals over its batch's calls.
