@@ -15,15 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from llm_server import chat_server, configure_model
 
+from llm_server import chat_server, configure_model
 from pflow_trace import api
 from pflow_trace.api import TraceOptions
 from pflow_trace.errors import WorkflowValidationError
 from pflow_trace.ir.validation import validate_workflow
 from pflow_trace.observe.export_settings import resolve_export_settings
 
-#: A 1×1 PNG.
+#: A PNG of one pixel.
 PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
 )

@@ -1,9 +1,10 @@
 """The ``llm`` node: one prompt to a model through the ``llm`` library, with its usage and cost.
 
 Params and outputs follow pflow's ``llm`` node: ``prompt``, ``system``, ``images``
-(``nodes/llm_images.py``), ``model``, ``temperature``, ``max_tokens`` in; ``response`` and ``llm_usage`` out (model, token counts by
-kind, ``cost_usd``), plus the call's finish reason, response id and provider, which the runtime
-turns into OpenTelemetry's ``gen_ai.*`` span attributes. Any model the ``llm`` library or one
+(``nodes/llm_images.py``), ``model``, ``temperature``, ``max_tokens`` in; ``response`` and
+``llm_usage`` out (model, token counts by kind, ``cost_usd``), plus the call's finish reason,
+response id and provider, which the runtime turns into OpenTelemetry's ``gen_ai.*`` span
+attributes. Any model the ``llm`` library or one
 of its plugins provides works (OpenAI is built in; ``llm-echo`` answers offline).
 
 Rate limits, overloaded servers and lost connections are retried here, up to ``max_retries``
@@ -22,8 +23,8 @@ from typing import Any, ClassVar
 
 from pflow_trace.engine import RetryPolicy
 from pflow_trace.nodes import llm_calls
-from pflow_trace.nodes.llm_images import attachments_for
 from pflow_trace.nodes.base import RUNTIME_KEYS, NodeFailure, WorkflowNode
+from pflow_trace.nodes.llm_images import attachments_for
 from pflow_trace.nodes.llm_pricing import price_table
 
 DEFAULT_MAX_RETRIES = 3
