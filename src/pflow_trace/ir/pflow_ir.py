@@ -19,8 +19,6 @@ _NODE_METADATA = ("_source_line", "_source_lines", "_source_files", "_routes_to_
 #: Node fields pflow has that pflow-trace cannot run, with why.
 _NODE_UNSUPPORTED = {
     "approval": "approval gates are not supported",
-    "prompt_cache": "prompt caching on llm nodes is not supported yet",
-    "prewarm": "prompt-cache prewarming on llm nodes is not supported yet",
 }
 #: Workflow fields and the value under which ignoring them changes nothing.
 _WORKFLOW_NEUTRAL: dict[str, Any] = {
@@ -42,7 +40,8 @@ def adapt_pflow_ir(workflow: Any) -> tuple[Any, list[str]]:
     for key, neutral in _WORKFLOW_NEUTRAL.items():
         if key in adapted and adapted.pop(key) != neutral:
             problems.append(f"{key}: only {neutral!r} is supported")
-    adapted.pop("cache", None)  # the workflow-level prompt-cache block: llm only
+    if isinstance(adapted.get("cache"), dict):  # ``## Cache``: its parser metadata goes
+        adapted["cache"] = _without_source_lines(adapted["cache"])
     _adapt_start_node(adapted, problems)
     if isinstance(adapted.get("outputs"), dict):
         adapted["outputs"] = {
@@ -56,6 +55,18 @@ def adapt_pflow_ir(workflow: Any) -> tuple[Any, list[str]]:
     if not problems and adapted == workflow:
         return workflow, []  # already ours: hand back the very same object
     return adapted, problems
+
+
+def _without_source_lines(block: dict[str, Any]) -> dict[str, Any]:
+    kept = {key: value for key, value in block.items() if key != "_source_line"}
+    if isinstance(kept.get("items"), list):
+        kept["items"] = [
+            {k: v for k, v in item.items() if k != "_source_line"}
+            if isinstance(item, dict)
+            else item
+            for item in kept["items"]
+        ]
+    return kept
 
 
 def _adapt_start_node(adapted: dict[str, Any], problems: list[str]) -> None:

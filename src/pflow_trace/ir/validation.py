@@ -23,6 +23,7 @@ from pflow_trace.ir.loop_checks import LOOP_TEMPLATE_FIELDS, loop_problems, sing
 from pflow_trace.ir.node_outputs import unwritten_key_problem
 from pflow_trace.ir.param_checks import closest_key_hint, param_problems, unknown_name_hint
 from pflow_trace.ir.pflow_ir import adapt_pflow_ir
+from pflow_trace.ir.prompt_cache import cache_problems, cache_vars
 from pflow_trace.ir.run_order import RunOrder
 from pflow_trace.ir.templates import (
     TemplateSyntaxError,
@@ -146,6 +147,9 @@ def semantic_problems(workflow: dict[str, Any], registry: NodeRegistry) -> list[
     for name, template in outputs.items() if isinstance(outputs, dict) else ():
         if isinstance(template, str):
             problems += _template_problems(f"outputs.{name}", template, scope, None)
+    for number, template in enumerate(cache_vars(workflow)):
+        problems += _template_problems(f"cache.items[{number}].var", template, scope, None)
+    problems += cache_problems(workflow)
     return problems + _unused_input_problems(workflow, inputs)
 
 
@@ -158,7 +162,7 @@ def _unused_input_problems(workflow: dict[str, Any], inputs: set[str]) -> list[s
     for node in _listed(workflow.get("nodes")):
         if isinstance(node, dict):
             read |= _template_heads([node.get("params"), node.get("batch"), node.get("loop")])
-    read |= _template_heads(workflow.get("outputs"))
+    read |= _template_heads([workflow.get("outputs"), cache_vars(workflow)])
     return [
         f"inputs.{name}: input '{name}' is declared but no template reads it"
         for name in sorted(inputs - read)

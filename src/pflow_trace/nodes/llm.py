@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 from pflow_trace.engine import RetryPolicy
 from pflow_trace.nodes import llm_calls
 from pflow_trace.nodes.base import RUNTIME_KEYS, NodeFailure, WorkflowNode
+from pflow_trace.nodes.llm_cache import cache_option, cached_system
 from pflow_trace.nodes.llm_images import attachments_for
 from pflow_trace.nodes.llm_pricing import price_table
 
@@ -87,10 +88,17 @@ class LlmNode(WorkflowNode):
         }
         if images:  # by reference (path, size, SHA-256, or URL), never the bytes
             usage["images"] = images
+        system, cached = cached_system(params.get("system"), params.get("__prompt_cache__"))
+        if cached is not None:
+            usage["prompt_cache"] = cached
+            if cached["chunks"]:
+                options = {**options, **cache_option(model)}
         for name in ("temperature", "max_tokens"):
             if params.get(name) is not None:
                 usage[name] = params[name]
-        response, attempts, retries = self._call(model, params, options, usage, secret, attachments)
+        response, attempts, retries = self._call(
+            model, {**params, "system": system}, options, usage, secret, attachments
+        )
         usage.update(_response_usage(response, model.model_id, secret))
         usage["attempts"] = attempts
         if retries:

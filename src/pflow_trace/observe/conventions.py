@@ -115,6 +115,8 @@ ATTR_ERROR_TYPE = "error.type"
 ATTR_LLM_COST_USD = "pflow.llm.cost_usd"
 #: Our own: how many times the node sent the request (retries of rate limits and outages).
 ATTR_LLM_ATTEMPTS = "pflow.llm.attempts"
+#: Our own: the ``## Cache`` chunks the call sent ahead of its prompt (``prompt_cache``).
+ATTR_LLM_PROMPT_CACHE_CHUNKS = "pflow.llm.prompt_cache.chunks"
 #: ``gen_ai.operation.name`` for a prompt sent to a chat or completion model.
 GEN_AI_OPERATION_CHAT = "chat"
 #: The switch OpenTelemetry's GenAI instrumentations read to record prompts and completions.
@@ -167,6 +169,7 @@ GEN_AI_VARYING_ATTRIBUTES = (
     ATTR_ERROR_TYPE,
     ATTR_LLM_COST_USD,
     ATTR_LLM_ATTEMPTS,
+    ATTR_LLM_PROMPT_CACHE_CHUNKS,
 )
 
 # -- the linked export shape (observe/trace_shape.py): set on exported copies only -----------

@@ -15,6 +15,7 @@ from pflow_trace.engine import BaseNode, Flow
 from pflow_trace.engine.core import DEFAULT_ACTION
 from pflow_trace.errors import UsageError
 from pflow_trace.ir.executor_choice import batch_executor
+from pflow_trace.ir.prompt_cache import CACHE_PARAM, cache_param
 from pflow_trace.ir.templates import compile_value, iter_references
 from pflow_trace.nodes.registry import NodeRegistry, default_registry
 from pflow_trace.runtime.batch import BatchConfig, BatchNode
@@ -69,6 +70,14 @@ def build_chain(
     return chain
 
 
+def with_cache(workflow: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    """A node with ``prompt_cache`` gets the chunks it sends as a param of its own."""
+    cache = cache_param(workflow, node)
+    if cache is None:
+        return node
+    return {**node, "params": {**(node.get("params") or {}), CACHE_PARAM: cache}}
+
+
 def compile_workflow(
     workflow: dict[str, Any], registry: NodeRegistry | None = None, run: RunContext | None = None
 ) -> Flow:
@@ -76,7 +85,7 @@ def compile_workflow(
     run = run or RunContext()
     edges = workflow.get("edges") or []
     chains = {
-        node["id"]: build_chain(node, registry, run, routes_by_action=bool(edges))
+        node["id"]: build_chain(with_cache(workflow, node), registry, run, bool(edges))
         for node in workflow["nodes"]
     }
     ordered = list(chains.values())
