@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from llm_server import CACHED_TOKENS, chat_server, configure_model
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from llm_server import CACHED_TOKENS, chat_server, configure_model
 from pflow_trace import api
 from pflow_trace.api import TraceOptions
 from pflow_trace.errors import WorkflowValidationError
