@@ -67,13 +67,12 @@ def cache_problems(workflow: dict[str, Any]) -> list[str]:
     """The block's TTL, and each node's ``prompt_cache``/``prewarm``: declared names, in
     declaration order, on ``llm`` nodes only."""
     block = workflow.get("cache")
-    declared = [
-        item.get("name") for item in (block or {}).get("items") or [] if isinstance(item, dict)
-    ]
+    items = block.get("items") if isinstance(block, dict) else None
+    declared = [item.get("name") for item in _listed(items) if isinstance(item, dict)]
     problems = []
     if isinstance(block, dict) and "ttl" in block:
         problems += [p for p in [ttl_problem(block["ttl"])] if p]
-    for index, node in enumerate(workflow.get("nodes") or []):
+    for index, node in enumerate(_listed(workflow.get("nodes"))):
         if not isinstance(node, dict):
             continue
         for field in ("prompt_cache", "prewarm"):
@@ -97,13 +96,18 @@ def cache_problems(workflow: dict[str, Any]) -> list[str]:
     return problems
 
 
+def _listed(value: Any) -> list[Any]:
+    """A list field as a list; any other shape is the schema's problem, and checks skip it."""
+    return value if isinstance(value, list) else []
+
+
 def cache_vars(workflow: dict[str, Any]) -> list[str]:
     """Each declared chunk's reference as a template (what validation checks and inputs read)."""
     block = workflow.get("cache")
     items = block.get("items") if isinstance(block, dict) else None
     return [
         "${" + item["var"] + "}"
-        for item in items or []
+        for item in _listed(items)
         if isinstance(item, dict) and isinstance(item.get("var"), str)
     ]
 
