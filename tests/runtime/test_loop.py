@@ -230,6 +230,7 @@ def test_the_trace_file_lists_every_pass(tmp_path: Path) -> None:
             "must read this loop node's own output",
         ),
         ({"until": "${nowhere.done}"}, {}, "names unknown 'nowhere'"),
+        ({"until": "${count.result.done}", "max_iterations": 150}, {}, "exceeds the visit cap"),
         ({"until": "${count.result.done}"}, {"batch": {"items": [1]}}, "loop and batch"),
     ],
 )

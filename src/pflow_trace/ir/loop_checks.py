@@ -3,15 +3,28 @@
 The schema fixes the keys and that each template is ``${...}``-shaped. Here: ``loop`` and
 ``batch`` exclude each other; exactly one of ``while`` and ``until``; a condition is one single
 reference (no ``${a} ${b}``); each ``carry`` value reads the loop node's own output, and names an
-input the node seeds in its ``inputs`` param. Which other nodes a condition or a templated
+input the node seeds in its ``inputs`` param; a literal ``max_iterations`` is within pflow's visit
+cap (``PFLOW_MAX_NODE_VISITS``, 100). Which other nodes a condition or a templated
 ``max_iterations`` may read is the ordinary template check (``ir/validation.py``).
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from pflow_trace.ir.templates import Reference, TemplateSyntaxError, compile_value
+
+#: pflow's guard on how often one node may run in a run, which also caps a loop.
+MAX_VISITS_ENV = "PFLOW_MAX_NODE_VISITS"
+DEFAULT_MAX_VISITS = 100
+
+
+def max_node_visits() -> int:
+    """The visit guard: ``$PFLOW_MAX_NODE_VISITS`` when it is a positive integer, else 100."""
+    raw = os.environ.get(MAX_VISITS_ENV, "").strip()
+    return int(raw) if raw.isdigit() and int(raw) > 0 else DEFAULT_MAX_VISITS
+
 
 #: The loop fields holding one template each, checked for what they read like params are.
 LOOP_TEMPLATE_FIELDS = ("while", "until", "max_iterations")
@@ -46,6 +59,12 @@ def loop_problems(index: int, node: dict[str, Any]) -> list[str]:
                 f"{path}.{keyword}: {block[keyword]!r} is not a single ${{...}} reference "
                 "(compute the condition in the node and reference it)"
             )
+    cap = block.get("max_iterations")
+    if isinstance(cap, int) and not isinstance(cap, bool) and cap > max_node_visits():
+        problems.append(
+            f"{path}.max_iterations: {cap} exceeds the visit cap of {max_node_visits()} "
+            f"(lower it, or raise {MAX_VISITS_ENV})"
+        )
     return problems + _carry_problems(path, node, block.get("carry"))
 
 

@@ -19,7 +19,6 @@ on the node's execution record, so the trace file lists every pass with its timi
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +26,7 @@ from typing import Any
 from opentelemetry import trace
 
 from pflow_trace.errors import TemplateError
+from pflow_trace.ir.loop_checks import MAX_VISITS_ENV, max_node_visits
 from pflow_trace.ir.templates import UnresolvedTemplate, compile_value, resolve
 from pflow_trace.nodes.base import NodeFailure
 from pflow_trace.observe import conventions as conv
@@ -36,15 +36,6 @@ from pflow_trace.runtime.layers import LayerWrapper, describe_error
 
 #: The store key holding the running pass number (1-based) while a loop runs.
 ITERATION_KEY = "__iteration__"
-#: pflow's guard on how often one node may run in a run, which also caps a loop.
-MAX_VISITS_ENV = "PFLOW_MAX_NODE_VISITS"
-DEFAULT_MAX_VISITS = 100
-
-
-def max_node_visits() -> int:
-    """The visit guard: ``$PFLOW_MAX_NODE_VISITS`` when it is a positive integer, else 100."""
-    raw = os.environ.get(MAX_VISITS_ENV, "")
-    return int(raw) if raw.strip().isdigit() and int(raw) > 0 else DEFAULT_MAX_VISITS
 
 
 @dataclass(frozen=True, slots=True)
