@@ -176,3 +176,14 @@ def test_bad_cache_shapes_are_refused_in_one_line(change: Any, message: str) -> 
         problem.startswith(message) or message in problem for problem in caught.value.problems
     ), caught.value.problems
     assert all("\n" not in problem for problem in caught.value.problems)
+
+
+def test_a_cache_section_holds_only_items_and_a_cache_block() -> None:
+    text = SONG.read_text().replace(
+        "## Steps", "```yaml\nx: 1\n```\n\n### stray\n\nNot a chunk.\n\n## Steps"
+    )
+    with pytest.raises(WorkflowValidationError) as caught:
+        parse_markdown(text, SONG)
+    problems = caught.value.problems
+    assert any("'### stray': ## Cache holds items and a cache block" in p for p in problems)
+    assert any("a 'yaml' block in ## Cache" in p for p in problems)

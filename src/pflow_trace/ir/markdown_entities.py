@@ -365,6 +365,8 @@ def build_workflow(doc: Document, name: str, base: Path) -> ParsedMarkdown:
         section: [] for section in ("inputs", "steps", "outputs")
     }
     for entity in doc.entities:
+        if entity.section == "cache":
+            doc.problem(entity.line, f"'### {entity.name}': ## Cache holds items and a cache block")
         if entity.section in by_section:
             by_section[entity.section].append(entity)
             _require_description(doc, entity)
@@ -386,6 +388,9 @@ def build_workflow(doc: Document, name: str, base: Path) -> ParsedMarkdown:
         workflow["edges"] = edges
     if by_section["outputs"]:
         workflow["outputs"] = {e.name: _output_spec(doc, e, lines) for e in by_section["outputs"]}
+    for fence in doc.cache_fences:
+        if fence.info != "cache":
+            doc.problem(fence.line, f"a '{fence.info}' block in ## Cache (its block is 'cache')")
     cache = cache_block(
         [tuple(part.strip() for part in item.text.partition(":")[::2]) for item in doc.cache_items],
         [fence.content for fence in doc.cache_fences if fence.info == "cache"],
