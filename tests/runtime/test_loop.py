@@ -5,7 +5,7 @@ What pflow-cli 0.16 does, checked with ``pflow --no-cache --output-format json``
 ``result.done``): three passes, ``loop_stopped: "condition"``, the last pass's output left in
 the store; with ``max_iterations`` reached first, ``loop_stopped: "max_iterations"`` and a
 successful run; ``${__iteration__}`` unreadable after the loop. The compat cases
-``40-loop-count-up`` and ``41-loop-cap-while`` record the same.
+``40-loop-count-up`` to ``44-loop-failing-pass`` record the same.
 """
 
 from __future__ import annotations
