@@ -241,3 +241,19 @@ def test_bad_loop_shapes_are_refused_before_running(
     with pytest.raises(WorkflowValidationError) as caught:
         validate_workflow(wf)
     assert any(message in problem for problem in caught.value.problems), caught.value.problems
+
+
+def test_retry_beside_loop_applies_to_each_pass() -> None:
+    body = {
+        "id": "count",
+        "type": "echo",
+        "params": {"value": 0, "fail_times": 1},
+        "retry": {"max": 2},
+        "loop": {"while": "${count.value}"},
+    }
+    result, exporter, (execution,) = traced(workflow(body))
+    assert result.status == "success"
+    (one_pass,) = spans_of(exporter, conv.LAYER_LOOP_ITERATION)
+    events = [event for event in one_pass.events if event.name == conv.EVENT_NODE_RETRY]
+    assert [event.attributes[conv.ATTR_RETRY_ATTEMPT] for event in events] == [1]
+    assert execution.attempts == 2
