@@ -143,6 +143,7 @@ def semantic_problems(workflow: dict[str, Any], registry: NodeRegistry) -> list[
     for index, node in enumerate(nodes):
         if isinstance(node.get("id"), str):
             problems += _node_template_problems(index, node, scope)
+            problems += loop_problems(index, node) + _loop_template_problems(index, node, scope)
     outputs = workflow.get("outputs")
     for name, template in outputs.items() if isinstance(outputs, dict) else ():
         if isinstance(template, str):
@@ -312,7 +313,7 @@ def _node_template_problems(index: int, node: dict[str, Any], scope: _Scope) -> 
     if batch is not None and isinstance(batch.get("items"), str):
         path = f"nodes[{index}].batch.items"
         problems += _template_problems(path, batch["items"], scope, node_id, alias)
-    return problems + loop_problems(index, node) + _loop_template_problems(index, node, scope)
+    return problems
 
 
 def _loop_template_problems(index: int, node: dict[str, Any], scope: _Scope) -> list[str]:
