@@ -257,3 +257,39 @@ def test_retry_beside_loop_applies_to_each_pass() -> None:
     events = [event for event in one_pass.events if event.name == conv.EVENT_NODE_RETRY]
     assert [event.attributes[conv.ATTR_RETRY_ATTEMPT] for event in events] == [1]
     assert execution.attempts == 2
+
+
+def test_an_llm_body_is_one_call_per_pass_and_the_node_sums_them(tmp_path: Path) -> None:
+    from pflow_trace.tracefile.schema import trace_problems
+
+    body = {
+        "id": "ask",
+        "type": "llm",
+        "params": {"model": "echo", "prompt": "pass ${__iteration__}"},
+        "loop": {"while": "${ask.llm_usage.input_tokens}", "max_iterations": 3},
+    }
+    result, exporter, (execution,) = traced(workflow(body))
+    assert result.status == "success"
+    passes = execution.loop_iterations or []
+    assert [one.llm_usage is not None for one in passes] == [True, True, True]
+    assert execution.llm_usage is None  # the node made no call of its own
+    spans = spans_of(exporter, conv.LAYER_LOOP_ITERATION, "ask")
+    assert all(conv.GEN_AI_USAGE_INPUT_TOKENS in span.attributes for span in spans)
+    (instrumented,) = spans_of(exporter, conv.LAYER_INSTRUMENTED, "ask")
+    assert conv.GEN_AI_USAGE_INPUT_TOKENS not in instrumented.attributes
+
+    from pflow_trace import api
+    from pflow_trace.observe.export_settings import ExportSettings
+
+    trace_path = tmp_path / "trace.json"
+    options = api.TraceOptions(
+        export=ExportSettings("none", "http/protobuf", None, "loop"),
+        trace_file=str(trace_path),
+        checkpoint=False,
+    )
+    api.run(workflow(body), {}, options)
+    document = json.loads(trace_path.read_text())
+    (node,) = document["nodes"]
+    assert node["llm_usage"]["calls"] == 3
+    assert [one["llm_usage"]["model"] for one in node["loop"]["passes"]] == ["echo"] * 3
+    assert trace_problems(document) == []

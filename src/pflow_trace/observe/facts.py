@@ -96,6 +96,8 @@ class LoopIteration:
     status: Literal["success", "failed"]
     error: str | None = None
     span_id: int = 0
+    #: The ``llm_usage`` the pass's node returned (an LLM call); None for any other node.
+    llm_usage: dict[str, Any] | None = None
 
     @property
     def duration_ms(self) -> float:
@@ -136,6 +138,20 @@ class NodeExecution:
     @property
     def duration_ms(self) -> float:
         return (self.end_ns - self.start_ns) / 1e6
+
+    @property
+    def makes_many_calls(self) -> bool:
+        """A batch or a loop: its LLM calls are its items' or passes', not one of its own."""
+        return self.batch_items is not None or self.loop_iterations is not None
+
+    def llm_calls(self) -> list[dict[str, Any] | None]:
+        """The usage of every LLM call this execution made: its batch items', its loop
+        passes', or its own (None where a part made no call)."""
+        if self.batch_items is not None:
+            return [outcome.llm_usage for outcome in self.batch_items]
+        if self.loop_iterations is not None:
+            return [one.llm_usage for one in self.loop_iterations]
+        return [self.llm_usage]
 
 
 class RunObserver:

@@ -15,6 +15,8 @@ The layer sits inside the Instrumented one, around the node's namespace, templat
 (and its ``retry``, which then applies to each pass). Each pass is a ``loop.iteration`` span
 under the node's instrumented span, and a :class:`~pflow_trace.observe.facts.LoopIteration`
 on the node's execution record, so the trace file lists every pass with its timing and outcome.
+A pass that makes an LLM call carries it as a batch item does: the ``gen_ai`` attributes on the
+pass's span, its ``llm_usage`` on the pass, and the node's usage is the sum over its passes.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from pflow_trace.observe import conventions as conv
 from pflow_trace.observe.facts import LoopIteration, NodeExecution
 from pflow_trace.runtime.context import current_execution
 from pflow_trace.runtime.layers import LayerWrapper, describe_error
+from pflow_trace.runtime.llm_spans import record_llm_call, usage_of, usage_of_failure
 
 #: The store key holding the running pass number (1-based) while a loop runs.
 ITERATION_KEY = "__iteration__"
@@ -125,13 +128,25 @@ class LoopNode(LayerWrapper):
         except BaseException as exc:
             end_ns = time.time_ns()
             error = self.run_context.sanitizer.text(describe_error(exc))
-            passes.append(LoopIteration(number, start_ns, end_ns, "failed", error, span_id))
+            usage = self._record_call(span, None, exc)
+            passes.append(LoopIteration(number, start_ns, end_ns, "failed", error, span_id, usage))
             self.end_span(span, token, exc, end_time=end_ns)
             raise
         end_ns = time.time_ns()
-        passes.append(LoopIteration(number, start_ns, end_ns, "success", None, span_id))
+        usage = self._record_call(span, shared.get(self.node_id), None)
+        passes.append(LoopIteration(number, start_ns, end_ns, "success", None, span_id, usage))
         self.end_span(span, token, end_time=end_ns)
         return action
+
+    def _record_call(
+        self, span: Any, outputs: Any, failure: BaseException | None
+    ) -> dict[str, Any] | None:
+        """A pass that made an LLM call: its attributes on the pass's span, its usage kept."""
+        usage = usage_of_failure(failure) if failure is not None else usage_of(outputs)
+        if usage is not None:
+            run = self.run_context
+            record_llm_call(span, usage, outputs, run.sanitizer, run.capture_llm_content)
+        return usage
 
     def _carried_params(self, shared: Any) -> dict[str, Any]:
         carried = {
