@@ -293,3 +293,9 @@ def test_an_llm_body_is_one_call_per_pass_and_the_node_sums_them(tmp_path: Path)
     assert node["llm_usage"]["calls"] == 3
     assert [one["llm_usage"]["model"] for one in node["loop"]["passes"]] == ["echo"] * 3
     assert trace_problems(document) == []
+    # show and the report read the passes' calls back: three calls, not the last one alone.
+    from pflow_trace.report.llm_stats import summarize_llm
+    from pflow_trace.tracefile.readers import read_trace
+
+    summary = summarize_llm(read_trace(trace_path), top=5)
+    assert summary is not None and summary.totals.calls == 3

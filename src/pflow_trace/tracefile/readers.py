@@ -275,7 +275,14 @@ def _node_from_document(raw: dict[str, Any]) -> TraceNode:
         span_id=as_str(raw.get("span_id")),
         batch=batch,
         llm_usage=llm_usage,
+        loop_calls=_loop_calls(raw.get("loop")),
     )
+
+
+def _loop_calls(loop: Any) -> list[dict[str, Any]]:
+    """The LLM calls of a loop node's passes, as our trace writes them under ``loop.passes``."""
+    passes = loop.get("passes") if isinstance(loop, dict) else None
+    return [call for one in _list(passes) if isinstance(one, dict) and (call := llm_call_of(one))]
 
 
 # -- small helpers -----------------------------------------------------------------------------
