@@ -174,6 +174,7 @@ def configure_model(
         f"- model_id: {model_id}",
         "  model_name: gpt-4o-mini",
         f"  api_base: {json.dumps(api_base)}",
+        "  vision: true",  # takes image attachments, as gpt-4o-mini does
     ]
     if key_name:
         lines.append(f"  api_key_name: {key_name}")

@@ -270,7 +270,7 @@ def test_pflow_ir_fields_we_cannot_honour_are_problems_not_silent_drops() -> Non
                 "id": "a",
                 "type": "shell",
                 "params": {"command": "true"},
-                "loop": {"max_iterations": 3},
+                "approval": {"message": "go?"},
                 "_source_line": 4,
                 "cache": False,
             }
@@ -283,9 +283,9 @@ def test_pflow_ir_fields_we_cannot_honour_are_problems_not_silent_drops() -> Non
         validate_workflow(workflow)
     assert info.value.problems == [
         "template_resolution_mode: only 'strict' is supported",
-        "nodes[0].loop: loop is not supported",
+        "nodes[0].approval: approval gates are not supported",
     ]
-    del workflow["template_resolution_mode"], workflow["nodes"][0]["loop"]
+    del workflow["template_resolution_mode"], workflow["nodes"][0]["approval"]
     assert validate_workflow(workflow)["outputs"] == {"o": "${a.stdout}"}
 
 

@@ -43,9 +43,10 @@ def test_a_workflow_step_naming_a_missing_file_is_refused_in_one_line(tmp_path: 
     )
 
 
-def test_a_loop_block_is_refused(tmp_path: Path) -> None:
+def test_a_loop_block_without_a_condition_is_refused_in_one_line(tmp_path: Path) -> None:
+    """Loops run now (tests/runtime/test_loop.py); a block pflow refuses is refused here too."""
     text = SUB_WORKFLOW.replace("- type: workflow", "- type: echo").replace(
         "- workflow: ./child.pflow.md\n", "- loop:\n    max_iterations: 3\n"
     )
     (problem,) = problems_of(tmp_path, text)
-    assert problem.endswith("nodes[0].loop: loop is not supported")
+    assert problem.endswith("nodes[0].loop: declare exactly one of while or until")

@@ -199,6 +199,12 @@ def test_every_span_names_its_layer_and_node_and_the_root_names_the_run() -> Non
     document = workflow(
         {"id": "one", "type": "echo", "params": {"value": 1}},
         {"id": "many", "type": "echo", "params": {"value": "${item}"}, "batch": {"items": [1]}},
+        {
+            "id": "again",
+            "type": "echo",
+            "params": {"value": 0},
+            "loop": {"while": "${again.value}"},
+        },
     )
     outcome, spans = run_traced(document)
 
@@ -215,7 +221,7 @@ def test_every_span_names_its_layer_and_node_and_the_root_names_the_run() -> Non
         if layer == conv.LAYER_WORKFLOW:
             continue
         node_id = span.attributes[conv.ATTR_NODE_ID]
-        assert node_id in ("one", "many")
+        assert node_id in ("one", "many", "again")
         assert span.attributes[conv.ATTR_NODE_TYPE] == "echo"
         assert span.name == conv.span_name(layer, node_id)
 

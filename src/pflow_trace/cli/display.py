@@ -87,10 +87,8 @@ def llm_text(totals: Mapping[str, Any] | None) -> str | None:
 
 
 def node_llm_totals(execution: NodeExecution) -> dict[str, Any] | None:
-    """A node's LLM calls added up: its own call, or its batch items' calls."""
-    if execution.batch_items is not None:
-        return summarize_usages(item.llm_usage for item in execution.batch_items)
-    return summarize_usages([execution.llm_usage])
+    """A node's LLM calls added up: its own call, or its batch items' or loop passes' calls."""
+    return summarize_usages(execution.llm_calls())
 
 
 def error_lines(execution: NodeExecution) -> list[str]:

@@ -21,7 +21,7 @@ from typing import Any
 #: (a regex trimming it too backtracks without end on a long run of spaces).
 _HEADING = re.compile(r"^(#{1,6})\s(.*)$")
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})\s*(.*)$")
-SECTIONS = ("inputs", "steps", "outputs")
+SECTIONS = ("inputs", "steps", "outputs", "cache")
 #: A byte-order mark some editors put at the start of a UTF-8 file; it is not part of the text.
 BOM = "\ufeff"
 
@@ -68,6 +68,9 @@ class Document:
     entities: list[Entity] = field(default_factory=list)
     section_lines: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    #: The ``## Cache`` section's ``- key: value`` items and ``cache`` fence (no entities).
+    cache_items: list[Item] = field(default_factory=list)
+    cache_fences: list[Fence] = field(default_factory=list)
 
     def problem(self, line: int, message: str) -> None:
         self.problems.append(f"line {line}: {message}")
@@ -163,7 +166,9 @@ def _heading(doc: Document, level: int, title: str, number: int, state: dict[str
     elif level == 2:
         name = title.strip().lower()
         if name not in SECTIONS:
-            doc.problem(number, f"unknown section '## {title}' (expected Inputs, Steps, Outputs)")
+            doc.problem(
+                number, f"unknown section '## {title}' (expected Inputs, Steps, Outputs, Cache)"
+            )
         elif name in doc.section_lines:
             doc.problem(number, f"a second '## {title}' section")
         doc.section_lines.setdefault(name, number)
@@ -201,6 +206,8 @@ def read_document(text: str) -> Document:
             entity: Entity | None = state["entity"]
             if entity is not None:
                 entity.fences.append(Fence(number, fence.group(2).strip(), content))
+            elif state["section"] == "cache":
+                doc.cache_fences.append(Fence(number, fence.group(2).strip(), content))
             elif state["section"]:
                 doc.problem(number, "a code block outside a ### entity")
             index = end
@@ -212,6 +219,8 @@ def read_document(text: str) -> Document:
             index, item = _read_item(lines, index)
             if state["entity"] is not None:
                 state["entity"].items.append(item)
+            elif state["section"] == "cache":
+                doc.cache_items.append(item)
             else:
                 doc.problem(number, f"'{line.strip()}' is outside a ### entity")
             continue

@@ -17,6 +17,7 @@ import yaml
 from yaml.composer import ComposerError
 
 from pflow_trace.ir.markdown import Document, Entity, Fence, Item, ParsedMarkdown, description
+from pflow_trace.ir.prompt_cache import cache_block
 from pflow_trace.ir.reading import read_at_most
 from pflow_trace.ir.templates import _template_end
 from pflow_trace.text import one_line
@@ -408,6 +409,8 @@ def build_workflow(doc: Document, name: str, base: Path) -> ParsedMarkdown:
         section: [] for section in ("inputs", "steps", "outputs")
     }
     for entity in doc.entities:
+        if entity.section == "cache":
+            doc.problem(entity.line, f"'### {entity.name}': ## Cache holds items and a cache block")
         if entity.section in by_section:
             by_section[entity.section].append(entity)
             _require_description(doc, entity)
@@ -429,4 +432,14 @@ def build_workflow(doc: Document, name: str, base: Path) -> ParsedMarkdown:
         workflow["edges"] = edges
     if by_section["outputs"]:
         workflow["outputs"] = {e.name: _output_spec(doc, e, lines) for e in by_section["outputs"]}
+    for fence in doc.cache_fences:
+        if fence.info != "cache":
+            doc.problem(fence.line, f"a '{fence.info}' block in ## Cache (its block is 'cache')")
+    cache = cache_block(
+        [tuple(part.strip() for part in item.text.partition(":")[::2]) for item in doc.cache_items],
+        [fence.content for fence in doc.cache_fences if fence.info == "cache"],
+    )
+    if cache is not None:
+        workflow["cache"] = cache
+        lines["cache"] = doc.section_lines.get("cache", 1)
     return ParsedMarkdown(workflow, lines)

@@ -33,6 +33,8 @@ def written_keys(node: dict[str, Any], registry: NodeRegistry) -> tuple[str, fro
     keys = getattr(node_class, "output_keys", None)
     if not isinstance(keys, frozenset):
         return "", frozenset()
+    if isinstance(node.get("loop"), dict):  # runtime/loop.py says why the loop ended
+        keys = keys | {"loop_stopped"}
     return f"{node_type} node", keys
 
 

@@ -4,7 +4,7 @@ pflow's IR (pflow-cli 0.16) is ours plus a few things: outputs are objects with 
 template (ours are the template itself), nodes carry parser metadata (``_source_line``,
 ``_source_lines``, ``_routes_to_end``) and caching hints, and the workflow may say how
 namespacing and templates behave. This module turns such a document into our IR before
-validation. What it cannot honour (loops, approval gates) becomes a validation problem, never
+validation. What it cannot honour (approval gates) becomes a validation problem, never
 a silent drop; see docs/pflow-compat.md.
 """
 
@@ -18,10 +18,7 @@ from typing import Any
 _NODE_METADATA = ("_source_line", "_source_lines", "_source_files", "_routes_to_end", "cache")
 #: Node fields pflow has that pflow-trace cannot run, with why.
 _NODE_UNSUPPORTED = {
-    "loop": "loop is not supported",
     "approval": "approval gates are not supported",
-    "prompt_cache": "prompt caching on llm nodes is not supported yet",
-    "prewarm": "prompt-cache prewarming on llm nodes is not supported yet",
 }
 #: Workflow fields and the value under which ignoring them changes nothing.
 _WORKFLOW_NEUTRAL: dict[str, Any] = {
@@ -43,7 +40,8 @@ def adapt_pflow_ir(workflow: Any) -> tuple[Any, list[str]]:
     for key, neutral in _WORKFLOW_NEUTRAL.items():
         if key in adapted and adapted.pop(key) != neutral:
             problems.append(f"{key}: only {neutral!r} is supported")
-    adapted.pop("cache", None)  # the workflow-level prompt-cache block: llm only
+    if isinstance(adapted.get("cache"), dict):  # ``## Cache``: its parser metadata goes
+        adapted["cache"] = _without_source_lines(adapted["cache"])
     _adapt_start_node(adapted, problems)
     if isinstance(adapted.get("outputs"), dict):
         adapted["outputs"] = {
@@ -57,6 +55,18 @@ def adapt_pflow_ir(workflow: Any) -> tuple[Any, list[str]]:
     if not problems and adapted == workflow:
         return workflow, []  # already ours: hand back the very same object
     return adapted, problems
+
+
+def _without_source_lines(block: dict[str, Any]) -> dict[str, Any]:
+    kept = {key: value for key, value in block.items() if key != "_source_line"}
+    if isinstance(kept.get("items"), list):
+        kept["items"] = [
+            {k: v for k, v in item.items() if k != "_source_line"}
+            if isinstance(item, dict)
+            else item
+            for item in kept["items"]
+        ]
+    return kept
 
 
 def _adapt_start_node(adapted: dict[str, Any], problems: list[str]) -> None:

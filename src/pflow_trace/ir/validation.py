@@ -19,9 +19,11 @@ import jsonschema
 
 from pflow_trace.errors import WorkflowValidationError
 from pflow_trace.ir.executor_choice import executor_problems
+from pflow_trace.ir.loop_checks import LOOP_TEMPLATE_FIELDS, loop_problems, single_reference
 from pflow_trace.ir.node_outputs import unwritten_key_problem
 from pflow_trace.ir.param_checks import closest_key_hint, param_problems, unknown_name_hint
 from pflow_trace.ir.pflow_ir import adapt_pflow_ir
+from pflow_trace.ir.prompt_cache import cache_problems, cache_vars
 from pflow_trace.ir.run_order import RunOrder
 from pflow_trace.ir.templates import (
     TemplateSyntaxError,
@@ -143,10 +145,14 @@ def semantic_problems(workflow: dict[str, Any], registry: NodeRegistry) -> list[
     for index, node in enumerate(nodes):
         if isinstance(node.get("id"), str):
             problems += _node_template_problems(index, node, scope)
+            problems += loop_problems(index, node) + _loop_template_problems(index, node, scope)
     outputs = workflow.get("outputs")
     for name, template in outputs.items() if isinstance(outputs, dict) else ():
         if isinstance(template, str):
             problems += _template_problems(f"outputs.{name}", template, scope, None)
+    for number, template in enumerate(cache_vars(workflow)):
+        problems += _template_problems(f"cache.items[{number}].var", template, scope, None)
+    problems += cache_problems(workflow)
     return problems + _unused_input_problems(workflow, inputs)
 
 
@@ -158,8 +164,8 @@ def _unused_input_problems(workflow: dict[str, Any], inputs: set[str]) -> list[s
     read: set[str] = set()
     for node in _listed(workflow.get("nodes")):
         if isinstance(node, dict):
-            read |= _template_heads([node.get("params"), node.get("batch")])
-    read |= _template_heads(workflow.get("outputs"))
+            read |= _template_heads([node.get("params"), node.get("batch"), node.get("loop")])
+    read |= _template_heads([workflow.get("outputs"), cache_vars(workflow)])
     return [
         f"inputs.{name}: input '{name}' is declared but no template reads it"
         for name in sorted(inputs - read)
@@ -312,6 +318,19 @@ def _node_template_problems(index: int, node: dict[str, Any], scope: _Scope) -> 
     if batch is not None and isinstance(batch.get("key"), str):  # evaluated per item: sees it
         path = f"nodes[{index}].batch.key"
         problems += _template_problems(path, batch["key"], scope, node_id, alias, True)
+    return problems
+
+
+def _loop_template_problems(index: int, node: dict[str, Any], scope: _Scope) -> list[str]:
+    """A loop's condition and templated cap read what params may, and the node itself."""
+    loop = node.get("loop")
+    problems: list[str] = []
+    for field in LOOP_TEMPLATE_FIELDS if isinstance(loop, dict) else ():
+        reference = single_reference(loop.get(field))
+        if reference is not None and reference.head != node["id"]:
+            problems += _template_problems(
+                f"nodes[{index}].loop.{field}", loop[field], scope, node["id"]
+            )
     return problems
 
 

@@ -1,9 +1,10 @@
 """The ``llm`` node: one prompt to a model through the ``llm`` library, with its usage and cost.
 
-Params and outputs follow pflow's ``llm`` node: ``prompt``, ``system``, ``model``,
-``temperature``, ``max_tokens`` in; ``response`` and ``llm_usage`` out (model, token counts by
-kind, ``cost_usd``), plus the call's finish reason, response id and provider, which the runtime
-turns into OpenTelemetry's ``gen_ai.*`` span attributes. Any model the ``llm`` library or one
+Params and outputs follow pflow's ``llm`` node: ``prompt``, ``system``, ``images``
+(``nodes/llm_images.py``), ``model``, ``temperature``, ``max_tokens`` in; ``response`` and
+``llm_usage`` out (model, token counts by kind, ``cost_usd``), plus the call's finish reason,
+response id and provider, which the runtime turns into OpenTelemetry's ``gen_ai.*`` span
+attributes. Any model the ``llm`` library or one
 of its plugins provides works (OpenAI is built in; ``llm-echo`` answers offline).
 
 Rate limits, overloaded servers and lost connections are retried here, up to ``max_retries``
@@ -23,6 +24,8 @@ from typing import Any, ClassVar
 from pflow_trace.engine import RetryPolicy
 from pflow_trace.nodes import llm_calls
 from pflow_trace.nodes.base import RUNTIME_KEYS, NodeFailure, WorkflowNode
+from pflow_trace.nodes.llm_cache import cache_option, cached_system
+from pflow_trace.nodes.llm_images import attachments_for
 from pflow_trace.nodes.llm_pricing import price_table
 
 DEFAULT_MAX_RETRIES = 3
@@ -43,6 +46,7 @@ class LlmNode(WorkflowNode):
         "properties": {
             "prompt": {"type": "string"},
             "system": {"type": ["string", "null"]},
+            "images": {"type": ["string", "array", "null"], "items": {"type": "string"}},
             "model": {"type": ["string", "null"]},
             "temperature": {"type": ["number", "null"], "minimum": 0},
             "max_tokens": {"type": ["integer", "null"], "minimum": 1},
@@ -77,14 +81,24 @@ class LlmNode(WorkflowNode):
         model = _model(params.get("model"))
         options = _options(model, params)
         secret = llm_calls.resolved_key(model)
+        attachments, images = attachments_for(params.get("images"))
         usage: dict[str, Any] = {
             "model": model.model_id,
             "provider": llm_calls.provider_name(model),
         }
+        if images:  # by reference (path, size, SHA-256, or URL), never the bytes
+            usage["images"] = images
+        system, cached = cached_system(params.get("system"), params.get("__prompt_cache__"))
+        if cached is not None:
+            usage["prompt_cache"] = cached
+            if cached["chunks"]:
+                options = {**options, **cache_option(model)}
         for name in ("temperature", "max_tokens"):
             if params.get(name) is not None:
                 usage[name] = params[name]
-        response, attempts, retries, took_ms = self._call(model, params, options, usage, secret)
+        response, attempts, retries, took_ms = self._call(
+            model, {**params, "system": system}, options, usage, secret, attachments
+        )
         usage.update(_response_usage(response, model.model_id, secret))
         usage["duration_ms"] = took_ms
         usage["attempts"] = attempts
@@ -107,6 +121,7 @@ class LlmNode(WorkflowNode):
         options: dict[str, Any],
         usage: dict[str, Any],
         secret: str | None,
+        attachments: list[Any],
     ) -> tuple[Any, int, list[dict[str, Any]], float]:
         """The request, retried on transient failures; every failed attempt is listed.
 
@@ -125,7 +140,7 @@ class LlmNode(WorkflowNode):
             started_ns = time.perf_counter_ns()
             try:
                 response = llm_calls.request(
-                    model, params["prompt"], params.get("system"), options, timeout_s
+                    model, params["prompt"], params.get("system"), options, timeout_s, attachments
                 )
                 took_ms = round((time.perf_counter_ns() - started_ns) / 1e6, 3)
                 return response, attempt, retries, took_ms

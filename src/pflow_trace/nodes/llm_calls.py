@@ -164,7 +164,12 @@ class LlmTimeout(Exception):
 
 
 def request(
-    model: Any, prompt: str, system: str | None, options: dict[str, Any], timeout_s: float
+    model: Any,
+    prompt: str,
+    system: str | None,
+    options: dict[str, Any],
+    timeout_s: float,
+    attachments: list[Any] | None = None,
 ) -> Any:
     """One attempt: the prompt sent and its answer read, within ``timeout_s`` seconds.
 
@@ -175,7 +180,9 @@ def request(
     """
 
     def attempt() -> Any:
-        response = model.prompt(prompt, system=system, stream=False, options=options)
+        response = model.prompt(
+            prompt, system=system, attachments=attachments or None, stream=False, options=options
+        )
         response.text()  # the request happens here; failures surface here
         return response
 

@@ -14,6 +14,8 @@ LAYER_WORKFLOW = "workflow"
 LAYER_INSTRUMENTED = "instrumented"
 LAYER_BATCH = "batch"
 LAYER_BATCH_ITEM = "batch.item"
+#: One pass of a node's ``loop`` block (``runtime/loop.py``), under the instrumented span.
+LAYER_LOOP_ITERATION = "loop.iteration"
 LAYER_NAMESPACED = "namespaced"
 LAYER_TEMPLATE = "template"
 LAYER_NODE = "node"
@@ -22,6 +24,7 @@ LAYERS = (
     LAYER_INSTRUMENTED,
     LAYER_BATCH,
     LAYER_BATCH_ITEM,
+    LAYER_LOOP_ITERATION,
     LAYER_NAMESPACED,
     LAYER_TEMPLATE,
     LAYER_NODE,
@@ -80,6 +83,13 @@ ATTR_RETRY_ERROR = "pflow.retry.error"
 EVENT_NODE_RETRY = "pflow.node.retry"
 #: On the node's instrumented span, when its ``retry`` block allowed more than one attempt.
 ATTR_NODE_ATTEMPTS = "pflow.node.attempts"
+# -- a node's ``loop`` block: its iteration spans and its instrumented span ----------------------
+#: On a ``loop.iteration`` span: which pass it is (1-based, as ``${__iteration__}``).
+ATTR_LOOP_ITERATION = "pflow.loop.iteration"
+#: On the instrumented span of a loop node: how many passes ran, and what ended the loop
+#: (``condition``, ``max_iterations``, or ``failed`` when a pass failed).
+ATTR_LOOP_ITERATIONS = "pflow.loop.iterations"
+ATTR_LOOP_STOPPED = "pflow.loop.stopped"
 #: On an event whose given time was not a Unix time in ns: the value given (``otlp_wire``).
 ATTR_INVALID_TIME = "pflow.invalid_time_unix_nano"
 
@@ -108,6 +118,8 @@ ATTR_ERROR_TYPE = "error.type"
 ATTR_LLM_COST_USD = "pflow.llm.cost_usd"
 #: Our own: how many times the node sent the request (retries of rate limits and outages).
 ATTR_LLM_ATTEMPTS = "pflow.llm.attempts"
+#: Our own: the ``## Cache`` chunks the call sent ahead of its prompt (``prompt_cache``).
+ATTR_LLM_PROMPT_CACHE_CHUNKS = "pflow.llm.prompt_cache.chunks"
 #: ``gen_ai.operation.name`` for a prompt sent to a chat or completion model.
 GEN_AI_OPERATION_CHAT = "chat"
 #: The switch OpenTelemetry's GenAI instrumentations read to record prompts and completions.
@@ -160,6 +172,7 @@ GEN_AI_VARYING_ATTRIBUTES = (
     ATTR_ERROR_TYPE,
     ATTR_LLM_COST_USD,
     ATTR_LLM_ATTEMPTS,
+    ATTR_LLM_PROMPT_CACHE_CHUNKS,
 )
 
 # -- the linked export shape (observe/trace_shape.py): set on exported copies only -----------
@@ -243,6 +256,9 @@ ALL_ATTRIBUTES = (
     ATTR_BATCH_TIME_PROVIDER_US,
     ATTR_RETRY_ATTEMPT,
     ATTR_RETRY_ERROR,
+    ATTR_LOOP_ITERATION,
+    ATTR_LOOP_ITERATIONS,
+    ATTR_LOOP_STOPPED,
     ATTR_INVALID_TIME,
     GEN_AI_OPERATION_NAME,
     GEN_AI_PROVIDER_NAME,

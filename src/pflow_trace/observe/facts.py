@@ -87,6 +87,24 @@ class ItemOutcome:
 
 
 @dataclass(slots=True)
+class LoopIteration:
+    """One pass of a node's ``loop`` block: its number (1-based), timing and how it ended."""
+
+    number: int
+    start_ns: int
+    end_ns: int
+    status: Literal["success", "failed"]
+    error: str | None = None
+    span_id: int = 0
+    #: The ``llm_usage`` the pass's node returned (an LLM call); None for any other node.
+    llm_usage: dict[str, Any] | None = None
+
+    @property
+    def duration_ms(self) -> float:
+        return (self.end_ns - self.start_ns) / 1e6
+
+
+@dataclass(slots=True)
 class NodeExecution:
     """One execution of one node, filled in by the wrapper layers as it runs."""
 
@@ -113,6 +131,10 @@ class NodeExecution:
     #: (``{"attempt", "error"}``, redacted). 0 for a node without one.
     attempts: int = 0
     retries: list[dict[str, Any]] = field(default_factory=list)
+    #: a node with a ``loop`` block: each pass in order, and what ended the loop
+    #: (``condition``, ``max_iterations``, ``failed``); None for a node without one.
+    loop_iterations: list[LoopIteration] | None = None
+    loop_stopped: str | None = None
     #: the observer's own data for this execution (e.g. the trace sink's snapshot).
     observer_state: Any = None
     #: ``--pilot``: the batch's pilot (seed, item indices, projection), as a plain dict.
@@ -127,6 +149,20 @@ class NodeExecution:
     @property
     def duration_ms(self) -> float:
         return (self.end_ns - self.start_ns) / 1e6
+
+    @property
+    def makes_many_calls(self) -> bool:
+        """A batch or a loop: its LLM calls are its items' or passes', not one of its own."""
+        return self.batch_items is not None or self.loop_iterations is not None
+
+    def llm_calls(self) -> list[dict[str, Any] | None]:
+        """The usage of every LLM call this execution made: its batch items', its loop
+        passes', or its own (None where a part made no call)."""
+        if self.batch_items is not None:
+            return [outcome.llm_usage for outcome in self.batch_items]
+        if self.loop_iterations is not None:
+            return [one.llm_usage for one in self.loop_iterations]
+        return [self.llm_usage]
 
 
 class RunObserver:

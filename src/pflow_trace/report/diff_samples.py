@@ -88,7 +88,7 @@ def _add_execution(sample: NodeSample, node: TraceNode, cost_this_run: dict[str,
     """One execution of the node into its sample: per-item records when the trace has them,
     else a batch's reported counts, else the node's own outcome."""
     batch = node.batch
-    usages = [node.llm_usage] if node.llm_usage is not None else []
+    usages = [node.llm_usage] if node.llm_usage is not None else list(node.loop_calls)
     if batch is not None and batch.items is not None:
         failed_items = _add_items(sample, batch.items)
         sample.item_counts.append(batch.count if batch.count is not None else len(batch.items))

@@ -123,6 +123,8 @@ def _node_calls(node: TraceNode) -> list[tuple[Any, dict[str, Any]]]:
     """``(item or None, call)`` for every call a node made."""
     if node.batch is not None and node.batch.items:
         return [(item, item.llm_usage) for item in node.batch.items if item.llm_usage]
+    if node.loop_calls:  # a loop's passes, one call each
+        return [(None, call) for call in node.loop_calls]
     return [(None, node.llm_usage)] if node.llm_usage else []
 
 

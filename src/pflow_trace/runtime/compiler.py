@@ -2,8 +2,8 @@
 
 Each node becomes, outermost first: Instrumented → Batch (only with a ``batch`` block) or
 NodeRetry (only with a ``retry`` block; no span of its own) → Namespaced → TemplateAware → the
-node. Edges (or list order when there are none) become the
-flow's successors.
+node. A ``loop`` block adds the Loop layer (one span per pass) just inside Instrumented.
+Edges (or list order when there are none) become the flow's successors.
 """
 
 from __future__ import annotations
@@ -15,12 +15,14 @@ from pflow_trace.engine import BaseNode, Flow
 from pflow_trace.engine.core import DEFAULT_ACTION
 from pflow_trace.errors import UsageError
 from pflow_trace.ir.executor_choice import batch_executor
+from pflow_trace.ir.prompt_cache import CACHE_PARAM, cache_param
 from pflow_trace.ir.templates import compile_value, iter_references
 from pflow_trace.nodes.registry import NodeRegistry, default_registry
 from pflow_trace.nodes.workflow_call import WorkflowCallNode
 from pflow_trace.runtime.batch import BatchConfig, BatchNode
 from pflow_trace.runtime.context import RunContext
 from pflow_trace.runtime.instrumented import InstrumentedNode
+from pflow_trace.runtime.loop import LoopConfig, LoopNode
 from pflow_trace.runtime.namespaced import NamespacedNode
 from pflow_trace.runtime.node_retry import NodeRetry, retry_policy
 from pflow_trace.runtime.sub_workflow import SubWorkflowRunner
@@ -28,10 +30,12 @@ from pflow_trace.runtime.template_aware import TemplateAwareNode
 
 
 def referenced_names(node: dict[str, Any]) -> frozenset[str]:
-    """The root names a node's templates read: its params' and its ``batch.items``'s heads."""
+    """The root names a node's templates read: its params', ``batch.items``' and carry's heads."""
     sources = [node.get("params") or {}]
     if "batch" in node:
         sources.append(node["batch"].get("items"))
+    if "loop" in node:
+        sources.append(node["loop"].get("carry"))
     return frozenset(
         reference.head for source in sources for reference in iter_references(compile_value(source))
     )
@@ -57,6 +61,8 @@ def build_chain(
         executor = batch_executor(node["batch"], default)
         config = BatchConfig.from_ir(node["batch"], executor)
         chain = BatchNode(chain, node_id, node_type, run, config)
+    if "loop" in node:
+        chain = LoopNode(chain, node_id, node_type, run, config=LoopConfig.from_ir(node["loop"]))
     chain = InstrumentedNode(
         chain,
         node_id,
@@ -69,6 +75,14 @@ def build_chain(
     return chain
 
 
+def with_cache(workflow: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    """A node with ``prompt_cache`` gets the chunks it sends as a param of its own."""
+    cache = cache_param(workflow, node)
+    if cache is None:
+        return node
+    return {**node, "params": {**(node.get("params") or {}), CACHE_PARAM: cache}}
+
+
 def compile_workflow(
     workflow: dict[str, Any], registry: NodeRegistry | None = None, run: RunContext | None = None
 ) -> Flow:
@@ -76,7 +90,7 @@ def compile_workflow(
     run = run or RunContext()
     edges = workflow.get("edges") or []
     chains = {
-        node["id"]: build_chain(node, registry, run, routes_by_action=bool(edges))
+        node["id"]: build_chain(with_cache(workflow, node), registry, run, bool(edges))
         for node in workflow["nodes"]
     }
     ordered = list(chains.values())

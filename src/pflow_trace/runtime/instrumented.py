@@ -135,13 +135,14 @@ class InstrumentedNode(LayerWrapper):
             self._check_action(action)
             execution.success = True
             self._forget_routed_failure()
-            # A node's own LLM call (a batch's are per item); a reused one cost nothing now.
-            if execution.batch_items is None and (visit is None or visit.reused_node() is None):
+            # A node's own LLM call (a batch's are per item, a loop's per pass); a reused one
+            # cost nothing now.
+            if not execution.makes_many_calls and (visit is None or visit.reused_node() is None):
                 self._record_llm_call(span, execution, shared.get(self.node_id), None)
             return action
         except Exception as exc:
             error = exc
-            if execution.batch_items is None:
+            if not execution.makes_many_calls:
                 self._record_llm_call(span, execution, None, exc)
             execution.error = run.sanitizer.text(describe_error(exc))
             handler = self.successors.get(ERROR_ACTION)

@@ -70,6 +70,10 @@ def gen_ai_attributes(usage: Mapping[str, Any]) -> dict[str, Any]:
     reason = usage.get("finish_reason")
     if isinstance(reason, str) and reason:
         attributes[conv.GEN_AI_RESPONSE_FINISH_REASONS] = (reason,)
+    cache = usage.get("prompt_cache")
+    chunks = cache.get("chunks") if isinstance(cache, Mapping) else None
+    if isinstance(chunks, list) and chunks:
+        attributes[conv.ATTR_LLM_PROMPT_CACHE_CHUNKS] = tuple(str(name) for name in chunks)
     return attributes
 
 

@@ -173,6 +173,8 @@ class TraceDocumentBuilder(RunObserver):
         if execution.attempts:  # a node with a ``retry`` block
             event["attempts"] = execution.attempts
             event["retries"] = list(execution.retries)
+        if execution.loop_iterations is not None:
+            event["loop"] = self._loop(execution, run_start)
         if execution.batch_items is not None:
             event["batch_items"], time_us = self._batch_items(execution)
             if time_us is not None:
@@ -187,19 +189,33 @@ class TraceDocumentBuilder(RunObserver):
         with self._lock:
             self.events.append(event)
 
+    def _loop(self, execution: NodeExecution, run_start: int) -> dict[str, Any]:
+        """A loop node's passes: how many, what ended the loop, and each pass's outcome."""
+        records = []
+        for one in execution.loop_iterations or []:
+            record: dict[str, Any] = {
+                "iteration": one.number,
+                "status": one.status,
+                "duration_ms": round(one.duration_ms, 3),
+                "start_offset_ms": round((one.start_ns - run_start) / 1e6, 3),
+                "error": one.error,
+                "span_id": hex_span_id(one.span_id),
+            }
+            if one.llm_usage is not None:
+                record["llm_usage"] = self.sanitizer.value(one.llm_usage)
+            records.append(record)
+        return {"iterations": len(records), "stopped": execution.loop_stopped, "passes": records}
+
     def _llm_usage(self, execution: NodeExecution) -> dict[str, Any] | None:
-        """A node's LLM usage: its own call, or the totals over its batch's calls.
+        """A node's LLM usage: its own call, or the totals over its batch's or loop's calls.
 
         Each call is also counted into the run's ``llm_summary`` here, once.
         """
-        if execution.batch_items is not None:
-            usages = [outcome.llm_usage for outcome in execution.batch_items]
-        else:
-            usages = [execution.llm_usage]
+        usages = execution.llm_calls()
         with self._lock:
             for usage in usages:
                 self._llm_totals.add(usage)
-        if execution.batch_items is not None:
+        if execution.makes_many_calls:
             return summarize_usages(usages)
         if not execution.llm_usage:
             return None

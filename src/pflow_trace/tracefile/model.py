@@ -119,6 +119,8 @@ class TraceNode:
     span_id: str | None = None
     #: False for a node that started but never reported an end (the run was cut off).
     finished: bool = True
+    #: A ``loop`` node's LLM calls, one per pass that made one (ours only); empty otherwise.
+    loop_calls: list[dict[str, Any]] = field(default_factory=list)
     batch: BatchInfo | None = None
     #: The LLM call of a node that is not a batch (``llm_usage``; pflow's ``llm_call``), as
     #: written; a batch node's calls are on its items.

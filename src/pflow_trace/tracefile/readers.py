@@ -276,6 +276,7 @@ def _node_from_document(raw: dict[str, Any]) -> TraceNode:
         start_offset_ms=as_number(raw.get("start_offset_ms")),
         error=error_text(raw.get("error")),
         span_id=as_str(raw.get("span_id")),
+        loop_calls=_loop_calls(raw.get("loop")),
         batch=batch,
         llm_usage=llm_usage,
         call_path=tuple(str(part) for part in _list(raw.get("call_path"))),
@@ -308,3 +309,9 @@ def _decode_error(name: str, text: str, exc: json.JSONDecodeError) -> TraceReadE
             "complete)"
         )
     return TraceReadError(f"{name}: not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})")
+
+
+def _loop_calls(loop: Any) -> list[dict[str, Any]]:
+    """The LLM calls of a loop node's passes, as our trace writes them under ``loop.passes``."""
+    passes = loop.get("passes") if isinstance(loop, dict) else None
+    return [call for one in _list(passes) if isinstance(one, dict) and (call := llm_call_of(one))]
