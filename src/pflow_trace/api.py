@@ -132,6 +132,9 @@ class TraceOptions:
     executor: str = "threads"
     #: The Dask scheduler's address (``tcp://host:8786``); None starts an in-process cluster.
     scheduler: str | None = None
+    #: False: parallel batches of node types with an async path (``http``) run on thread lanes
+    #: too, instead of async lanes (docs/batch.md).
+    async_lanes: bool = True
     #: Keep a private checkpoint beside the trace, so the run can be resumed (docs/resume.md).
     checkpoint: bool = True
     #: Past this many bytes the checkpoint keeps no more values (the run says so).
@@ -419,7 +422,7 @@ def _run(
         sanitizer=sanitizer,
         max_node_visits=options.max_node_visits,
         capture_llm_content=_capture_llm_content(options.capture_llm_content),
-        executors=ExecutorSet(options.executor, options.scheduler),
+        executors=ExecutorSet(options.executor, options.scheduler, async_lanes=options.async_lanes),
         memory=RunMemory(writer, plan) if writer is not None or plan is not None else None,
         root_links=source.links if source is not None else (),
     )

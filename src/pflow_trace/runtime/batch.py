@@ -22,14 +22,14 @@ from pflow_trace.ir.templates import (
     json_list_or_value,
     resolve_param,
 )
-from pflow_trace.nodes.base import NodeFailure
+from pflow_trace.nodes.base import NodeFailure, has_async_path
 from pflow_trace.observe import conventions as conv
 from pflow_trace.observe.facts import ItemOutcome
 from pflow_trace.runtime.batch_output import build_batch_output
 from pflow_trace.runtime.context import current_execution
 from pflow_trace.runtime.executors.threads import ThreadsExecutor
 from pflow_trace.runtime.item_life import BatchWork, ItemExecutor, ItemLife, ItemRecords
-from pflow_trace.runtime.layers import LayerWrapper
+from pflow_trace.runtime.layers import LayerWrapper, innermost
 from pflow_trace.runtime.resume import NodeVisit, current_visit
 
 ErrorHandling = Literal["fail_fast", "continue"]
@@ -90,6 +90,8 @@ class BatchNode(LayerWrapper):
         items = config.items.strip() if isinstance(config.items, str) else config.items
         self.compiled_items = compile_value(items)
         self.life = ItemLife(run, node_id, node_type, config.alias, config.retry)
+        #: Whether the node type declares an async path: a parallel batch then runs on async lanes.
+        self.async_path = has_async_path(type(innermost(inner)))
 
     def resolve_items(self, shared: Any) -> list[Any]:
         items = json_list_or_value(
@@ -105,7 +107,9 @@ class BatchNode(LayerWrapper):
 
     def executor(self) -> ItemExecutor:
         executors = self.run_context.executors
-        return _THREADS if executors is None else executors.get(self.config.executor)
+        if executors is None:
+            return _THREADS
+        return executors.for_batch(self.config.executor, self.config.parallel, self.async_path)
 
     def _run(self, shared: Any) -> str | None:
         # Before the batch's clock: a model or library loaded here is no item's time.
