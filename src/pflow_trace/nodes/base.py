@@ -190,12 +190,19 @@ class NodeFailure(Exception):
     """
 
     def __init__(
-        self, message: str, outputs: Mapping[str, Any] | None = None, retriable: bool = True
+        self,
+        message: str,
+        outputs: Mapping[str, Any] | None = None,
+        retriable: bool = True,
+        retry_after_s: float | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.outputs = dict(outputs or {})
         self.retriable = retriable
+        #: The wait before another attempt that the failure itself asks for (an HTTP
+        #: ``Retry-After``); a batch item's next attempt waits at least this long.
+        self.retry_after_s = retry_after_s
 
 
 class WorkflowNode(BaseNode):

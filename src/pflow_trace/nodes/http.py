@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime
+import email.utils
 import http.client
 import json
 import string
@@ -220,8 +222,31 @@ def _outputs(
         excerpt = response if isinstance(response, str) else json.dumps(response)
         detail = one_line(excerpt, BODY_EXCERPT_CHARS, keep="tail")
         message = f"HTTP {status} from {url}" + (f": {detail}" if detail else "")
-        raise NodeFailure(message, outputs=outputs, retriable=False)
+        raise NodeFailure(
+            message,
+            outputs=outputs,
+            retriable=False,
+            retry_after_s=retry_after_s(response_headers),
+        )
     return outputs
+
+
+def retry_after_s(headers: Message | None) -> float | None:
+    """The wait a ``Retry-After`` header asks for, in seconds (a number of seconds or an
+    HTTP date); None without one or when it cannot be read."""
+    value = headers.get("retry-after") if headers is not None else None
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max((when - datetime.datetime.now(datetime.UTC)).total_seconds(), 0.0)
 
 
 def _exchange(

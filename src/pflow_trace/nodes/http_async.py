@@ -17,6 +17,7 @@ request, so a kept connection carries no credentials from one item to the next.
 
 from __future__ import annotations
 
+import functools
 import ssl
 from email.message import Message
 
@@ -38,7 +39,7 @@ def client_for(lanes: AsyncLanes) -> httpx.AsyncClient:
             limits=httpx.Limits(max_connections=limit, max_keepalive_connections=limit),
             follow_redirects=False,
             trust_env=False,
-            verify=ssl.create_default_context(),
+            verify=_tls_context(),
         )
         for name in ("accept", "connection", "user-agent"):
             del client.headers[name]
@@ -46,6 +47,13 @@ def client_for(lanes: AsyncLanes) -> httpx.AsyncClient:
         lanes.clients[CLIENT_NAME] = client
         lanes.closers.append(client.aclose)
     return client
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """The default HTTPS context (urllib's), made once per process: building it loads the
+    system's certificates, which costs more than a request on a kept connection."""
+    return ssl.create_default_context()
 
 
 async def request(

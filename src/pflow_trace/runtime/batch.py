@@ -34,6 +34,9 @@ from pflow_trace.runtime.resume import NodeVisit, current_visit
 
 ErrorHandling = Literal["fail_fast", "continue"]
 
+#: The longest ``Retry-After`` an item's next attempt waits for; asking more fails the item.
+MAX_RETRY_AFTER_S = 60.0
+
 #: Where items run when the run names no executors (a run context made by hand).
 _THREADS = ThreadsExecutor()
 
@@ -71,8 +74,9 @@ class BatchConfig:
 
     @property
     def retry(self) -> RetryPolicy:
-        """``max_retries`` attempts in all, ``retry_wait`` seconds apart."""
-        return RetryPolicy(self.max_retries, self.retry_wait)
+        """``max_retries`` attempts in all, ``retry_wait`` seconds apart, or longer when a
+        failure asks (``Retry-After``); one that asks for more than a minute is not retried."""
+        return RetryPolicy(self.max_retries, self.retry_wait, max_asked_s=MAX_RETRY_AFTER_S)
 
 
 _TYPE_NAMES = {dict: "object", str: "string", int: "number", float: "number", bool: "boolean"}

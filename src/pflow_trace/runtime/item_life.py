@@ -118,9 +118,10 @@ class ItemLife:
 
     # -- the one retry decision ----------------------------------------------------------------
 
-    def retry_pause_s(self, attempt: int) -> float | None:
-        """After failed attempt ``attempt``: the wait before the next, or None (no more)."""
-        return self.retry.pause_s(attempt)
+    def retry_pause_s(self, attempt: int, failure: BaseException | None = None) -> float | None:
+        """After failed attempt ``attempt``: the wait before the next, or None (no more).
+        A ``failure`` that asks for a wait (an HTTP ``Retry-After``) waits at least that."""
+        return self.retry.pause_s(attempt, getattr(failure, "retry_after_s", None))
 
     # -- running an item -------------------------------------------------------------------------
 
@@ -230,7 +231,7 @@ class ItemLife:
                     attempts_ns += time.time_ns() - began_ns
                     error = self.run.sanitizer.text(describe_error(exc))
                     usage = usage_of_failure(exc)
-                    pause_s = self.retry_pause_s(attempt)
+                    pause_s = self.retry_pause_s(attempt, exc)
                     if pause_s is None or (flights is not None and flights.interrupted):
                         break
                     self._note_retry(span, attempt, error)
@@ -319,7 +320,7 @@ class ItemLife:
                     attempts_ns += time.time_ns() - began_ns
                     error = self.run.sanitizer.text(describe_error(exc))
                     usage = usage_of_failure(exc)
-                    pause_s = self.retry_pause_s(attempt)
+                    pause_s = self.retry_pause_s(attempt, exc)
                     if pause_s is None or flights.interrupted:
                         break
                     self._note_retry(span, attempt, error)

@@ -3,7 +3,8 @@
 A node type that declares an async path (``exec_async``, e.g. ``http``) spends an item
 waiting for another service. On thread lanes each waiting item holds a thread, and a hundred
 threads contend for the interpreter lock; here a waiting item is a suspended task, so
-``max_concurrent`` items (up to :data:`MAX_ASYNC_IN_FLIGHT`) can wait at once for the price of
+``max_concurrent`` items (up to
+:data:`~pflow_trace.ir.executor_choice.MAX_ASYNC_IN_FLIGHT`) can wait at once for the price of
 one thread. The batch chooses these lanes by itself (:meth:`ExecutorSet.for_batch`) and its
 span says so (``pflow.batch.lanes``).
 
@@ -37,9 +38,6 @@ from pflow_trace.observe import conventions as conv
 from pflow_trace.runtime import interrupts
 from pflow_trace.runtime.item_life import BatchWork, Flights
 
-#: The most items one batch may have in flight on async lanes (``max_concurrent``); threads
-#: and worker processes keep pflow's 100 (docs/pflow-compat.md says why we differ).
-MAX_ASYNC_IN_FLIGHT = 1000
 #: After Ctrl-C, how long in-flight items get to finish once their tasks have been cancelled.
 INTERRUPT_GRACE_S = 2.0
 
