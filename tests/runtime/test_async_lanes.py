@@ -56,6 +56,9 @@ class Server:
                     server.peak_open = max(server.peak_open, server.open_now)
                 try:
                     status, headers, payload = server.answer(self.path, count)
+                    if self.path.startswith("/cookie/"):  # what came with the request
+                        payload = {"seen": self.headers.get("Cookie")}
+                        headers = {"Set-Cookie": "session=s3cret; Path=/"}
                 finally:
                     with server.lock:
                         server.open_now -= 1
@@ -179,9 +182,10 @@ def test_an_http_batch_on_async_lanes_matches_threads(
     assert [int(r["span_id"], 16) for r in a_records] == [s.context.span_id for s in spans]
     for record, span in zip(a_records, spans, strict=True):
         assert record["duration_ms"] == round((span.end_time - span.start_time) / 1e6, 3)
-        assert span.parent.span_id == next(
-            s for s in a_spans if s.name == "work batch"
-        ).context.span_id
+        assert (
+            span.parent.span_id
+            == next(s for s in a_spans if s.name == "work batch").context.span_id
+        )
     assert {r["worker"] for r in a_records} == {0, 1}
     assert peak_in_flight(a_records) <= 2
 
@@ -217,6 +221,17 @@ def test_retry_after_sets_the_wait_before_the_next_attempt(
     assert too_long["status"] == "failed" and too_long["attempts"] == 1
     assert too_long["error"].startswith(f"HTTP 429 from {url}/busy/61")
     assert outcome.status == "degraded"
+
+
+def test_a_kept_connection_carries_no_cookies_between_items(
+    server: tuple[str, Server], tmp_path: Path
+) -> None:
+    url, _ = server
+    workflow = http_batch(url, [f"/cookie/{x}" for x in range(4)], max_concurrent=1)
+    outcome, _, document = run_on("async", workflow, tmp_path / "t.trace.json")
+    assert outcome.status == "success"
+    assert [r["response"]["seen"] for r in outcome.outputs["results"]] == [None] * 4
+    assert {r["worker"] for r in batch_items(document)} == {0}  # one lane: one connection
 
 
 @pytest.mark.parametrize("lanes", LANES)

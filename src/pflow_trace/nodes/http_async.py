@@ -1,18 +1,24 @@
-"""The ``http`` node's requests on async lanes: one ``httpx.AsyncClient`` per batch.
+"""The ``http`` node's requests on async lanes: kept asyncio connections, one pool per batch.
 
 On async lanes a batch's items are tasks on one event loop, so a request waiting for its
 answer holds no thread and no interpreter time: ``max_concurrent`` requests can be in flight
-at once, hundreds of them, which threads could not sustain. ``httpx`` is the client because it
-is a maintained, widely used async HTTP/1.1 client with a bounded keep-alive pool; its pool is
-sized to the batch's ``max_concurrent`` (:class:`~pflow_trace.nodes.base.AsyncLanes`), made at
-the batch's first request and closed, on the same loop, when the batch ends.
+at once, hundreds of them, which threads could not sustain. The request and the answer are
+``httpx``'s models (URL parsing, ``Host`` and ``Content-Length``, header encoding), sent by
+:class:`KeptConnections`, an ``httpx`` transport: a pool of at most ``max_concurrent``
+keep-alive connections per batch (:class:`~pflow_trace.nodes.base.AsyncLanes`), made at its
+first request and closed, on the same loop, when the batch ends.
+
+Neither httpx's client nor its default pool is used, for measured reasons: the pool examines
+every connection it holds for each request it assigns (2.6 ms of interpreter time per request
+at 20 in flight, growing with the count), and the client's cookie jar would keep cookies a
+server sets and send them with the next item's request, which the threads' path never does.
 
 What is sent and what comes back is the threads' path (:mod:`~pflow_trace.nodes.http`): the
-same headers (httpx's own defaults are removed; urllib's ``Accept-Encoding: identity`` is
-kept), TLS with the system's default context, no redirect followed here, no proxy read from
-the environment (a proxied request takes the threads' path), response headers as the server
-spelled them, and every transport problem as the same one-line failure. Headers are given per
-request, so a kept connection carries no credentials from one item to the next.
+same headers (``Accept-Encoding: identity`` as ``http.client`` adds it), TLS with the system's
+default context, no redirect followed here, no proxy (a proxied request takes the threads'
+path), response headers as the server spelled them, and every transport problem as the same
+one-line failure. Headers are given per request, so a kept connection carries no credentials
+from one item to the next.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import httpx
 
 from pflow_trace.nodes.base import AsyncLanes, NodeFailure, current_async_lanes
 
-#: The name of this module's client in :attr:`AsyncLanes.clients`.
+#: The name of this module's connections in :attr:`AsyncLanes.clients`.
 CLIENT_NAME = "http"
 
 Origin = tuple[str, str, int]
@@ -50,11 +56,9 @@ class _Connection:
 
 
 class KeptConnections(httpx.AsyncBaseTransport):
-    """HTTP/1.1 over kept asyncio connections: the transport under the batch's client.
+    """HTTP/1.1 over kept asyncio connections: the ``httpx`` transport a batch's requests take.
 
-    httpx's default pool looks at every connection it holds for every request it assigns
-    (measured: 2.6 ms of interpreter time per request at 20 in flight, growing with the
-    count), which is the cost async lanes exist to avoid. Here a request takes the last idle
+    Here a request takes the last idle
     connection to its origin, or opens one; a batch's lanes never have more requests out
     than ``limit``, so never more connections either. The answer is read whole (a length,
     chunks, or up to the close), as ``http.client`` reads it.
@@ -194,22 +198,14 @@ async def _read_chunks(reader: asyncio.StreamReader) -> bytes:
         await reader.readexactly(2)
 
 
-def client_for(lanes: AsyncLanes) -> httpx.AsyncClient:
-    """The batch's client, made at its first request over :class:`KeptConnections` (at most
-    ``in_flight`` kept); its closing is left to the lanes (awaited when the batch ends)."""
-    client = lanes.clients.get(CLIENT_NAME)
-    if client is None:
-        client = httpx.AsyncClient(
-            transport=KeptConnections(lanes.in_flight, _tls_context()),
-            follow_redirects=False,
-            trust_env=False,
-        )
-        for name in ("accept", "connection", "user-agent"):
-            del client.headers[name]
-        client.headers["Accept-Encoding"] = "identity"
-        lanes.clients[CLIENT_NAME] = client
-        lanes.closers.append(client.aclose)
-    return client
+def transport_for(lanes: AsyncLanes) -> KeptConnections:
+    """The batch's connections, made at its first request (at most ``in_flight`` kept);
+    closing them is left to the lanes (awaited when the batch ends)."""
+    transport = lanes.clients.get(CLIENT_NAME)
+    if transport is None:
+        transport = lanes.clients[CLIENT_NAME] = KeptConnections(lanes.in_flight, _tls_context())
+        lanes.closers.append(transport.aclose)
+    return transport
 
 
 @functools.cache
@@ -223,18 +219,18 @@ async def request(
     url: str, method: str, headers: dict[str, str], data: bytes | None, timeout_s: float
 ) -> tuple[int, Message, bytes]:
     """Send one request and read its whole answer: (status, headers, body). Outside async
-    lanes (no batch pool) a client is made for this request alone."""
+    lanes (no batch to share connections with) the connection serves this request alone."""
     lanes = current_async_lanes.get()
+    transport = transport_for(lanes) if lanes is not None else KeptConnections(1, _tls_context())
+    if not any(name.lower() == "accept-encoding" for name in headers):
+        headers = {**headers, "Accept-Encoding": "identity"}  # as http.client sends
+    timeouts = {"connect": timeout_s, "read": timeout_s, "write": timeout_s, "pool": timeout_s}
     try:
-        if lanes is None:
-            async with httpx.AsyncClient(trust_env=False) as own:
-                response = await own.request(
-                    method, url, headers=headers, content=data, timeout=timeout_s
-                )
-        else:
-            response = await client_for(lanes).request(
-                method, url, headers=headers, content=data, timeout=timeout_s
-            )
+        outgoing = httpx.Request(
+            method, url, headers=headers, content=data, extensions={"timeout": timeouts}
+        )
+        response = await transport.handle_async_request(outgoing)
+        body = await response.aread()
     except httpx.TimeoutException:
         raise NodeFailure(f"{method} {url} timed out after {timeout_s:g}s") from None
     except httpx.ConnectError as exc:
@@ -243,7 +239,10 @@ async def request(
         raise NodeFailure(f"invalid URL '{url}': {exc}") from None
     except httpx.HTTPError as exc:
         raise NodeFailure(f"{method} {url} failed: {_detail(exc)}") from None
-    return response.status_code, _message(response.headers.raw), response.content
+    finally:
+        if lanes is None:
+            await transport.aclose()
+    return response.status_code, _message(response.headers.raw), body
 
 
 def _message(raw: list[tuple[bytes, bytes]]) -> Message:
