@@ -11,7 +11,8 @@ with everything on (the node's duration from the trace file, exporter none) and 
 (``run_workflow`` timed whole), interleaved, best of three (``--rounds``).
 ``cpu_ms_per_item`` is this process's CPU time per item (the server's is not counted);
 ``cpu_bound_efficiency`` = ideal / that CPU time in all: with one interpreter lock, the
-efficiency cannot pass it.
+efficiency cannot pass it. The server is one Python process too: ``server_bound_efficiency``
+= ideal / the server's CPU time for the run, a ceiling no client can pass either.
 
 Each ``http`` case runs on async lanes and on threads (``TraceOptions(async_lanes=False)``),
 so the threads figure is the baseline of the same run; ``llm`` has no async path yet and runs on
@@ -74,7 +75,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
     def do_GET(self):
         if self.path == "/stats":
-            self._answer({"connections": connections[0]})
+            self._answer({"connections": connections[0], "cpu_s": time.process_time()})
             return
         time.sleep(delay_s)
         self._answer({"path": self.path, "ok": True})
@@ -110,17 +111,22 @@ def answering_server(delay_ms: int) -> Iterator[str]:
         process.wait()
 
 
-def connections_so_far(base: str) -> int:
-    """Connections the server has accepted, this question's own one not counted."""
+def server_stats(base: str) -> tuple[int, float]:
+    """Connections the server has accepted (this question's own one not counted), and the
+    CPU seconds its process has used."""
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     with opener.open(f"{base}/stats", timeout=10) as response:
-        return int(json.load(response)["connections"]) - 1
+        stats = json.load(response)
+    return int(stats["connections"]) - 1, float(stats["cpu_s"])
 
 
-def connections_during(base: str, action: Callable[[], Any]) -> tuple[int, Any]:
-    before = connections_so_far(base)
+def connections_during(base: str, action: Callable[[], Any]) -> tuple[int, float, Any]:
+    """(connections ``action`` opened, the server's CPU ms meanwhile, what it returned)."""
+    before, cpu_before_s = server_stats(base)
     done = action()
-    return connections_so_far(base) - before - 1, done  # less the first question's connection
+    after, cpu_after_s = server_stats(base)
+    # Less the first question's connection.
+    return after - before - 1, (cpu_after_s - cpu_before_s) * 1000, done
 
 
 def workflow(kind: str, base: str, items: int, max_concurrent: int) -> dict[str, Any]:
@@ -191,7 +197,7 @@ def measure(
     untraced = untraced_runner(wf, lanes_kind == "async")
     # Warm: the llm library, its plugins and the model load once. Its connections are the
     # ones a first run opens (kept connections and clients are reused by the runs after it).
-    first_connections, _ = connections_during(base, untraced)
+    first_connections, _, _ = connections_during(base, untraced)
     best: dict[str, Any] = {"traced_ms": math.inf, "untraced_ms": math.inf}
     for _ in range(rounds):  # untraced and traced rounds interleaved: a slow spell hits both
         for name, action in (
@@ -199,7 +205,7 @@ def measure(
             ("traced", lambda: api.run(wf, {}, options)),
         ):
             cpu, started = time.process_time(), time.perf_counter()
-            opened, done = connections_during(base, action)
+            opened, server_cpu_ms, done = connections_during(base, action)
             wall_ms = (time.perf_counter() - started) * 1000
             cpu_ms = (time.process_time() - cpu) * 1000
             assert done.status == "success", done.error
@@ -208,6 +214,7 @@ def measure(
             if wall_ms < best[f"{name}_ms"]:
                 best[f"{name}_ms"], best[f"{name}_cpu_ms"] = wall_ms, cpu_ms
                 best[f"{name}_connections"] = opened
+                best[f"{name}_server_cpu_ms"] = server_cpu_ms
     ideal_ms = math.ceil(items / lanes) * delay_ms
     target = TARGET_EFFICIENCY if lanes <= 100 else TARGET_WIDE_EFFICIENCY
     return {
@@ -225,6 +232,8 @@ def measure(
                 "cpu_ms_per_item": round(best[f"{name}_cpu_ms"] / items, 3),
                 "cpu_bound_efficiency": round(ideal_ms / best[f"{name}_cpu_ms"], 3),
                 "connections": best[f"{name}_connections"],
+                "server_cpu_ms_per_item": round(best[f"{name}_server_cpu_ms"] / items, 3),
+                "server_bound_efficiency": round(ideal_ms / best[f"{name}_server_cpu_ms"], 3),
             }
             for name in ("traced", "untraced")
         },
