@@ -31,7 +31,7 @@ from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.trace import Link, SpanContext
 
 from pflow_trace.errors import ResumeError, TraceWriteError, WorkflowValidationError
-from pflow_trace.ir.executor_choice import executor_problems
+from pflow_trace.ir.executor_choice import executor_problems, lane_limit_problems
 from pflow_trace.ir.loading import load_and_validate
 from pflow_trace.ir.validation import validate_workflow as _validate
 from pflow_trace.nodes.mcp_config import workflow_secrets as mcp_secrets
@@ -286,9 +286,12 @@ def _capture_llm_content(option: bool | None) -> bool:
 def _refuse_unshippable(
     workflow: dict[str, Any], executor: str, registry: NodeRegistry | None
 ) -> None:
-    """``run --executor``: nodes that cannot go to another process fail before anything runs."""
+    """``run --executor``: nodes that cannot go to another process, or that ask for more than
+    100 in flight there, fail before anything runs."""
     if executor != "threads":
-        problems = executor_problems(workflow, registry or default_registry(), executor)
+        registry = registry or default_registry()
+        problems = executor_problems(workflow, registry, executor)
+        problems += lane_limit_problems(workflow, registry, executor)
         if problems:
             raise WorkflowValidationError(workflow_name(workflow), problems)
 

@@ -51,9 +51,6 @@ def executor_problems(
         if not isinstance(batch, dict):
             continue
         executor = batch_executor(batch, run_default)
-        over = _lane_limit_problem(index, node, batch, executor, registry)
-        if over is not None:
-            problems.append(over)
         if executor == "threads":
             continue
         where = (
@@ -75,14 +72,31 @@ def executor_problems(
     return problems
 
 
+def lane_limit_problems(
+    workflow: dict[str, Any], registry: NodeRegistry, run_default: str = "threads"
+) -> list[str]:
+    """Batches whose ``max_concurrent`` is over :data:`MAX_LANES` but will not run on async
+    lanes; checked with every other problem, whatever else is wrong."""
+    problems: list[str] = []
+    nodes = workflow.get("nodes")
+    for index, node in enumerate(nodes if isinstance(nodes, list) else []):
+        batch = node.get("batch") if isinstance(node, dict) else None
+        if isinstance(batch, dict):
+            executor = batch_executor(batch, run_default)
+            over = _lane_limit_problem(index, node, batch, executor, registry)
+            if over is not None:
+                problems.append(over)
+    return problems
+
+
 def _lane_limit_problem(
     index: int, node: dict[str, Any], batch: Mapping[str, Any], executor: str, registry: Any
 ) -> str | None:
     """A ``max_concurrent`` over :data:`MAX_LANES` for a batch that will not run on async
     lanes (a parallel batch on threads of a node type with an async path)."""
     wanted = batch.get("max_concurrent")
-    if not isinstance(wanted, int) or wanted <= MAX_LANES:
-        return None
+    if not isinstance(wanted, int) or not MAX_LANES < wanted <= MAX_ASYNC_IN_FLIGHT:
+        return None  # within every limit, or over the schema's (which says so itself)
     node_class = registry.get(str(node.get("type")))
     on_async_lanes = executor == "threads" and bool(batch.get("parallel"))
     if on_async_lanes and node_class is not None and has_async_path(node_class):
