@@ -1,7 +1,8 @@
 """A batch item's life, owned in one place: its attempts and waits, its span, its record.
 
 Every executor runs items through an :class:`ItemLife`: the ``threads`` lanes in the run's
-process, and the ``processes`` and ``dask`` workers (each builds its own from the batch's job).
+process (and async lanes, as tasks, through :meth:`ItemLife.run_item_async`), and the
+``processes`` and ``dask`` workers (each builds its own from the batch's job).
 The driver of those workers asks the same object about an attempt lost with a dead worker and
 records, through it, the items no worker will report on. So, whichever process ran an item:
 
