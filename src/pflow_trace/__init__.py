@@ -16,6 +16,8 @@ from pflow_trace.version import __version__
 __all__ = [
     "DiffSettings",
     "ExportSettings",
+    "PilotPlan",
+    "PilotProjection",
     "ResumePoint",
     "ResumeRequest",
     "RunDiff",
@@ -40,6 +42,8 @@ if TYPE_CHECKING:
     from pflow_trace.api import (
         DiffSettings,
         ExportSettings,
+        PilotPlan,
+        PilotProjection,
         ResumePoint,
         ResumeRequest,
         RunDiff,

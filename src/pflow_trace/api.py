@@ -51,6 +51,7 @@ from pflow_trace.runtime import interrupts
 from pflow_trace.runtime.context import DEFAULT_MAX_NODE_VISITS, RunContext
 from pflow_trace.runtime.executors.executor_set import ExecutorSet
 from pflow_trace.runtime.inputs import resolve_inputs, run_redactor
+from pflow_trace.runtime.pilot import PilotPlan, PilotProjection
 from pflow_trace.runtime.resume import (
     NOT_STARTED,
     ResumeRequest,
@@ -85,6 +86,8 @@ from pflow_trace.tracefile.writer import (
 __all__ = [
     "DiffSettings",
     "ExportSettings",
+    "PilotPlan",
+    "PilotProjection",
     "ResumePoint",
     "ResumeRequest",
     "RunDiff",
@@ -141,6 +144,9 @@ class TraceOptions:
     checkpoint_max_bytes: int = DEFAULT_MAX_BYTES
     #: Resume the run that wrote this trace: reuse what succeeded there (``resume``).
     resume: ResumeRequest | None = None
+    #: ``--pilot K``: each batch runs K random items first, projects the rest and asks
+    #: (:class:`~pflow_trace.runtime.pilot.PilotPlan`); None runs every batch straight through.
+    pilot: PilotPlan | None = None
 
 
 @dataclass
@@ -428,6 +434,7 @@ def _run(
         executors=ExecutorSet(options.executor, options.scheduler, async_lanes=options.async_lanes),
         memory=RunMemory(writer, plan) if writer is not None or plan is not None else None,
         root_links=source.links if source is not None else (),
+        pilot=options.pilot,
     )
     parent = parent_context_from_env() if options.join_env_trace_context else None
     with interrupts.signals_handled():

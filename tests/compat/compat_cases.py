@@ -127,14 +127,16 @@ def differences(expected: dict[str, Any], actual: dict[str, Any]) -> list[tuple[
     return found
 
 
-def known_differences(doc: Path = COMPAT_DOC) -> list[tuple[re.Pattern[str], str]]:
+def known_differences(
+    doc: Path = COMPAT_DOC, heading: str = "## Known differences\n"
+) -> list[tuple[re.Pattern[str], str]]:
     """The allowed differences listed in docs/pflow-compat.md: (pattern, reason).
 
-    Rows of the table under "## Known differences" whose first cell is a backticked
-    ``case:path`` pattern, where ``*`` matches anything.
+    Rows of the table under ``heading`` whose first cell is a backticked ``case:path``
+    pattern, where ``*`` matches anything.
     """
     text = doc.read_text(encoding="utf-8")
-    section = text.split("## Known differences", 1)[1].split("\n## ", 1)[0]
+    section = text.split(heading, 1)[1].split("\n## ", 1)[0]
     allowed = []
     for row in re.finditer(r"^\|\s*`([^`]+)`\s*\|\s*(.+?)\s*\|\s*$", section, re.MULTILINE):
         pattern = ".*".join(re.escape(piece) for piece in row.group(1).split("*"))

@@ -6,6 +6,9 @@ byte-identical responses:
 - ``GET /users`` → a JSON list of three users; ``GET /users/<id>`` → one user, 404 for others;
 - ``GET /text`` → ``text/plain``; ``GET /echo`` → the path, query and auth headers as JSON;
 - ``POST /items`` → 201 with the body it got and its content type;
+- ``POST /v1/chat/completions`` → an OpenAI-style chat completion whose answer is the request's
+  messages as JSON (``{"system": ..., "prompt": ...}``), standing in for a model offline: both
+  tools reach it through ``OPENAI_BASE_URL``, so they see the same answer to the same prompt;
 - anything else → 404 with a JSON error.
 """
 
@@ -59,10 +62,44 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         received = self.rfile.read(length).decode()
+        if self.path.endswith("/chat/completions"):
+            self._send(200, echo_completion(json.loads(received)))
+            return
         self._send(201, {"received": received, "content_type": self.headers.get("Content-Type")})
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
         pass
+
+
+def echo_completion(request: dict[str, Any]) -> dict[str, Any]:
+    """The chat completion the offline model gives: the prompt it got, as JSON text."""
+    said: dict[str, str] = {}
+    for message in request.get("messages", []):
+        content = message.get("content")
+        if isinstance(content, list):  # content blocks: keep their text
+            content = "".join(block.get("text", "") for block in content)
+        key = "system" if message.get("role") == "system" else "prompt"
+        said[key] = said.get(key, "") + str(content)
+    answer = json.dumps(said, sort_keys=True)
+    words_in = sum(len(text.split()) for text in said.values())
+    return {
+        "id": "chatcmpl-offline",
+        "object": "chat.completion",
+        "created": 0,
+        "model": request.get("model", "offline"),
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": answer},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {
+            "prompt_tokens": words_in,
+            "completion_tokens": len(answer.split()),
+            "total_tokens": words_in + len(answer.split()),
+        },
+    }
 
 
 @contextmanager

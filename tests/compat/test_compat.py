@@ -17,7 +17,6 @@ import pytest
 from compat_cases import (
     GOLDENS,
     WORKFLOWS,
-    batch_facts,
     case_forms,
     case_inputs,
     case_names,
@@ -25,13 +24,8 @@ from compat_cases import (
     known_differences,
     normalise,
 )
+from compat_run import our_facts
 from compat_server import local_server
-
-from pflow_trace import api
-from pflow_trace.errors import WorkflowValidationError
-from pflow_trace.observe.export_settings import ExportSettings
-from pflow_trace.observe.facts import InMemoryObserver
-from pflow_trace.runtime.workflow_run import outputs_as_json
 
 CASES = case_names()
 ALLOWED = known_differences()
@@ -45,44 +39,6 @@ RAN: set[tuple[str, str]] = set()
 def base_url() -> Any:
     with local_server() as url:
         yield url
-
-
-def our_facts(path: Path, inputs: dict[str, Any]) -> dict[str, Any]:
-    """Run one workflow in-process, traced in memory, and read it as the goldens read pflow."""
-    observer = InMemoryObserver()
-    try:
-        workflow = api.load_workflow(path)
-    except WorkflowValidationError:  # refused before anything runs, as pflow refuses it
-        return {"status": "failed", "outputs": None, "nodes": {}, "batches": {}}
-    options = api.TraceOptions(
-        export=ExportSettings("none", "http/protobuf", None, "compat"),
-        write_trace_file=False,
-        observers=[observer],
-    )
-    outcome = api.run(workflow, inputs, options)
-    finished = {execution.node_id: execution for execution in observer.executions}
-    nodes = {}
-    for node in workflow["nodes"]:
-        execution = finished.get(node["id"])
-        status = (
-            "not_executed"
-            if execution is None
-            else ("completed" if execution.success else "failed")
-        )
-        nodes[node["id"]] = status
-    batches = {
-        node["id"]: batch_facts(outcome.result.shared.get(node["id"]) or {})
-        for node in workflow["nodes"]
-        if "batch" in node and node["id"] in finished
-    }
-    status = outcome.status
-    return {
-        "status": status,
-        # The goldens hold pflow's JSON result, so the outputs as ``--output-format json`` has them.
-        "outputs": outputs_as_json(outcome.outputs) if status != "failed" else None,
-        "nodes": nodes,
-        "batches": batches,
-    }
 
 
 def _excused(case: str, path: str) -> bool:

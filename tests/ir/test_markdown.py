@@ -309,19 +309,55 @@ def test_a_yaml_alias_is_refused_in_one_line(block: str, alias: str) -> None:
 
 
 def test_an_item_alias_is_refused_and_an_asterisk_elsewhere_is_text() -> None:
-    assert problems(STEP + "- a: &x 1\n- b: *x\n") == [
-        "line 9: '- b: *x' is not valid YAML: YAML aliases (*x) are not supported in "
+    assert problems(STEP + "- a: [&x 1, *x]\n") == [
+        "line 8: '- a: [&x 1, *x]' is not valid YAML: YAML aliases (*x) are not supported in "
         "workflows; write the value out"
     ]
-    params = parse_markdown(
-        STEP + "- sum: 2 * 3\n- bad: [1, 2\n- ok: 1\n".replace("- bad: [1, 2\n", "")
-    ).workflow["nodes"][0]["params"]
-    assert params == {"sum": "2 * 3", "ok": 1}
+    # A one-line value is text, as pflow reads it: no anchor, no alias there.
+    parsed = parse_markdown(STEP + "- sum: 2 * 3\n- b: *x\n- ok: 1\n")
+    params = parsed.workflow["nodes"][0]["params"]
+    assert params == {"sum": "2 * 3", "b": "*x", "ok": 1}
 
 
 def test_invalid_yaml_reads_the_same_with_or_without_libyaml() -> None:
-    (problem,) = problems(STEP + "- a: b: c\n")
-    assert problem == "line 8: '- a: b: c' is not valid YAML: mapping values are not allowed here"
+    (problem,) = problems(STEP + "- a: {b: c: d}\n")
+    assert problem.startswith("line 8: '- a: {b: c: d}' is not valid YAML: ")
+
+
+def test_a_one_line_value_is_read_as_pflow_reads_it() -> None:
+    """Not as a YAML mapping: colons and ``#`` stay in the text; quotes, ``{}``/``[]``,
+    null, YAML 1.1 booleans and plain numbers are values (pflow-cli 0.16's rules)."""
+    text = STEP + (
+        "- prompt: Review this for ${aspect}: ${summary}\n"
+        "- note: keep # this\n"
+        '- quoted: "a\\tb"\n'
+        "- single: 'it''s'\n"
+        "- flag: yes\n"
+        "- off_flag: Off\n"
+        "- none: ~\n"
+        "- empty:\n"
+        "- count: 012\n"
+        "- ratio: .5\n"
+        "- big: 1e5\n"
+        "- items: [1, two]\n"
+    )
+    params = parse_markdown(text).workflow["nodes"][0]["params"]
+    assert params == {
+        "prompt": "Review this for ${aspect}: ${summary}",
+        "note": "keep # this",
+        "quoted": "a\tb",
+        "single": "it's",
+        "flag": True,
+        "off_flag": False,
+        "none": None,
+        "empty": None,
+        "count": 12,
+        "ratio": 0.5,
+        "big": "1e5",
+        "items": [1, "two"],
+    }
+    (problem,) = problems(STEP + '- name: "unclosed\n')
+    assert problem.startswith("line 8: ") and "never closed" in problem
 
 
 def test_yaml_nested_past_the_recursion_limit_is_one_short_problem() -> None:

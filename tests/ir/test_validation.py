@@ -576,3 +576,29 @@ def test_an_input_no_template_reads_is_refused_as_pflow_refuses_it() -> None:
     assert problems_of(read_everywhere) == [
         "inputs.unread: input 'unread' is declared but no template reads it"
     ]
+
+
+def test_batch_key_sees_the_alias_and_must_be_a_template() -> None:
+    validate_workflow(
+        workflow({**echo("a", v="${row}"), "batch": {"items": [{"id": 1}], "as": "row",
+                                                     "key": "${row.id}-${__index__}"}})
+    )  # fmt: skip
+    expect = "nodes[0].batch.key: expected a template naming each item, such as ${item.id}, got "
+    for key, expected in [
+        (3, expect + "3"),
+        ("id", expect + "'id'"),
+        ("${itme.id}", "nodes[0].batch.key: ${itme.id} names unknown 'itme' (closest: item)"),
+    ]:
+        assert problems_of(
+            workflow({**echo("a", v="${item}"), "batch": {"items": [1], "key": key}})
+        ) == [expected]
+
+
+def test_batch_key_is_read_from_a_markdown_batch_block(tmp_path: Path) -> None:
+    path = tmp_path / "wf.pflow.md"
+    path.write_text(
+        "# T\n\nKeys.\n\n## Steps\n\n### b\n\nDoes it.\n\n- type: echo\n- v: ${item.id}\n\n"
+        '```yaml batch\nitems: [{"id": "a"}]\nkey: ${item.id}\n```\n',
+        encoding="utf-8",
+    )
+    assert load_and_validate(path)["nodes"][0]["batch"]["key"] == "${item.id}"

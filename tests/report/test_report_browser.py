@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -188,29 +189,71 @@ def test_zoom_and_pan_change_the_time_axis(browser: Any, tmp_path: Path) -> None
     loaded.assert_clean()
 
 
-def test_node_table_sorts_and_comparison_shows_what_got_slower(
+def _items_ms(seed: int, scale: float, count: int = 200) -> list[float]:
+    rng = random.Random(seed)
+    return [round((5 + rng.random() * 2) * scale, 3) for _ in range(count)]
+
+
+def _runs_of_w(scales: list[float]) -> list[dict[str, Any]]:
+    """Runs of workflow ``w`` an hour apart: a plain node ``a`` and a 200-item batch ``b``
+    whose item times are 5-7 ms times each scale."""
+    return [
+        tf.make_trace(
+            [tf.plain("a", 10.0), tf.batch("b", _items_ms(at, scale))],
+            workflow_name="w",
+            seed=at + 1,
+            start=tf.DEFAULT_START.replace(hour=12 + at),
+        )
+        for at, scale in enumerate(scales)
+    ]
+
+
+def test_node_table_sorts_and_comparison_calls_only_what_the_diff_calls(
     browser: Any, tmp_path: Path
 ) -> None:
-    first = tf.make_trace([tf.plain("a", 10.0), tf.plain("b", 50.0)], workflow_name="w", seed=1)
-    later = tf.make_trace(
-        [tf.plain("a", 10.0), tf.plain("b", 150.0)],
-        workflow_name="w",
-        seed=2,
-        start=tf.DEFAULT_START.replace(hour=23),
-    )
-    loaded = open_page(browser, write_report(tmp_path, [first, later]))
+    loaded = open_page(browser, write_report(tmp_path, _runs_of_w([1.0, 1.3])))
     page = loaded.page
     page.locator("#node-table th", has_text="duration").click()  # numbers: largest first
     assert page.locator("#node-table tbody td:nth-child(2)").all_text_contents() == ["b", "a"]
     page.locator("#node-table th", has_text="duration").click()
     assert page.locator("#node-table tbody td:nth-child(2)").all_text_contents() == ["a", "b"]
     assert page.locator("#compare-section").is_visible()
-    row = page.locator("#comparisons tr", has_text="b").last.all_text_contents()[0]
-    assert "3.00x" in row and "slower" in row
-    assert "50.0 ms" in page.locator("#node-table").text_content()
+    headers = page.locator("#comparisons table.comparison th").all_text_contents()
+    assert headers[1].startswith("run 2 (newest)") and headers[2].startswith("run 1")
+    row = page.locator("#comparisons table.comparison tr", has_text="b").last
+    change = row.locator("td").last
+    assert "item p95 slower" in change.text_content()
+    assert "change-slower" in change.get_attribute("class")
+    assert "200 items" in row.text_content()
+    # ``a`` took 10 ms in both runs (one run a side: untested): never "slower"
+    plain = page.locator("#comparisons table.comparison tr", has_text="a").last.locator("td").last
+    assert plain.text_content() == "no change" and "change-none" in plain.get_attribute("class")
+    assert "p=" in change.get_attribute("title")
     page.select_option("#run-select", "1")
-    assert "150.0 ms" in page.locator("#node-table").text_content()
     assert "exec-0002" in page.locator("#run-facts").text_content()
+    loaded.assert_clean()
+
+
+def test_noise_is_not_drawn_red(browser: Any, tmp_path: Path) -> None:
+    loaded = open_page(browser, write_report(tmp_path, _runs_of_w([0.45, 0.5])))
+    assert loaded.page.locator("#comparisons .change-slower").count() == 0
+    loaded.assert_clean()
+
+
+def test_history_chart_has_a_point_per_run_and_marks_where_a_change_started(
+    browser: Any, tmp_path: Path
+) -> None:
+    loaded = open_page(browser, write_report(tmp_path, _runs_of_w([1.0, 1.0, 1.0, 1.3])))
+    page = loaded.page
+    charts = page.locator('#comparisons tr[data-node="b"] svg.history-chart')
+    assert charts.count() == 2  # item p95 and error rate; no cost recorded
+    p95 = page.locator('#comparisons tr[data-node="b"] svg[data-metric="item p95"]')
+    assert p95.locator("circle.point").count() == 4 and p95.get_attribute("data-points") == "4"
+    started = p95.locator("circle.change-start")
+    assert started.count() == 1
+    assert started.locator("title").text_content().startswith("run 4: ")
+    wall = page.locator('#comparisons tr[data-node="a"] svg[data-metric="wall"]')
+    assert wall.locator("circle.point").count() == 4
     loaded.assert_clean()
 
 
@@ -359,4 +402,63 @@ def test_a_short_failed_item_among_long_successes_is_drawn_at_any_zoom(
     page.mouse.click(failed["x"] + failed["w"] / 2, failed["y"] + failed["h"] / 2)
     assert page.locator("#details-fields").get_attribute("data-index") == "30"
     page.screenshot(path=str(tmp_path / "short-failure.png"), full_page=True)
+    loaded.assert_clean()
+
+
+#: The cost ramp's lightest and darkest steps (report.js ``RAMP``), as RGB.
+RAMP_LIGHTEST, RAMP_DARKEST = (0xC6, 0xDB, 0xEF), (0x04, 0x1C, 0x42)
+
+
+def test_items_can_be_coloured_by_cost_or_tokens_and_failures_stay_marked(
+    browser: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The LLM example on the echo model (prices from the example's price file): colouring by
+    cost puts the dearest item on the darkest step and leaves the failed item red."""
+    monkeypatch.setenv("PFLOW_TRACE_PRICES", str(ROOT / "examples" / "data" / "llm-prices.json"))
+    options = pflow_trace.TraceOptions(trace_dir=tmp_path, export=resolve_export_settings("none"))
+    outcome = pflow_trace.run(str(ROOT / "examples" / "llm-batch.json"), None, options)
+    assert outcome.trace_path is not None
+    records = next(n for n in outcome.document["nodes"] if n["node_id"] == "summarise")[
+        "batch_items"
+    ]
+    costs = {r["index"]: (r.get("llm_usage") or {}).get("cost_usd") for r in records}
+    dearest = max((i for i in costs if costs[i] is not None), key=lambda i: costs[i])
+    (failed,) = [r["index"] for r in records if r["status"] == "failed"]
+    path = tmp_path / "llm.html"
+    path.write_text(render_report([read_trace(outcome.trace_path)]), encoding="utf-8")
+    loaded = open_page(browser, path)
+    page = loaded.page
+    position = {r["index"]: at for at, r in enumerate(records)}
+
+    def item_pixel(index: int) -> tuple[int, int, int]:
+        return pixel(loaded, page.evaluate(f"pflowReport.itemBox(1, {position[index]})"))
+
+    assert item_pixel(dearest) == RGB["ok"]  # by status, as before
+    page.select_option("#colour-by", "cost")
+    assert page.evaluate("pflowReport.colourBy()") == "cost"
+    assert item_pixel(dearest) == RAMP_DARKEST
+    assert item_pixel(failed) == RGB["failed"]
+    assert page.locator("#legend li[data-status=failed]").text_content() == "failed 1"
+    assert page.locator("#legend li[data-measure=cost]").count() == 1
+    cheaper = [item_pixel(i) for i in costs if costs[i] is not None and i != dearest]
+    assert all(colour != RGB["ok"] for colour in cheaper)  # every success is on the ramp
+    page.select_option("#colour-by", "tokens")
+    assert item_pixel(failed) == RGB["failed"]
+    box = page.evaluate(f"pflowReport.itemBox(1, {position[dearest]})")
+    page.mouse.click(box["x"] + box["w"] / 2, box["y"] + box["h"] / 2)
+    details = page.locator("#details-fields").text_content()
+    assert "tokens" in details and f"${costs[dearest]:.6f}" in details
+    page.select_option("#colour-by", "status")
+    assert item_pixel(dearest) == RGB["ok"]
+    loaded.assert_clean()
+
+
+def test_the_cost_control_is_disabled_for_a_run_without_llm_calls(
+    browser: Any, tmp_path: Path
+) -> None:
+    loaded = open_page(browser, write_report(tmp_path, [tf.parallel_trace()]))
+    page = loaded.page
+    assert page.locator("#colour-by option[value=cost]").is_disabled()
+    page.evaluate("pflowReport.setColourBy('cost')")
+    assert page.evaluate("pflowReport.colourBy()") == "status"
     loaded.assert_clean()

@@ -19,7 +19,6 @@ import pflow_trace
 import trace_factory as tf
 from pflow_samples import PFLOW_JSON_SAMPLE
 from pflow_trace.observe.export_settings import resolve_export_settings
-from pflow_trace.report.compare import compare_runs
 from pflow_trace.report.html import DATA_ELEMENT_ID, render_report, script_json
 from pflow_trace.report.stats import build_summary
 from pflow_trace.report.timeline import ITEM_CLASSES, build_timeline
@@ -136,25 +135,6 @@ def test_inline_blocks_are_the_only_ones_the_policy_allows(tmp_path: Path) -> No
     assert f"script-src {source(script[0])}" in policy
     assert "default-src 'none'" in policy and "connect-src 'none'" in policy
     assert "http" not in html.split(f'id="{DATA_ELEMENT_ID}"')[0].replace("http-equiv", "")
-
-
-def test_comparison_names_what_got_slower(tmp_path: Path) -> None:
-    fast = tf.make_trace([tf.plain("a", 10.0), tf.plain("b", 50.0)], workflow_name="w", seed=1)
-    slow = tf.make_trace(
-        [tf.plain("a", 10.2), tf.plain("b", 100.0)],
-        workflow_name="w",
-        seed=2,
-        start=tf.DEFAULT_START.replace(hour=22),
-    )
-    other = tf.make_trace([tf.plain("x", 1.0)], workflow_name="other", seed=3)
-    # Given newest first: the baseline is still the earliest run.
-    runs = [_read(tmp_path, n, t) for n, t in (("s.json", slow), ("f.json", fast), ("o", other))]
-    (comparison,) = compare_runs(build_summary(runs).runs)
-    assert comparison.workflow_name == "w" and comparison.runs == [1, 0]
-    by_node = {node.node_id: node for node in comparison.nodes}
-    assert by_node["a"].change == "same"
-    assert by_node["b"].change == "slower" and by_node["b"].ratio == pytest.approx(2.0)
-    assert by_node["b"].duration_ms == [50.0, 100.0]
 
 
 def test_a_real_retried_item_is_split_at_its_retry_events(tmp_path: Path) -> None:

@@ -68,3 +68,28 @@ def test_a_code_nodes_next_picks_the_edge_with_that_action() -> None:
     assert result.status == "success" and result.warnings == []
     assert set(result.nodes) == {"pick", "b"}
     assert result.nodes["pick"] == {"result": 1, "stdout": "", "stderr": ""}
+
+
+def test_a_failure_retried_by_a_loop_back_that_then_succeeds_no_longer_counts(
+    tmp_path: Any,
+) -> None:
+    """As in pflow-cli 0.16 (pflow's examples/error-handling/loop-recovery): a node that failed,
+    was routed to a step that loops back to it and then succeeded leaves the run ``success``,
+    with no warning, and its outputs readable."""
+    marker = tmp_path / "marker"
+    workflow = {
+        "ir_version": "0.1.0",
+        "nodes": [
+            shell("flaky", f"if [ -f {marker} ]; then echo ok; else touch {marker}; exit 9; fi"),
+            shell("again", "echo retrying"),
+        ],
+        "edges": [
+            {"from": "flaky", "to": "again", "action": "error"},
+            {"from": "again", "to": "flaky"},
+        ],
+        "outputs": {"said": "${flaky.stdout}"},
+    }
+    result = run_workflow(workflow)
+    assert result.status == "success" and result.error is None
+    assert result.warnings == []
+    assert result.outputs == {"said": "ok"}

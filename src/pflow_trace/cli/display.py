@@ -288,6 +288,26 @@ class NodeStatusDisplay:
                 status=batch.text(time.monotonic()),
             )
 
+    def pause(self) -> None:
+        """Take the bar down (and a timer not yet fired) while a question is asked on the
+        terminal (``run --pilot``); the batch's counts are kept."""
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            if self._progress is not None:
+                self._progress.stop()
+                self._progress = None
+
+    def resume(self) -> None:
+        """After the question: the bar comes back if the batch runs on long enough."""
+        with self._lock:
+            if self._batch is None or self.closed or not self.is_terminal:
+                return
+            self._timer = threading.Timer(PROGRESS_AFTER_S, self._start_progress)
+            self._timer.daemon = True
+            self._timer.start()
+
     def _stop_progress(self) -> None:
         """Remove the bar (and a timer not yet fired) before a status line is printed."""
         with self._lock:

@@ -211,12 +211,41 @@ resume_options = _options(_RESUME_OPTIONS)
     help="Reuse what succeeded in the run that wrote TRACE; run only the rest (docs/resume.md).",
 )
 @resume_options
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Send nothing: forecast items, time and LLM cost per node, from past runs or prompt "
+    "sizes (docs/run.md).",
+)
+@click.option(
+    "--pilot",
+    default=None,
+    metavar="K",
+    help="Each batch runs K random items first, projects the rest and asks before going on.",
+)
+@click.option(
+    "--pilot-seed",
+    default=None,
+    help="Seed (an integer) choosing --pilot's items (default: drawn).",
+)
+@click.option("--yes", "-y", is_flag=True, help="--pilot: print each projection, do not ask.")
 def run(workflow: str, assignments: tuple[str, ...], **flags: Any) -> None:
     """Run WORKFLOW with inputs given as NAME=VALUE (JSON when it parses, else text)."""
+    from pflow_trace.cli.forecast import check_forecast_flags, dry_run, pilot_plan
+
     trace = flags.pop("resume_trace")
+    check_forecast_flags(flags, resuming=trace is not None)
     request = resume_request(trace, flags) if trace is not None else None
     if request is None and _resume_choices(flags):
         raise UsageError(f"{_resume_choices(flags)[0]} is for resuming: add --resume TRACE")
+    if flags.pop("dry_run"):
+        with _invalid_as_json(enabled=flags["output_format"] == "json"):
+            if flags["prices"] is not None:
+                use_price_file(flags["prices"])
+            dry_run(workflow, assignments, flags)
+        return
+    pilot, seed, yes = flags.pop("pilot"), flags.pop("pilot_seed"), flags.pop("yes")
+    flags["pilot_plan"] = pilot_plan(pilot, seed, yes) if pilot is not None else None
     run_and_report(flags, assignments, workflow, request)
 
 
@@ -296,8 +325,13 @@ def run_and_report(
     observers: list[Any] = [tally]
     if text_mode and not flags["quiet"]:
         observers.append(_status_display(loaded, flags["no_color"]))
+        if flags.get("pilot_plan") is not None:
+            from pflow_trace.cli.forecast import pause_display_while_asking
+
+            pause_display_while_asking(flags["pilot_plan"], observers[-1])
     options = _trace_options(flags, settings, observers)
     options.resume = request
+    options.pilot = flags.get("pilot_plan")
     # Inputs are checked as the run starts: a refused one is still an "invalid" JSON answer.
     with _invalid_as_json(enabled=not text_mode), _stdout_to_stderr(enabled=not text_mode):
         if point is not None:

@@ -129,9 +129,53 @@ def _first_line(text: str) -> str:
     return one_line(text.split("\n", 1)[0], QUOTE_CHARS)
 
 
+#: A one-line ``key: value`` item, read as pflow-cli 0.16 reads it (not as a YAML mapping).
+_ONE_LINE_ITEM = re.compile(r"^(\S+?):(?:\s+(.*))?$")
+_YAML_TRUE = frozenset({"true", "True", "TRUE", "yes", "Yes", "YES", "on", "On", "ON"})
+_YAML_FALSE = frozenset({"false", "False", "FALSE", "no", "No", "NO", "off", "Off", "OFF"})
+_YAML_NULL = frozenset({"null", "Null", "NULL", "~"})
+_INTEGER = re.compile(r"^[+-]?\d+$")
+_DECIMAL = re.compile(r"^[+-]?(\d+\.\d*|\.\d+)([eE][+-]?\d+)?$")
+_DOUBLE_QUOTED_ESCAPES = {"\\": "\\", '"': '"', "n": "\n", "t": "\t", "r": "\r", "0": "\0"}
+
+
+def one_line_value(text: str) -> Any:
+    """A one-line item's value as pflow reads it: the text itself, except quoted text, a
+    ``{...}``/``[...]`` value (YAML flow style), null, YAML 1.1 booleans and plain numbers.
+    So ``- prompt: Rate this: ${x}`` is the text after the key, colons and ``#`` included."""
+    value = text.strip()
+    if not value or value in _YAML_NULL:
+        return None
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        return re.sub(
+            r"\\(.)", lambda m: _DOUBLE_QUOTED_ESCAPES.get(m.group(1), m.group(0)), value[1:-1]
+        )
+    if len(value) >= 2 and value[0] == value[-1] == "'":
+        return value[1:-1].replace("''", "'")
+    if value[0] in "\"'":
+        raise ValueError("the quoted text is never closed")
+    if value[0] in "{[":
+        return load_yaml(value)
+    if value in _YAML_TRUE or value in _YAML_FALSE:
+        return value in _YAML_TRUE
+    if _INTEGER.match(value):
+        return int(value)
+    if _DECIMAL.match(value):
+        return float(value)
+    return value
+
+
+def _item_value(text: str) -> Any:
+    """``{key: value}`` for an item: one line read as pflow reads it, more lines as YAML."""
+    one_line = _ONE_LINE_ITEM.match(text) if "\n" not in text.strip() else None
+    if one_line is None:
+        return load_yaml(text)
+    return {one_line.group(1): one_line_value(one_line.group(2) or "")}
+
+
 def _item_pair(doc: Document, item: Item) -> tuple[str, Any] | None:
     try:
-        value = load_yaml(item.text)
+        value = _item_value(item.text)
     except ValueError as exc:
         doc.problem(item.line, f"'- {_first_line(item.text)}' is not valid YAML: {exc}")
         return None

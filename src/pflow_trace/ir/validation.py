@@ -70,6 +70,8 @@ def _schema_message(error: jsonschema.ValidationError) -> str:
     path = list(error.absolute_path)
     if path[-2:-1] == ["batch"] and path[-1:] == ["items"] and error.validator == "oneOf":
         return "expected a single ${...} template or a JSON array"
+    if path[-2:-1] == ["batch"] and path[-1:] == ["key"]:
+        return f"expected a template naming each item, such as ${{item.id}}, got {error.instance!r}"
     if error.validator == "pattern" and isinstance(error.instance, str):
         if path == ["inputs"]:  # propertyNames: the bad name is the instance
             return f"input name {error.instance!r} is not an identifier (letters, digits, _ and -)"
@@ -286,9 +288,11 @@ def _edge_problems(edges: list[dict[str, Any]], scope: _Scope) -> list[str]:
 
 
 def _node_template_problems(index: int, node: dict[str, Any], scope: _Scope) -> list[str]:
-    """Alias shadowing, and templates in params and ``batch.items`` reading what they cannot.
+    """Alias shadowing, and templates in params, ``batch.items`` and ``batch.key`` reading
+    what they cannot.
 
-    Params see the batch alias; ``batch.items`` does not (it is resolved before any item).
+    Params and ``batch.key`` see the batch alias; ``batch.items`` does not (it is resolved
+    before any item).
     """
     node_id: str = node["id"]
     problems: list[str] = []
@@ -307,6 +311,9 @@ def _node_template_problems(index: int, node: dict[str, Any], scope: _Scope) -> 
     if batch is not None and isinstance(batch.get("items"), str):
         path = f"nodes[{index}].batch.items"
         problems += _template_problems(path, batch["items"], scope, node_id, alias)
+    if batch is not None and isinstance(batch.get("key"), str):  # evaluated per item: sees it
+        path = f"nodes[{index}].batch.key"
+        problems += _template_problems(path, batch["key"], scope, node_id, alias, True)
     return problems
 
 

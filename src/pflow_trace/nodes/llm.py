@@ -84,17 +84,20 @@ class LlmNode(WorkflowNode):
         for name in ("temperature", "max_tokens"):
             if params.get(name) is not None:
                 usage[name] = params[name]
-        response, attempts, retries = self._call(model, params, options, usage, secret)
+        response, attempts, retries, took_ms = self._call(model, params, options, usage, secret)
         usage.update(_response_usage(response, model.model_id, secret))
+        usage["duration_ms"] = took_ms
         usage["attempts"] = attempts
         if retries:
             usage["retries"] = retries
         text = llm_calls.scrub(response.text(), secret)
         usage["empty_response"] = not text.strip()  # a "success" that said nothing
-        outputs: dict[str, Any] = {"response": text, "prompt": params["prompt"]}
+        # In pflow's order (a batch result's keys are compared byte for byte).
+        outputs: dict[str, Any] = {"prompt": params["prompt"]}
         if params.get("system") is not None:
             outputs["system"] = params["system"]
         outputs["llm_usage"] = usage
+        outputs["response"] = text
         return outputs
 
     @staticmethod
@@ -104,8 +107,12 @@ class LlmNode(WorkflowNode):
         options: dict[str, Any],
         usage: dict[str, Any],
         secret: str | None,
-    ) -> tuple[Any, int, list[dict[str, Any]]]:
-        """The request, retried on transient failures; every failed attempt is listed."""
+    ) -> tuple[Any, int, list[dict[str, Any]], float]:
+        """The request, retried on transient failures; every failed attempt is listed.
+
+        The last number is the answered attempt's own duration in ms (request sent to answer
+        read): the provider's latency, which the runtime records as the item's ``provider_us``
+        apart from the waits between attempts and our own time."""
         policy = RetryPolicy(
             int(params.get("max_retries", DEFAULT_MAX_RETRIES)),
             float(params.get("retry_wait", DEFAULT_RETRY_WAIT_S)),
@@ -115,11 +122,13 @@ class LlmNode(WorkflowNode):
         timeout_s = float(params.get("timeout") or DEFAULT_TIMEOUT_S)
         retries: list[dict[str, Any]] = []
         for attempt in range(1, policy.max_attempts + 1):
+            started_ns = time.perf_counter_ns()
             try:
                 response = llm_calls.request(
                     model, params["prompt"], params.get("system"), options, timeout_s
                 )
-                return response, attempt, retries
+                took_ms = round((time.perf_counter_ns() - started_ns) / 1e6, 3)
+                return response, attempt, retries, took_ms
             except Exception as exc:
                 error = llm_calls.describe_failure(exc, secret)
                 failure = {

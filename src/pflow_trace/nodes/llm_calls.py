@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from pflow_trace.observe.llm_usage import TOKEN_KEYS
 from pflow_trace.observe.redaction import REDACTED, is_secret_key, normalise_key
 from pflow_trace.text import one_line
 
@@ -332,16 +333,7 @@ def token_usage(usage: Any) -> dict[str, int | None]:
     input_tokens, output_tokens = usage.input, usage.output
     details: Mapping[str, Any] = usage.details or {}
     if input_tokens is None and output_tokens is None:
-        return dict.fromkeys(
-            (
-                "input_tokens",
-                "output_tokens",
-                "total_tokens",
-                "cache_read_input_tokens",
-                "cache_creation_input_tokens",
-                "thinking_tokens",
-            ),
-        )
+        return dict.fromkeys(TOKEN_KEYS)
     input_tokens, output_tokens = input_tokens or 0, output_tokens or 0
     read = _detail(details, "prompt_tokens_details", "cached_tokens") or _detail(
         details, "cachedContentTokenCount"

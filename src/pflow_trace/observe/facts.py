@@ -103,6 +103,9 @@ class NodeExecution:
     template_resolutions: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: set by the batch layer; None for a node without ``batch``.
     batch_items: list[ItemOutcome] | None = None
+    #: each item's ``batch.key`` by index (None where it did not resolve); set by the batch
+    #: layer when the node's batch has a key, else None.
+    batch_item_keys: list[str | None] | None = None
     #: the ``llm_usage`` a node that is not a batch returned (one LLM call); None otherwise.
     #: A batch's calls are on its items.
     llm_usage: dict[str, Any] | None = None
@@ -112,6 +115,8 @@ class NodeExecution:
     retries: list[dict[str, Any]] = field(default_factory=list)
     #: the observer's own data for this execution (e.g. the trace sink's snapshot).
     observer_state: Any = None
+    #: ``--pilot``: the batch's pilot (seed, item indices, projection), as a plain dict.
+    pilot: dict[str, Any] | None = None
 
     @property
     def duration_ms(self) -> float:

@@ -79,7 +79,7 @@ class MetricDiff:
 class ItemChange:
     """One batch item matched across the runs: it began failing, stopped failing, or moved."""
 
-    #: The item's value (its preview) or its index, whichever ``NodeDiff.item_match`` says.
+    #: The item's ``batch.key``, value (its preview) or index: what ``NodeDiff.item_match`` says.
     key: str
     base_status: str | None
     new_status: str | None
@@ -102,7 +102,8 @@ class NodeDiff:
     base_status: str | None
     new_status: str | None
     batch: bool
-    #: How batch items were matched: ``value`` (their previews were unique) or ``index``.
+    #: How batch items were matched: ``key`` (their ``batch.key``), ``value`` (their previews
+    #: were unique) or ``index``; a warning says why recorded keys could not be used.
     item_match: str | None = None
     #: Items per run on each side (one number per run that ran the node).
     base_item_counts: list[int] = field(default_factory=list)

@@ -163,6 +163,10 @@ def _add_batch_facts(
         return
     movement = match_items(before.executions_items, after.executions_items, settings.top_items)
     node.item_match = movement.match
+    if movement.note is not None:
+        warnings.append(
+            f"node '{node.node_id}': {movement.note}; items matched by {movement.match} instead"
+        )
     node.newly_failing = movement.newly_failing[: settings.top_items]
     node.newly_failing_count = len(movement.newly_failing)
     node.newly_succeeding = movement.newly_succeeding[: settings.top_items]

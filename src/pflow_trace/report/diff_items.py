@@ -1,11 +1,18 @@
 """Matching a batch's items across the two sides of a diff: which began or stopped failing,
 and which moved most.
 
-Items are matched by their value when that is safe — every run on both sides recorded a
-value (its preview) for every item, and no two items of one run share one — else by their
-index. The value survives a reordered input list; the index does not, but it is all a trace
-of duplicate or hidden values (``--no-previews``) offers. Which one was used is part of the
-output (``NodeDiff.item_match``), never a guess the reader cannot see.
+Items are matched by the first of these that is safe, and the output says which
+(``NodeDiff.item_match``), never a guess the reader cannot see:
+
+1. their **key** (the workflow's ``batch.key``, recorded per item): every run on both sides
+   recorded one for every item, and no two items of one run share one;
+2. their **value** (the recorded preview), on the same terms;
+3. their **index**.
+
+A key or a value survives a reordered input list; an index does not, but it is all a trace of
+duplicate or hidden values (``--no-previews``) offers. When keys were recorded but cannot be
+used (one side has none, an item's key did not resolve, two items share one), the reason is
+given (``ItemMovement.note``) beside the fallback.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from pflow_trace.report.diff import ItemChange
 from pflow_trace.text import one_line
 from pflow_trace.tracefile.model import ITEM_FAILED, ITEM_SUCCESS, BatchItem
 
+MATCH_KEY = "key"
 MATCH_VALUE = "value"
 MATCH_INDEX = "index"
 #: Characters of an item's error kept in the diff.
@@ -28,6 +36,7 @@ ERROR_CHARS = 200
 
 
 _item_of = attrgetter("item")
+_key_of = attrgetter("key")
 _status_of = attrgetter("status")
 _duration_of = attrgetter("duration_ms")
 _FINISHED = frozenset({ITEM_SUCCESS, ITEM_FAILED})
@@ -57,11 +66,53 @@ class ItemMovement:
     newly_failing: list[ItemChange]
     newly_succeeding: list[ItemChange]
     moved_most: list[ItemChange]
+    #: Why recorded ``batch.key`` values were not used; None when they were or there were none.
+    note: str | None = None
 
 
 def match_mode(base: Sequence[list[BatchItem]], new: Sequence[list[BatchItem]]) -> str:
-    """``value`` when every execution on both sides has distinct, present values."""
-    return MATCH_INDEX if _keys_by_value(base, new) is None else MATCH_VALUE
+    """``key``, ``value`` or ``index``: the first that every execution on both sides has,
+    present and distinct, for every item."""
+    return _match_keys(base, new)[0]
+
+
+def _match_keys(
+    base: Sequence[list[BatchItem]], new: Sequence[list[BatchItem]]
+) -> tuple[str, list[list[str]], str | None]:
+    """(how items are matched, each execution's item keys with base executions first, why
+    recorded ``batch.key`` values could not be used)."""
+    keyed, note = _keys_by_key(base, new)
+    if keyed is not None:
+        return MATCH_KEY, keyed, None
+    keyed = _keys_by_value(base, new)
+    if keyed is not None:
+        return MATCH_VALUE, keyed, note
+    return MATCH_INDEX, [list(map(_index_key, items)) for items in (*base, *new)], note
+
+
+def _keys_by_key(
+    base: Sequence[list[BatchItem]], new: Sequence[list[BatchItem]]
+) -> tuple[list[list[str]] | None, str | None]:
+    """Each execution's ``batch.key`` values, or None and (when some were recorded) why not."""
+    executions = [*base, *new]
+    keyed = [list(map(_key_of, items)) for items in executions]
+    with_keys = [any(key is not None for key in keys) for keys in keyed]
+    if not any(with_keys):
+        return None, None
+    if not all(with_keys):
+        sides = [side for side, runs in (("base", base), ("new", new)) if _has_keys(runs)]
+        return None, f"batch.key is recorded only in the {sides[0]} runs"
+    missing = sum(key is None for keys in keyed for key in keys)
+    if missing:
+        return None, f"{missing} items have no batch.key (it did not resolve for them)"
+    repeated = sum(len(keys) - len(set(keys)) for keys in keyed)
+    if repeated:
+        return None, f"batch.key repeats ({repeated} items share a key with another in their run)"
+    return keyed, None  # type: ignore[return-value]
+
+
+def _has_keys(executions: Sequence[list[BatchItem]]) -> bool:
+    return any(item.key is not None for items in executions for item in items)
 
 
 def _keys_by_value(
@@ -100,13 +151,12 @@ def match_items(
 ) -> ItemMovement:
     """Every item newly failing and newly succeeding (the caller lists a few and counts all),
     and the ``top`` items whose mean duration moved most, either way."""
-    keyed = _keys_by_value(base, new)
-    mode = MATCH_VALUE if keyed is not None else MATCH_INDEX
-    if keyed is None:
-        keyed = [list(map(_index_key, items)) for items in (*base, *new)]
+    mode, keyed, note = _match_keys(base, new)
     base_keys, new_keys = keyed[: len(base)], keyed[len(base) :]
     if len(base) == 1 and len(new) == 1:
-        return _one_run_each(mode, base[0], base_keys[0], new[0], new_keys[0], top)
+        movement = _one_run_each(mode, base[0], base_keys[0], new[0], new_keys[0], top)
+        movement.note = note
+        return movement
     base_tallies = _tallies(base, base_keys)
     new_tallies = _tallies(new, new_keys)
     failing, succeeding = [], []
@@ -129,6 +179,7 @@ def match_items(
         failing,
         succeeding,
         [_change(key, base_tallies[key], new_tallies[key]) for _, key in largest],
+        note,
     )
 
 

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from pflow_trace.errors import UsageError
-from pflow_trace.report.diff import DiffSettings
+from pflow_trace.report.diff import DiffSettings, RunDiff
 from pflow_trace.report.diff_build import build_diff
 from pflow_trace.report.diff_samples import node_samples
 from pflow_trace.report.percentiles import percentile
@@ -97,8 +97,20 @@ def pick_workflow(runs: Sequence[TraceRun], workflow_name: str | None) -> list[T
     return chosen
 
 
-def build_history(runs: Sequence[TraceRun], settings: DiffSettings | None = None) -> History:
-    """The trend of every node over ``runs`` (one workflow, oldest first)."""
+def step_diffs(runs: Sequence[TraceRun], settings: DiffSettings | None = None) -> list[RunDiff]:
+    """The diff of each run against the one before it (``runs`` oldest first)."""
+    settings = settings or DiffSettings()
+    return [build_diff([runs[at - 1]], [runs[at]], settings) for at in range(1, len(runs))]
+
+
+def build_history(
+    runs: Sequence[TraceRun],
+    settings: DiffSettings | None = None,
+    steps: Sequence[RunDiff] | None = None,
+) -> History:
+    """The trend of every node over ``runs`` (one workflow, oldest first). ``steps`` are
+    :func:`step_diffs` of the same runs when the caller has them already (the report shows
+    the last one), else they are computed here."""
     settings = settings or DiffSettings()
     nodes: dict[str, NodeTrend] = {}
     for position, run in enumerate(runs):
@@ -115,8 +127,7 @@ def build_history(runs: Sequence[TraceRun], settings: DiffSettings | None = None
             trend.cost_usd.append(sum(sample.cost_per_run) if sample.cost_per_run else None)
         for trend in nodes.values():
             _pad(trend, position + 1)
-    for position in range(1, len(runs)):
-        step = build_diff([runs[position - 1]], [runs[position]], settings)
+    for position, step in enumerate(steps or step_diffs(runs, settings), start=1):
         for node in step.nodes:
             for metric in node.metrics:
                 if metric.metric in TRACKED and metric.verdict not in ("no change", "untested"):

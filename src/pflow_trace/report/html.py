@@ -3,8 +3,9 @@
 The third renderer of :class:`~pflow_trace.report.summary.ShowSummary` (after the terminal and
 ``--json``): the page embeds ``summary.to_dict()`` verbatim — the document ``show --json``
 prints — and adds only the waterfall's per-item positions from
-:mod:`pflow_trace.report.timeline` and the side-by-side figures from
-:mod:`pflow_trace.report.compare`. The browser draws; Python computes nothing twice.
+:mod:`pflow_trace.report.timeline` and, for several runs of one workflow, the ``diff`` and
+``history`` documents (:mod:`pflow_trace.report.compare`). The browser draws; Python computes
+nothing twice.
 
 Self-contained and inert by construction:
 
@@ -25,7 +26,6 @@ import base64
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import asdict
 from functools import cache
 from html import escape
 from importlib.resources import files
@@ -69,7 +69,7 @@ def render_report(
         "item_classes": list(ITEM_CLASSES),
         "summary": summary.to_dict(),
         "timelines": [_timeline_dict(timeline) for timeline in timelines],
-        "comparisons": [asdict(c) for c in compare_runs(summary.runs)],
+        "comparisons": [comparison.to_dict() for comparison in compare_runs(runs)],
     }
     names = {run.workflow_name or "(unnamed)" for run in summary.runs}
     title = f"pflow-trace report: {', '.join(sorted(names))}"

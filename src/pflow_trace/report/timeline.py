@@ -21,6 +21,7 @@ from datetime import datetime
 from itertools import compress, repeat
 from operator import attrgetter, gt, is_not
 
+from pflow_trace.observe.llm_usage import call_cost, call_total_tokens
 from pflow_trace.report.batch_stats import PREVIEW_CHARS
 from pflow_trace.report.summary import RunSummary
 from pflow_trace.text import preview
@@ -78,6 +79,13 @@ class ItemColumns:
     time_us: list[tuple[int, int, int, int] | None] = field(default_factory=list)
     #: The provider's reported latency in µs per item (None when unknown); empty when none.
     provider_us: list[int | None] = field(default_factory=list)
+    #: Each item's ``batch.key`` (None where it has none); empty when no item has one.
+    key: list[str | None] = field(default_factory=list)
+    #: Each item's LLM tokens (input + output) and cost in US dollars (None: no call, or a
+    #: price unknown); both empty when no item made an LLM call. The waterfall can colour
+    #: items by either instead of by status.
+    tokens: list[int | None] = field(default_factory=list)
+    cost_usd: list[float | None] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -197,6 +205,9 @@ def _item_columns(
     errors, error_codes = _error_columns(list(map(get["error"], items)))
     splits = list(map(get["time_us"], items))
     providers = list(map(get["provider_us"], items))
+    keys = list(map(get["key"], items))
+    usages = list(map(get["llm_usage"], items))
+    any_usage = usages.count(None) != count
     marks = {}
     if retry_ms:
         marks = {at: retry_ms[s] for at, s in enumerate(span_ids) if s in retry_ms}
@@ -220,6 +231,9 @@ def _item_columns(
         lane_labels=lane_labels,
         time_us=splits if splits.count(None) != count else [],
         provider_us=providers if providers.count(None) != count else [],
+        key=keys if keys.count(None) != count else [],
+        tokens=[call_total_tokens(u) if u else None for u in usages] if any_usage else [],
+        cost_usd=[call_cost(u) if u else None for u in usages] if any_usage else [],
     )
 
 

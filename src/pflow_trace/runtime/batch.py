@@ -11,7 +11,7 @@ to :class:`~pflow_trace.runtime.item_life.ItemRecords`.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from pflow_trace.engine import RetryPolicy
@@ -25,11 +25,14 @@ from pflow_trace.ir.templates import (
 from pflow_trace.nodes.base import NodeFailure, has_async_path
 from pflow_trace.observe import conventions as conv
 from pflow_trace.observe.facts import ItemOutcome
+from pflow_trace.runtime import interrupts
+from pflow_trace.runtime.batch_keys import item_keys
 from pflow_trace.runtime.batch_output import build_batch_output
 from pflow_trace.runtime.context import current_execution
 from pflow_trace.runtime.executors.threads import ThreadsExecutor
 from pflow_trace.runtime.item_life import BatchWork, ItemExecutor, ItemLife, ItemRecords
 from pflow_trace.runtime.layers import LayerWrapper, innermost
+from pflow_trace.runtime.pilot import PilotDeclined
 from pflow_trace.runtime.resume import NodeVisit, current_visit
 
 ErrorHandling = Literal["fail_fast", "continue"]
@@ -54,6 +57,8 @@ class BatchConfig:
     error_handling: ErrorHandling = "fail_fast"
     #: Where items run: threads (this process), processes or dask (runtime/executors).
     executor: str = "threads"
+    #: The ``key`` template naming each item (runtime/batch_keys.py); None: items have no key.
+    key: str | None = None
 
     @classmethod
     def from_ir(cls, block: dict[str, Any], executor: str = "threads") -> BatchConfig:
@@ -66,6 +71,7 @@ class BatchConfig:
             retry_wait=float(block.get("retry_wait", 0)),
             error_handling=block.get("error_handling", "fail_fast"),
             executor=executor,
+            key=block.get("key"),
         )
 
     @property
@@ -93,6 +99,7 @@ class BatchNode(LayerWrapper):
         # The schema allows blanks around a whole-value ``${...}``; keep it whole (a list).
         items = config.items.strip() if isinstance(config.items, str) else config.items
         self.compiled_items = compile_value(items)
+        self.compiled_key = compile_value(config.key) if config.key is not None else None
         self.life = ItemLife(run, node_id, node_type, config.alias, config.retry)
         #: Whether the node type declares an async path: a parallel batch then runs on async lanes.
         self.async_path = has_async_path(type(innermost(inner)))
@@ -160,6 +167,11 @@ class BatchNode(LayerWrapper):
         execution = current_execution.get()
         if execution is not None:
             execution.batch_items = outcomes  # filled live: an interrupted run keeps them
+            if self.compiled_key is not None:
+                redactor = self.run_context.sanitizer.redactor
+                execution.batch_item_keys = item_keys(
+                    self.compiled_key, config.alias, items, shared, redactor
+                )
         records = ItemRecords(len(items), outcomes, config.error_handling == "fail_fast")
         visit = current_visit.get()
         records.notify = self._notify(records, visit)
@@ -169,13 +181,45 @@ class BatchNode(LayerWrapper):
             to_run,
         )  # fmt: skip
         try:
-            self.executor().run_items(work)
+            rest = self._run_pilot(work, visit)
+            if rest is not None:
+                self.executor().run_items(rest)
         finally:
             outcomes.sort(key=lambda outcome: outcome.index)
             output = shared[self.node_id] = build_batch_output(
                 config, items, outcomes, records.results
             )
         return output
+
+    def _run_pilot(self, work: BatchWork, visit: NodeVisit | None) -> BatchWork | None:
+        """``--pilot K`` (``runtime/pilot.py``): run K random items of those to run, hand the
+        projection of the others to the plan's ``confirm``, and return the work left (None: a
+        failure under ``fail_fast`` already stopped the batch). Without a pilot, or with no
+        more than K items, the work is returned untouched."""
+        pilot = self.run_context.pilot
+        if pilot is None:
+            return work
+        candidates = list(work.to_run)
+        if len(candidates) <= pilot.k:
+            return work
+        chosen = pilot.choose(self.node_id, visit.visit if visit is not None else 1, candidates)
+        self.executor().run_items(replace(work, indices=chosen))
+        if work.records.stop.is_set():
+            return None
+        picked = set(chosen)
+        outcomes = [outcome for outcome in work.records.outcomes if outcome.index in picked]
+        projection = pilot.project(self.node_id, chosen, outcomes, len(candidates), work.lanes)
+        execution = current_execution.get()
+        if execution is not None:
+            execution.pilot = projection.as_dict()
+        interrupts.enter_interruptible()  # Ctrl-C at the question stops the run
+        try:
+            go_on = pilot.confirm(projection)
+        finally:
+            interrupts.leave_interruptible()
+        if not go_on:
+            raise PilotDeclined(self.node_id)
+        return replace(work, indices=[index for index in candidates if index not in picked])
 
     def _check(self, output: dict[str, Any]) -> None:
         """Fail the node as pflow-cli 0.16 does: at the first failed item under ``fail_fast``;

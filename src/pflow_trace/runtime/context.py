@@ -79,6 +79,9 @@ class RunContext:
     memory: Memory | None = None
     #: Links for the root span: the root of the run this one resumes.
     root_links: tuple[Any, ...] = ()
+    #: ``--pilot K``: each batch runs K random items first and asks before the rest
+    #: (:class:`~pflow_trace.runtime.pilot.PilotPlan`); None: batches run straight through.
+    pilot: Any = None
 
     @property
     def recording(self) -> bool:

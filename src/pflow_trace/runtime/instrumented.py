@@ -129,6 +129,7 @@ class InstrumentedNode(LayerWrapper):
             action = self._run_or_reuse(shared, span, visit)
             self._check_action(action)
             execution.success = True
+            self._forget_routed_failure()
             # A node's own LLM call (a batch's are per item); a reused one cost nothing now.
             if execution.batch_items is None and (visit is None or visit.reused_node() is None):
                 self._record_llm_call(span, execution, shared.get(self.node_id), None)
@@ -166,14 +167,26 @@ class InstrumentedNode(LayerWrapper):
         run = self.run_context
         record_llm_call(span, usage, outputs, run.sanitizer, run.capture_llm_content)
 
+    def _forget_routed_failure(self) -> None:
+        """A node that failed, was routed around and then ran again with success (a graph
+        loop back to it): as in pflow, that failure no longer counts, so neither its warning
+        nor a declared output reading the node fails or degrades the run."""
+        run = self.run_context
+        if self.node_id not in run.routed_failures:
+            return
+        run.routed_failures.discard(self.node_id)
+        said = self._routed_warning_start()
+        run.recovered[:] = [line for line in run.recovered if not line.startswith(said)]
+
+    def _routed_warning_start(self) -> str:
+        return f"node '{self.node_id}' failed; on-error routed to "
+
     def _route_failure(self, shared: Any, handler: Any) -> str:
         """Hand the failure to the ``error`` successor: drop the namespace, note it, route."""
         shared.pop(self.node_id, None)
         self.run_context.routed_failures.add(self.node_id)
         target = getattr(handler, "node_id", "?")
-        self.run_context.recovered.append(
-            f"node '{self.node_id}' failed; on-error routed to '{target}'"
-        )
+        self.run_context.recovered.append(f"{self._routed_warning_start()}'{target}'")
         return ERROR_ACTION
 
 

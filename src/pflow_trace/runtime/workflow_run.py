@@ -34,6 +34,7 @@ from pflow_trace.nodes.base import reset_cancellation
 from pflow_trace.nodes.registry import NodeRegistry
 from pflow_trace.observe import conventions as conv
 from pflow_trace.observe.facts import RunRecord
+from pflow_trace.runtime.auto_output import auto_output
 from pflow_trace.runtime.compiler import compile_workflow
 from pflow_trace.runtime.context import RunContext
 from pflow_trace.runtime.executors.executor_set import ExecutorSet
@@ -99,8 +100,11 @@ def declared_outputs(
     say why, with the close key when there is one), except a ``??`` chain none of whose
     nodes ran (branches that were not taken), which is left out. An output whose value is
     null is left out too: pflow writes nothing for it. ``failed`` names the nodes that failed
-    and were routed around: their namespaces are gone, but they did run.
+    and were routed around: their namespaces are gone, but they did run. A workflow that
+    declares no outputs has the one value pflow shows for it (``auto_output``).
     """
+    if not workflow.get("outputs"):  # nothing declared: the value pflow shows instead
+        return auto_output(shared), []
     outputs: dict[str, Any] = {}
     problems: list[str] = []
     for name, template in (workflow.get("outputs") or {}).items():

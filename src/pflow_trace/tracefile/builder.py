@@ -174,6 +174,8 @@ class TraceDocumentBuilder(RunObserver):
                 event["batch_time_us"] = time_us
             if self.resumed_from is not None:
                 self._count_resumed(execution.batch_items)
+        if execution.pilot is not None:
+            event["pilot"] = execution.pilot
         llm_usage = self._llm_usage(execution)
         if llm_usage is not None:
             event["llm_usage"] = llm_usage
@@ -224,6 +226,7 @@ class TraceDocumentBuilder(RunObserver):
             return records, None
         batch_start = min(outcome.start_ns for outcome in outcomes)
         with_place = any(map(attrgetter("place"), outcomes))
+        keys = execution.batch_item_keys
         waits_ns = lane_waits_ns(outcomes, batch_start)
         splits: list[list[int]] = []
         providers: list[int] = []
@@ -231,6 +234,8 @@ class TraceDocumentBuilder(RunObserver):
             block = outcomes[start : start + _ITEMS_PER_BLOCK]
             block_records = self._item_records(block, batch_start, with_place)
             for record, outcome in zip(block_records, block, strict=True):
+                if keys is not None:  # the node's batch has a key: every record carries one
+                    record["key"] = keys[outcome.index] if outcome.index < len(keys) else None
                 if outcome.split_ns is not None:
                     parts = item_time_us(outcome, outcome.split_ns, waits_ns[outcome.index])
                     record["time_us"] = parts
@@ -409,8 +414,12 @@ def _hide_late_secrets(
 
 
 def _hide_in_item(item: dict[str, Any], strings: Any) -> dict[str, Any]:
-    """One ``batch_items`` record with its preview and error hidden where they hold secrets."""
-    return {**item, "item": strings(item["item"]), "error": strings(item["error"])}
+    """One ``batch_items`` record with its preview, key and error hidden where they hold
+    secrets."""
+    hidden = {**item, "item": strings(item["item"]), "error": strings(item["error"])}
+    if "key" in item:
+        hidden["key"] = strings(item["key"])
+    return hidden
 
 
 def _hide_in_row(row: list[Any], strings: Any) -> list[Any]:

@@ -8,7 +8,9 @@ below here".
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +19,10 @@ from pflow_trace.errors import TraceReadError
 from pflow_trace.text import terminal_safe
 
 ENV_TRACE_DIR = "PFLOW_TRACE_DIR"
+#: How much of a file :func:`workflow_name_hint` looks at: our traces name the workflow in
+#: their first few hundred bytes.
+NAME_HINT_BYTES = 4096
+_NAME_FIELD = re.compile(rb'"workflow_name"\s*:\s*("(?:[^"\\]|\\.)*")')
 DEFAULT_TRACE_DIR = Path("~/.pflow-trace/traces")
 TRACE_SUFFIXES = (".json", ".jsonl")
 
@@ -116,3 +122,24 @@ def resolve_trace_sources(
         else:
             raise TraceReadError(f"{path}: no such file")
     return files
+
+
+def workflow_name_hint(path: Path) -> str | None:
+    """The workflow a trace file names near its start, read from its first few KB; None when
+    the head does not say (pflow's formats, a file that is no trace): read it whole to know.
+
+    Lets a command that wants one workflow's runs (``run --dry-run``) skip the others without
+    parsing every trace in the directory."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(NAME_HINT_BYTES)
+    except OSError:
+        return None
+    found = _NAME_FIELD.search(head)
+    if found is None:
+        return None
+    try:
+        name = json.loads(found.group(1))
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return name if isinstance(name, str) else None

@@ -68,6 +68,8 @@ class BatchItem:
     time_us: tuple[int, int, int, int] | None = None
     #: The provider's latency the node reported (``http``, ``llm``), in µs; None when unknown.
     provider_us: int | None = None
+    #: The item's ``batch.key`` (our format, batches with a key); None when it has none.
+    key: str | None = None
 
 
 @dataclass(slots=True)

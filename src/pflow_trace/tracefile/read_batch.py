@@ -144,6 +144,18 @@ def attach_time_split(items: list[BatchItem], raw_items: list[Any]) -> None:
             item.provider_us = provider
 
 
+def attach_keys(items: list[BatchItem], raw_items: list[Any]) -> None:
+    """Give each item its ``batch.key`` when the batch recorded keys (an optional field: older
+    traces and batches without a key lack it). A key that is not text is left out."""
+    records = [raw for raw in raw_items if raw.__class__ is dict]
+    if len(records) != len(items) or "key" not in records[0]:
+        return
+    for item, raw in zip(items, records, strict=True):
+        key = raw.get("key")
+        if key.__class__ is str:
+            item.key = key
+
+
 def llm_call_of(record: dict[str, Any]) -> dict[str, Any] | None:
     """The LLM call a trace record carries, in any format; None when it has none.
 

@@ -35,6 +35,7 @@ from pflow_trace.tracefile.model import (
     TraceRun,
 )
 from pflow_trace.tracefile.read_batch import (
+    attach_keys,
     attach_llm_usage,
     attach_time_split,
     batch_info,
@@ -262,6 +263,8 @@ def _node_from_document(raw: dict[str, Any]) -> TraceNode:
             attach_llm_usage(batch.items, raw_items)
         if batch.items and isinstance(raw_items, list) and "batch_time_us" in raw:
             attach_time_split(batch.items, raw_items)
+        if batch.items and isinstance(raw_items, list):
+            attach_keys(batch.items, raw_items)
     else:  # ours writes the call on the event; pflow's 1.2.0 only in the node's output
         llm_usage = llm_call_of(raw) or (llm_call_of(output) if isinstance(output, dict) else None)
     return TraceNode(

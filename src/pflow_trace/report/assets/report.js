@@ -16,6 +16,14 @@
   // every other item: one 0.5 ms failure among 10 s successes stays visible at any zoom.
   const MARK_MIN_W = 4;
   const EMPHASISED = CLASSES.map((name) => name === "failed" || name === "retried" || name === "interrupted");
+  // Colouring by LLM cost or tokens: successes take a step of RAMP (light: least, dark: most,
+  // linear from 0 to the run's largest); an item with no value (no call, a price unknown) is
+  // grey; failed, retried and interrupted items keep their status colour, drawn above.
+  const RAMP = ["#c6dbef", "#9ecae1", "#6baed6", "#4292c6", "#2171b5", "#08519c", "#08306b", "#041c42"];
+  const NO_VALUE = CLASSES.length; // drawing key of an item with no value in the measure
+  const KEY_COLOURS = ITEM_COLOURS.concat([colour("skipped")], RAMP);
+  const MEASURES = { cost: "cost_usd", tokens: "tokens" };
+  let colourBy = "status";
   const byId = (id) => document.getElementById(id);
   let current = 0; // the run shown
   let state = null; // per-run drawing state, built by prepare()
@@ -144,7 +152,34 @@
       }
     }
     return { timeline: timeline, rows: rows, height: y + PAD, endMs: endMs || 1,
-      t0: 0, t1: (endMs || 1) * 1.02, selected: null };
+      t0: 0, t1: (endMs || 1) * 1.02, selected: null, measureMax: measureMaxima(timeline) };
+  }
+
+  function measureMaxima(timeline) {
+    // The largest value of each measure over the run's items; null when no item has one.
+    const maxima = {};
+    for (const name in MEASURES) {
+      let top = null;
+      for (const node of timeline.nodes) {
+        const values = node.items ? node.items[MEASURES[name]] : null;
+        if (!values) continue;
+        for (const v of values) if (v !== null && (top === null || v > top)) top = v;
+      }
+      maxima[name] = top;
+    }
+    return maxima;
+  }
+
+  function measureOf(items) { // the chosen measure's column, or null when colouring by status
+    return colourBy === "status" ? null : (items[MEASURES[colourBy]] || []);
+  }
+
+  function rampKey(values, i) {
+    const v = values.length ? values[i] : null;
+    if (v === null || v === undefined) return NO_VALUE;
+    const top = state.measureMax[colourBy];
+    const step = top > 0 ? Math.min(RAMP.length - 1, Math.floor((v / top) * RAMP.length)) : 0;
+    return NO_VALUE + 1 + step;
   }
 
   // -- waterfall: drawing ----------------------------------------------------------------
@@ -242,10 +277,11 @@
     // pixels so its colour is not blended away.
     const d = node.draw, items = node.items, t0 = state.t0, x1max = LABEL_W + plotW();
     const margin = emphasised ? MARK_MIN_W : 0; // a widened mark may reach into view
+    const values = emphasised ? null : measureOf(items); // marks keep their status colour
     let runStatus = -1, runX0 = 0, runX1 = 0, runY = 0; // the rectangle being grown
     const flush = () => {
       if (runStatus < 0) return;
-      ctx.fillStyle = ITEM_COLOURS[runStatus];
+      ctx.fillStyle = KEY_COLOURS[runStatus];
       const w = runX1 - runX0;
       if (emphasised && w < MARK_MIN_W) {
         ctx.fillRect(Math.round((runX0 + runX1 - MARK_MIN_W) / 2), runY, MARK_MIN_W, LANE_H - 2);
@@ -263,12 +299,13 @@
         const x0 = LABEL_W + (d.start[i] - t0) * scale, x1 = LABEL_W + (d.end[i] - t0) * scale;
         if (x1 < LABEL_W - margin || x0 > x1max + margin) continue;
         drawn[status]++;
-        if (status === runStatus && x1 - x0 < 1.5 && x0 - runX1 < 0.5) { // sub-pixel items only
+        const key = values === null ? status : rampKey(values, i);
+        if (key === runStatus && x1 - x0 < 1.5 && x0 - runX1 < 0.5) { // sub-pixel items only
           if (x1 > runX1) runX1 = x1;
           continue;
         }
         flush();
-        runStatus = status; runX0 = x0; runX1 = x1; runY = y;
+        runStatus = key; runX0 = x0; runX1 = x1; runY = y;
       }
       flush();
     }
@@ -376,6 +413,7 @@
       ["start", ms(node.draw.start[i])], ["duration", ms(items.duration_ms[i])],
       [items.lane_labels.length ? "worker" : "lane",
         items.lane_labels.length ? items.lane_labels[items.lane[i]] : items.lane[i]]);
+    if (items.key.length) fields.splice(3, 0, ["key", items.key[i]]); // after the item: batch.key
     const marks = items.retry_ms[String(i)];
     if (marks) fields.push(["retries at", marks.map(ms).join(", ") + " after the item started"]);
     const split = items.time_us.length ? items.time_us[i] : null;
@@ -385,6 +423,9 @@
     }
     const provider = items.provider_us.length ? items.provider_us[i] : null;
     if (provider !== null) fields.push(["provider", ms(provider / 1000) + " (inside attempts)"]);
+    if (items.tokens.length && items.tokens[i] !== null) {
+      fields.push(["tokens", items.tokens[i]], ["cost", usd(items.cost_usd[i])]);
+    }
     fields.push(["error", error], ["span id", items.span_id[i]]);
     return { title: "Item " + orDash(items.index[i]) + " of " + node.node_id, fields: fields,
       span: items.span_id[i], trace: run.trace_id };
@@ -462,6 +503,7 @@
   byId("zoom-in").addEventListener("click", () => zoom(0.5));
   byId("zoom-out").addEventListener("click", () => zoom(2));
   byId("zoom-fit").addEventListener("click", fit);
+  byId("colour-by").addEventListener("change", (event) => setColourBy(event.target.value));
   document.addEventListener("keydown", (event) => {
     if (event.target instanceof HTMLInputElement || event.target instanceof HTMLSelectElement) return;
     if (event.key === "+" || event.key === "=") zoom(0.5);
@@ -470,10 +512,14 @@
   });
   window.addEventListener("resize", () => { resize(); draw(); });
 
+  function usd(value) { return value === null || value === undefined ? "price unknown" : "$" + value.toFixed(6); }
+
   function renderLegend() {
     const legend = byId("legend");
     legend.replaceChildren();
+    if (colourBy !== "status") renderRampLegend(legend);
     CLASSES.forEach((name, at) => {
+      if (colourBy !== "status" && !EMPHASISED[at]) return; // successes are on the ramp
       let count = 0;
       for (const node of state.timeline.nodes) if (node.draw) count += node.draw.byStatus[at].length;
       const li = el("li");
@@ -483,6 +529,43 @@
       li.dataset.status = name;
       legend.appendChild(li);
     });
+  }
+
+  function renderRampLegend(legend) {
+    // The ramp from the least to the most, then the items with no value in the measure.
+    const top = state.measureMax[colourBy], fmt = colourBy === "cost" ? usd : String;
+    const li = el("li");
+    li.dataset.measure = colourBy;
+    li.append(el("span", (colourBy === "cost" ? "LLM cost" : "tokens") + " " + fmt(0)));
+    for (const shade of RAMP) {
+      const swatch = el("span", null, "swatch ramp");
+      swatch.style.background = shade;
+      li.append(swatch);
+    }
+    li.append(el("span", fmt(top)));
+    legend.appendChild(li);
+    let none = 0;
+    for (const node of state.timeline.nodes) {
+      if (!node.items) continue;
+      const values = node.items[MEASURES[colourBy]] || [];
+      for (let i = 0; i < node.items.status.length; i++) {
+        if (!EMPHASISED[node.items.status[i]] && (!values.length || values[i] === null)) none++;
+      }
+    }
+    const rest = el("li");
+    const swatch = el("span", null, "swatch");
+    swatch.style.background = KEY_COLOURS[NO_VALUE];
+    rest.append(swatch, el("span", (colourBy === "cost" ? "no cost " : "no tokens ") + none));
+    rest.dataset.status = "none";
+    legend.appendChild(rest);
+  }
+
+  function setColourBy(name) {
+    // Status, or an LLM measure the run has; anything else falls back to status.
+    colourBy = name in MEASURES && state.measureMax[name] !== null ? name : "status";
+    byId("colour-by").value = colourBy;
+    renderLegend();
+    draw();
   }
 
   // -- tables ------------------------------------------------------------------------------
@@ -580,26 +663,175 @@
     return block;
   }
 
+  // -- comparison: the diff model of the newest run against the one before it ---------------
+  // Every verdict is the diff's (report/diff_build.py): a change is drawn as slower, faster,
+  // costlier... only when the diff called it; the script decides nothing of its own.
+  const METRIC_LABELS = {
+    wall_ms: "wall", p50_ms: "item p50", p95_ms: "item p95", p99_ms: "item p99",
+    error_rate: "errors", retry_rate: "retries", tokens_per_call: "tokens/call", cost_usd: "cost",
+  };
+  function signed(value, text) { return (value > 0 ? "+" : value < 0 ? "\u2212" : "") + text; }
+  function metricChange(m) {
+    if (m.change === null) return "-";
+    let text;
+    if (m.metric.endsWith("_ms")) text = signed(m.change, ms(Math.abs(m.change)));
+    else if (m.metric.endsWith("_rate")) text = signed(m.change, (Math.abs(m.change) * 100).toFixed(1) + " pts");
+    else if (m.metric === "cost_usd") text = signed(m.change, "$" + Math.abs(m.change).toFixed(4));
+    else text = signed(m.change, Math.abs(m.change).toFixed(1));
+    if (m.change_relative !== null) text += " (" + signed(m.change_relative, pct(Math.abs(m.change_relative))) + ")";
+    return text;
+  }
+  function metricFigure(m, value) {
+    if (value === null) return "-";
+    if (m.metric.endsWith("_ms")) return ms(value);
+    if (m.metric.endsWith("_rate")) return pct(value);
+    if (m.metric === "cost_usd") return "$" + value.toFixed(4);
+    return value.toFixed(1);
+  }
+  function metricDetail(m) {
+    const test = m.p_value === null ? "untested" : m.test + " p=" + m.p_value.toPrecision(2) +
+      (m.significant ? ", significant" : ", not significant");
+    return METRIC_LABELS[m.metric] + ": " + metricFigure(m, m.base) + " \u2192 " +
+      metricFigure(m, m.new) + " " + metricChange(m) + "; " + test + "; " + m.verdict;
+  }
+  function changeCell(node) {
+    // [sort value, text, class]; the cell lists the diff's called changes, else "no change".
+    const called = node.metrics.filter((m) => m.verdict !== "no change" && m.verdict !== "untested");
+    if (node.presence !== "both") return [null, node.presence, "change-none"];
+    const failing = node.newly_failing_count ? ", " + node.newly_failing_count + " newly failing" : "";
+    if (!called.length) return [0, "no change" + failing, failing ? "change-slower" : "change-none"];
+    const text = called.map((m) => METRIC_LABELS[m.metric] + " " + m.verdict + " " + metricChange(m)).join("; ");
+    const worse = called.some((m) => m.regression) || failing;
+    return [called.length, text + failing, worse ? "change-slower" : "change-faster"];
+  }
+  function nodeInRun(at, nodeId) {
+    const found = DATA.summary.runs[at].nodes.filter((n) => n.node_id === nodeId);
+    if (!found.length) return null;
+    const duration = found.some((n) => n.duration_ms === null) ? null :
+      found.reduce((sum, n) => sum + n.duration_ms, 0);
+    const batches = found.filter((n) => n.batch);
+    const items = batches.length ? batches.reduce((sum, n) => sum + (n.batch.count || 0), 0) : null;
+    return { duration: duration, items: items };
+  }
+  function runCell(at, nodeId) {
+    const seen = nodeInRun(at, nodeId);
+    if (!seen) return cell(null, "not run");
+    const text = ms(seen.duration) + (seen.items === null ? "" : " \u00b7 " + seen.items + " items");
+    return cell(seen.duration, text);
+  }
+  function comparisonTable(comparison) {
+    const runs = DATA.summary.runs, diff = comparison.diff;
+    const clock = (at) => (runs[at].start_time ? " \u00b7 " + runs[at].start_time.slice(11, 19) : "");
+    const label = (at, position) => "run " + (at + 1) + (position === 0 ? " (newest)" : "") + clock(at);
+    const columns = [["node", 0]].concat(comparison.runs.map((at, position) => [label(at, position), 1]),
+      [["newest against run " + (comparison.base_run + 1), 0]]);
+    const rows = diff.nodes.map((node) => {
+      const change = changeCell(node);
+      return [cell(node.node_id)].concat(comparison.runs.map((at) => runCell(at, node.node_id)), [change]);
+    });
+    rows.unshift([cell("(whole run)")].concat(comparison.runs.map((at) =>
+      cell(runs[at].duration_ms, ms(runs[at].duration_ms) + " \u00b7 " + orDash(runs[at].final_status))),
+    [cell(null, "")]));
+    const table = el("table", null, "sortable comparison");
+    table.append(el("thead"), el("tbody"));
+    sortable(table, columns, rows);
+    // Each node's change cell explains itself: every figure, its test and the verdict.
+    const nodesById = {};
+    for (const node of diff.nodes) nodesById[node.node_id] = node;
+    for (const line of table.tBodies[0].rows) {
+      const node = nodesById[line.cells[0].textContent];
+      if (node && line.cells[0].textContent !== "(whole run)") {
+        line.lastElementChild.title = node.metrics.map(metricDetail).join("\n");
+      }
+    }
+    return table;
+  }
+
+  // -- history chart: one small SVG per node and figure, oldest run on the left --------------
+  const SVG_NS = "http://www.w3.org/2000/svg";
+  const CHART_W = 180, CHART_H = 44, CHART_PAD = 5;
+  function svg(tag, attributes) {
+    const node = document.createElementNS(SVG_NS, tag);
+    for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, String(value));
+    return node;
+  }
+  function chart(name, values, format, startedAt, runLabel) {
+    const known = values.filter((v) => v !== null);
+    const box = svg("svg", { width: CHART_W, height: CHART_H, viewBox: "0 0 " + CHART_W + " " + CHART_H,
+      role: "img", class: "history-chart" });
+    box.dataset.metric = name;
+    box.dataset.points = String(known.length);
+    box.appendChild(svg("title", {})).textContent = name + ": " + values.map(format).join(", ");
+    const low = Math.min(...known), high = Math.max(...known), span = high - low;
+    const x = (at) => CHART_PAD + (values.length > 1 ? at * (CHART_W - 2 * CHART_PAD) / (values.length - 1) : 0);
+    const y = (v) => CHART_H - CHART_PAD - (span > 0 ? (v - low) / span : 0.5) * (CHART_H - 2 * CHART_PAD);
+    const points = values.map((v, at) => (v === null ? null : [x(at), y(v)])).filter((p) => p);
+    if (points.length > 1) {
+      box.appendChild(svg("polyline", { points: points.map((p) => p.join(",")).join(" "),
+        fill: "none", stroke: colour("node"), "stroke-width": 1.5 }));
+    }
+    values.forEach((v, at) => {
+      if (v === null) return;
+      const started = at === startedAt;
+      const dot = svg("circle", { cx: x(at), cy: y(v), r: started ? 4 : 2.5, class: "point" + (started ? " change-start" : ""),
+        fill: started ? colour("failed") : colour("node") });
+      dot.appendChild(svg("title", {})).textContent = runLabel(at) + ": " + format(v);
+      box.appendChild(dot);
+    });
+    return box;
+  }
+  function historyBlock(comparison) {
+    const history = comparison.history;
+    const block = el("details", null, "history");
+    block.open = true;
+    block.appendChild(el("summary", "history: " + history.runs.length + " runs, oldest on the left"));
+    const table = el("table", null, "history-table");
+    const head = el("tr");
+    for (const title of ["node", "time", "errors", "cost"]) head.appendChild(el("th", title));
+    table.appendChild(el("thead")).appendChild(head);
+    const body = table.appendChild(el("tbody"));
+    const dollars = (v) => (v === null ? "-" : "$" + v.toFixed(4));
+    // The history is oldest first: its run ``at`` is the page's run comparison.runs[last - at].
+    const runLabel = (at) => "run " + (comparison.runs[comparison.runs.length - 1 - at] + 1);
+    for (const node of history.nodes) {
+      const line = el("tr");
+      line.dataset.node = node.node_id;
+      line.appendChild(el("td", node.node_id, "cell-text"));
+      const started = (metric) => { const step = node.steps.find((s) => s.metric === metric); return step ? step.run : -1; };
+      const timeMetric = node.batch ? "p95_ms" : "wall_ms";
+      const figures = [[node.batch ? "item p95" : "wall", node[timeMetric], ms, timeMetric],
+        ["error rate", node.error_rate, pct, "error_rate"], ["cost", node.cost_usd, dollars, "cost_usd"]];
+      for (const [name, values, format, metric] of figures) {
+        const td = el("td");
+        const known = values.filter((v) => v !== null);
+        if (known.length) {
+          td.appendChild(chart(name, values, format, started(metric), runLabel));
+          td.appendChild(el("span", "latest " + format(known[known.length - 1]), "dim chart-note"));
+        } else {
+          td.appendChild(el("span", "-", "dim"));
+        }
+        line.appendChild(td);
+      }
+      body.appendChild(line);
+    }
+    block.appendChild(table);
+    return block;
+  }
+
   function renderComparisons() {
     const holder = byId("comparisons");
     holder.replaceChildren();
-    const runs = DATA.summary.runs;
     byId("compare-section").hidden = DATA.comparisons.length === 0;
     for (const comparison of DATA.comparisons) {
-      holder.appendChild(el("h3", comparison.workflow_name + ": " + comparison.runs.length + " runs"));
-      const label = (at) => "run " + (at + 1) + " " + orDash(runs[at].start_time);
-      const columns = [["node", 0]].concat(comparison.runs.map((at) => [label(at), 1]),
-        [["newest / oldest", 1], ["change", 0]]);
-      const rows = comparison.nodes.map((node) => [cell(node.node_id)].concat(
-        node.duration_ms.map((d) => cell(d, ms(d))),
-        [cell(node.ratio, node.ratio == null ? "-" : num(node.ratio, 2) + "x"),
-          cell(node.change, orDash(node.change), "change-" + node.change)]));
-      rows.unshift([cell("(whole run)")].concat(comparison.run_duration_ms.map((d) => cell(d, ms(d))),
-        [cell(null), cell(null)]));
-      const table = el("table", null, "sortable");
-      table.append(el("thead"), el("tbody"));
-      sortable(table, columns, rows);
-      holder.appendChild(table);
+      const wrap = el("div", null, "workflow-comparison");
+      wrap.appendChild(el("h3", comparison.workflow_name + ": " + comparison.runs.length +
+        " runs, newest first; run " + (comparison.new_run + 1) + " against run " + (comparison.base_run + 1)));
+      const warnings = el("ul", null, "notes comparison-warnings");
+      for (const warning of comparison.diff.warnings) warnings.appendChild(el("li", "warning: " + warning));
+      if (warnings.children.length) wrap.appendChild(warnings);
+      wrap.appendChild(comparisonTable(comparison));
+      wrap.appendChild(historyBlock(comparison));
+      holder.appendChild(wrap);
     }
   }
 
@@ -612,6 +844,11 @@
     renderHeader(run, timeline);
     state = prepare(timeline);
     resize();
+    for (const option of byId("colour-by").options) {
+      option.disabled = option.value !== "status" && state.measureMax[option.value] === null;
+    }
+    if (colourBy !== "status" && state.measureMax[colourBy] === null) colourBy = "status";
+    byId("colour-by").value = colourBy;
     renderLegend();
     showDetails(null);
     renderNodeTable(run);
@@ -646,6 +883,8 @@
       markMinWidth: MARK_MIN_W,
       setView: setView,
       showRun: showRun,
+      colourBy: () => colourBy,
+      setColourBy: setColourBy,
     };
   }
   init();

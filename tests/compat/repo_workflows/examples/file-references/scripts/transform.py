@@ -1,0 +1,4 @@
+"""Transform input text to uppercase."""
+
+text: str = "${input}"
+result: str = text.upper()
