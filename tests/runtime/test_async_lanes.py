@@ -8,6 +8,7 @@ records, retries (with ``Retry-After``), ``fail_fast`` and Ctrl-C must agree.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -19,12 +20,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from executor_runs import batch_items, item_spans, run_traced, shape, table_rows
 from loopback import serving
+from pflow_trace import api
+from pflow_trace.api import TraceOptions
 from pflow_trace.errors import WorkflowValidationError
 from pflow_trace.ir.validation import validate_workflow
+from pflow_trace.nodes.base import WorkflowNode
+from pflow_trace.nodes.registry import NodeRegistry
 from pflow_trace.observe import conventions as conv
+from pflow_trace.observe.export_settings import resolve_export_settings
 
 LANES = ("async", "threads")
 
@@ -329,3 +337,62 @@ def test_only_async_lanes_take_more_than_a_hundred_in_flight(
         validate_workflow(workflow)
     (message,) = caught.value.problems
     assert message.startswith(f"nodes[0].batch.max_concurrent: {problem}")
+
+
+class NapNode(WorkflowNode):
+    """A node type of a user's own with an async path: it waits, then answers its item."""
+
+    type_name = "nap"
+
+    def exec(self, params: dict[str, Any]) -> dict[str, Any]:
+        raise AssertionError("a parallel batch of a type with exec_async runs exec_async")
+
+    async def exec_async(self, params: dict[str, Any]) -> dict[str, Any]:
+        await asyncio.sleep(0.2)
+        if params["value"] == "own-cancel":
+            raise asyncio.CancelledError()  # the node's own, not the runtime stopping it
+        return {"value": params["value"]}
+
+
+def test_any_node_type_with_exec_async_runs_on_async_lanes(tmp_path: Path) -> None:
+    registry = NodeRegistry()
+    registry.register("nap", NapNode)
+    items: list[Any] = [*range(59), "own-cancel"]
+    workflow = validate_workflow(
+        {
+            "ir_version": "0.1.0",
+            "nodes": [
+                {
+                    "id": "work",
+                    "type": "nap",
+                    "params": {"value": "${item}"},
+                    "batch": {
+                        "items": items,
+                        "parallel": True,
+                        "max_concurrent": 150,
+                        "error_handling": "continue",
+                    },
+                }
+            ],
+        },
+        registry=registry,
+    )
+    exporter = InMemorySpanExporter()
+    options = TraceOptions(
+        export=resolve_export_settings("none", env={}),
+        trace_file=str(tmp_path / "t.trace.json"),
+        join_env_trace_context=False,
+        extra_processors=[SimpleSpanProcessor(exporter)],
+    )
+    outcome = api.run(workflow, {}, options, registry)
+    document = json.loads((tmp_path / "t.trace.json").read_text(encoding="utf-8"))
+    spans = exporter.get_finished_spans()
+
+    assert outcome.status == "degraded"  # one item failed, the run was not interrupted
+    batch_span = next(s for s in spans if s.name == "work batch")
+    assert batch_span.attributes[conv.ATTR_BATCH_LANES] == "async"
+    records = batch_items(document)
+    assert len(records) == 60
+    assert records[59]["status"] == "failed" and records[59]["error"] == "CancelledError"
+    assert peak_in_flight(records) >= 50  # about all at once, on one thread (60 lanes)
+    assert {r["status"] for r in records[:59]} == {"success"}
