@@ -56,8 +56,10 @@ def run_traced(
     trace_file: Path,
     executor: str = "threads",
     scheduler: str | None = None,
+    async_lanes: bool = True,
 ) -> tuple[TracedRun, list[ReadableSpan], dict[str, Any]]:
-    """Run with an in-memory exporter next to the trace file: (outcome, spans, document)."""
+    """Run with an in-memory exporter next to the trace file: (outcome, spans, document).
+    ``async_lanes`` False keeps batches of node types with an async path on threads."""
     exporter = InMemorySpanExporter()
     options = TraceOptions(
         export=resolve_export_settings("none", env={}),
@@ -66,6 +68,7 @@ def run_traced(
         extra_processors=[SimpleSpanProcessor(exporter)],
         executor=executor,
         scheduler=scheduler,
+        async_lanes=async_lanes,
     )
     outcome = api.run(workflow, {}, options)
     document = json.loads(trace_file.read_text(encoding="utf-8"))

@@ -31,7 +31,7 @@ from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.trace import Link, SpanContext
 
 from pflow_trace.errors import ResumeError, TraceWriteError, WorkflowValidationError
-from pflow_trace.ir.executor_choice import executor_problems
+from pflow_trace.ir.executor_choice import executor_problems, lane_limit_problems
 from pflow_trace.ir.loading import load_and_validate
 from pflow_trace.ir.validation import validate_workflow as _validate
 from pflow_trace.nodes.mcp_config import workflow_secrets as mcp_secrets
@@ -135,6 +135,9 @@ class TraceOptions:
     executor: str = "threads"
     #: The Dask scheduler's address (``tcp://host:8786``); None starts an in-process cluster.
     scheduler: str | None = None
+    #: False: parallel batches of node types with an async path (``http``) run on thread lanes
+    #: too, instead of async lanes (docs/batch.md).
+    async_lanes: bool = True
     #: Keep a private checkpoint beside the trace, so the run can be resumed (docs/resume.md).
     checkpoint: bool = True
     #: Past this many bytes the checkpoint keeps no more values (the run says so).
@@ -289,9 +292,12 @@ def _capture_llm_content(option: bool | None) -> bool:
 def _refuse_unshippable(
     workflow: dict[str, Any], executor: str, registry: NodeRegistry | None
 ) -> None:
-    """``run --executor``: nodes that cannot go to another process fail before anything runs."""
+    """``run --executor``: nodes that cannot go to another process, or that ask for more than
+    100 in flight there, fail before anything runs."""
     if executor != "threads":
-        problems = executor_problems(workflow, registry or default_registry(), executor)
+        registry = registry or default_registry()
+        problems = executor_problems(workflow, registry, executor)
+        problems += lane_limit_problems(workflow, registry, executor)
         if problems:
             raise WorkflowValidationError(workflow_name(workflow), problems)
 
@@ -425,7 +431,7 @@ def _run(
         sanitizer=sanitizer,
         max_node_visits=options.max_node_visits,
         capture_llm_content=_capture_llm_content(options.capture_llm_content),
-        executors=ExecutorSet(options.executor, options.scheduler),
+        executors=ExecutorSet(options.executor, options.scheduler, async_lanes=options.async_lanes),
         memory=RunMemory(writer, plan) if writer is not None or plan is not None else None,
         root_links=source.links if source is not None else (),
         pilot=options.pilot,

@@ -232,7 +232,7 @@ def test_validate_lists_every_problem_with_its_path_and_exits_2(tmp_path: Path) 
     assert "Traceback" not in result.stderr
     header, *problems = result.stderr.strip().splitlines()
     assert header.endswith("wf.json: 4 problems")
-    assert any(p.startswith("  - nodes[0].batch.max_concurrent: 500 is greater") for p in problems)
+    assert any(p.startswith("  - nodes[0].batch.max_concurrent: 500 is over 100") for p in problems)
     assert "  - nodes[1].id: duplicate id 'a' (first at nodes[0])" in problems
     assert "  - nodes[1].type: unknown node type 'ecko' (did you mean echo, code?)" in problems
     assert "  - edges[0].to: unknown node 'ghost'" in problems

@@ -83,8 +83,8 @@ def test_json_path_rendering_as_validation_problems_use_it() -> None:
             "nodes[0].batch.max_concurrent: 0 is less than the minimum of 1",
         ),
         (
-            lambda w: w["nodes"][0]["batch"].update(max_concurrent=101),
-            "nodes[0].batch.max_concurrent: 101 is greater than the maximum of 100",
+            lambda w: w["nodes"][0]["batch"].update(max_concurrent=1001),
+            "nodes[0].batch.max_concurrent: 1001 is greater than the maximum of 1000",
         ),
         (
             lambda w: w["nodes"][0]["batch"].update(max_retries=0),
@@ -424,7 +424,7 @@ def test_a_file_with_schema_problems_names_the_file(tmp_path: Path) -> None:
             {
                 "ir_version": "0.1.0",
                 "nodes": [
-                    {"id": "a", "type": "echo", "batch": {"items": [1], "max_concurrent": 500}}
+                    {"id": "a", "type": "echo", "batch": {"items": [1], "max_concurrent": 5000}}
                 ],
             }
         )
@@ -432,8 +432,8 @@ def test_a_file_with_schema_problems_names_the_file(tmp_path: Path) -> None:
     with pytest.raises(WorkflowValidationError) as info:
         load_and_validate(path)
     assert info.value.message == (
-        f"{path}: 1 problem:\n  - nodes[0].batch.max_concurrent: 500 is greater than the maximum "
-        "of 100"
+        f"{path}: 1 problem:\n  - nodes[0].batch.max_concurrent: 5000 is greater than the maximum "
+        "of 1000"
     )
 
 

@@ -17,6 +17,8 @@ from pflow_trace.ir.validation import validate_workflow
 from pflow_trace.nodes import http_pool
 from pflow_trace.nodes.base import NodeFailure
 from pflow_trace.nodes.http import HttpNode
+from pflow_trace.runtime.context import RunContext
+from pflow_trace.runtime.executors.executor_set import ExecutorSet
 from pflow_trace.runtime.workflow_run import run_workflow
 
 
@@ -133,8 +135,10 @@ def test_a_parallel_batch_opens_about_one_connection_per_lane(server: tuple[str,
 
 
 def test_the_run_end_closes_idle_connections(server: tuple[str, Seen]) -> None:
-    url, _ = server
-    run_workflow(batch(url, 20, 4), {})
+    url, seen = server
+    on_threads = RunContext(executors=ExecutorSet(async_lanes=False))  # this pool's path
+    run_workflow(batch(url, 20, 4), {}, run=on_threads)
+    assert len(seen.requests) == 20
     assert http_pool.pool.idle_count() == 0
 
 

@@ -253,6 +253,7 @@ def test_batch_and_item_attributes() -> None:
         conv.ATTR_BATCH_MAX_CONCURRENT: 2,
         conv.ATTR_BATCH_EXECUTION_MODE: "parallel",
         conv.ATTR_BATCH_ERROR_HANDLING: "continue",
+        conv.ATTR_BATCH_LANES: "threads",  # echo has no async path
         conv.ATTR_BATCH_SUCCESS_COUNT: 2,
         conv.ATTR_BATCH_ERROR_COUNT: 1,
     }

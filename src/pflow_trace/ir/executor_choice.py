@@ -1,8 +1,13 @@
-"""Which executor a batch runs on, and what cannot be sent to another process.
+"""Which executor a batch runs on, what cannot be sent to another process, and how many
+items may be in flight.
 
 A batch on the ``processes`` or ``dask`` executor rebuilds its node in a worker from the class,
 imported by name, and the params, pickled. What cannot make that trip is refused when the
 workflow is validated (and before ``run --executor`` starts), never discovered mid-run.
+
+``max_concurrent`` is at most :data:`MAX_LANES` (pflow's cap) for items on threads or worker
+processes; a parallel batch in the run's process whose node type has an async path runs on
+async lanes, where up to :data:`MAX_ASYNC_IN_FLIGHT` items may wait at once.
 """
 
 from __future__ import annotations
@@ -13,7 +18,13 @@ import pickle
 from collections.abc import Mapping
 from typing import Any
 
+from pflow_trace.nodes.base import has_async_path
 from pflow_trace.nodes.registry import NodeRegistry
+
+#: The most items in flight on threads or worker processes (pflow-cli's cap).
+MAX_LANES = 100
+#: The most items in flight on async lanes (docs/pflow-compat.md says why we differ).
+MAX_ASYNC_IN_FLIGHT = 1000
 
 
 def batch_executor(batch: Mapping[str, Any], run_default: str = "threads") -> str:
@@ -59,6 +70,50 @@ def executor_problems(
         if reason is not None:
             problems.append(f"{where}: node type '{node.get('type')}' {reason}")
     return problems
+
+
+def lane_limit_problems(
+    workflow: dict[str, Any], registry: NodeRegistry, run_default: str = "threads"
+) -> list[str]:
+    """Batches whose ``max_concurrent`` is over :data:`MAX_LANES` but will not run on async
+    lanes; checked with every other problem, whatever else is wrong."""
+    problems: list[str] = []
+    nodes = workflow.get("nodes")
+    for index, node in enumerate(nodes if isinstance(nodes, list) else []):
+        batch = node.get("batch") if isinstance(node, dict) else None
+        if isinstance(batch, dict):
+            executor = batch_executor(batch, run_default)
+            over = _lane_limit_problem(index, node, batch, executor, registry)
+            if over is not None:
+                problems.append(over)
+    return problems
+
+
+def _lane_limit_problem(
+    index: int, node: dict[str, Any], batch: Mapping[str, Any], executor: str, registry: Any
+) -> str | None:
+    """A ``max_concurrent`` over :data:`MAX_LANES` for a batch that will not run on async
+    lanes (a parallel batch on threads of a node type with an async path)."""
+    wanted = batch.get("max_concurrent")
+    if not isinstance(wanted, int) or not MAX_LANES < wanted <= MAX_ASYNC_IN_FLIGHT:
+        return None  # within every limit, or over the schema's (which says so itself)
+    node_class = registry.get(str(node.get("type")))
+    on_async_lanes = executor == "threads" and bool(batch.get("parallel"))
+    if on_async_lanes and node_class is not None and has_async_path(node_class):
+        return None
+    async_types = sorted(name for name in registry.names() if _async_type(registry, name))
+    where = "sequential items" if not batch.get("parallel") else f"items on {executor}"
+    return (
+        f"nodes[{index}].batch.max_concurrent: {wanted} is over {MAX_LANES}, the most for "
+        f"{where}; only parallel batches of node types with an async path "
+        f"({', '.join(async_types) or 'none installed'}) run up to {MAX_ASYNC_IN_FLIGHT} in "
+        "flight, on async lanes"
+    )
+
+
+def _async_type(registry: Any, name: str) -> bool:
+    node_class = registry.get(name)
+    return node_class is not None and has_async_path(node_class)
 
 
 def _unshippable_class(node_class: type) -> str | None:

@@ -18,7 +18,7 @@ from typing import Any
 import jsonschema
 
 from pflow_trace.errors import WorkflowValidationError
-from pflow_trace.ir.executor_choice import executor_problems
+from pflow_trace.ir.executor_choice import executor_problems, lane_limit_problems
 from pflow_trace.ir.loop_checks import LOOP_TEMPLATE_FIELDS, loop_problems, single_reference
 from pflow_trace.ir.node_outputs import unwritten_key_problem
 from pflow_trace.ir.param_checks import closest_key_hint, param_problems, unknown_name_hint
@@ -398,6 +398,7 @@ def validate_workflow(
     if isinstance(workflow, dict):
         problems += semantic_problems(workflow, registry)
         problems += param_problems(workflow, registry)
+        problems += lane_limit_problems(workflow, registry)
         if not problems:
             problems += executor_problems(workflow, registry)
     if problems:

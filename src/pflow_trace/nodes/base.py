@@ -8,10 +8,11 @@ key into the store it is given; the runtime hands it a namespaced view, so the k
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import signal
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -27,6 +28,35 @@ from pflow_trace.observe.sanitize import Sanitizer
 current_attempt: contextvars.ContextVar[int] = contextvars.ContextVar(
     "pflow_trace_current_attempt", default=1
 )
+
+
+class AsyncLanes:
+    """What the items of one batch on async lanes share (one event loop, one thread).
+
+    ``in_flight`` is the batch's ``max_concurrent``: a client a node opens for the batch
+    (the ``http`` node's connection pool) is sized by it. ``clients`` holds such clients by
+    name, so every item of the batch reuses one; ``closers`` are awaited when the batch ends,
+    on the same loop. Only the loop's thread touches it, so it needs no lock.
+    """
+
+    __slots__ = ("clients", "closers", "in_flight")
+
+    def __init__(self, in_flight: int) -> None:
+        self.in_flight = in_flight
+        self.clients: dict[str, Any] = {}
+        self.closers: list[Callable[[], Awaitable[Any]]] = []
+
+
+#: The async lanes the running item is on; None on threads and worker processes.
+current_async_lanes: contextvars.ContextVar[AsyncLanes | None] = contextvars.ContextVar(
+    "pflow_trace_current_async_lanes", default=None
+)
+
+
+def has_async_path(node_class: type) -> bool:
+    """Whether a node type declares an async path (``exec_async``): its batch items then run
+    as tasks on async lanes instead of threads."""
+    return callable(getattr(node_class, "exec_async", None))
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,12 +190,19 @@ class NodeFailure(Exception):
     """
 
     def __init__(
-        self, message: str, outputs: Mapping[str, Any] | None = None, retriable: bool = True
+        self,
+        message: str,
+        outputs: Mapping[str, Any] | None = None,
+        retriable: bool = True,
+        retry_after_s: float | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.outputs = dict(outputs or {})
         self.retriable = retriable
+        #: The wait before another attempt that the failure itself asks for (an HTTP
+        #: ``Retry-After``); a batch item's next attempt waits at least this long.
+        self.retry_after_s = retry_after_s
 
 
 class WorkflowNode(BaseNode):
@@ -215,6 +252,30 @@ class WorkflowNode(BaseNode):
             raise
         except Exception:
             raise
+        except BaseException as exc:
+            if is_runtime_stop(exc):
+                raise
+            raise NodeFailure(exception_line(exc)) from None
+
+    async def _run_async(self, shared: Shared) -> str | None:
+        """:meth:`_run` for a type with ``exec_async``, as a task on async lanes: the same
+        prep, post and failures. A cancellation of the task is the runtime stopping the item
+        (:class:`WorkCancelled`); a ``CancelledError`` the node raises itself is its failure."""
+        try:
+            prep_result = self.prep(shared)
+            exec_result = await self.exec_async(prep_result)  # type: ignore[attr-defined]
+            return self.post(shared, prep_result, exec_result)
+        except NodeFailure as failure:
+            for key, value in failure.outputs.items():
+                shared[key] = value
+            raise
+        except Exception:
+            raise
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise WorkCancelled() from None
+            raise NodeFailure("CancelledError") from None
         except BaseException as exc:
             if is_runtime_stop(exc):
                 raise

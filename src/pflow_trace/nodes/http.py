@@ -14,7 +14,10 @@ Only ``http://`` and ``https://`` URLs are accepted: urllib would otherwise also
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import datetime
+import email.utils
 import http.client
 import json
 import string
@@ -129,33 +132,36 @@ class HttpNode(WorkflowNode):
     }
 
     def exec(self, params: dict[str, Any]) -> dict[str, Any]:
-        url = _with_query(params["url"], params.get("params"))
-        timeout: float = params.get("timeout", DEFAULT_TIMEOUT_S)
-        if urllib.parse.urlsplit(url).scheme.lower() not in ("http", "https"):
-            raise NodeFailure(f"unsupported URL '{url}': only http:// and https:// are allowed")
-        if params.get("auth_token") and params.get("api_key"):
-            raise NodeFailure("give either 'auth_token' or 'api_key', not both")
-        headers = _request_headers(params)
-        data = _request_body(params.get("body"), headers)
-        method = (params.get("method") or ("POST" if data is not None else "GET")).upper()
-
+        url, method, headers, data, timeout = _prepared(params)
         started = time.perf_counter()
         status, response_headers, raw = self._send(url, method, headers, data, timeout)
-        response, is_binary = _response_value(raw, response_headers)
-        outputs: dict[str, Any] = {
-            "response": response,
-            "response_is_binary": is_binary,
-            "status_code": status,
-            "response_headers": _headers_dict(response_headers),
-            "response_time": round(time.perf_counter() - started, 6),
-        }
-        if not 200 <= status < 300:
-            outputs["error"] = f"HTTP {status}"
-            excerpt = response if isinstance(response, str) else json.dumps(response)
-            detail = one_line(excerpt, BODY_EXCERPT_CHARS, keep="tail")
-            message = f"HTTP {status} from {url}" + (f": {detail}" if detail else "")
-            raise NodeFailure(message, outputs=outputs, retriable=False)
-        return outputs
+        return _outputs(url, status, response_headers, raw, started)
+
+    async def exec_async(self, params: dict[str, Any]) -> dict[str, Any]:
+        """:meth:`exec` as a task on async lanes: the same request, outputs and errors, sent
+        through the batch's ``httpx`` pool (:mod:`~pflow_trace.nodes.http_async`). What urllib
+        would do differently (a proxy, ``user@`` in the URL, a redirect it follows) takes the
+        threads' path, in a worker thread, as :func:`_exchange` does."""
+        from pflow_trace.nodes import http_async
+
+        url, method, headers, data, timeout = _prepared(params)
+        started = time.perf_counter()
+        parts = urllib.parse.urlsplit(url)
+        if (
+            parts.username is not None
+            or parts.hostname is None
+            or _proxied(parts.scheme.lower(), parts.hostname)
+        ):
+            answer = await asyncio.to_thread(self._send, url, method, headers, data, timeout)
+            return _outputs(url, *answer, started)
+        sent = _default_headers(headers, data)
+        status, response_headers, raw = await http_async.request(url, method, sent, data, timeout)
+        follow = _redirect_target(url, method, status, response_headers)
+        if follow is not None:
+            status, response_headers, raw = await asyncio.to_thread(
+                self._send, follow, "GET", _redirect_headers(headers), None, timeout
+            )
+        return _outputs(url, status, response_headers, raw, started)
 
     @staticmethod
     def _send(
@@ -185,6 +191,64 @@ class HttpNode(WorkflowNode):
             raise NodeFailure(f"invalid URL '{url}': {exc}") from None
 
 
+def _prepared(params: dict[str, Any]) -> tuple[str, str, dict[str, str], bytes | None, float]:
+    """The request the params describe: (url, method, headers, body, timeout in seconds)."""
+    url = _with_query(params["url"], params.get("params"))
+    timeout: float = params.get("timeout", DEFAULT_TIMEOUT_S)
+    if urllib.parse.urlsplit(url).scheme.lower() not in ("http", "https"):
+        raise NodeFailure(f"unsupported URL '{url}': only http:// and https:// are allowed")
+    if params.get("auth_token") and params.get("api_key"):
+        raise NodeFailure("give either 'auth_token' or 'api_key', not both")
+    headers = _request_headers(params)
+    data = _request_body(params.get("body"), headers)
+    method = (params.get("method") or ("POST" if data is not None else "GET")).upper()
+    return url, method, headers, data, timeout
+
+
+def _outputs(
+    url: str, status: int, response_headers: Message | None, raw: bytes, started: float
+) -> dict[str, Any]:
+    """The node's outputs for an answer; a status outside 2xx fails the node with them."""
+    response, is_binary = _response_value(raw, response_headers)
+    outputs: dict[str, Any] = {
+        "response": response,
+        "response_is_binary": is_binary,
+        "status_code": status,
+        "response_headers": _headers_dict(response_headers),
+        "response_time": round(time.perf_counter() - started, 6),
+    }
+    if not 200 <= status < 300:
+        outputs["error"] = f"HTTP {status}"
+        excerpt = response if isinstance(response, str) else json.dumps(response)
+        detail = one_line(excerpt, BODY_EXCERPT_CHARS, keep="tail")
+        message = f"HTTP {status} from {url}" + (f": {detail}" if detail else "")
+        raise NodeFailure(
+            message,
+            outputs=outputs,
+            retriable=False,
+            retry_after_s=retry_after_s(response_headers),
+        )
+    return outputs
+
+
+def retry_after_s(headers: Message | None) -> float | None:
+    """The wait a ``Retry-After`` header asks for, in seconds (a number of seconds or an
+    HTTP date); None without one or when it cannot be read."""
+    value = headers.get("retry-after") if headers is not None else None
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max((when - datetime.datetime.now(datetime.UTC)).total_seconds(), 0.0)
+
+
 def _exchange(
     url: str, method: str, headers: dict[str, str], data: bytes | None, timeout: float
 ) -> tuple[int, Message | None, bytes]:
@@ -211,8 +275,12 @@ def _exchange(
     follow = _redirect_target(url, method, status, response_headers)
     if follow is None:
         return status, response_headers, raw
-    kept = {k: v for k, v in headers.items() if k.lower() not in ("content-length", "content-type")}
-    return _urllib_exchange(follow, "GET", kept, None, timeout)
+    return _urllib_exchange(follow, "GET", _redirect_headers(headers), None, timeout)
+
+
+def _redirect_headers(headers: dict[str, str]) -> dict[str, str]:
+    """The caller's headers for a followed redirect (a GET without the body)."""
+    return {k: v for k, v in headers.items() if k.lower() not in ("content-length", "content-type")}
 
 
 def _proxied(scheme: str, host: str) -> bool:

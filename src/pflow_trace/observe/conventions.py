@@ -55,6 +55,9 @@ ATTR_BATCH_EXECUTION_MODE = "pflow.batch.execution_mode"
 ATTR_BATCH_ERROR_HANDLING = "pflow.batch.error_handling"
 #: threads, processes or dask: where the items ran.
 ATTR_BATCH_EXECUTOR = "pflow.batch.executor"
+#: How a parallel batch's items share this process: ``threads`` (one thread per lane) or
+#: ``async`` (tasks on one event loop, for node types with an async path).
+ATTR_BATCH_LANES = "pflow.batch.lanes"
 ATTR_BATCH_SUCCESS_COUNT = "pflow.batch.success_count"
 ATTR_BATCH_ERROR_COUNT = "pflow.batch.error_count"
 
@@ -242,6 +245,7 @@ ALL_ATTRIBUTES = (
     ATTR_BATCH_EXECUTION_MODE,
     ATTR_BATCH_ERROR_HANDLING,
     ATTR_BATCH_EXECUTOR,
+    ATTR_BATCH_LANES,
     ATTR_BATCH_SUCCESS_COUNT,
     ATTR_BATCH_ERROR_COUNT,
     ATTR_BATCH_INDEX,

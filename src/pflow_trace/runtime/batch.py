@@ -22,7 +22,7 @@ from pflow_trace.ir.templates import (
     json_list_or_value,
     resolve_param,
 )
-from pflow_trace.nodes.base import NodeFailure
+from pflow_trace.nodes.base import NodeFailure, has_async_path
 from pflow_trace.observe import conventions as conv
 from pflow_trace.observe.facts import ItemOutcome
 from pflow_trace.runtime import interrupts
@@ -31,11 +31,14 @@ from pflow_trace.runtime.batch_output import build_batch_output
 from pflow_trace.runtime.context import current_execution
 from pflow_trace.runtime.executors.threads import ThreadsExecutor
 from pflow_trace.runtime.item_life import BatchWork, ItemExecutor, ItemLife, ItemRecords
-from pflow_trace.runtime.layers import LayerWrapper
+from pflow_trace.runtime.layers import LayerWrapper, innermost
 from pflow_trace.runtime.pilot import PilotDeclined
 from pflow_trace.runtime.resume import NodeVisit, current_visit
 
 ErrorHandling = Literal["fail_fast", "continue"]
+
+#: The longest ``Retry-After`` an item's next attempt waits for; asking more fails the item.
+MAX_RETRY_AFTER_S = 60.0
 
 #: Where items run when the run names no executors (a run context made by hand).
 _THREADS = ThreadsExecutor()
@@ -77,8 +80,9 @@ class BatchConfig:
 
     @property
     def retry(self) -> RetryPolicy:
-        """``max_retries`` attempts in all, ``retry_wait`` seconds apart."""
-        return RetryPolicy(self.max_retries, self.retry_wait)
+        """``max_retries`` attempts in all, ``retry_wait`` seconds apart, or longer when a
+        failure asks (``Retry-After``); one that asks for more than a minute is not retried."""
+        return RetryPolicy(self.max_retries, self.retry_wait, max_asked_s=MAX_RETRY_AFTER_S)
 
 
 _TYPE_NAMES = {dict: "object", str: "string", int: "number", float: "number", bool: "boolean"}
@@ -97,6 +101,8 @@ class BatchNode(LayerWrapper):
         self.compiled_items = compile_value(items)
         self.compiled_key = compile_value(config.key) if config.key is not None else None
         self.life = ItemLife(run, node_id, node_type, config.alias, config.retry)
+        #: Whether the node type declares an async path: a parallel batch then runs on async lanes.
+        self.async_path = has_async_path(type(innermost(inner)))
 
     def resolve_items(self, shared: Any) -> list[Any]:
         items = json_list_or_value(
@@ -112,7 +118,9 @@ class BatchNode(LayerWrapper):
 
     def executor(self) -> ItemExecutor:
         executors = self.run_context.executors
-        return _THREADS if executors is None else executors.get(self.config.executor)
+        if executors is None:
+            return _THREADS
+        return executors.for_batch(self.config.executor, self.config.parallel, self.async_path)
 
     def _run(self, shared: Any) -> str | None:
         # Before the batch's clock: a model or library loaded here is no item's time.

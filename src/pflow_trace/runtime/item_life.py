@@ -1,7 +1,8 @@
 """A batch item's life, owned in one place: its attempts and waits, its span, its record.
 
 Every executor runs items through an :class:`ItemLife`: the ``threads`` lanes in the run's
-process, and the ``processes`` and ``dask`` workers (each builds its own from the batch's job).
+process (and async lanes, as tasks, through :meth:`ItemLife.run_item_async`), and the
+``processes`` and ``dask`` workers (each builds its own from the batch's job).
 The driver of those workers asks the same object about an attempt lost with a dead worker and
 records, through it, the items no worker will report on. So, whichever process ran an item:
 
@@ -19,6 +20,7 @@ once: the same timestamps are its span's start and end, its ``batch_items`` reco
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -117,9 +119,10 @@ class ItemLife:
 
     # -- the one retry decision ----------------------------------------------------------------
 
-    def retry_pause_s(self, attempt: int) -> float | None:
-        """After failed attempt ``attempt``: the wait before the next, or None (no more)."""
-        return self.retry.pause_s(attempt)
+    def retry_pause_s(self, attempt: int, failure: BaseException | None = None) -> float | None:
+        """After failed attempt ``attempt``: the wait before the next, or None (no more).
+        A ``failure`` that asks for a wait (an HTTP ``Retry-After``) waits at least that."""
+        return self.retry.pause_s(attempt, getattr(failure, "retry_after_s", None))
 
     # -- running an item -------------------------------------------------------------------------
 
@@ -229,7 +232,7 @@ class ItemLife:
                     attempts_ns += time.time_ns() - began_ns
                     error = self.run.sanitizer.text(describe_error(exc))
                     usage = usage_of_failure(exc)
-                    pause_s = self.retry_pause_s(attempt)
+                    pause_s = self.retry_pause_s(attempt, exc)
                     if pause_s is None or (flights is not None and flights.interrupted):
                         break
                     self._note_retry(span, attempt, error)
@@ -237,6 +240,98 @@ class ItemLife:
                 finally:
                     current_attempt.reset(attempt_token)
         except (KeyboardInterrupt, WorkCancelled) as exc:  # stopped: recorded, then re-raised
+            return attempt, None, INTERRUPTED, exc, usage, None
+        return attempt, result, error, None, usage, (attempts_ns, waits_ns)
+
+    # -- running an item as a task on async lanes -------------------------------------------------
+
+    async def run_item_async(
+        self, chain: BaseNode, shared: Any, index: int, item: Any, worker: int, flights: Flights
+    ) -> tuple[ItemOutcome | None, Any]:
+        """:meth:`run_item` for an item on async lanes (a task on the batch's event loop):
+        the same span, attempts, waits and record. The task's own context holds the item's
+        span, so items interleaving on one thread never see each other's. A stop cancels the
+        task: the attempt or wait it was in ends, and the item is recorded ``interrupted``."""
+        run = self.run
+        recording = run.recording
+        start_ns = time.time_ns()
+        preview = run.sanitizer.preview(item) if recording else None
+        span = self._start_span(index, worker, start_ns, preview)
+        flight = flights.entries[index] = InFlight(index, item, worker, start_ns, span, preview)
+        token = otel_context.attach(trace.set_span_in_context(span))
+        try:
+            attempt, result, error, interrupt, usage, split = await self._attempts_async(
+                chain, shared, index, item, span, flight, flights
+            )
+        except BaseException as exc:  # a runtime bug: the span says so, and it propagates
+            flights.entries.pop(index, None)
+            span.set_status(Status(StatusCode.ERROR, describe_error(exc)))
+            otel_context.detach(token)
+            span.end()
+            raise
+        end_ns = time.time_ns()
+        otel_context.detach(token)
+        if flights.entries.pop(index, None) is None:
+            return None, None  # a stop gave up on it and recorded it
+        status: ItemStatus = (
+            "success" if error is None else "failed" if interrupt is None else "interrupted"
+        )
+        if usage is not None and recording:
+            record_llm_call(span, usage, result, run.sanitizer, run.capture_llm_content)
+        provider_ns = provider_latency_ns(result, usage) if self.reports_latency else None
+        outcome = self._finish(
+            span, index, item, worker, start_ns, end_ns, attempt, status, error, usage, preview,
+            None, 1, split, provider_ns,
+        )  # fmt: skip
+        return outcome, result
+
+    async def _attempts_async(
+        self,
+        chain: Any,
+        shared: Any,
+        index: int,
+        item: Any,
+        span: Span,
+        flight: InFlight,
+        flights: Flights,
+    ) -> tuple[int, Any, str | None, BaseException | None, dict[str, Any] | None, Split]:
+        """:meth:`_attempts` awaiting the chain's async path; a retry wait is an
+        ``asyncio.sleep``, so it holds no thread either."""
+        alias = self.alias
+        result: Any = None
+        error: str | None = None
+        usage: dict[str, Any] | None = None
+        attempt = 0
+        attempts_ns = waits_ns = 0
+        try:
+            while True:
+                attempt += 1
+                item_shared = dict(shared)
+                item_shared[alias] = item
+                item_shared[INDEX_KEY] = index
+                attempt_token = current_attempt.set(attempt)
+                flight.attempt = attempt
+                try:
+                    began_ns = time.time_ns()
+                    await chain._run_async(item_shared)
+                    attempts_ns += time.time_ns() - began_ns
+                    result = item_shared.get(self.node_id)
+                    return attempt, result, None, None, usage_of(result), (attempts_ns, waits_ns)
+                except Exception as exc:
+                    attempts_ns += time.time_ns() - began_ns
+                    error = self.run.sanitizer.text(describe_error(exc))
+                    usage = usage_of_failure(exc)
+                    pause_s = self.retry_pause_s(attempt, exc)
+                    if pause_s is None or flights.interrupted:
+                        break
+                    self._note_retry(span, attempt, error)
+                    began_ns = time.time_ns()
+                    if pause_s > 0:
+                        await asyncio.sleep(pause_s)
+                    waits_ns += time.time_ns() - began_ns
+                finally:
+                    current_attempt.reset(attempt_token)
+        except (KeyboardInterrupt, WorkCancelled, asyncio.CancelledError) as exc:
             return attempt, None, INTERRUPTED, exc, usage, None
         return attempt, result, error, None, usage, (attempts_ns, waits_ns)
 

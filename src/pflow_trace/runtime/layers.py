@@ -36,6 +36,13 @@ def describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+def innermost(chain: BaseNode) -> BaseNode:
+    """The node type's own instance at the bottom of a wrapper chain."""
+    while isinstance(chain, LayerWrapper):
+        chain = chain.inner
+    return chain
+
+
 class LayerWrapper(BaseNode):
     """Base for the runtime's wrappers; subclasses set ``layer`` and implement ``_run``."""
 
@@ -115,6 +122,25 @@ class LayerWrapper(BaseNode):
         span, token = self.start_span()
         try:
             action = self.inner._run(shared)
+        except BaseException as exc:
+            self.end_span(span, token, exc, record_exception=record_exception)
+            raise
+        self.end_span(span, token)
+        return action
+
+    async def _run_async(self, shared: Any) -> str | None:
+        """:meth:`_run` as a task on async lanes; a layer that does more than open its span
+        around the inner chain overrides both."""
+        return await self.run_inner_in_span_async(shared)
+
+    async def run_inner_in_span_async(
+        self, shared: Any, record_exception: bool = False
+    ) -> str | None:
+        """:meth:`run_inner_in_span` awaiting the inner chain's async path (each task has its
+        own context, so the span is current for this item alone)."""
+        span, token = self.start_span()
+        try:
+            action = await self.inner._run_async(shared)
         except BaseException as exc:
             self.end_span(span, token, exc, record_exception=record_exception)
             raise

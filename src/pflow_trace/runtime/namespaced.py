@@ -18,3 +18,8 @@ class NamespacedNode(LayerWrapper):
         namespace: dict[str, Any] = {}
         shared[self.node_id] = namespace
         return self.run_inner_in_span(NamespacedStore(shared, namespace))
+
+    async def _run_async(self, shared: Any) -> str | None:
+        namespace: dict[str, Any] = {}
+        shared[self.node_id] = namespace
+        return await self.run_inner_in_span_async(NamespacedStore(shared, namespace))

@@ -76,3 +76,33 @@ class TemplateAwareNode(LayerWrapper):
             raise
         self.end_span(span, token)
         return action
+
+    async def _run_async(self, shared: Any) -> str | None:
+        """:meth:`_run` for an item on async lanes: the same spans, resolution and failures,
+        awaiting the node's async path. Each lane has its own copy of the chain, so the
+        resolved params set here stay this item's while it awaits."""
+        span, token = self.start_span()
+        try:
+            if self.templated:
+                self.inner.set_params(self.resolve(shared))
+        except BaseException as exc:
+            self.end_span(span, token, exc, record_exception=True)
+            raise
+        try:
+            node_span, node_token = self.start_span(
+                self.node_span_attributes, name=self.node_span_name
+            )
+            tracing = current_call_tracing.set(self.call_tracing)
+            try:
+                action = await self.inner._run_async(shared)
+            except BaseException as exc:
+                self.end_span(node_span, node_token, exc, record_exception=True)
+                raise
+            finally:
+                current_call_tracing.reset(tracing)
+            self.end_span(node_span, node_token)
+        except BaseException as exc:
+            self.end_span(span, token, exc)
+            raise
+        self.end_span(span, token)
+        return action

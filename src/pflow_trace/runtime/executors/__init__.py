@@ -1,6 +1,8 @@
 """Executors: where a batch node's items run. Each is a transport, not a second runtime.
 
-- ``threads`` (the default): lanes of the run's own process (:mod:`.threads`);
+- ``threads`` (the default): lanes of the run's own process (:mod:`.threads`); a parallel
+  batch of a node type with an async path runs instead on async lanes, tasks on one event
+  loop of the run's process (:mod:`.async_lanes`);
 - ``processes``: a pool of local worker processes, one per lane (:mod:`.processes`);
 - ``dask``: a ``dask.distributed`` cluster, or an in-process ``LocalCluster``
   (:mod:`.dask_cluster`).

@@ -20,7 +20,10 @@ import itertools
 import threading
 import time
 
+from opentelemetry import trace
+
 from pflow_trace.nodes.base import cancel_running_work
+from pflow_trace.observe import conventions as conv
 from pflow_trace.runtime import interrupts
 from pflow_trace.runtime.item_life import BatchWork, Flights
 
@@ -32,6 +35,8 @@ class ThreadsExecutor:
     name = "threads"
 
     def run_items(self, work: BatchWork) -> None:
+        if work.parallel:
+            trace.get_current_span().set_attribute(conv.ATTR_BATCH_LANES, "threads")
         if work.lanes > 1:
             _Lanes(work).run()
         else:
