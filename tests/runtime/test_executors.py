@@ -45,13 +45,9 @@ MIXED_ITEMS: list[Any] = [0, "", None, False, 4, 5]
 @pytest.fixture(scope="module")
 def dask_scheduler() -> Iterator[str]:
     """A two-worker ``LocalCluster`` that reports a dead worker at once (no silent re-run)."""
-    import dask
-    from distributed import LocalCluster
+    from pflow_trace.runtime.executors.dask_cluster import start_local_cluster
 
-    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
-        cluster = LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
-        )
+    cluster = start_local_cluster(2)
     try:
         yield cluster.scheduler_address
     finally:

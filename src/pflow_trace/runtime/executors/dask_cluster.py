@@ -33,6 +33,8 @@ from pflow_trace.runtime.item_life import BatchWork, LostAttempt
 CONNECT_TIMEOUT_S = 10
 #: How long the workers get to confirm that a cancelled batch's items were interrupted.
 CANCEL_TIMEOUT_S = 5
+#: The only interface a cluster started here listens on.
+LOOPBACK = "127.0.0.1"
 
 
 def _import_distributed() -> Any:
@@ -43,6 +45,27 @@ def _import_distributed() -> Any:
             "the dask executor needs dask.distributed: pip install 'pflow-trace[dask]'"
         ) from None
     return distributed
+
+
+def start_local_cluster(workers: int) -> Any:
+    """A ``LocalCluster`` of ``workers`` one-thread worker processes, reachable from this host only.
+
+    Every socket it opens (scheduler, nannies, workers and the scheduler's HTTP endpoint, which
+    Dask binds to all interfaces unless told otherwise) listens on 127.0.0.1; a worker's death
+    is reported at once (``allowed-failures`` 0) so the batch's own retries decide what follows.
+    """
+    import dask
+
+    distributed = _import_distributed()
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        return distributed.LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            host=LOOPBACK,
+            dashboard_address=f"{LOOPBACK}:0",
+            silence_logs=logging.CRITICAL,  # our one-line errors, not Dask's log lines
+        )
 
 
 class DaskExecutor:
@@ -70,16 +93,7 @@ class DaskExecutor:
                     f"cannot reach the Dask scheduler at {self.scheduler}: {exc}"
                 ) from None
             return self.client
-        import dask
-
-        with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
-            self.cluster = distributed.LocalCluster(
-                n_workers=self.workers or os.cpu_count() or 1,
-                threads_per_worker=1,
-                processes=True,
-                dashboard_address=":0",
-                silence_logs=logging.CRITICAL,  # our one-line errors, not Dask's log lines
-            )
+        self.cluster = start_local_cluster(self.workers or os.cpu_count() or 1)
         self.client = distributed.Client(self.cluster, set_as_default=False)
         return self.client
 
@@ -224,20 +238,26 @@ def run_dask_item(
     first_start_ns: int,
     want: bool,
 ) -> ItemReply | None:
-    """The task: run one item on this worker; None when its batch was cancelled."""
-    if job.job_id in _cancelled_jobs:
-        return None
-    runner = _runner(job)
+    """The task: run one item on this worker; None when its batch was cancelled.
+
+    The item is refused or registered as running in one step, before anything else: a cancel
+    that lands while the worker is still setting up (building the node's chain for a new job)
+    finds the item and interrupts it, instead of missing it and letting its command start.
+    """
     ident = threading.get_ident()
+    with _state_lock:
+        if job.job_id in _cancelled_jobs:
+            return None
+        _running[ident] = job.job_id
     try:
-        with _state_lock:
-            _running[ident] = job.job_id
         try:
-            return runner.run(index, item, lane, lost, first_start_ns, want)
-        except JobCancelled:
-            raise
-        except BaseException as exc:  # a bug: one redacted line, not a worker's traceback log
-            raise WorkerItemError(runner.describe(exc)) from None
+            runner = _runner(job)
+            try:
+                return runner.run(index, item, lane, lost, first_start_ns, want)
+            except JobCancelled:
+                raise
+            except BaseException as exc:  # a bug: one redacted line, not a traceback log
+                raise WorkerItemError(runner.describe(exc)) from None
         finally:
             with _state_lock:
                 del _running[ident]
@@ -252,10 +272,12 @@ def interrupt_job(job_id: str) -> int:
     with _state_lock:
         _cancelled_jobs.add(job_id)
         threads = [ident for ident, running in _running.items() if running == job_id]
+        if threads:
+            # Child processes (shell commands) first, and any an item registers from now on:
+            # an item blocked waiting for its command then ends on its own.
+            cancel_running_work()
         for ident in threads:
             _set_async_exc(ident, ctypes.py_object(JobCancelled))
-    if threads:
-        cancel_running_work()  # child processes (shell nodes) of the interrupted items
     return len(threads)
 
 

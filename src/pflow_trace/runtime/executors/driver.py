@@ -87,6 +87,7 @@ def run_on_transport(name: str, transport: Transport, work: BatchWork) -> None:
     batch_span.set_attribute(conv.ATTR_BATCH_EXECUTOR, name)
     if not work.to_run:
         return
+    interrupts.raise_pending()  # e.g. Ctrl-C while the cluster started: hand nothing out
     lanes = work.lanes
     job = build_job(work)
     loop = _DriverLoop(work, transport, lanes)
