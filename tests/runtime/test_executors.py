@@ -225,6 +225,65 @@ def test_a_worker_death_on_the_last_attempt_fails_the_item(tmp_path: Path) -> No
     assert span.parent.span_id == next(s for s in spans if s.name == "work batch").context.span_id
 
 
+#: Item 3 kills its worker once the items after it are queued; every other item is innocent.
+KILLER_CODE = """
+import os, time
+if x == 3:
+    time.sleep(0.5)
+    os._exit(3)
+time.sleep(0.3)
+result = x
+"""
+
+
+def assert_only_the_killer_failed(document: dict[str, Any], spans: list[Any], count: int) -> None:
+    records = {record["index"]: record for record in batch_items(document)}
+    assert sorted(records) == list(range(count))
+    assert {i: r["status"] for i, r in records.items()} == {
+        i: "failed" if i == 3 else "success" for i in range(count)
+    }
+    assert {r["attempts"] for r in records.values()} == {1}  # no innocent was sent twice
+    assert records[3]["error"].startswith("the Dask worker running the item died")
+    assert [int(records[i]["span_id"], 16) for i in range(count)] == [
+        s.context.span_id for s in item_spans(spans)
+    ]
+
+
+def test_an_item_that_kills_its_dask_worker_fails_only_itself(
+    tmp_path: Path, dask_scheduler: str
+) -> None:
+    """Four items in flight on two one-thread workers: Dask used to queue one behind each
+    running item, and item 3's death failed the item queued on its worker with it."""
+    workflow = batch_workflow(
+        KILLER_CODE, list(range(8)), max_concurrent=4, error_handling="continue"
+    )
+    outcome, spans, document = run_traced(
+        workflow, tmp_path / "t.trace.json", "dask", dask_scheduler
+    )
+    assert outcome.status == "degraded", outcome.result.error
+    assert_only_the_killer_failed(document, spans, 8)
+
+
+@pytest.mark.slow
+def test_the_job_outlives_the_death_of_the_only_worker_holding_it(tmp_path: Path) -> None:
+    """On a one-worker cluster the batch's job dies with the worker; it is sent again to the
+    worker's replacement instead of failing the other items for a lost dependency."""
+    from pflow_trace.runtime.executors.dask_cluster import start_local_cluster
+
+    cluster = start_local_cluster(1)
+    try:
+        workflow = batch_workflow(
+            KILLER_CODE, list(range(6)), max_concurrent=3, error_handling="continue"
+        )
+        outcome, spans, document = run_traced(
+            workflow, tmp_path / "t.trace.json", "dask", cluster.scheduler_address
+        )
+    finally:
+        cluster.close()
+    assert outcome.status == "degraded", outcome.result.error
+    assert_only_the_killer_failed(document, spans, 6)
+
+
 BUSY_CODE = """
 import os, pathlib, time
 pathlib.Path(marker, f"started-{x}").write_text(str(os.getpid()))

@@ -21,7 +21,9 @@ import logging
 import os
 import queue
 import threading
+import time
 import uuid
+from collections import deque
 from typing import Any
 
 from pflow_trace.nodes.base import NodeFailure, cancel_running_work
@@ -33,6 +35,8 @@ from pflow_trace.runtime.item_life import BatchWork, LostAttempt
 CONNECT_TIMEOUT_S = 10
 #: How long the workers get to confirm that a cancelled batch's items were interrupted.
 CANCEL_TIMEOUT_S = 5
+#: How often the driver may ask the scheduler for its workers while tasks wait for a thread.
+REFRESH_S = 0.25
 #: The only interface a cluster started here listens on.
 LOOPBACK = "127.0.0.1"
 
@@ -108,42 +112,113 @@ class DaskExecutor:
             cluster.close()
 
 
+class _Placement:
+    """Which worker runs the next task: one task per worker thread at a time.
+
+    Left to itself the scheduler queues a task or two behind the one a worker is running, and
+    a worker that dies fails every task it holds (``KilledWorker``), so one item that kills
+    its worker would fail the items merely queued there. Tasks are sent to a worker with a
+    free thread (loosely: should it be gone, the scheduler picks another), and the rest wait
+    here; a death then takes only the items that were running on it.
+    """
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        #: address -> threads of every worker known alive; address -> tasks placed there.
+        #: (With no worker known, tasks wait, as Dask's own would for a worker to join.)
+        self.threads: dict[str, int] = {}
+        self.placed: dict[str, int] = {}
+        self.refreshed_at = 0.0
+
+    def refresh(self) -> None:
+        """Learn the cluster's workers again (a dead one's replacement has a new address)."""
+        if time.monotonic() - self.refreshed_at < REFRESH_S:
+            return
+        self.refreshed_at = time.monotonic()
+        try:
+            self.threads = {str(address): n for address, n in self.client.nthreads().items()}
+        except Exception:  # the next refresh tries again; tasks wait meanwhile
+            pass
+
+    def take(self) -> str | None:
+        """A worker with a free thread, now counted busy; None when every thread is busy."""
+        free, address = max(
+            ((n - self.placed.get(address, 0), address) for address, n in self.threads.items()),
+            default=(0, None),
+        )
+        if address is None or free <= 0:
+            return None
+        self.placed[address] = self.placed.get(address, 0) + 1
+        return address
+
+    def release(self, address: str) -> None:
+        if self.placed.get(address, 0) > 0:
+            self.placed[address] -= 1
+
+    def died(self, address: str) -> None:
+        self.threads.pop(address, None)
+
+
 class _DaskTransport:
     """One batch's tasks on the cluster."""
 
     def __init__(self, client: Any) -> None:
         self.client = client
         self.distributed = _import_distributed()
-        self.futures: dict[Any, ItemTask] = {}
+        #: future -> (task, the worker it was placed on) of every task sent and not answered.
+        self.futures: dict[Any, tuple[ItemTask, str]] = {}
+        #: Tasks handed out by the driver that wait for a free worker thread.
+        self.waiting: deque[ItemTask] = deque()
+        self.placement = _Placement(client)
         #: (future, reply, error) of finished tasks, put there by the client's event loop.
         self.finished: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.job: BatchJob | None = None
         self.job_future: Any = None
         self.key_prefix = ""
+        self.sent = 0
 
     def begin(self, job: BatchJob, lanes: int) -> None:
+        self.job = job
+        self._send_job()
+        self.key_prefix = f"pflow-{job.node_id}-{uuid.uuid4().hex[:8]}"
+        self.placement.refresh()
+
+    def _send_job(self) -> None:
+        """Put the job on every worker; again when a death took its last copy with it."""
         try:
-            self.job_future = self.client.scatter(job, broadcast=True, hash=False)
+            self.job_future = self.client.scatter(self.job, broadcast=True, hash=False)
         except Exception as exc:
             raise NodeFailure(f"the batch cannot be sent to the Dask cluster: {exc}") from None
-        self.job = job
-        self.key_prefix = f"pflow-{job.node_id}-{uuid.uuid4().hex[:8]}"
 
     def submit(self, task: ItemTask) -> None:
-        future = self.client.submit(
-            run_dask_item,
-            self.job_future,
-            task.index,
-            task.item,
-            task.lane,
-            tuple(task.lost),
-            task.first_start_ns if task.lost else 0,
-            task.want_resolutions,
-            key=f"{self.key_prefix}-{task.index}-{len(task.lost)}",
-            pure=False,
-        )
-        self.futures[future] = task
-        self.client.loop.add_callback(self._fetch, future)
+        self.waiting.append(task)
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        while self.waiting:
+            address = self.placement.take()
+            if address is None:
+                return  # every thread is busy: a reply (or a new worker) frees one
+            if self.job_future.status != "finished":
+                self._send_job()
+            task = self.waiting.popleft()
+            self.sent += 1
+            future = self.client.submit(
+                run_dask_item,
+                self.job_future,
+                task.index,
+                task.item,
+                task.lane,
+                tuple(task.lost),
+                task.first_start_ns if task.lost else 0,
+                task.want_resolutions,
+                key=f"{self.key_prefix}-{task.index}-{self.sent}",
+                pure=False,
+                workers=[address],
+                allow_other_workers=True,
+            )
+            self.futures[future] = (task, address)
+            self.client.loop.add_callback(self._fetch, future)
 
     async def _fetch(self, future: Any) -> None:
         """On the client's event loop: wait for the task and fetch its reply as soon as it is
@@ -156,16 +231,22 @@ class _DaskTransport:
             self.finished.put((future, reply, None))
 
     def wait(self, timeout_s: float) -> list[tuple[ItemTask, ItemReply | WorkerLost]]:
+        self._dispatch()
         try:
-            done = [self.finished.get(timeout=timeout_s)]
+            done = [self.finished.get(timeout=min(timeout_s, REFRESH_S))]
         except queue.Empty:
+            if self.waiting:  # perhaps a dead worker's replacement has come up
+                self.placement.refresh()
+                self._dispatch()
             return []
         while not self.finished.empty():
             done.append(self.finished.get_nowait())
         replies: list[tuple[ItemTask, ItemReply | WorkerLost]] = []
         for future, reply, exc in done:
-            task = self.futures.pop(future, None)
-            if task is not None:  # not one this batch cancelled meanwhile
+            entry = self.futures.pop(future, None)
+            if entry is not None:  # not one this batch cancelled meanwhile
+                task, address = entry
+                self.placement.release(address)
                 replies.append((task, self._reply(reply, exc)))
         return replies
 
@@ -175,13 +256,17 @@ class _DaskTransport:
                 return reply
             return WorkerLost("the item was cancelled on its worker", final=True)
         if isinstance(exc, self.distributed.KilledWorker):
+            self.placement.died(exc.last_worker.address)
             return WorkerLost(f"the Dask worker running the item died ({exc})")
         if isinstance(exc, WorkerItemError):
             return WorkerLost(str(exc), final=True)
-        return WorkerLost(f"the item's task failed on the cluster: {type(exc).__name__}: {exc}")
+        message = f"the item's task failed on the cluster: {type(exc).__name__}: {exc}"
+        # The job's last copy died with another item's worker: this one never started.
+        return WorkerLost(message, started=self.job_future.status == "finished")
 
     def cancel(self) -> None:
         futures, self.futures = list(self.futures), {}
+        self.waiting.clear()
         if self.job is None:
             return
         try:
@@ -192,6 +277,7 @@ class _DaskTransport:
 
     def end(self) -> None:
         futures, self.futures = list(self.futures), {}
+        self.waiting.clear()
         try:
             self.client.cancel([*futures, self.job_future])
         except Exception:
