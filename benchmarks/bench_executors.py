@@ -134,7 +134,7 @@ def case_figures(
 
 
 def run(quick: bool = False) -> dict[str, Any]:
-    from pflow_trace.runtime.executors.dask_cluster import start_local_cluster
+    from pflow_trace.runtime.executors.dask_start import start_local_cluster
 
     cpu_items, trivial_items, rounds = SIZES_QUICK if quick else SIZES_FULL
     n = loop_size_for_ms(5.0)

@@ -45,7 +45,7 @@ MIXED_ITEMS: list[Any] = [0, "", None, False, 4, 5]
 @pytest.fixture(scope="module")
 def dask_scheduler() -> Iterator[str]:
     """A two-worker ``LocalCluster`` that reports a dead worker at once (no silent re-run)."""
-    from pflow_trace.runtime.executors.dask_cluster import start_local_cluster
+    from pflow_trace.runtime.executors.dask_start import start_local_cluster
 
     cluster = start_local_cluster(2)
     try:
@@ -268,7 +268,7 @@ def test_an_item_that_kills_its_dask_worker_fails_only_itself(
 def test_the_job_outlives_the_death_of_the_only_worker_holding_it(tmp_path: Path) -> None:
     """On a one-worker cluster the batch's job dies with the worker; it is sent again to the
     worker's replacement instead of failing the other items for a lost dependency."""
-    from pflow_trace.runtime.executors.dask_cluster import start_local_cluster
+    from pflow_trace.runtime.executors.dask_start import start_local_cluster
 
     cluster = start_local_cluster(1)
     try:

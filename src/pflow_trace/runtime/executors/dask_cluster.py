@@ -17,7 +17,6 @@ nothing of the run keeps running on the cluster.
 from __future__ import annotations
 
 import ctypes
-import logging
 import os
 import queue
 import threading
@@ -27,6 +26,7 @@ from collections import deque
 from typing import Any
 
 from pflow_trace.nodes.base import NodeFailure, cancel_running_work
+from pflow_trace.runtime.executors.dask_start import start_local_cluster
 from pflow_trace.runtime.executors.driver import ItemTask, WorkerLost, run_on_transport
 from pflow_trace.runtime.executors.job import BatchJob, ItemReply, ItemRunner, this_place
 from pflow_trace.runtime.item_life import BatchWork, LostAttempt
@@ -37,8 +37,6 @@ CONNECT_TIMEOUT_S = 10
 CANCEL_TIMEOUT_S = 5
 #: How often the driver may ask the scheduler for its workers while tasks wait for a thread.
 REFRESH_S = 0.25
-#: The only interface a cluster started here listens on.
-LOOPBACK = "127.0.0.1"
 
 
 def _import_distributed() -> Any:
@@ -49,27 +47,6 @@ def _import_distributed() -> Any:
             "the dask executor needs dask.distributed: pip install 'pflow-trace[dask]'"
         ) from None
     return distributed
-
-
-def start_local_cluster(workers: int) -> Any:
-    """A ``LocalCluster`` of ``workers`` one-thread worker processes, reachable from this host only.
-
-    Every socket it opens (scheduler, nannies, workers and the scheduler's HTTP endpoint, which
-    Dask binds to all interfaces unless told otherwise) listens on 127.0.0.1; a worker's death
-    is reported at once (``allowed-failures`` 0) so the batch's own retries decide what follows.
-    """
-    import dask
-
-    distributed = _import_distributed()
-    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
-        return distributed.LocalCluster(
-            n_workers=workers,
-            threads_per_worker=1,
-            processes=True,
-            host=LOOPBACK,
-            dashboard_address=f"{LOOPBACK}:0",
-            silence_logs=logging.CRITICAL,  # our one-line errors, not Dask's log lines
-        )
 
 
 class DaskExecutor:
