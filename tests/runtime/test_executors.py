@@ -227,8 +227,10 @@ def test_a_worker_death_on_the_last_attempt_fails_the_item(tmp_path: Path) -> No
 
 #: Item 3 kills its worker once the items after it are queued; every other item is innocent.
 KILLER_CODE = """
-import os, time
+import os, pathlib, time
 if x == 3:
+    with open(pathlib.Path(marker) / "killer-runs", "a") as runs:
+        runs.write("ran\\n")
     time.sleep(0.5)
     os._exit(3)
 time.sleep(0.3)
@@ -236,7 +238,11 @@ result = x
 """
 
 
-def assert_only_the_killer_failed(document: dict[str, Any], spans: list[Any], count: int) -> None:
+def assert_only_the_killer_failed(
+    document: dict[str, Any], spans: list[Any], count: int, marker: str
+) -> None:
+    # It said it started before it died, so its death was its one attempt (not resent).
+    assert (Path(marker) / "killer-runs").read_text() == "ran\n"
     records = {record["index"]: record for record in batch_items(document)}
     assert sorted(records) == list(range(count))
     assert {i: r["status"] for i, r in records.items()} == {
@@ -254,14 +260,19 @@ def test_an_item_that_kills_its_dask_worker_fails_only_itself(
 ) -> None:
     """Four items in flight on two one-thread workers: Dask used to queue one behind each
     running item, and item 3's death failed the item queued on its worker with it."""
+    marker = marker_dir(tmp_path, "marks")
     workflow = batch_workflow(
-        KILLER_CODE, list(range(8)), max_concurrent=4, error_handling="continue"
+        KILLER_CODE,
+        list(range(8)),
+        inputs={"marker": marker},
+        max_concurrent=4,
+        error_handling="continue",
     )
     outcome, spans, document = run_traced(
         workflow, tmp_path / "t.trace.json", "dask", dask_scheduler
     )
     assert outcome.status == "degraded", outcome.result.error
-    assert_only_the_killer_failed(document, spans, 8)
+    assert_only_the_killer_failed(document, spans, 8, marker)
 
 
 @pytest.mark.slow
@@ -270,10 +281,15 @@ def test_the_job_outlives_the_death_of_the_only_worker_holding_it(tmp_path: Path
     worker's replacement instead of failing the other items for a lost dependency."""
     from pflow_trace.runtime.executors.dask_start import start_local_cluster
 
+    marker = marker_dir(tmp_path, "marks")
     cluster = start_local_cluster(1)
     try:
         workflow = batch_workflow(
-            KILLER_CODE, list(range(6)), max_concurrent=3, error_handling="continue"
+            KILLER_CODE,
+            list(range(6)),
+            inputs={"marker": marker},
+            max_concurrent=3,
+            error_handling="continue",
         )
         outcome, spans, document = run_traced(
             workflow, tmp_path / "t.trace.json", "dask", cluster.scheduler_address
@@ -281,7 +297,7 @@ def test_the_job_outlives_the_death_of_the_only_worker_holding_it(tmp_path: Path
     finally:
         cluster.close()
     assert outcome.status == "degraded", outcome.result.error
-    assert_only_the_killer_failed(document, spans, 6)
+    assert_only_the_killer_failed(document, spans, 6, marker)
 
 
 BUSY_CODE = """

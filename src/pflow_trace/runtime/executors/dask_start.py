@@ -6,9 +6,11 @@ to another of the process's threads (any may take it) does not end that wait, so
 to land only once the cluster was up. Here the start runs on a thread of its own and the
 run's thread waits for it in short slices inside an interruptible region
 (:mod:`pflow_trace.runtime.interrupts`): a signal stops the run at once. The start it leaves
-behind is given up: no item was handed to it, its worker processes are daemons of this
-process (stopped as it exits), and Dask's own exit hook, which would try to close the half
-started cluster and print tracebacks, is told to leave it alone.
+behind is given up: no item was handed to it. Once the trace is written and the process
+exits, the start gets up to :data:`GIVE_UP_WAIT_S` to finish (a worker process halfway through
+being spawned would otherwise print a traceback) and is left to die with the process: its
+worker processes are daemons of this one, and Dask's own exit hook, which would try to close
+a half-started cluster and print tracebacks, is told to leave it alone.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
+import time
 from typing import Any
 
 from pflow_trace.runtime import interrupts
@@ -24,6 +27,10 @@ from pflow_trace.runtime import interrupts
 LOOPBACK = "127.0.0.1"
 #: How long the waiting thread blocks at a time (a signal is acted on within this).
 WAIT_SLICE_S = 0.05
+#: How long an exiting run waits for a start it gave up on (then leaves it to die with it).
+GIVE_UP_WAIT_S = 0.5
+#: How long a spawn already under way gets to hand its data to the new process.
+LOOP_STOP_S = 0.1
 
 
 def start_local_cluster(workers: int) -> Any:
@@ -84,11 +91,19 @@ class _ClusterStart:
         return self.cluster
 
     def give_up(self) -> None:
-        """Leave the start to finish or fail on its own; nothing will use the cluster."""
-        cluster = self.cluster
+        """Nothing will use the cluster: as the process exits (its trace written), give the
+        start a moment to finish, then leave it to die with the process."""
+        self.cluster.shutdown_on_close = False
+        atexit.register(self._at_exit)  # runs before Dask's and multiprocessing's exit hooks
 
-        def leave_alone() -> None:  # runs before Dask's exit hook (registered earlier)
-            cluster.shutdown_on_close = False
-
-        leave_alone()
-        atexit.register(leave_alone)
+    def _at_exit(self) -> None:
+        # A worker process still being spawned reads its start-up data from this process; let
+        # it finish, or it prints a traceback once this process's semaphores are gone.
+        self.thread.join(GIVE_UP_WAIT_S)
+        self.cluster.shutdown_on_close = False  # set again: a start that got far resets it
+        # Stop Dask's event loop, so no nanny spawns or restarts a worker process while this
+        # one exits (a child left without its start-up data prints a traceback).
+        loop = getattr(self.cluster, "loop", None)
+        if loop is not None:
+            loop.add_callback(loop.stop)
+            time.sleep(LOOP_STOP_S)
