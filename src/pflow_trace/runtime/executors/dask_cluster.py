@@ -35,6 +35,9 @@ from pflow_trace.runtime.item_life import BatchWork, LostAttempt
 CONNECT_TIMEOUT_S = 10
 #: How long the workers get to confirm that a cancelled batch's items were interrupted.
 CANCEL_TIMEOUT_S = 5
+#: How long a cancelled item gets to end with its stopped command before its thread is
+#: interrupted.
+CANCEL_GRACE_S = 0.5
 #: How often the driver may ask the scheduler for its workers while tasks wait for a thread.
 REFRESH_S = 0.25
 
@@ -331,17 +334,33 @@ def run_dask_item(
 
 
 def interrupt_job(job_id: str) -> int:
-    """Cancel a batch on this worker: refuse its queued items, interrupt its running ones."""
+    """Cancel a batch on this worker: refuse its queued items, interrupt its running ones.
+
+    Commands first: every child process an item registered is stopped, and any it registers
+    from now on is stopped as it registers, so an item waiting for its command ends on its
+    own. Only an item still running after :data:`CANCEL_GRACE_S` (pure Python work) gets an
+    exception raised in its thread: raised at once, it could land inside ``subprocess.Popen``
+    after the command started and before it was registered, leaving the command running.
+    """
     with _state_lock:
         _cancelled_jobs.add(job_id)
         threads = [ident for ident, running in _running.items() if running == job_id]
-        if threads:
-            # Child processes (shell commands) first, and any an item registers from now on:
-            # an item blocked waiting for its command then ends on its own.
-            cancel_running_work()
+    if not threads:
+        return 0
+    cancel_running_work()
+    deadline = time.monotonic() + CANCEL_GRACE_S
+    while time.monotonic() < deadline and _still_running(threads):
+        time.sleep(0.01)
+    with _state_lock:
         for ident in threads:
-            _set_async_exc(ident, ctypes.py_object(JobCancelled))
+            if _running.get(ident) == job_id:
+                _set_async_exc(ident, ctypes.py_object(JobCancelled))
     return len(threads)
+
+
+def _still_running(threads: list[int]) -> bool:
+    with _state_lock:
+        return any(ident in _running for ident in threads)
 
 
 def running_items() -> int:
