@@ -134,16 +134,12 @@ def case_figures(
 
 
 def run(quick: bool = False) -> dict[str, Any]:
-    import dask
-    from distributed import LocalCluster
+    from pflow_trace.runtime.executors.dask_start import start_local_cluster
 
     cpu_items, trivial_items, rounds = SIZES_QUICK if quick else SIZES_FULL
     n = loop_size_for_ms(5.0)
     started = time.perf_counter()
-    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
-        cluster = LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
-        )
+    cluster = start_local_cluster(2)
     cluster_start_s = time.perf_counter() - started
     try:
         with tempfile.TemporaryDirectory() as name:

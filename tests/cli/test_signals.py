@@ -179,6 +179,54 @@ def test_ctrl_c_on_the_processes_executor_leaves_no_command_running(tmp_path: Pa
     assert_no_survivors(pid_dir)
 
 
+@pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("moment", ["while the cluster starts", "as the first item starts"])
+def test_a_signal_on_the_dask_executor_leaves_no_command_running(
+    tmp_path: Path, signal_number: int, moment: str
+) -> None:
+    """The run's own ``LocalCluster``: a signal while it starts stops the run before any item
+    is handed out; one just after the first command started interrupts it on its worker, and
+    the command and its child die with it (a cancel that reached the worker while it was still
+    setting the item up used to miss it, leaving ``sh`` and ``sleep`` running)."""
+    pytest.importorskip("distributed")
+    pid_dir = tmp_path / "pids"
+    pid_dir.mkdir()
+    trace = tmp_path / "run.trace.json"
+    workflow = write_workflow(tmp_path, [shell_batch(pid_dir, 4, 2)])
+    process = start_run(workflow, trace, "--executor", "dask")
+    if moment == "while the cluster starts":
+        # The first worker processes appear while the cluster is still starting.
+        wait_for(lambda: bool(_dask_processes(process.pid)), process, "the cluster started")
+    else:
+        wait_for(lambda: bool(list(pid_dir.glob("sh-*.pid"))), process, "an item started")
+    process.send_signal(signal_number)
+    code, stdout, stderr = finish(process)
+
+    assert code == 128 + signal_number, (stdout, stderr)
+    assert "Traceback" not in stderr
+    document = json.loads(trace.read_text(encoding="utf-8"))
+    assert document["final_status"] == "interrupted"
+    statuses = items_against_spans(trace, "work")
+    assert set(statuses.values()) <= {"interrupted"}
+    if moment == "while the cluster starts" and not list(pid_dir.glob("*.pid")):
+        assert statuses == {}  # nothing was handed out
+    else:
+        time.sleep(0.2)  # a command that started just now has written its pid
+        assert_no_survivors(pid_dir)
+
+
+def _dask_processes(parent: int) -> list[int]:
+    """The run's child processes, started by any of its threads (the cluster's workers are
+    started from Dask's event-loop thread)."""
+    pids: list[int] = []
+    for children in Path(f"/proc/{parent}/task").glob("*/children"):
+        try:
+            pids += [int(pid) for pid in children.read_text().split()]
+        except (FileNotFoundError, ProcessLookupError, ValueError):
+            pass
+    return pids
+
+
 def test_ctrl_c_during_parallel_code_records_the_items_still_running(tmp_path: Path) -> None:
     marker = tmp_path / "started"
     code = (

@@ -45,13 +45,9 @@ MIXED_ITEMS: list[Any] = [0, "", None, False, 4, 5]
 @pytest.fixture(scope="module")
 def dask_scheduler() -> Iterator[str]:
     """A two-worker ``LocalCluster`` that reports a dead worker at once (no silent re-run)."""
-    import dask
-    from distributed import LocalCluster
+    from pflow_trace.runtime.executors.dask_start import start_local_cluster
 
-    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
-        cluster = LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
-        )
+    cluster = start_local_cluster(2)
     try:
         yield cluster.scheduler_address
     finally:
@@ -227,6 +223,81 @@ def test_a_worker_death_on_the_last_attempt_fails_the_item(tmp_path: Path) -> No
     assert int(record["span_id"], 16) == span.context.span_id
     assert span.status.description == record["error"]
     assert span.parent.span_id == next(s for s in spans if s.name == "work batch").context.span_id
+
+
+#: Item 3 kills its worker once the items after it are queued; every other item is innocent.
+KILLER_CODE = """
+import os, pathlib, time
+if x == 3:
+    with open(pathlib.Path(marker) / "killer-runs", "a") as runs:
+        runs.write("ran\\n")
+    time.sleep(0.5)
+    os._exit(3)
+time.sleep(0.3)
+result = x
+"""
+
+
+def assert_only_the_killer_failed(
+    document: dict[str, Any], spans: list[Any], count: int, marker: str
+) -> None:
+    # It said it started before it died, so its death was its one attempt (not resent).
+    assert (Path(marker) / "killer-runs").read_text() == "ran\n"
+    records = {record["index"]: record for record in batch_items(document)}
+    assert sorted(records) == list(range(count))
+    assert {i: r["status"] for i, r in records.items()} == {
+        i: "failed" if i == 3 else "success" for i in range(count)
+    }
+    assert {r["attempts"] for r in records.values()} == {1}  # no innocent was sent twice
+    assert records[3]["error"].startswith("the Dask worker running the item died")
+    assert [int(records[i]["span_id"], 16) for i in range(count)] == [
+        s.context.span_id for s in item_spans(spans)
+    ]
+
+
+def test_an_item_that_kills_its_dask_worker_fails_only_itself(
+    tmp_path: Path, dask_scheduler: str
+) -> None:
+    """Four items in flight on two one-thread workers: Dask used to queue one behind each
+    running item, and item 3's death failed the item queued on its worker with it."""
+    marker = marker_dir(tmp_path, "marks")
+    workflow = batch_workflow(
+        KILLER_CODE,
+        list(range(8)),
+        inputs={"marker": marker},
+        max_concurrent=4,
+        error_handling="continue",
+    )
+    outcome, spans, document = run_traced(
+        workflow, tmp_path / "t.trace.json", "dask", dask_scheduler
+    )
+    assert outcome.status == "degraded", outcome.result.error
+    assert_only_the_killer_failed(document, spans, 8, marker)
+
+
+@pytest.mark.slow
+def test_the_job_outlives_the_death_of_the_only_worker_holding_it(tmp_path: Path) -> None:
+    """On a one-worker cluster the batch's job dies with the worker; it is sent again to the
+    worker's replacement instead of failing the other items for a lost dependency."""
+    from pflow_trace.runtime.executors.dask_start import start_local_cluster
+
+    marker = marker_dir(tmp_path, "marks")
+    cluster = start_local_cluster(1)
+    try:
+        workflow = batch_workflow(
+            KILLER_CODE,
+            list(range(6)),
+            inputs={"marker": marker},
+            max_concurrent=3,
+            error_handling="continue",
+        )
+        outcome, spans, document = run_traced(
+            workflow, tmp_path / "t.trace.json", "dask", cluster.scheduler_address
+        )
+    finally:
+        cluster.close()
+    assert outcome.status == "degraded", outcome.result.error
+    assert_only_the_killer_failed(document, spans, 6, marker)
 
 
 BUSY_CODE = """

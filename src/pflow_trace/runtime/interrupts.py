@@ -61,6 +61,15 @@ def enter_interruptible() -> None:
     STATE.interruptible += 1
 
 
+def raise_pending() -> None:
+    """Stop here if a signal arrived since the last region: called before work is handed out
+    after a long stretch outside any region (starting a Dask cluster), so a signal that came
+    meanwhile stops the run before anything starts rather than after it has."""
+    if on_handler_thread() and STATE.pending is not None:
+        pending, STATE.pending = STATE.pending, None
+        raise RunInterrupted(pending)
+
+
 def leave_interruptible() -> None:
     STATE.interruptible -= 1
 

@@ -17,14 +17,16 @@ nothing of the run keeps running on the cluster.
 from __future__ import annotations
 
 import ctypes
-import logging
 import os
 import queue
 import threading
+import time
 import uuid
+from collections import deque
 from typing import Any
 
 from pflow_trace.nodes.base import NodeFailure, cancel_running_work
+from pflow_trace.runtime.executors.dask_start import start_local_cluster
 from pflow_trace.runtime.executors.driver import ItemTask, WorkerLost, run_on_transport
 from pflow_trace.runtime.executors.job import BatchJob, ItemReply, ItemRunner, this_place
 from pflow_trace.runtime.item_life import BatchWork, LostAttempt
@@ -33,6 +35,11 @@ from pflow_trace.runtime.item_life import BatchWork, LostAttempt
 CONNECT_TIMEOUT_S = 10
 #: How long the workers get to confirm that a cancelled batch's items were interrupted.
 CANCEL_TIMEOUT_S = 5
+#: How long a cancelled item gets to end with its stopped command before its thread is
+#: interrupted.
+CANCEL_GRACE_S = 0.5
+#: How often the driver may ask the scheduler for its workers while tasks wait for a thread.
+REFRESH_S = 0.25
 
 
 def _import_distributed() -> Any:
@@ -70,16 +77,7 @@ class DaskExecutor:
                     f"cannot reach the Dask scheduler at {self.scheduler}: {exc}"
                 ) from None
             return self.client
-        import dask
-
-        with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
-            self.cluster = distributed.LocalCluster(
-                n_workers=self.workers or os.cpu_count() or 1,
-                threads_per_worker=1,
-                processes=True,
-                dashboard_address=":0",
-                silence_logs=logging.CRITICAL,  # our one-line errors, not Dask's log lines
-            )
+        self.cluster = start_local_cluster(self.workers or os.cpu_count() or 1)
         self.client = distributed.Client(self.cluster, set_as_default=False)
         return self.client
 
@@ -94,42 +92,113 @@ class DaskExecutor:
             cluster.close()
 
 
+class _Placement:
+    """Which worker runs the next task: one task per worker thread at a time.
+
+    Left to itself the scheduler queues a task or two behind the one a worker is running, and
+    a worker that dies fails every task it holds (``KilledWorker``), so one item that kills
+    its worker would fail the items merely queued there. Tasks are sent to a worker with a
+    free thread (loosely: should it be gone, the scheduler picks another), and the rest wait
+    here; a death then takes only the items that were running on it.
+    """
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        #: address -> threads of every worker known alive; address -> tasks placed there.
+        #: (With no worker known, tasks wait, as Dask's own would for a worker to join.)
+        self.threads: dict[str, int] = {}
+        self.placed: dict[str, int] = {}
+        self.refreshed_at = 0.0
+
+    def refresh(self) -> None:
+        """Learn the cluster's workers again (a dead one's replacement has a new address)."""
+        if time.monotonic() - self.refreshed_at < REFRESH_S:
+            return
+        self.refreshed_at = time.monotonic()
+        try:
+            self.threads = {str(address): n for address, n in self.client.nthreads().items()}
+        except Exception:  # the next refresh tries again; tasks wait meanwhile
+            pass
+
+    def take(self) -> str | None:
+        """A worker with a free thread, now counted busy; None when every thread is busy."""
+        free, address = max(
+            ((n - self.placed.get(address, 0), address) for address, n in self.threads.items()),
+            default=(0, None),
+        )
+        if address is None or free <= 0:
+            return None
+        self.placed[address] = self.placed.get(address, 0) + 1
+        return address
+
+    def release(self, address: str) -> None:
+        if self.placed.get(address, 0) > 0:
+            self.placed[address] -= 1
+
+    def died(self, address: str) -> None:
+        self.threads.pop(address, None)
+
+
 class _DaskTransport:
     """One batch's tasks on the cluster."""
 
     def __init__(self, client: Any) -> None:
         self.client = client
         self.distributed = _import_distributed()
-        self.futures: dict[Any, ItemTask] = {}
+        #: future -> (task, the worker it was placed on) of every task sent and not answered.
+        self.futures: dict[Any, tuple[ItemTask, str]] = {}
+        #: Tasks handed out by the driver that wait for a free worker thread.
+        self.waiting: deque[ItemTask] = deque()
+        self.placement = _Placement(client)
         #: (future, reply, error) of finished tasks, put there by the client's event loop.
         self.finished: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.job: BatchJob | None = None
         self.job_future: Any = None
         self.key_prefix = ""
+        self.sent = 0
 
     def begin(self, job: BatchJob, lanes: int) -> None:
+        self.job = job
+        self._send_job()
+        self.key_prefix = f"pflow-{job.node_id}-{uuid.uuid4().hex[:8]}"
+        self.placement.refresh()
+
+    def _send_job(self) -> None:
+        """Put the job on every worker; again when a death took its last copy with it."""
         try:
-            self.job_future = self.client.scatter(job, broadcast=True, hash=False)
+            self.job_future = self.client.scatter(self.job, broadcast=True, hash=False)
         except Exception as exc:
             raise NodeFailure(f"the batch cannot be sent to the Dask cluster: {exc}") from None
-        self.job = job
-        self.key_prefix = f"pflow-{job.node_id}-{uuid.uuid4().hex[:8]}"
 
     def submit(self, task: ItemTask) -> None:
-        future = self.client.submit(
-            run_dask_item,
-            self.job_future,
-            task.index,
-            task.item,
-            task.lane,
-            tuple(task.lost),
-            task.first_start_ns if task.lost else 0,
-            task.want_resolutions,
-            key=f"{self.key_prefix}-{task.index}-{len(task.lost)}",
-            pure=False,
-        )
-        self.futures[future] = task
-        self.client.loop.add_callback(self._fetch, future)
+        self.waiting.append(task)
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        while self.waiting:
+            address = self.placement.take()
+            if address is None:
+                return  # every thread is busy: a reply (or a new worker) frees one
+            if self.job_future.status != "finished":
+                self._send_job()
+            task = self.waiting.popleft()
+            self.sent += 1
+            future = self.client.submit(
+                run_dask_item,
+                self.job_future,
+                task.index,
+                task.item,
+                task.lane,
+                tuple(task.lost),
+                task.first_start_ns if task.lost else 0,
+                task.want_resolutions,
+                key=f"{self.key_prefix}-{task.index}-{self.sent}",
+                pure=False,
+                workers=[address],
+                allow_other_workers=True,
+            )
+            self.futures[future] = (task, address)
+            self.client.loop.add_callback(self._fetch, future)
 
     async def _fetch(self, future: Any) -> None:
         """On the client's event loop: wait for the task and fetch its reply as soon as it is
@@ -142,16 +211,22 @@ class _DaskTransport:
             self.finished.put((future, reply, None))
 
     def wait(self, timeout_s: float) -> list[tuple[ItemTask, ItemReply | WorkerLost]]:
+        self._dispatch()
         try:
-            done = [self.finished.get(timeout=timeout_s)]
+            done = [self.finished.get(timeout=min(timeout_s, REFRESH_S))]
         except queue.Empty:
+            if self.waiting:  # perhaps a dead worker's replacement has come up
+                self.placement.refresh()
+                self._dispatch()
             return []
         while not self.finished.empty():
             done.append(self.finished.get_nowait())
         replies: list[tuple[ItemTask, ItemReply | WorkerLost]] = []
         for future, reply, exc in done:
-            task = self.futures.pop(future, None)
-            if task is not None:  # not one this batch cancelled meanwhile
+            entry = self.futures.pop(future, None)
+            if entry is not None:  # not one this batch cancelled meanwhile
+                task, address = entry
+                self.placement.release(address)
                 replies.append((task, self._reply(reply, exc)))
         return replies
 
@@ -161,13 +236,17 @@ class _DaskTransport:
                 return reply
             return WorkerLost("the item was cancelled on its worker", final=True)
         if isinstance(exc, self.distributed.KilledWorker):
+            self.placement.died(exc.last_worker.address)
             return WorkerLost(f"the Dask worker running the item died ({exc})")
         if isinstance(exc, WorkerItemError):
             return WorkerLost(str(exc), final=True)
-        return WorkerLost(f"the item's task failed on the cluster: {type(exc).__name__}: {exc}")
+        message = f"the item's task failed on the cluster: {type(exc).__name__}: {exc}"
+        # The job's last copy died with another item's worker: this one never started.
+        return WorkerLost(message, started=self.job_future.status == "finished")
 
     def cancel(self) -> None:
         futures, self.futures = list(self.futures), {}
+        self.waiting.clear()
         if self.job is None:
             return
         try:
@@ -178,6 +257,7 @@ class _DaskTransport:
 
     def end(self) -> None:
         futures, self.futures = list(self.futures), {}
+        self.waiting.clear()
         try:
             self.client.cancel([*futures, self.job_future])
         except Exception:
@@ -224,20 +304,26 @@ def run_dask_item(
     first_start_ns: int,
     want: bool,
 ) -> ItemReply | None:
-    """The task: run one item on this worker; None when its batch was cancelled."""
-    if job.job_id in _cancelled_jobs:
-        return None
-    runner = _runner(job)
+    """The task: run one item on this worker; None when its batch was cancelled.
+
+    The item is refused or registered as running in one step, before anything else: a cancel
+    that lands while the worker is still setting up (building the node's chain for a new job)
+    finds the item and interrupts it, instead of missing it and letting its command start.
+    """
     ident = threading.get_ident()
+    with _state_lock:
+        if job.job_id in _cancelled_jobs:
+            return None
+        _running[ident] = job.job_id
     try:
-        with _state_lock:
-            _running[ident] = job.job_id
         try:
-            return runner.run(index, item, lane, lost, first_start_ns, want)
-        except JobCancelled:
-            raise
-        except BaseException as exc:  # a bug: one redacted line, not a worker's traceback log
-            raise WorkerItemError(runner.describe(exc)) from None
+            runner = _runner(job)
+            try:
+                return runner.run(index, item, lane, lost, first_start_ns, want)
+            except JobCancelled:
+                raise
+            except BaseException as exc:  # a bug: one redacted line, not a traceback log
+                raise WorkerItemError(runner.describe(exc)) from None
         finally:
             with _state_lock:
                 del _running[ident]
@@ -248,15 +334,33 @@ def run_dask_item(
 
 
 def interrupt_job(job_id: str) -> int:
-    """Cancel a batch on this worker: refuse its queued items, interrupt its running ones."""
+    """Cancel a batch on this worker: refuse its queued items, interrupt its running ones.
+
+    Commands first: every child process an item registered is stopped, and any it registers
+    from now on is stopped as it registers, so an item waiting for its command ends on its
+    own. Only an item still running after :data:`CANCEL_GRACE_S` (pure Python work) gets an
+    exception raised in its thread: raised at once, it could land inside ``subprocess.Popen``
+    after the command started and before it was registered, leaving the command running.
+    """
     with _state_lock:
         _cancelled_jobs.add(job_id)
         threads = [ident for ident, running in _running.items() if running == job_id]
+    if not threads:
+        return 0
+    cancel_running_work()
+    deadline = time.monotonic() + CANCEL_GRACE_S
+    while time.monotonic() < deadline and _still_running(threads):
+        time.sleep(0.01)
+    with _state_lock:
         for ident in threads:
-            _set_async_exc(ident, ctypes.py_object(JobCancelled))
-    if threads:
-        cancel_running_work()  # child processes (shell nodes) of the interrupted items
+            if _running.get(ident) == job_id:
+                _set_async_exc(ident, ctypes.py_object(JobCancelled))
     return len(threads)
+
+
+def _still_running(threads: list[int]) -> bool:
+    with _state_lock:
+        return any(ident in _running for ident in threads)
 
 
 def running_items() -> int:

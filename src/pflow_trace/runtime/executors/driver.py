@@ -11,10 +11,11 @@ batch's :class:`ItemLife`, here as on every worker.
 A worker that dies mid-item is that item's failed attempt: the item is sent again while the
 retry policy allows (the next worker starts its span when the first attempt was handed out and
 notes the lost one as a retry event); after the last attempt, ``ItemLife`` records the failed
-item here, since no worker is left to. ``fail_fast`` stops handing out items at the first
-failure; items already in flight finish and are kept, as on threads. Ctrl-C (or any error)
-cancels the work on the workers, then records every item still out as ``interrupted``, before
-it propagates.
+item here, since no worker is left to. An item lost before it could start (what it needed
+died with another item's worker) is only sent again: that was no attempt. ``fail_fast``
+stops handing out items at the first failure; items already in flight finish and are kept,
+as on threads. Ctrl-C (or any error) cancels the work on the workers, then records every
+item still out as ``interrupted``, before it propagates.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ from pflow_trace.runtime.item_life import BatchWork, LostAttempt
 
 #: Longest the driver blocks without looking up (a retry may become due meanwhile).
 WAIT_SLICE_S = 0.5
+#: How often an item lost before it started is sent again before the loss counts as an attempt.
+MAX_RESENDS = 3
 
 
 @dataclass(slots=True)
@@ -52,6 +55,8 @@ class ItemTask:
     want_resolutions: bool = False
     #: A retry waits for ``retry_wait`` like one on a thread.
     not_before_ns: int = 0
+    #: How many times the item was sent again because it was lost before it could start.
+    resent: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,12 +64,15 @@ class WorkerLost:
     """The task's worker died, or the task or its reply could not travel; ``message`` says which.
 
     ``final``: not a death but a failure that would recur (an item that cannot be pickled),
-    so the item fails without another attempt.
+    so the item fails without another attempt. ``started`` False: the item was lost before it
+    could run (what it needed on the cluster died with another item's worker), so it is sent
+    again without counting an attempt, up to :data:`MAX_RESENDS` times.
     """
 
     message: str
     place: WorkerPlace | None = None
     final: bool = False
+    started: bool = True
 
 
 class Transport(Protocol):
@@ -87,6 +95,7 @@ def run_on_transport(name: str, transport: Transport, work: BatchWork) -> None:
     batch_span.set_attribute(conv.ATTR_BATCH_EXECUTOR, name)
     if not work.to_run:
         return
+    interrupts.raise_pending()  # e.g. Ctrl-C while the cluster started: hand nothing out
     lanes = work.lanes
     job = build_job(work)
     loop = _DriverLoop(work, transport, lanes)
@@ -203,6 +212,11 @@ class _DriverLoop:
         self._keep(outcome, result, rows)
 
     def _lost(self, task: ItemTask, lost: WorkerLost) -> None:
+        if not lost.started and task.resent < MAX_RESENDS and not self.stop.is_set():
+            task.resent += 1  # an innocent bystander of another item's dead worker
+            task.not_before_ns = 0
+            self.retries.appendleft(task)
+            return
         attempt = len(task.lost) + 1
         error = self.life.run.sanitizer.text(lost.message)
         now = time.time_ns()
