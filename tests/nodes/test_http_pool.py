@@ -3,6 +3,7 @@ from one request to the next, closed when the run ends, and urllib's behaviour k
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
 import threading
@@ -225,12 +226,24 @@ def test_refused_and_timed_out_connections_keep_their_messages() -> None:
     assert "timed out after 0.2s" in late.value.message
 
 
-def test_a_url_with_user_info_takes_urllib_s_path(server: tuple[str, Seen]) -> None:
-    """urllib takes ``user@host`` for the host name and cannot resolve it; so it stays."""
+def test_a_urls_user_info_is_sent_as_basic_auth_not_as_part_of_the_host(
+    server: tuple[str, Seen],
+) -> None:
+    """Left in the URL, urllib took ``someone:pw@127.0.0.1`` for a host name and asked the
+    name resolver for it, password and all; it is the server's, as basic auth."""
     url, seen = server
-    node = HttpNode()
-    node.set_params({"url": url.replace("//", "//someone@") + "/x"})
-    with pytest.raises(NodeFailure) as info:
-        node.run({})
-    assert info.value.message.startswith("cannot reach http://someone@127.0.0.1:")
-    assert seen.requests == []
+    result = call({"url": url.replace("//", "//some%20one:p%40ss@") + "/x"})
+    assert result["status_code"] == 200, result
+    [request] = seen.requests
+    assert request["path"] == "/x"
+    assert request["authorization"] == "Basic " + base64.b64encode(b"some one:p@ss").decode()
+    assert "p%40ss" not in json.dumps(result) and "p@ss" not in json.dumps(result)
+
+
+def test_an_authorization_header_given_wins_over_a_urls_user_info(
+    server: tuple[str, Seen],
+) -> None:
+    url, seen = server
+    given = {"Authorization": "Token t"}
+    call({"url": url.replace("//", "//someone:pw@") + "/x", "headers": given})
+    assert [request["authorization"] for request in seen.requests] == ["Token t"]

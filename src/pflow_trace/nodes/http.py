@@ -140,18 +140,14 @@ class HttpNode(WorkflowNode):
     async def exec_async(self, params: dict[str, Any]) -> dict[str, Any]:
         """:meth:`exec` as a task on async lanes: the same request, outputs and errors, sent
         through the batch's ``httpx`` pool (:mod:`~pflow_trace.nodes.http_async`). What urllib
-        would do differently (a proxy, ``user@`` in the URL, a redirect it follows) takes the
+        would do differently (a proxy, a redirect it follows) takes the
         threads' path, in a worker thread, as :func:`_exchange` does."""
         from pflow_trace.nodes import http_async
 
         url, method, headers, data, timeout = _prepared(params)
         started = time.perf_counter()
         parts = urllib.parse.urlsplit(url)
-        if (
-            parts.username is not None
-            or parts.hostname is None
-            or _proxied(parts.scheme.lower(), parts.hostname)
-        ):
+        if parts.hostname is None or _proxied(parts.scheme.lower(), parts.hostname):
             answer = await asyncio.to_thread(self._send, url, method, headers, data, timeout)
             return _outputs(url, *answer, started)
         sent = _default_headers(headers, data)
@@ -193,16 +189,35 @@ class HttpNode(WorkflowNode):
 
 def _prepared(params: dict[str, Any]) -> tuple[str, str, dict[str, str], bytes | None, float]:
     """The request the params describe: (url, method, headers, body, timeout in seconds)."""
-    url = _with_query(params["url"], params.get("params"))
+    url, basic = _without_user_info(_with_query(params["url"], params.get("params")))
     timeout: float = params.get("timeout", DEFAULT_TIMEOUT_S)
     if urllib.parse.urlsplit(url).scheme.lower() not in ("http", "https"):
         raise NodeFailure(f"unsupported URL '{url}': only http:// and https:// are allowed")
     if params.get("auth_token") and params.get("api_key"):
         raise NodeFailure("give either 'auth_token' or 'api_key', not both")
     headers = _request_headers(params)
+    if basic is not None and not any(name.lower() == "authorization" for name in headers):
+        headers["Authorization"] = basic
     data = _request_body(params.get("body"), headers)
     method = (params.get("method") or ("POST" if data is not None else "GET")).upper()
     return url, method, headers, data, timeout
+
+
+def _without_user_info(url: str) -> tuple[str, str | None]:
+    """``http://user:pw@host/`` → ``http://host/`` and its ``Basic`` Authorization value.
+
+    Credentials in a URL are meant for the server, as basic auth (what pflow's client sends).
+    Left in the URL, urllib takes ``user:pw@host`` for the host name and hands the password
+    to the name resolver, and every message quoting the URL would carry it.
+    """
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, None
+    user_info, _, host = parts.netloc.rpartition("@")
+    user, _, password = user_info.partition(":")
+    pair = f"{urllib.parse.unquote(user)}:{urllib.parse.unquote(password)}"
+    basic = "Basic " + base64.b64encode(pair.encode("utf-8")).decode("ascii")
+    return urllib.parse.urlunsplit(parts._replace(netloc=host)), basic
 
 
 def _outputs(
@@ -255,14 +270,14 @@ def _exchange(
     """The request on a kept connection of :mod:`~pflow_trace.nodes.http_pool`.
 
     What urllib would do differently takes urllib's own path, so behaviour stays urllib's: a
-    proxy set in the environment, a URL with ``user@`` in it, and a redirect urllib follows
+    proxy set in the environment and a redirect urllib follows
     (the next request, a GET without the body, is urllib's, and so are any redirects after
     it). urllib's default headers are kept (its ``User-Agent``, a form content type for an
     untyped body).
     """
     parts = urllib.parse.urlsplit(url)
     scheme = parts.scheme.lower()
-    if parts.username is not None or _proxied(scheme, parts.hostname or ""):
+    if _proxied(scheme, parts.hostname or ""):
         return _urllib_exchange(url, method, headers, data, timeout)
     if parts.hostname is None:
         raise ValueError("no host given")
