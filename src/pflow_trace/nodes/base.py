@@ -59,6 +59,16 @@ def has_async_path(node_class: type) -> bool:
     return callable(getattr(node_class, "exec_async", None))
 
 
+def async_path_for(node_class: type, params: Mapping[str, Any]) -> bool:
+    """Whether a batch of this node type with these (unresolved) params runs on async lanes:
+    the type declares ``exec_async`` and, if it also has ``async_available(params)`` (the
+    ``llm`` node: only models with an async implementation), that says yes."""
+    if not has_async_path(node_class):
+        return False
+    available = getattr(node_class, "async_available", None)
+    return bool(available(dict(params))) if callable(available) else True
+
+
 @dataclass(frozen=True, slots=True)
 class CallTracing:
     """The run's tracer and redaction, for a node whose calls are spans of their own.
