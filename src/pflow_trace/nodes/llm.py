@@ -120,9 +120,7 @@ class LlmNode(WorkflowNode):
         for attempt in range(1, policy.max_attempts + 1):
             started_ns = time.perf_counter_ns()
             try:
-                response = await llm_calls.request_async(
-                    call.model, *call.request_args(timeout_s)
-                )
+                response = await llm_calls.request_async(call.model, *call.request_args(timeout_s))
             except Exception as exc:
                 await asyncio.sleep(call.failed(attempt, exc, policy))
                 continue
@@ -158,7 +156,10 @@ class _Call:
         self.options = _options(model, params)
         self.secret = llm_calls.resolved_key(model)
         self.attachments, images = attachments_for(params.get("images"))
-        usage: dict[str, Any] = {"model": model.model_id, "provider": llm_calls.provider_name(model)}
+        usage: dict[str, Any] = {
+            "model": model.model_id,
+            "provider": llm_calls.provider_name(model),
+        }
         if images:  # by reference (path, size, SHA-256, or URL), never the bytes
             usage["images"] = images
         self.system, cached = cached_system(params.get("system"), params.get("__prompt_cache__"))
