@@ -16,8 +16,9 @@ efficiency cannot pass it. The server is one Python process too: ``server_bound_
 
 Each case runs on async lanes and on threads (``TraceOptions(async_lanes=False)``), so the
 threads figure is the baseline of the same run (``llm`` on async lanes goes through the ``llm``
-library's async OpenAI model, one client per model kept for the batch's event loop). Targets: efficiency >= 0.85 for 2,000 x 10 ms at 100 in flight, >= 0.7 for 10,000 x
-100 ms at 500 (``http`` only: threads and processes stay capped at 100 in validation, the
+library's async OpenAI model, one client per model kept for the batch's event loop).
+Targets: efficiency >= 0.85 for 2,000 x 10 ms at 100 in flight, >= 0.7 for 10,000 x 100 ms
+at 500 (``http`` only: threads and processes stay capped at 100 in validation, the
 threads figure at 500 is a comparison the Python API allows). Only this module's public
 workflow shapes are used, so the same script measures an older checkout (put its ``src``
 first on ``PYTHONPATH``; ``--lanes threads`` there).

@@ -25,7 +25,7 @@ import pytest
 from llm.plugins import pm
 
 from executor_runs import batch_items, item_spans, run_traced, shape, table_rows
-from llm_server import chat_server, configure_model
+from llm_server import chat_server, configure_model, silent_server
 from pflow_trace.errors import WorkflowValidationError
 from pflow_trace.ir.validation import validate_workflow
 from pflow_trace.nodes import llm_calls
@@ -152,6 +152,49 @@ def test_an_echo_batch_on_async_lanes_matches_threads(tmp_path: Path) -> None:
     outcome = runs["async"][0]
     assert outcome.status == "success"
     assert [r["llm_usage"]["model"] for r in outcome.outputs["results"]] == ["echo"] * 5
+
+
+def test_a_key_the_server_echoes_is_redacted_alike(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user_dir, key = tmp_path / "llm-user", "sk-lanes-secret-4242"
+    monkeypatch.setenv("LLM_USER_PATH", str(user_dir))
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    with chat_server() as (api_base, _):
+        configure_model(user_dir, api_base, key_name="openai")
+        runs = {
+            lanes: run_on(
+                lanes,
+                llm_batch(["ECHO-KEY one", "SHOW-AUTH two"]),
+                tmp_path / f"{lanes}.trace.json",
+            )
+            for lanes in LANES
+        }
+    assert_same_runs(runs)
+    for outcome, spans, document in runs.values():
+        assert outcome.status == "success"
+        assert key not in repr(document) and key not in repr(outcome.outputs)
+        for span in spans:
+            assert key not in repr(dict(span.attributes)) + repr(span.events)
+
+
+def test_a_server_that_never_answers_times_out_alike(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user_dir = tmp_path / "llm-user"
+    monkeypatch.setenv("LLM_USER_PATH", str(user_dir))
+    runs = {}
+    with silent_server() as api_base:
+        configure_model(user_dir, api_base)
+        for lanes in LANES:
+            workflow = llm_batch(["a", "b"], error_handling="continue")
+            workflow["nodes"][0]["params"]["timeout"] = 0.2
+            runs[lanes] = run_on(lanes, workflow, tmp_path / f"{lanes}.trace.json")
+    assert_same_runs(runs)
+    for _, _, document in runs.values():
+        usages = [record["llm_usage"] for record in batch_items(document)]
+        assert [usage["error_type"] for usage in usages] == ["APITimeoutError"] * 2
+        assert [usage["attempts"] for usage in usages] == [2, 2]
 
 
 @pytest.mark.parametrize("lanes", LANES)
