@@ -34,7 +34,8 @@ class AsyncLanes:
     """What the items of one batch on async lanes share (one event loop, one thread).
 
     ``in_flight`` is the batch's ``max_concurrent``: a client a node opens for the batch
-    (the ``http`` node's connection pool) is sized by it. ``clients`` holds such clients by
+    (the ``http`` node's connection pool; the ``llm`` node keeps its async clients here) is
+    sized by it. ``clients`` holds such clients by
     name, so every item of the batch reuses one; ``closers`` are awaited when the batch ends,
     on the same loop. Only the loop's thread touches it, so it needs no lock.
     """

@@ -14,6 +14,10 @@ becomes a span event. An attempt that gets no answer within ``timeout`` seconds 
 such failure. Anything else (a bad key, an unknown model, a refused request) fails at
 once. API keys come from the environment or the ``llm`` key store and are scrubbed from every
 output. The node never touches spans itself: see ``docs/llm.md``.
+
+A parallel batch whose model has an async implementation in its plugin (``async_available``)
+runs on async lanes through ``exec_async``: the library's async model, awaited, with the same
+call (:class:`_Call`: options, usage, failures, outputs) and retry loop as ``exec``.
 """
 
 from __future__ import annotations

@@ -117,7 +117,8 @@ def _make_retries_visible(model: Any) -> None:
     ``max_retries=0``, and the call's ``timeout`` (the library has no option for it; the
     client's own default is ten minutes). Building a client loads the certificate bundle and
     opens new connections (about 45 ms of interpreter time a call), so clients are kept
-    (:class:`_ClientCache`). Models of other plugins have no ``get_client`` and are left as
+    (:class:`_ClientCache`); an async client is kept for the batch's event loop instead
+    (:func:`_lanes_client`). Models of other plugins have no ``get_client`` and are left as
     they are.
     """
     get_client = getattr(model, "get_client", None)
