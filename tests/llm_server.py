@@ -13,6 +13,8 @@ batch is deterministic:
 - ``CACHED`` — 40 of the prompt tokens are reported as read from the cache;
 - ``SHOW-AUTH`` — the answer quotes the request's ``Authorization`` header (a server that
   leaks the key back), and ``DENY`` answers 401 quoting it in the error;
+- ``HOLD`` — the answer waits until the log's ``release`` is set (or 30 s), so a test can
+  stop a run while requests are in flight;
 - ``ECHO-KEY`` — a hostile server: the response's ``id``, ``model`` and ``finish_reason`` all
   carry the key the request sent (texts the provider controls, which end up on spans).
 
@@ -47,6 +49,7 @@ class ServerLog:
     requests: list[dict[str, Any]] = field(default_factory=list)
     seen: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    release: threading.Event = field(default_factory=threading.Event)
 
 
 def _user_text(body: dict[str, Any]) -> str:
@@ -101,6 +104,8 @@ def _handler(log: ServerLog) -> type[BaseHTTPRequestHandler]:
                 error = {"message": "Rate limit reached for requests", "type": "requests"}
                 self._send(429, {"error": error}, Retry_After="0")
                 return
+            if "HOLD" in text:
+                log.release.wait(30)
             if "DENY" in text:
                 error = {"message": f"Incorrect API key provided: {auth}", "type": "auth"}
                 self._send(401, {"error": error})
@@ -145,7 +150,10 @@ def chat_server() -> Iterator[tuple[str, ServerLog]]:
     """Serve on ``127.0.0.1`` on a port the OS picks; yields ``(api_base, log)``."""
     log = ServerLog()
     with serving(_handler(log)) as base:
-        yield f"{base}/v1", log
+        try:
+            yield f"{base}/v1", log
+        finally:
+            log.release.set()  # no held answer outlives the test
 
 
 @contextmanager

@@ -7,7 +7,10 @@ workflow is validated (and before ``run --executor`` starts), never discovered m
 
 ``max_concurrent`` is at most :data:`MAX_LANES` (pflow's cap) for items on threads or worker
 processes; a parallel batch in the run's process whose node type has an async path runs on
-async lanes, where up to :data:`MAX_ASYNC_IN_FLIGHT` items may wait at once.
+async lanes, where up to :data:`MAX_ASYNC_IN_FLIGHT` items may wait at once. Whether params
+have an async path is the node type's to say (``async_available``): an ``llm`` batch has one
+only when its model, named as plain text, has an async implementation; a model named by a
+template cannot be known before the run, so such a batch is held to :data:`MAX_LANES`.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import pickle
 from collections.abc import Mapping
 from typing import Any
 
-from pflow_trace.nodes.base import has_async_path
+from pflow_trace.nodes.base import async_path_for, has_async_path
 from pflow_trace.nodes.registry import NodeRegistry
 
 #: The most items in flight on threads or worker processes (pflow-cli's cap).
@@ -99,7 +102,12 @@ def _lane_limit_problem(
         return None  # within every limit, or over the schema's (which says so itself)
     node_class = registry.get(str(node.get("type")))
     on_async_lanes = executor == "threads" and bool(batch.get("parallel"))
-    if on_async_lanes and node_class is not None and has_async_path(node_class):
+    params = node.get("params")
+    if (
+        on_async_lanes
+        and node_class is not None
+        and async_path_for(node_class, params if isinstance(params, dict) else {})
+    ):
         return None
     async_types = sorted(name for name in registry.names() if _async_type(registry, name))
     where = "sequential items" if not batch.get("parallel") else f"items on {executor}"

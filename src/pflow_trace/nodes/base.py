@@ -34,7 +34,8 @@ class AsyncLanes:
     """What the items of one batch on async lanes share (one event loop, one thread).
 
     ``in_flight`` is the batch's ``max_concurrent``: a client a node opens for the batch
-    (the ``http`` node's connection pool) is sized by it. ``clients`` holds such clients by
+    (the ``http`` node's connection pool; the ``llm`` node keeps its async clients here) is
+    sized by it. ``clients`` holds such clients by
     name, so every item of the batch reuses one; ``closers`` are awaited when the batch ends,
     on the same loop. Only the loop's thread touches it, so it needs no lock.
     """
@@ -57,6 +58,16 @@ def has_async_path(node_class: type) -> bool:
     """Whether a node type declares an async path (``exec_async``): its batch items then run
     as tasks on async lanes instead of threads."""
     return callable(getattr(node_class, "exec_async", None))
+
+
+def async_path_for(node_class: type, params: Mapping[str, Any]) -> bool:
+    """Whether a batch of this node type with these (unresolved) params runs on async lanes:
+    the type declares ``exec_async`` and, if it also has ``async_available(params)`` (the
+    ``llm`` node: only models with an async implementation), that says yes."""
+    if not has_async_path(node_class):
+        return False
+    available = getattr(node_class, "async_available", None)
+    return bool(available(dict(params))) if callable(available) else True
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,10 @@ becomes a span event. An attempt that gets no answer within ``timeout`` seconds 
 such failure. Anything else (a bad key, an unknown model, a refused request) fails at
 once. API keys come from the environment or the ``llm`` key store and are scrubbed from every
 output. The node never touches spans itself: see ``docs/llm.md``.
+
+A parallel batch whose model has an async implementation in its plugin (``async_available``)
+runs on async lanes through ``exec_async``: the library's async model, awaited, with the same
+call (:class:`_Call`: options, usage, failures, outputs) and retry loop as ``exec``.
 """
 
 from __future__ import annotations
@@ -77,34 +81,143 @@ class LlmNode(WorkflowNode):
         except Exception:  # the item's own call fails with the real message
             pass
 
+    @classmethod
+    def async_available(cls, params: dict[str, Any]) -> bool:
+        """Whether a batch with these params runs on async lanes: its model, named as plain
+        text (or the default model), has an async implementation in its ``llm`` plugin. A
+        model named by a template cannot be known before its items run, so that batch stays
+        on threads (as does a model that cannot be loaded: its items report why)."""
+        name = params.get("model")
+        if name is not None and (not isinstance(name, str) or "${" in name):
+            return False
+        try:
+            return llm_calls.models.get_async(name) is not None
+        except Exception:
+            return False
+
     def exec(self, params: dict[str, Any]) -> dict[str, Any]:
-        model = _model(params.get("model"))
-        options = _options(model, params)
-        secret = llm_calls.resolved_key(model)
-        attachments, images = attachments_for(params.get("images"))
+        call = _Call(_model(params.get("model")), params)
+        policy, timeout_s = _retry_policy(params), _timeout_s(params)
+        for attempt in range(1, policy.max_attempts + 1):
+            started_ns = time.perf_counter_ns()
+            try:
+                response = llm_calls.request(call.model, *call.request_args(timeout_s))
+            except Exception as exc:
+                time.sleep(call.failed(attempt, exc, policy))
+                continue
+            return call.outputs(response, attempt, started_ns)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    async def exec_async(self, params: dict[str, Any]) -> dict[str, Any]:
+        """:meth:`exec` as a task on async lanes, through the model's async implementation
+        (``llm.get_async_model``): the same options, attempts, retries, timeout, outputs and
+        redaction. A model with none (a template named a model that has only a sync one) is
+        called as on threads, in a worker thread."""
+        import asyncio
+
+        _model(params.get("model"))  # an unknown model fails as on threads
+        async_model = llm_calls.models.get_async(params.get("model"))
+        if async_model is None:
+            return await asyncio.to_thread(self.exec, params)
+        call = _Call(async_model, params)
+        policy, timeout_s = _retry_policy(params), _timeout_s(params)
+        for attempt in range(1, policy.max_attempts + 1):
+            started_ns = time.perf_counter_ns()
+            try:
+                response = await llm_calls.request_async(call.model, *call.request_args(timeout_s))
+            except Exception as exc:
+                await asyncio.sleep(call.failed(attempt, exc, policy))
+                continue
+            return call.outputs(response, attempt, started_ns)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _retry_policy(params: dict[str, Any]) -> RetryPolicy:
+    return RetryPolicy(
+        int(params.get("max_retries", DEFAULT_MAX_RETRIES)),
+        float(params.get("retry_wait", DEFAULT_RETRY_WAIT_S)),
+        backoff=2.0,
+        max_asked_s=llm_calls.MAX_RETRY_AFTER_S,
+    )
+
+
+def _timeout_s(params: dict[str, Any]) -> float:
+    return float(params.get("timeout") or DEFAULT_TIMEOUT_S)
+
+
+class _Call:
+    """One item's call, whichever path sends it: what is sent, what each failed attempt
+    records (and whether it is retried, by the node's :class:`RetryPolicy`), and the outputs.
+
+    ``request_args`` are the attempt's arguments after the model; the answered attempt's own
+    duration (request sent to answer read) is ``duration_ms``: the provider's latency, which
+    the runtime records as the item's ``provider_us`` apart from the waits between attempts.
+    """
+
+    def __init__(self, model: Any, params: dict[str, Any]) -> None:
+        self.model = model
+        self.params = params
+        self.options = _options(model, params)
+        self.secret = llm_calls.resolved_key(model)
+        self.attachments, images = attachments_for(params.get("images"))
         usage: dict[str, Any] = {
             "model": model.model_id,
             "provider": llm_calls.provider_name(model),
         }
         if images:  # by reference (path, size, SHA-256, or URL), never the bytes
             usage["images"] = images
-        system, cached = cached_system(params.get("system"), params.get("__prompt_cache__"))
+        self.system, cached = cached_system(params.get("system"), params.get("__prompt_cache__"))
         if cached is not None:
             usage["prompt_cache"] = cached
             if cached["chunks"]:
-                options = {**options, **cache_option(model)}
+                self.options = {**self.options, **cache_option(model)}
         for name in ("temperature", "max_tokens"):
             if params.get(name) is not None:
                 usage[name] = params[name]
-        response, attempts, retries, took_ms = self._call(
-            model, {**params, "system": system}, options, usage, secret, attachments
+        self.usage = usage
+        self.retries: list[dict[str, Any]] = []
+
+    def request_args(self, timeout_s: float) -> tuple[Any, ...]:
+        return (self.params["prompt"], self.system, self.options, timeout_s, self.attachments)
+
+    def failed(self, attempt: int, exc: Exception, policy: RetryPolicy) -> float:
+        """The pause before the next attempt after this failure, which is listed; a failure
+        not worth another attempt (or the last) raises the item's ``NodeFailure``."""
+        error = llm_calls.describe_failure(exc, self.secret)
+        failure = {
+            "attempt": attempt,
+            "error": error,
+            "error_type": llm_calls.error_type(exc),
+            "time_unix_nano": time.time_ns(),
+        }
+        pause_s = (
+            policy.pause_s(attempt, llm_calls.retry_after_s(exc))
+            if llm_calls.is_transient(exc)
+            else None
         )
-        usage.update(_response_usage(response, model.model_id, secret))
+        if pause_s is None:
+            failed = {**self.usage, "attempts": attempt, "error": error}
+            failed["error_type"] = failure["error_type"]
+            if self.retries:
+                failed["retries"] = self.retries
+            tried = f" after {attempt} attempts" if attempt > 1 else ""
+            raise NodeFailure(
+                f"llm: {self.model.model_id} failed{tried}: {error}",
+                outputs={"llm_usage": failed},
+            ) from None
+        self.retries.append(failure)
+        return pause_s
+
+    def outputs(self, response: Any, attempt: int, started_ns: int) -> dict[str, Any]:
+        """The node's outputs from the answered attempt (a plain ``llm`` ``Response``)."""
+        took_ms = round((time.perf_counter_ns() - started_ns) / 1e6, 3)
+        params, usage = self.params, self.usage
+        usage.update(_response_usage(response, self.model.model_id, self.secret))
         usage["duration_ms"] = took_ms
-        usage["attempts"] = attempts
-        if retries:
-            usage["retries"] = retries
-        text = llm_calls.scrub(response.text(), secret)
+        usage["attempts"] = attempt
+        if self.retries:
+            usage["retries"] = self.retries
+        text = llm_calls.scrub(response.text(), self.secret)
         usage["empty_response"] = not text.strip()  # a "success" that said nothing
         # In pflow's order (a batch result's keys are compared byte for byte).
         outputs: dict[str, Any] = {"prompt": params["prompt"]}
@@ -113,63 +226,6 @@ class LlmNode(WorkflowNode):
         outputs["llm_usage"] = usage
         outputs["response"] = text
         return outputs
-
-    @staticmethod
-    def _call(
-        model: Any,
-        params: dict[str, Any],
-        options: dict[str, Any],
-        usage: dict[str, Any],
-        secret: str | None,
-        attachments: list[Any],
-    ) -> tuple[Any, int, list[dict[str, Any]], float]:
-        """The request, retried on transient failures; every failed attempt is listed.
-
-        The last number is the answered attempt's own duration in ms (request sent to answer
-        read): the provider's latency, which the runtime records as the item's ``provider_us``
-        apart from the waits between attempts and our own time."""
-        policy = RetryPolicy(
-            int(params.get("max_retries", DEFAULT_MAX_RETRIES)),
-            float(params.get("retry_wait", DEFAULT_RETRY_WAIT_S)),
-            backoff=2.0,
-            max_asked_s=llm_calls.MAX_RETRY_AFTER_S,
-        )
-        timeout_s = float(params.get("timeout") or DEFAULT_TIMEOUT_S)
-        retries: list[dict[str, Any]] = []
-        for attempt in range(1, policy.max_attempts + 1):
-            started_ns = time.perf_counter_ns()
-            try:
-                response = llm_calls.request(
-                    model, params["prompt"], params.get("system"), options, timeout_s, attachments
-                )
-                took_ms = round((time.perf_counter_ns() - started_ns) / 1e6, 3)
-                return response, attempt, retries, took_ms
-            except Exception as exc:
-                error = llm_calls.describe_failure(exc, secret)
-                failure = {
-                    "attempt": attempt,
-                    "error": error,
-                    "error_type": llm_calls.error_type(exc),
-                    "time_unix_nano": time.time_ns(),
-                }
-                pause_s = (
-                    policy.pause_s(attempt, llm_calls.retry_after_s(exc))
-                    if llm_calls.is_transient(exc)
-                    else None
-                )
-                if pause_s is None:
-                    failed = {**usage, "attempts": attempt, "error": error}
-                    failed["error_type"] = failure["error_type"]
-                    if retries:
-                        failed["retries"] = retries
-                    tried = f" after {attempt} attempts" if attempt > 1 else ""
-                    raise NodeFailure(
-                        f"llm: {model.model_id} failed{tried}: {error}",
-                        outputs={"llm_usage": failed},
-                    ) from None
-                retries.append(failure)
-                time.sleep(pause_s)
-        raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def _model(name: str | None) -> Any:

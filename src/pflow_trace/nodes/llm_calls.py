@@ -51,6 +51,7 @@ class _ModelCache:
 
     def __init__(self) -> None:
         self._models: dict[tuple[str | None, str | None], Any] = {}
+        self._async_models: dict[tuple[str | None, str | None], Any] = {}
         self._lock = threading.Lock()
 
     def get(self, name: str | None) -> Any:
@@ -65,9 +66,29 @@ class _ModelCache:
                 self._models[key] = model
             return model
 
+    def get_async(self, name: str | None) -> Any:
+        """The model's async implementation, or None when its plugin has none (its items
+        then stay on threads). An unknown name raises ``llm.UnknownModelError``."""
+        key = (name, os.environ.get("LLM_USER_PATH"))
+        with self._lock:
+            if key in self._async_models:
+                return self._async_models[key]
+        import llm
+
+        self.get(name)  # an unknown model fails here, with the sync lookup's error
+        try:
+            model = llm.get_async_model(name) if name else llm.get_async_model()
+        except llm.UnknownModelError:
+            model = None
+        if model is not None:
+            _make_retries_visible(model)
+        with self._lock:
+            return self._async_models.setdefault(key, model)
+
     def clear(self) -> None:
         with self._lock:
             self._models.clear()
+            self._async_models.clear()
 
 
 models = _ModelCache()
@@ -96,7 +117,8 @@ def _make_retries_visible(model: Any) -> None:
     ``max_retries=0``, and the call's ``timeout`` (the library has no option for it; the
     client's own default is ten minutes). Building a client loads the certificate bundle and
     opens new connections (about 45 ms of interpreter time a call), so clients are kept
-    (:class:`_ClientCache`). Models of other plugins have no ``get_client`` and are left as
+    (:class:`_ClientCache`); an async client is kept for the batch's event loop instead
+    (:func:`_lanes_client`). Models of other plugins have no ``get_client`` and are left as
     they are.
     """
     get_client = getattr(model, "get_client", None)
@@ -115,6 +137,8 @@ def _make_retries_visible(model: Any) -> None:
         return with_options(max_retries=0, timeout=timeout_s)
 
     def get_client_without_retries(key: Any = None, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("async_") and not args and set(kwargs) == {"async_"}:
+            return _lanes_client(model, key, lambda: build(key, *args, **kwargs))
         cache_key = _client_key(model, key, args, kwargs)
         if cache_key is None:
             return build(key, *args, **kwargs)
@@ -140,13 +164,33 @@ class _ClientCache:
             return client
 
 
+def _lanes_client(model: Any, key: Any, build: Callable[[], Any]) -> Any:
+    """An async client, kept for the batch whose async lanes run this call: it is bound to
+    their event loop, so it is made once per model, key and timeout there and closed on that
+    loop when the batch ends. Outside async lanes it serves one call."""
+    from pflow_trace.nodes.base import current_async_lanes
+
+    lanes = current_async_lanes.get()
+    cache_key = _client_key(model, key, (), {})
+    if lanes is None or cache_key is None:
+        return build()
+    name = f"llm:{id(model)}:{cache_key[0]}:{cache_key[1]}"
+    client = lanes.clients.get(name)
+    if client is None:
+        client = lanes.clients[name] = build()
+        close = getattr(client, "close", None)
+        if callable(close):
+            lanes.closers.append(close)
+    return client
+
+
 def _client_key(
     model: Any, key: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> tuple[str, float | None] | None:
     """What tells one model's clients apart: the key it sends (as a digest: the plain key is
     kept nowhere but in the client) and the timeout. ``None`` when the client must be built
-    afresh: an async client (bound to its event loop), a logging client the library builds when
-    asked to show responses, or arguments this wrapper does not know."""
+    afresh: a logging client the library builds when asked to show responses, or arguments
+    this wrapper does not know (an async client is kept per event loop, :func:`_lanes_client`)."""
     if args or kwargs.get("async_") or set(kwargs) - {"async_"}:
         return None
     if os.environ.get("LLM_OPENAI_SHOW_RESPONSES"):
@@ -193,6 +237,40 @@ def request(
         finally:
             _call_timeout_s.reset(token)
     return bounded(attempt, timeout_s)
+
+
+async def request_async(
+    model: Any,
+    prompt: str,
+    system: str | None,
+    options: dict[str, Any],
+    timeout_s: float,
+    attachments: list[Any] | None = None,
+) -> Any:
+    """:func:`request` through the model's async implementation, as a task on async lanes:
+    the answered response, converted to the library's plain ``Response`` (its text, JSON and
+    usage already read), so both paths read it alike. The OpenAI plugin's client gets the
+    timeout as on threads; any other plugin's call is cancelled when it runs out."""
+    import asyncio
+
+    async def attempt() -> Any:
+        response = model.prompt(
+            prompt, system=system, attachments=attachments or None, stream=False, options=options
+        )
+        await response.text()  # the request happens here; failures surface here
+        return await response.to_sync_response()
+
+    if getattr(model, "_pflow_trace_visible_retries", False):
+        token = _call_timeout_s.set(timeout_s)
+        try:
+            return await attempt()
+        finally:
+            _call_timeout_s.reset(token)
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await attempt()
+    except TimeoutError:
+        raise LlmTimeout(f"no answer within {timeout_s:g} s") from None
 
 
 def bounded(call: Callable[[], Any], timeout_s: float) -> Any:

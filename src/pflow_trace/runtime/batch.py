@@ -22,7 +22,7 @@ from pflow_trace.ir.templates import (
     json_list_or_value,
     resolve_param,
 )
-from pflow_trace.nodes.base import NodeFailure, has_async_path
+from pflow_trace.nodes.base import NodeFailure, async_path_for, has_async_path
 from pflow_trace.observe import conventions as conv
 from pflow_trace.observe.facts import ItemOutcome
 from pflow_trace.runtime import interrupts
@@ -120,7 +120,11 @@ class BatchNode(LayerWrapper):
         executors = self.run_context.executors
         if executors is None:
             return _THREADS
-        return executors.for_batch(self.config.executor, self.config.parallel, self.async_path)
+        node = innermost(self.inner)
+        # After ``prepare``: whether these params have an async path (an ``llm`` model with an
+        # async implementation) is known once the node type's library is loaded.
+        async_path = self.async_path and async_path_for(type(node), node.params)
+        return executors.for_batch(self.config.executor, self.config.parallel, async_path)
 
     def _run(self, shared: Any) -> str | None:
         # Before the batch's clock: a model or library loaded here is no item's time.

@@ -13,8 +13,8 @@ own copy of the chain, take the next item in turn and run it through the batch's
 :class:`~pflow_trace.runtime.item_life.ItemLife` (``run_item_async``: the same span,
 attempts, waits and record as on threads), then hand the outcome to ``ItemRecords``. Lane
 numbers are the ``worker`` numbers threads record. What the items share for the batch (the
-``http`` node's connection pool) lives in :class:`~pflow_trace.nodes.base.AsyncLanes` and is
-closed on the loop when the batch ends.
+``http`` node's connection pool, the ``llm`` node's async clients) lives in
+:class:`~pflow_trace.nodes.base.AsyncLanes` and is closed on the loop when the batch ends.
 
 Stopping is as on threads: a signal reaches the calling thread, which waits for the loop; it
 stops handing out items, cancels every task (the attempt or retry wait in progress ends and
