@@ -25,7 +25,7 @@ import uuid
 from collections import deque
 from typing import Any
 
-from pflow_trace.nodes.base import NodeFailure, cancel_running_work
+from pflow_trace.nodes.base import NodeFailure, cancel_running_work, reset_cancellation
 from pflow_trace.runtime.executors.dask_start import start_local_cluster
 from pflow_trace.runtime.executors.driver import ItemTask, WorkerLost, run_on_transport
 from pflow_trace.runtime.executors.job import BatchJob, ItemReply, ItemRunner, this_place
@@ -33,8 +33,6 @@ from pflow_trace.runtime.item_life import BatchWork, LostAttempt
 
 #: How long connecting to a scheduler may take before the node fails.
 CONNECT_TIMEOUT_S = 10
-#: How long the workers get to confirm that a cancelled batch's items were interrupted.
-CANCEL_TIMEOUT_S = 5
 #: How long a cancelled item gets to end with its stopped command before its thread is
 #: interrupted.
 CANCEL_GRACE_S = 0.5
@@ -311,10 +309,8 @@ def run_dask_item(
     finds the item and interrupts it, instead of missing it and letting its command start.
     """
     ident = threading.get_ident()
-    with _state_lock:
-        if job.job_id in _cancelled_jobs:
-            return None
-        _running[ident] = job.job_id
+    if not _register(job.job_id, ident):
+        return None
     try:
         try:
             runner = _runner(job)
@@ -331,6 +327,23 @@ def run_dask_item(
                 _set_async_exc(ident, ctypes.py_object())
     except JobCancelled:
         return None
+
+
+def _register(job_id: str, ident: int) -> bool:
+    """Mark ``ident`` as running an item of ``job_id``; False when that batch was cancelled.
+
+    A cancel leaves this worker cancelling every command as it starts (``cancel_running_work``)
+    so that none of the cancelled batch's items leaves one behind. Once none of them is still
+    running, the first item of a batch that was not cancelled lifts that: a worker of an
+    external cluster outlives the run, and a later run's commands must start.
+    """
+    with _state_lock:
+        if job_id in _cancelled_jobs:
+            return False
+        if not any(running in _cancelled_jobs for running in _running.values()):
+            reset_cancellation()
+        _running[ident] = job_id
+        return True
 
 
 def interrupt_job(job_id: str) -> int:
