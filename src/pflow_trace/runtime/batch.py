@@ -11,6 +11,7 @@ to :class:`~pflow_trace.runtime.item_life.ItemRecords`.
 from __future__ import annotations
 
 import time
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -23,6 +24,7 @@ from pflow_trace.ir.templates import (
     resolve_param,
 )
 from pflow_trace.nodes.base import NodeFailure
+from pflow_trace.nodes.output_capture import proxies_held
 from pflow_trace.observe import conventions as conv
 from pflow_trace.observe.facts import ItemOutcome
 from pflow_trace.runtime.batch_output import build_batch_output
@@ -161,13 +163,25 @@ class BatchNode(LayerWrapper):
             to_run,
         )  # fmt: skip
         try:
-            self.executor().run_items(work)
+            with self._streams_held():
+                self.executor().run_items(work)
         finally:
             outcomes.sort(key=lambda outcome: outcome.index)
             output = shared[self.node_id] = build_batch_output(
                 config, items, outcomes, records.results
             )
         return output
+
+    def _streams_held(self) -> AbstractContextManager[None]:
+        """For a node whose calls catch the standard streams, run on threads: the stream
+        proxies stay installed for the whole batch, not installed and removed per item.
+        Other executors' workers run in other processes: nothing to hold here."""
+        node = self.inner
+        while isinstance(node, LayerWrapper):
+            node = node.inner
+        if self.config.executor == "threads" and getattr(node, "captures_output", False):
+            return proxies_held()
+        return nullcontext()
 
     def _check(self, output: dict[str, Any]) -> None:
         """Fail the node as pflow-cli 0.16 does: at the first failed item under ``fail_fast``;
