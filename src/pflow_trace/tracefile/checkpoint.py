@@ -141,6 +141,20 @@ _ENCODER = json.JSONEncoder(
 )
 
 
+def encoded_data(value: Any) -> Any:
+    """``value`` as plain JSON data, like :func:`encode_value`, but the value itself when it
+    already is (checked in C: encode, decode, compare), so a workflow with a long inline
+    ``batch.items`` list is not walked in Python for the checkpoint's header."""
+    try:
+        text = _ENCODER.encode(value)
+    except (TypeError, ValueError):
+        pass
+    else:
+        if '{"$' not in text and json.loads(text) == value:
+            return value
+    return encode_value(value)
+
+
 def encoded_json(value: Any) -> str:
     """One value as the checkpoint writes it (raises :class:`Unencodable`).
 
