@@ -68,7 +68,7 @@ from pflow_trace.tracefile.checkpoint import (
     CheckpointWriter,
     Unencodable,
     checkpoint_path,
-    encode_value,
+    encoded_data,
     partial_checkpoint_path,
     read_checkpoint,
 )
@@ -539,7 +539,7 @@ def _root_link(trace_id: Any, span_id: Any) -> tuple[Link, ...]:
 
 def _encoded_or_none(value: Any) -> Any:
     try:
-        return encode_value(value)
+        return encoded_data(value)
     except Unencodable:
         return None
 

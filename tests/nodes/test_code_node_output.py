@@ -21,7 +21,7 @@ from pflow_trace.errors import RunInterrupted
 from pflow_trace.ir.validation import validate_workflow
 from pflow_trace.nodes.base import NodeFailure, WorkCancelled, WorkflowNode
 from pflow_trace.nodes.code import CodeNode
-from pflow_trace.nodes.output_capture import captured_output
+from pflow_trace.nodes.output_capture import captured_output, proxies_held
 from pflow_trace.observe.export_settings import resolve_export_settings
 
 SECRET = "pin-secret-88231"
@@ -151,6 +151,53 @@ def test_the_streams_are_put_back_after_the_call() -> None:
     before = (sys.stdout, sys.stderr)
     run_code("print('x')")
     code_failure("raise GeneratorExit")
+    assert (sys.stdout, sys.stderr) == before
+
+
+def test_held_proxies_catch_each_call_and_point_a_handler_made_meanwhile(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """A batch holds the proxies for all its items: a handler made on the real stream after
+    they went in (between two items) is still caught by the next call, then restored."""
+    before = (sys.stdout, sys.stderr)
+    logger = logging.getLogger("pflow-trace-test-held")
+    with proxies_held():
+        real_stderr = sys.stderr._original  # type: ignore[attr-defined]
+        first = run_code("print('one', s)", s=SECRET)
+        handler = logging.StreamHandler(real_stderr)
+        logger.addHandler(handler)
+        try:
+            second = run_code(
+                "import logging\nlogging.getLogger('pflow-trace-test-held').error(s)", s=SECRET
+            )
+        finally:
+            logger.removeHandler(handler)
+    assert first["stdout"] == f"one {SECRET}\n"
+    assert SECRET in second["stderr"]
+    assert SECRET not in "".join(capfd.readouterr())
+    assert (sys.stdout, sys.stderr) == before
+    assert handler.stream is real_stderr
+
+
+def test_a_batch_of_code_items_captures_each_item_and_puts_the_streams_back() -> None:
+    before = (sys.stdout, sys.stderr)
+    document = validate_workflow(
+        {
+            "ir_version": "0.1.0",
+            "name": "code-batch-streams",
+            "nodes": [
+                {
+                    "id": "work",
+                    "type": "code",
+                    "params": {"code": "print('item', x)\nresult = x", "inputs": {"x": "${item}"}},
+                    "batch": {"items": [0, 1, 2]},
+                }
+            ],
+        }
+    )
+    outcome = api.run(document, {}, TraceOptions(export=resolve_export_settings("none", env={})))
+    results = outcome.result.shared["work"]["results"]
+    assert [entry["stdout"] for entry in results] == ["item 0\n", "item 1\n", "item 2\n"]
     assert (sys.stdout, sys.stderr) == before
 
 

@@ -19,6 +19,7 @@ from pflow_trace.tracefile.checkpoint import (
     Unencodable,
     checkpoint_path,
     decode_line,
+    encoded_data,
     encoded_json,
 )
 
@@ -38,6 +39,26 @@ from pflow_trace.tracefile.checkpoint import (
 )
 def test_values_come_back_exactly(value: Any) -> None:
     assert decode_line(encoded_json(value)) == value
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"nodes": [{"id": "a", "batch": {"items": list(range(50))}}]},
+        (1, "two"),
+        {1: "int key"},
+        {"$bytes": "a dict that looks tagged"},
+        b"raw",
+    ],
+)
+def test_encoded_data_is_plain_json_that_comes_back_exactly(value: Any) -> None:
+    data = encoded_data(value)
+    assert decode_line(json.dumps(data)) == value
+
+
+def test_encoded_data_of_plain_json_is_the_value_itself() -> None:
+    workflow = {"nodes": [{"id": "a", "batch": {"items": list(range(50))}}]}
+    assert encoded_data(workflow) is workflow
 
 
 def test_nan_comes_back_as_nan() -> None:

@@ -228,6 +228,9 @@ class WorkflowNode(BaseNode):
     #: False for a type that must run in the run's own process (it holds a connection or state
     #: shared with other nodes): ``validate`` then refuses it on the processes and dask executors.
     ships_to_workers: ClassVar[bool] = True
+    #: True for a type whose calls catch the standard streams (``output_capture``): a batch of
+    #: it keeps the stream proxies installed for the whole batch instead of once per item.
+    captures_output: ClassVar[bool] = False
 
     def __init__(self, node_id: str = "") -> None:
         super().__init__()

@@ -148,6 +148,7 @@ class CodeNode(WorkflowNode):
 
     type_name: ClassVar[str] = "code"
     output_keys: ClassVar[frozenset[str] | None] = frozenset({"result", "stdout", "stderr"})
+    captures_output: ClassVar[bool] = True
     params_schema: ClassVar[dict[str, Any] | None] = {
         "type": "object",
         "properties": {

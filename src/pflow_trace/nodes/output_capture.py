@@ -8,6 +8,12 @@ capture is open, ``sys.stdout`` and ``sys.stderr`` are proxies that write to the
 capture open in the *current context* (the thread, and the asyncio tasks the code starts) and to
 the original stream anywhere else. The last capture to close puts the originals back.
 
+Installing walks the process's logging handlers, which costs more than the capture itself; a
+batch of ``code`` items therefore keeps the proxies installed for its whole run
+(:func:`proxies_held`, opened once by the runtime's batch layer), and each call then only sets
+its buffers as the current context's. Routing is by context either way, so what a call catches
+is the same whether the proxies were installed for it or for its batch.
+
 ``logging`` writes through handlers: ``logging.lastResort`` and a ``basicConfig`` made while a
 capture is open look ``sys.stderr`` up and find the proxy; a stream handler made earlier holds
 the original stream, so it is pointed at the proxy for as long as captures are open.
@@ -79,12 +85,15 @@ class _Installation:
         self._out = _StreamProxy(None, "stdout")
         self._err = _StreamProxy(None, "stderr")
         self._repointed: list[tuple[logging.StreamHandler[Any], Any]] = []
+        self._seen: tuple[int, Any] = (0, None)
 
     def open(self) -> None:
         with self._lock:
             self._open += 1
             if self._open == 1:
                 self._install()
+            elif _handlers_seen() != self._seen:  # a handler made since: point it too
+                self._repoint()
 
     def close(self) -> None:
         with self._lock:
@@ -96,7 +105,13 @@ class _Installation:
         out, err = self._out, self._err
         out._original, err._original = sys.stdout, sys.stderr
         sys.stdout, sys.stderr = out, err
+        self._repoint()
+
+    def _repoint(self) -> None:
+        """Point every stream handler that writes to an original stream at its proxy."""
+        out, err = self._out, self._err
         by_stream = {id(out._original): out, id(err._original): err}
+        self._seen = _handlers_seen()
         for handler in _stream_handlers():
             proxy = by_stream.get(id(handler.stream))
             if proxy is not None:
@@ -113,6 +128,16 @@ class _Installation:
             if handler.stream is out or handler.stream is err:
                 handler.stream = stream
         self._repointed.clear()
+
+
+def _handlers_seen() -> tuple[int, Any]:
+    """What tells that ``logging``'s handler list changed: its length and its last entry (a
+    handler made or gone changes one of them). A list ``logging`` does not have reads as
+    unchanged: its handlers are walked only when the proxies are installed."""
+    handlers: Any = getattr(logging, "_handlerList", None)
+    if not handlers:
+        return (0, None)
+    return (len(handlers), handlers[-1])
 
 
 def _stream_handlers() -> list[logging.StreamHandler[Any]]:
@@ -133,14 +158,32 @@ def _stream_handlers() -> list[logging.StreamHandler[Any]]:
 _installation = _Installation()
 
 
+class captured_output:  # a lower-case name: it is used like a function, ``with captured_output()``
+    """Catch what this context writes to the standard streams and ``logging``, until it exits.
+
+    A class rather than a generator-based context manager: it runs once per ``code`` item, and
+    the generator's machinery cost more than the rest of a call that finds the proxies held."""
+
+    __slots__ = ("_captured", "_token")
+
+    def __enter__(self) -> CapturedOutput:
+        captured = self._captured = CapturedOutput()
+        _installation.open()
+        self._token = _current.set(captured)
+        return captured
+
+    def __exit__(self, *exc_info: object) -> None:
+        _current.reset(self._token)
+        _installation.close()
+
+
 @contextmanager
-def captured_output() -> Iterator[CapturedOutput]:
-    """Catch what this context writes to the standard streams and ``logging``, until it exits."""
-    captured = CapturedOutput()
+def proxies_held() -> Iterator[None]:
+    """Keep the stream proxies installed until this exits (a batch of capturing items), so the
+    captures inside only count themselves in and out; the last to leave puts the originals
+    back, as always."""
     _installation.open()
-    token = _current.set(captured)
     try:
-        yield captured
+        yield
     finally:
-        _current.reset(token)
         _installation.close()

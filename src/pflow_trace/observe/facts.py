@@ -237,10 +237,17 @@ class InMemoryObserver(RunObserver):
 class Observers(RunObserver):
     """Fans one stream out to several observers (the trace sink, the terminal display)."""
 
-    __slots__ = ("observers",)
+    __slots__ = ("item_observers", "observers")
 
     def __init__(self, observers: list[RunObserver]) -> None:
         self.observers = observers
+        #: Those that hear of items: a call per item to a no-op (the checkpoint, which hears of
+        #: items from the batch itself) costs every item of every batch.
+        self.item_observers = [
+            observer
+            for observer in observers
+            if type(observer).item_finished is not RunObserver.item_finished
+        ]
 
     def run_started(self, run: RunRecord) -> None:
         for observer in self.observers:
@@ -259,5 +266,5 @@ class Observers(RunObserver):
             observer.node_finished(execution, shared)
 
     def item_finished(self, node_id: str, outcome: ItemOutcome, total: int) -> None:
-        for observer in self.observers:
+        for observer in self.item_observers:
             observer.item_finished(node_id, outcome, total)

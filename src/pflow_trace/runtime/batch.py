@@ -11,7 +11,9 @@ to :class:`~pflow_trace.runtime.item_life.ItemRecords`.
 from __future__ import annotations
 
 import time
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any, Literal
 
 from pflow_trace.engine import RetryPolicy
@@ -23,6 +25,7 @@ from pflow_trace.ir.templates import (
     resolve_param,
 )
 from pflow_trace.nodes.base import NodeFailure, async_path_for, has_async_path
+from pflow_trace.nodes.output_capture import proxies_held
 from pflow_trace.observe import conventions as conv
 from pflow_trace.observe.facts import ItemOutcome
 from pflow_trace.runtime import interrupts
@@ -185,9 +188,10 @@ class BatchNode(LayerWrapper):
             to_run,
         )  # fmt: skip
         try:
-            rest = self._run_pilot(work, visit)
-            if rest is not None:
-                self.executor().run_items(rest)
+            with self._streams_held():
+                rest = self._run_pilot(work, visit)
+                if rest is not None:
+                    self.executor().run_items(rest)
         finally:
             outcomes.sort(key=lambda outcome: outcome.index)
             output = shared[self.node_id] = build_batch_output(
@@ -224,6 +228,17 @@ class BatchNode(LayerWrapper):
         if not go_on:
             raise PilotDeclined(self.node_id)
         return replace(work, indices=[index for index in candidates if index not in picked])
+
+    def _streams_held(self) -> AbstractContextManager[None]:
+        """For a node whose calls catch the standard streams, run on threads: the stream
+        proxies stay installed for the whole batch, not installed and removed per item.
+        Other executors' workers run in other processes: nothing to hold here."""
+        node = self.inner
+        while isinstance(node, LayerWrapper):
+            node = node.inner
+        if self.config.executor == "threads" and getattr(node, "captures_output", False):
+            return proxies_held()
+        return nullcontext()
 
     def _check(self, output: dict[str, Any]) -> None:
         """Fail the node as pflow-cli 0.16 does: at the first failed item under ``fail_fast``;
@@ -265,16 +280,18 @@ class BatchNode(LayerWrapper):
     def _notify(self, records: ItemRecords, visit: NodeVisit | None) -> Any:
         """What hears of each finished item: the observer, and the checkpoint (successes)."""
         observer = self.run_context.observer
-        keeper = visit if visit is not None and visit.sink is not None else None
-        if observer is None and keeper is None:
-            return None
+        item_done = visit.item_keeper() if visit is not None else None
         node_id, results = self.node_id, records.results
+        if item_done is None:
+            return None if observer is None else partial(observer.item_finished, node_id)
 
         def notify(outcome: ItemOutcome, count: int) -> None:
-            if keeper is not None and outcome.status == "success":
+            if outcome.status == "success":
                 reused_ms = outcome.reused_ms
-                took_ms = outcome.duration_ms if reused_ms is None else reused_ms
-                keeper.item_done(outcome.index, took_ms, results[outcome.index])
+                took_ms = (
+                    (outcome.end_ns - outcome.start_ns) / 1e6 if reused_ms is None else reused_ms
+                )  # ``duration_ms`` inline: a property call per item
+                item_done(outcome.index, took_ms, results[outcome.index])
             if observer is not None:
                 observer.item_finished(node_id, outcome, count)
 

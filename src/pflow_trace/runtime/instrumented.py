@@ -22,6 +22,7 @@ from typing import Any
 
 from pflow_trace.engine.core import DEFAULT_ACTION
 from pflow_trace.errors import NodeExecutionError, NodeVisitLimitError
+from pflow_trace.ir.templates import compile_value
 from pflow_trace.observe import conventions as conv
 from pflow_trace.observe.facts import NodeExecution
 from pflow_trace.runtime import interrupts
@@ -57,7 +58,8 @@ class InstrumentedNode(LayerWrapper):
         """The templates this node resolves (params, ``batch.items``): what it depends on."""
         if self._templates is None:
             items = getattr(self.inner, "compiled_items", None)
-            self._templates = read_templates(self.params, *([items] if items is not None else []))
+            params = compile_value(self.params)
+            self._templates = read_templates(params, *([items] if items is not None else []))
         return self._templates
 
     def _count_visit(self) -> None:

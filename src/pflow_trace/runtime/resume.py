@@ -15,8 +15,9 @@ from __future__ import annotations
 import contextvars
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
 from pflow_trace.errors import ResumeError
@@ -24,7 +25,6 @@ from pflow_trace.ir.templates import (
     Interpolation,
     Reference,
     UnresolvedTemplate,
-    compile_value,
     lookup,
 )
 from pflow_trace.runtime.item_life import INTERRUPTED
@@ -141,9 +141,13 @@ class NodeVisit:
             )
         ]
 
-    def item_done(self, index: int, ms: float, result: Any) -> None:
-        if self.sink is not None:
-            self.sink.item_done(self.node_id, self.visit, index, ms, result)
+    def item_keeper(self) -> Callable[[int, float, Any], None] | None:
+        """What a batch calls with each item that succeeded, ``(index, ms, result)``: the
+        sink's ``item_done`` with this visit bound (no call of ours in between, per item);
+        None when nothing keeps items."""
+        if self.sink is None:
+            return None
+        return partial(self.sink.item_done, self.node_id, self.visit)
 
 
 class RunMemory:
@@ -168,11 +172,14 @@ class RunMemory:
         return NodeVisit(node_id, visit, fingerprint(read), self.sink, self.plan, batch)
 
 
-def read_templates(*sources: Any) -> tuple[Reference, ...]:
-    """The ``${...}`` templates in a node's params (and ``batch.items``), each once.
+def read_templates(*compiled_sources: Any) -> tuple[Reference, ...]:
+    """The ``${...}`` templates in a node's compiled params (and ``batch.items``), each once.
 
     What a node depends on is what these resolve to, not the whole namespaces they name: a
-    batch's ``batch_metadata.timing`` changes every run, its ``results`` need not."""
+    batch's ``batch_metadata.timing`` changes every run, its ``results`` need not. Sources come
+    compiled (a batch's items already are: compiling them again would take an escaped
+    ``$${...}`` for a template), and plain values in a list are skipped without a call each:
+    an inline ``batch.items`` list can hold a million of them."""
     found: dict[str, Reference] = {}
 
     def walk(compiled: Any) -> None:
@@ -186,11 +193,16 @@ def read_templates(*sources: Any) -> tuple[Reference, ...]:
                 walk(value)
         elif isinstance(compiled, list):
             for value in compiled:
-                walk(value)
+                if value.__class__ not in _PLAIN_VALUES:
+                    walk(value)
 
-    for source in sources:
-        walk(compile_value(source) if not isinstance(source, Reference) else source)
+    for source in compiled_sources:
+        walk(source)
     return tuple(found[text] for text in sorted(found))
+
+
+#: Values that hold no template, whatever they are inside a compiled list.
+_PLAIN_VALUES = frozenset({str, int, float, bool, type(None)})
 
 
 def _value_read(reference: Reference, shared: Mapping[str, Any]) -> Any:

@@ -38,6 +38,7 @@ import os
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,6 +141,20 @@ _ENCODER = json.JSONEncoder(
 )
 
 
+def encoded_data(value: Any) -> Any:
+    """``value`` as plain JSON data, like :func:`encode_value`, but the value itself when it
+    already is (checked in C: encode, decode, compare), so a workflow with a long inline
+    ``batch.items`` list is not walked in Python for the checkpoint's header."""
+    try:
+        text = _ENCODER.encode(value)
+    except (TypeError, ValueError):
+        pass
+    else:
+        if '{"$' not in text and json.loads(text) == value:
+            return value
+    return encode_value(value)
+
+
 def encoded_json(value: Any) -> str:
     """One value as the checkpoint writes it (raises :class:`Unencodable`).
 
@@ -211,8 +226,9 @@ class CheckpointWriter(RunObserver):
         self._written = 0
         self._last_flush = time.monotonic()
         self._lock = threading.Lock()
-        #: Finished items waiting to be encoded: (node id, visit, index, ms, result).
-        self._pending: list[tuple[str, int, int, float, Any]] = []
+        #: Finished items waiting to be encoded: (node id, visit, index, ms, result). A deque:
+        #: lanes append and the flush pops without a lock (both are atomic).
+        self._pending: deque[tuple[str, int, int, float, Any]] = deque()
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         os.fchmod(fd, 0o600)  # an existing file keeps its mode on O_CREAT
         self._fd = fd
@@ -233,19 +249,18 @@ class CheckpointWriter(RunObserver):
     def item_done(self, node_id: str, visit: int, index: int, ms: float, value: Any) -> None:
         """Keep a finished item's result; items are encoded a block at a time (one C-level
         encode for many), when a node ends, a block is full or a second has passed."""
-        with self._lock:
-            pending = self._pending
-            pending.append((node_id, visit, index, ms, value))
-            due = len(pending) >= _ITEMS_PER_BLOCK or (
-                time.monotonic() - self._last_flush >= _FLUSH_EVERY_S
-            )
-        if due:
+        pending = self._pending
+        pending.append((node_id, visit, index, ms, value))
+        if len(pending) >= _ITEMS_PER_BLOCK or (
+            time.monotonic() - self._last_flush >= _FLUSH_EVERY_S
+        ):
             self.flush()
 
     def _encode_pending(self) -> None:
         """Turn the waiting item results into block lines, one per (node, visit)."""
-        with self._lock:
-            pending, self._pending = self._pending, []
+        queue = self._pending
+        with self._lock:  # one flush drains at a time; lanes go on appending meanwhile
+            pending = [queue.popleft() for _ in range(len(queue))]
         groups: dict[tuple[str, int], list[tuple[str, int, int, float, Any]]] = {}
         for entry in pending:
             groups.setdefault((entry[0], entry[1]), []).append(entry)
