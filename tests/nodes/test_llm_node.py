@@ -331,3 +331,59 @@ def test_timeout_must_be_positive() -> None:
     node.set_params({"prompt": "hi", "model": "echo", "timeout": 0})
     with pytest.raises(NodeFailure, match="timeout"):
         node.prep({})
+
+
+# -- reasoning_effort ----------------------------------------------------------------------
+
+
+def reasoning_models(user_dir: Path, api_base: str) -> None:
+    """``local-gpt`` without the ``reasoning_effort`` option, ``local-o`` with it."""
+    user_dir.mkdir(parents=True, exist_ok=True)
+    models = [
+        f"- model_id: {model_id}\n  model_name: gpt-4o-mini\n  api_base: {api_base}\n"
+        + ("  reasoning: true\n" if reasoning else "")
+        for model_id, reasoning in (("local-gpt", False), ("local-o", True))
+    ]
+    (user_dir / "extra-openai-models.yaml").write_text("".join(models))
+
+
+@pytest.fixture
+def reasoning_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    user_dir = tmp_path / "llm-user"
+    monkeypatch.setenv("LLM_USER_PATH", str(user_dir))
+    with chat_server() as (api_base, log):
+        reasoning_models(user_dir, api_base)
+        yield log
+
+
+def test_reasoning_effort_is_sent_to_a_model_that_takes_it(reasoning_server: Any) -> None:
+    params = {"prompt": "think", "model": "local-o", "reasoning_effort": "LOW"}
+    outcome, _, facts = run_traced(llm_workflow(params))
+    assert outcome.status == "success"
+    assert reasoning_server.requests[-1]["body"]["reasoning_effort"] == "low"
+    usage = facts.executions[0].llm_usage
+    assert usage["reasoning_effort"] == "LOW" and "reasoning_effort_not_sent" not in usage
+
+
+def test_reasoning_effort_a_model_lacks_is_not_sent_and_said(reasoning_server: Any) -> None:
+    params = {"prompt": "think", "model": "local-gpt", "reasoning_effort": "high"}
+    outcome, _, facts = run_traced(llm_workflow(params))
+    assert outcome.status == "success"
+    assert "reasoning_effort" not in reasoning_server.requests[-1]["body"]
+    note = facts.executions[0].llm_usage["reasoning_effort_not_sent"]
+    assert note == "model 'local-gpt' does not take reasoning_effort; not sent"
+
+
+def test_reasoning_effort_none_is_not_sent(reasoning_server: Any) -> None:
+    params = {"prompt": "think", "model": "local-o", "reasoning_effort": "none"}
+    outcome, _, facts = run_traced(llm_workflow(params))
+    assert outcome.status == "success"
+    assert "reasoning_effort" not in reasoning_server.requests[-1]["body"]
+    assert "not sent" in facts.executions[0].llm_usage["reasoning_effort_not_sent"]
+
+
+def test_an_unknown_reasoning_effort_fails_in_one_line() -> None:
+    node = LlmNode("ask")
+    node.set_params({"prompt": "p", "model": "echo", "reasoning_effort": "extreme"})
+    with pytest.raises(NodeFailure, match=r"^llm: invalid reasoning_effort 'extreme'; one of: "):
+        node.exec(node.prep({}))

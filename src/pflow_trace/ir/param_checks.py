@@ -21,6 +21,9 @@ from pflow_trace.nodes.registry import NodeRegistry
 
 #: Keys the runtime injects (``__attempt__``); never a user's typo.
 _RUNTIME_PREFIX = "__"
+#: The param every node type has: named values its other params read as ``${key}``.
+_SCOPE_PARAM = "inputs"
+_SCOPE_SCHEMA: dict[str, Any] = {"type": "object"}
 _VALIDATORS: dict[int, Any] = {}
 
 
@@ -60,14 +63,18 @@ def _node_param_problems(
     problems: list[str] = []
     if schema.get("additionalProperties") is False:
         for key in params:
-            if key not in properties and not str(key).startswith(_RUNTIME_PREFIX):
+            if (
+                key not in properties
+                and key != _SCOPE_PARAM
+                and not str(key).startswith(_RUNTIME_PREFIX)
+            ):
                 hint = closest_key_hint(str(key), properties)
                 problems.append(f"{where}.{key}: unknown param '{key}' for {node_type}{hint}")
     for key in schema.get("required") or []:
         if key not in params:
             problems.append(f"{where}: {node_type} needs the param '{key}'")
     for key, value in params.items():
-        subschema = properties.get(key)
+        subschema = properties.get(key, _SCOPE_SCHEMA if key == _SCOPE_PARAM else None)
         if isinstance(subschema, dict) and not _holds_template(value):
             error = jsonschema.exceptions.best_match(_validator(subschema).iter_errors(value))
             if error is not None:

@@ -388,6 +388,15 @@ def json_list_or_value(value: Any) -> Any:
     return value
 
 
+def scope_value(compiled: Any, value: Any) -> Any:
+    """How a node input reads in its node's other params: a whole-value template's JSON object
+    or array text parsed (pflow's rule for ``inputs``), any other value as it is."""
+    if isinstance(compiled, Reference) and isinstance(value, str):
+        parsed = _parsed_json(value)
+        return parsed if isinstance(parsed, (dict, list)) else value
+    return value
+
+
 def resolve(compiled: Any, store: Mapping[str, Any]) -> Any:
     """Resolve a compiled value; raises :class:`UnresolvedTemplate` on the first miss."""
     if isinstance(compiled, Reference):

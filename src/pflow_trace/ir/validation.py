@@ -309,9 +309,13 @@ def _node_template_problems(index: int, node: dict[str, Any], scope: _Scope) -> 
         if alias in scope.inputs:
             problems.append(f"nodes[{index}].batch.as: alias '{alias}' shadows input '{alias}'")
     params = node.get("params")
+    own_inputs = params.get("inputs") if isinstance(params, dict) else None
+    local = frozenset(own_inputs) if isinstance(own_inputs, dict) else frozenset()
     for key, value in params.items() if isinstance(params, dict) else ():
         path = f"nodes[{index}].params.{key}"
-        problems += _template_problems(path, value, scope, node_id, alias, alias_visible=True)
+        # The node's own ``inputs`` keys are names its other params read (not ``inputs`` itself).
+        names = local if key != "inputs" else frozenset()
+        problems += _template_problems(path, value, scope, node_id, alias, True, names)
     if batch is not None and isinstance(batch.get("items"), str):
         path = f"nodes[{index}].batch.items"
         problems += _template_problems(path, batch["items"], scope, node_id, alias)
@@ -341,10 +345,12 @@ def _template_problems(
     node_id: str | None,
     alias: str | None = None,
     alias_visible: bool = False,
+    local: frozenset[str] = frozenset(),
 ) -> list[str]:
     """What the templates in ``value`` read that they cannot, as seen from node ``node_id``.
 
-    ``node_id`` None is the workflow's ``outputs``, which may read every node and input.
+    ``node_id`` None is the workflow's ``outputs``, which may read every node and input;
+    ``local`` are the keys of the node's own ``inputs``, which shadow every other name.
     """
     try:
         compiled = compile_value(value)
@@ -362,7 +368,7 @@ def _template_problems(
     problems = []
     for reference in iter_references(compiled):
         head = reference.head
-        if is_root_key(head) or head in scope.inputs or head == own_alias:
+        if head in local or is_root_key(head) or head in scope.inputs or head == own_alias:
             continue
         if readable(head):
             node = scope.nodes[scope.first_index[head]]

@@ -88,9 +88,10 @@ current_call_tracing: contextvars.ContextVar[CallTracing | None] = contextvars.C
 )
 
 #: A ``patternProperties`` entry for every node type's ``params_schema``. Keys starting with
-#: ``__`` are control values the runtime injects (such as ``__attempt__``); allowing them lets
-#: strict schemas (``additionalProperties: false``) still catch typos in user-written params.
-RUNTIME_KEYS: dict[str, Any] = {"^__": {}}
+#: ``__`` are control values the runtime injects (such as ``__attempt__``); ``inputs`` is the
+#: scope every node type has (named values its other params read as ``${key}``). Allowing them
+#: lets strict schemas (``additionalProperties: false``) still catch typos in user-written params.
+RUNTIME_KEYS: dict[str, Any] = {"^__": {}, "^inputs$": {"type": "object"}}
 
 
 _cancel_lock = threading.Lock()

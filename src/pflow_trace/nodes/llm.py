@@ -55,6 +55,7 @@ class LlmNode(WorkflowNode):
             "temperature": {"type": ["number", "null"], "minimum": 0},
             "max_tokens": {"type": ["integer", "null"], "minimum": 1},
             "model_options": {"type": ["object", "null"]},
+            "reasoning_effort": {"type": ["string", "null"]},
             "max_retries": {"type": "integer", "minimum": 1},
             "retry_wait": {"type": "number", "minimum": 0},
             "timeout": {"type": ["number", "null"], "exclusiveMinimum": 0},
@@ -158,6 +159,9 @@ class _Call:
         self.model = model
         self.params = params
         self.options = _options(model, params)
+        effort, effort_note = _reasoning_effort(model, params.get("reasoning_effort"))
+        if effort is not None:
+            self.options = {**self.options, "reasoning_effort": effort}
         self.secret = llm_calls.resolved_key(model)
         self.attachments, images = attachments_for(params.get("images"))
         usage: dict[str, Any] = {
@@ -171,9 +175,11 @@ class _Call:
             usage["prompt_cache"] = cached
             if cached["chunks"]:
                 self.options = {**self.options, **cache_option(model)}
-        for name in ("temperature", "max_tokens"):
+        for name in ("temperature", "max_tokens", "reasoning_effort"):
             if params.get(name) is not None:
                 usage[name] = params[name]
+        if effort_note is not None:
+            usage["reasoning_effort_not_sent"] = effort_note
         self.usage = usage
         self.retries: list[dict[str, Any]] = []
 
@@ -259,6 +265,37 @@ def _options(model: Any, params: dict[str, Any]) -> dict[str, Any]:
             f"llm: model '{model.model_id}' does not accept option '{where}': {reason}"
         ) from None
     return options
+
+
+#: pflow's ``reasoning_effort`` levels (any case).
+REASONING_EFFORTS = ("xhigh", "high", "medium", "low", "minimal", "none")
+
+
+def _reasoning_effort(model: Any, requested: Any) -> tuple[str | None, str | None]:
+    """(the level to send as the model's ``reasoning_effort`` option, or None; the one-line
+    note saying why a requested level is not sent).
+
+    As in pflow, an unknown level fails the node and a model without the option runs without
+    it; the note says so, in the node's ``llm_usage``, rather than leaving it unsaid.
+    """
+    if requested is None or requested == "":
+        return None, None
+    effort = str(requested).lower()
+    if effort not in REASONING_EFFORTS:
+        raise NodeFailure(
+            f"llm: invalid reasoning_effort {requested!r}; one of: {', '.join(REASONING_EFFORTS)}",
+            retriable=False,
+        )
+    if effort == "none":  # pflow sends no option for it: the model's own default applies
+        return None, "reasoning_effort 'none' is not sent; the model's default applies"
+    fields = getattr(model.Options, "model_fields", {})
+    if "reasoning_effort" not in fields:
+        return None, f"model '{model.model_id}' does not take reasoning_effort; not sent"
+    try:
+        model.Options(reasoning_effort=effort)
+    except Exception:  # pydantic's ValidationError: a level this model's option lacks
+        return None, f"model '{model.model_id}' does not take reasoning_effort {effort!r}; not sent"
+    return effort, None
 
 
 def _response_usage(response: Any, model_id: str, secret: str | None) -> dict[str, Any]:

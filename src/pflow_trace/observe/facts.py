@@ -132,9 +132,11 @@ class NodeExecution:
     attempts: int = 0
     retries: list[dict[str, Any]] = field(default_factory=list)
     #: a node with a ``loop`` block: each pass in order, and what ended the loop
-    #: (``condition``, ``max_iterations``, ``failed``); None for a node without one.
+    #: (``condition``, ``max_iterations``, ``failed``), and the condition's keyword (``while``
+    #: or ``until``); None for a node without one.
     loop_iterations: list[LoopIteration] | None = None
     loop_stopped: str | None = None
+    loop_keyword: str | None = None
     #: the observer's own data for this execution (e.g. the trace sink's snapshot).
     observer_state: Any = None
     #: ``--pilot``: the batch's pilot (seed, item indices, projection), as a plain dict.

@@ -14,6 +14,7 @@ from pflow_trace.report.llm_layout import llm_blocks
 from pflow_trace.report.summary import (
     BatchSummary,
     ItemTiming,
+    LoopSummary,
     NodeSummary,
     RunSummary,
     ShowSummary,
@@ -122,6 +123,8 @@ def _run_blocks(run: RunSummary) -> list[Block]:
         _nodes_table(run.nodes),
     ]
     for node in run.nodes:
+        if node.loop is not None:
+            blocks.append(Note(_loop_text(node.node_id, node.loop)))
         if node.batch is not None:
             blocks.extend(_batch_blocks(node, node.batch))
         elif node.error and node.status == "failed":
@@ -129,6 +132,12 @@ def _run_blocks(run: RunSummary) -> list[Block]:
     if run.llm is not None:
         blocks.extend(llm_blocks(run.llm))
     return blocks
+
+
+def _loop_text(node_id: str, loop: LoopSummary) -> str:
+    """``grow loop: 3 passes, stopped by until`` (one line per loop node)."""
+    passes = f"{loop.iterations} pass" + ("" if loop.iterations == 1 else "es")
+    return f"{node_id} loop: {passes}, stopped by {loop.stopped_by()}"
 
 
 def _nodes_table(nodes: list[NodeSummary]) -> Table:

@@ -19,6 +19,7 @@ from pflow_trace.report.percentiles import percentiles
 from pflow_trace.report.summary import (
     Aggregate,
     BatchAggregate,
+    LoopSummary,
     NodeAggregate,
     NodeSummary,
     RunSummary,
@@ -31,6 +32,7 @@ from pflow_trace.tracefile.model import (
     ITEM_SKIPPED,
     ITEM_SUCCESS,
     BatchInfo,
+    LoopInfo,
     TraceNode,
     TraceRun,
 )
@@ -134,7 +136,21 @@ def _summarize_node(
         error=node.error,
         batch=batch,
         call_path=list(node.call_path),
+        loop=_loop_summary(node.loop) if node.loop is not None else None,
     )
+
+
+def _loop_summary(loop: LoopInfo) -> LoopSummary:
+    passes = [
+        {
+            "iteration": one.iteration,
+            "status": one.status,
+            "duration_ms": one.duration_ms,
+            "error": one.error,
+        }
+        for one in loop.passes
+    ]
+    return LoopSummary(loop.iterations, loop.stopped, loop.keyword, passes)
 
 
 def _node_status(

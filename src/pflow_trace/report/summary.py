@@ -157,6 +157,30 @@ class BatchSummary:
 
 
 @dataclass(slots=True)
+class LoopSummary:
+    """A ``loop`` node's passes: how many ran, what ended the loop and each pass's outcome."""
+
+    iterations: int
+    #: ``condition`` (its ``while``/``until`` said stop), ``max_iterations`` (the cap) or
+    #: ``failed`` (a pass failed); None when the trace does not say.
+    stopped: str | None
+    #: The condition's keyword, ``while`` or ``until``; None in traces that do not record it.
+    keyword: str | None
+    #: ``{"iteration", "status", "duration_ms", "error"}`` per pass, in order.
+    passes: list[dict[str, Any]] = field(default_factory=list)
+
+    def stopped_by(self) -> str:
+        """What ended the loop, in words: ``until``, ``while``, ``the cap``, ``a failed pass``."""
+        if self.stopped == "condition":
+            return self.keyword or "its condition"
+        if self.stopped == "max_iterations":
+            return "the cap (max_iterations)"
+        if self.stopped == "failed":
+            return "a failed pass"
+        return "nothing recorded"
+
+
+@dataclass(slots=True)
 class NodeSummary:
     """One node execution of a run, in run order."""
 
@@ -176,6 +200,8 @@ class NodeSummary:
     #: A node of a sub-workflow: the ``workflow`` steps that called it, outermost first; it
     #: is listed right after its caller. Empty at the top level.
     call_path: list[str] = field(default_factory=list)
+    #: A ``loop`` node's passes; None for a node without a loop.
+    loop: LoopSummary | None = None
 
 
 @dataclass(slots=True)

@@ -90,6 +90,7 @@ class LoopNode(LayerWrapper):
         passes: list[LoopIteration] = []
         if execution is not None:
             execution.loop_iterations = passes
+            execution.loop_keyword = self.config.keyword
         cap: int | None = None
         number = 0
         stopped = "failed"

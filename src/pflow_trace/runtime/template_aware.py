@@ -1,19 +1,29 @@
 """The TemplateAware layer: resolves ``${...}`` params, then runs the node in its own span.
 
 Params are parsed once in ``set_params``; a node whose params hold no template skips
-resolution entirely. The resolved params are handed to the inner node right before it runs;
-parallel batches give every worker thread its own copy of the chain, so this never races.
+resolution entirely. A node's ``inputs`` param is its own scope, on every node type as in
+pflow-cli 0.16: ``inputs`` resolves first against the store, then the other params resolve
+against its keys laid over the store (``${who}`` reads ``inputs.who``; a key shadows a store
+name). A loop's ``carry`` reaches a ``shell`` or ``llm`` body this way, since it replaces
+``inputs`` from the second pass on. The resolved params are handed to the inner node right
+before it runs; parallel batches give every worker thread its own copy of the chain, so this
+never races.
 """
 
 from __future__ import annotations
 
+from collections import ChainMap
+from collections.abc import Mapping
 from typing import Any
 
-from pflow_trace.ir.templates import compile_value, has_templates, resolve_param
+from pflow_trace.ir.templates import compile_value, has_templates, resolve_param, scope_value
 from pflow_trace.nodes.base import CallTracing, current_call_tracing
 from pflow_trace.observe import conventions as conv
 from pflow_trace.runtime.context import current_execution
 from pflow_trace.runtime.layers import LayerWrapper
+
+#: The param every node type may have: named values its other params read as ``${key}``.
+INPUTS_PARAM = "inputs"
 
 
 class TemplateAwareNode(LayerWrapper):
@@ -40,8 +50,15 @@ class TemplateAwareNode(LayerWrapper):
 
     def resolve(self, store: Any) -> dict[str, Any]:
         resolved = dict(self.params)
+        if INPUTS_PARAM in self.templated:
+            compiled_inputs = self.templated[INPUTS_PARAM]
+            resolved[INPUTS_PARAM] = resolve_param(
+                self.node_id, INPUTS_PARAM, compiled_inputs, store
+            )
+        scope = self.scope(resolved.get(INPUTS_PARAM), store)
         for param, compiled in self.templated.items():
-            resolved[param] = resolve_param(self.node_id, param, compiled, store)
+            if param != INPUTS_PARAM:
+                resolved[param] = resolve_param(self.node_id, param, compiled, scope)
         execution = current_execution.get()
         if execution is not None and not execution.template_resolutions:
             execution.template_resolutions = {
@@ -49,6 +66,19 @@ class TemplateAwareNode(LayerWrapper):
                 for param in self.templated
             }
         return resolved
+
+    def scope(self, inputs: Any, store: Any) -> Mapping[str, Any]:
+        """What the params other than ``inputs`` read: the node's inputs over the store.
+
+        A whole-value input holding JSON text reads as the parsed object or array there, as in
+        pflow; the ``inputs`` param the node itself gets keeps the value as it resolved (the
+        code node checks it against its annotations)."""
+        if not isinstance(inputs, dict) or not inputs:
+            return store
+        compiled = self.templated.get(INPUTS_PARAM)
+        names = compiled if isinstance(compiled, dict) else {}
+        view = {key: scope_value(names.get(key), value) for key, value in inputs.items()}
+        return ChainMap(view, store)
 
     def _run(self, shared: Any) -> str | None:
         span, token = self.start_span()

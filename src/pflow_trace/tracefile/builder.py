@@ -204,7 +204,12 @@ class TraceDocumentBuilder(RunObserver):
             if one.llm_usage is not None:
                 record["llm_usage"] = self.sanitizer.value(one.llm_usage)
             records.append(record)
-        return {"iterations": len(records), "stopped": execution.loop_stopped, "passes": records}
+        return {
+            "iterations": len(records),
+            "stopped": execution.loop_stopped,
+            "keyword": execution.loop_keyword,
+            "passes": records,
+        }
 
     def _llm_usage(self, execution: NodeExecution) -> dict[str, Any] | None:
         """A node's LLM usage: its own call, or the totals over its batch's or loop's calls.

@@ -104,6 +104,27 @@ class BatchInfo:
 
 
 @dataclass(slots=True)
+class LoopPass:
+    """One pass of a ``loop`` node, as the trace records it."""
+
+    iteration: int
+    status: str
+    duration_ms: float | None
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class LoopInfo:
+    """A ``loop`` node's passes: how many ran and what ended the loop (``condition``,
+    ``max_iterations`` or ``failed``), with the condition's keyword when recorded."""
+
+    iterations: int
+    stopped: str | None
+    keyword: str | None
+    passes: list[LoopPass] = field(default_factory=list)
+
+
+@dataclass(slots=True)
 class TraceNode:
     """One node execution in a run."""
 
@@ -121,6 +142,8 @@ class TraceNode:
     finished: bool = True
     #: A ``loop`` node's LLM calls, one per pass that made one (ours only); empty otherwise.
     loop_calls: list[dict[str, Any]] = field(default_factory=list)
+    #: A ``loop`` node's passes (ours only); None for a node without a loop.
+    loop: LoopInfo | None = None
     batch: BatchInfo | None = None
     #: The LLM call of a node that is not a batch (``llm_usage``; pflow's ``llm_call``), as
     #: written; a batch node's calls are on its items.

@@ -31,6 +31,8 @@ from typing import Any
 from pflow_trace.errors import TraceReadError
 from pflow_trace.text import escape_surrogates_in_place, not_unicode_warning
 from pflow_trace.tracefile.model import (
+    LoopInfo,
+    LoopPass,
     TraceNode,
     TraceRun,
 )
@@ -277,6 +279,7 @@ def _node_from_document(raw: dict[str, Any]) -> TraceNode:
         error=error_text(raw.get("error")),
         span_id=as_str(raw.get("span_id")),
         loop_calls=_loop_calls(raw.get("loop")),
+        loop=_loop_info(raw.get("loop")),
         batch=batch,
         llm_usage=llm_usage,
         call_path=tuple(str(part) for part in _list(raw.get("call_path"))),
@@ -315,3 +318,26 @@ def _loop_calls(loop: Any) -> list[dict[str, Any]]:
     """The LLM calls of a loop node's passes, as our trace writes them under ``loop.passes``."""
     passes = loop.get("passes") if isinstance(loop, dict) else None
     return [call for one in _list(passes) if isinstance(one, dict) and (call := llm_call_of(one))]
+
+
+def _loop_info(loop: Any) -> LoopInfo | None:
+    """A loop node's record (``iterations``, ``stopped``, ``keyword``, ``passes``), as read."""
+    if not isinstance(loop, dict):
+        return None
+    passes = [
+        LoopPass(
+            iteration=as_int(one.get("iteration")) or number,
+            status=as_str(one.get("status")) or "?",
+            duration_ms=as_number(one.get("duration_ms")),
+            error=error_text(one.get("error")),
+        )
+        for number, one in enumerate(_list(loop.get("passes")), start=1)
+        if isinstance(one, dict)
+    ]
+    iterations = as_int(loop.get("iterations"))
+    return LoopInfo(
+        iterations=iterations if iterations is not None else len(passes),
+        stopped=as_str(loop.get("stopped")),
+        keyword=as_str(loop.get("keyword")),
+        passes=passes,
+    )
