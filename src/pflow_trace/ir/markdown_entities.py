@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 from yaml.composer import ComposerError
 
+from pflow_trace.ir.file_refs import FILE_REFS_KEY, file_ref
 from pflow_trace.ir.markdown import Document, Entity, Fence, Item, ParsedMarkdown, description
 from pflow_trace.ir.prompt_cache import cache_block
 from pflow_trace.ir.reading import read_at_most
@@ -274,15 +275,16 @@ def is_file_reference(value: Any) -> bool:
     return "/" in value and value.lower().endswith(FILE_SUFFIXES)
 
 
-def read_file_param(value: Any, base: Path) -> tuple[Any, str | None]:
+def read_file_param(value: Any, base: Path) -> tuple[Any, str | None, bytes | None]:
     """``- command: ./scripts/run.sh``: (the file's text, byte for byte (a trailing newline
-    kept), read relative to the workflow file, as pflow reads it; or the value and why not).
+    kept), read relative to the workflow file, as pflow reads it; or the value and why not;
+    and the bytes read, for the node's record of the file).
 
     A file that is missing, cannot be read as UTF-8 text or is bigger than a workflow may be is
     a problem; a value that does not name a file is kept as it is.
     """
     if not is_file_reference(value):
-        return value, None
+        return value, None, None
     candidate = base / value
     try:
         if not candidate.is_file():
@@ -290,32 +292,46 @@ def read_file_param(value: Any, base: Path) -> tuple[Any, str | None]:
         data = read_at_most(candidate, MAX_FILE_PARAM_BYTES + 1)
         if len(data) > MAX_FILE_PARAM_BYTES:
             raise ValueError(f"larger than {MAX_FILE_PARAM_BYTES // (1024 * 1024)} MB")
-        return data.decode("utf-8"), None
+        return data.decode("utf-8"), None, data
     except UnicodeDecodeError:
-        return value, f"{value} is not UTF-8 text"
+        return value, f"{value} is not UTF-8 text", None
     except (OSError, ValueError) as exc:
-        return value, f"cannot read {value}: {getattr(exc, 'strerror', None) or exc}"
+        return value, f"cannot read {value}: {getattr(exc, 'strerror', None) or exc}", None
 
 
 def read_file_params(workflow: Any, base: Path) -> list[str]:
     """Every file a JSON workflow's node params name, read in place (pflow reads them for its
-    IR too); one problem per file that cannot be read, named by its JSON path."""
+    IR too) and recorded on its node (:mod:`pflow_trace.ir.file_refs`); one problem per file
+    that cannot be read, named by its JSON path."""
     problems: list[str] = []
     nodes = workflow.get("nodes") if isinstance(workflow, dict) else None
     for index, node in enumerate(nodes if isinstance(nodes, list) else []):
         params = node.get("params") if isinstance(node, dict) else None
-        for key in FILE_PARAMS if isinstance(params, dict) else ():
+        if not isinstance(params, dict):
+            continue
+        node.pop(FILE_REFS_KEY, None)
+        refs = []
+        for key in FILE_PARAMS:
             if key in params:
-                params[key], problem = read_file_param(params[key], base)
+                written = params[key]
+                params[key], problem, data = read_file_param(written, base)
                 if problem:
                     problems.append(f"nodes[{index}].params.{key}: {problem}")
+                if data is not None:
+                    refs.append(file_ref(key, written, data))
+        if refs:
+            node[FILE_REFS_KEY] = refs
     return problems
 
 
-def _file_param(doc: Document, line: int, value: Any, base: Path) -> Any:
-    text, problem = read_file_param(value, base)
+def _file_param(
+    doc: Document, line: int, key: str, value: Any, base: Path, refs: list[dict[str, Any]]
+) -> Any:
+    text, problem, data = read_file_param(value, base)
     if problem:
         doc.problem(line, problem)
+    if data is not None:
+        refs.append(file_ref(key, value, data))
     return text
 
 
@@ -332,11 +348,14 @@ def _node(
     routing = {key: fields.pop(key) for key in ROUTING if key in fields}
     routing["_lines"] = {key: field_lines[key] for key in ROUTING if key in field_lines}
     params = {key: value for key, value in fields.items() if key not in NODE_FIELDS}
+    refs: list[dict[str, Any]] = []
     node["params"] = {
-        key: _file_param(doc, field_lines[key], v, base) if key in FILE_PARAMS else v
+        key: _file_param(doc, field_lines[key], key, v, base, refs) if key in FILE_PARAMS else v
         for key, v in params.items()
     }
     node.update({key: value for key, value in fields.items() if key in NODE_FIELDS})
+    if refs:
+        node[FILE_REFS_KEY] = refs
     prefix = f"nodes[{index}]"
     lines[prefix] = entity.line
     for key, line in field_lines.items():

@@ -46,6 +46,9 @@ ATTR_REUSED = "pflow.reused"
 #: A ``workflow`` step's span (or its item's): the file of the child it ran, and its sha256.
 ATTR_SUB_WORKFLOW_PATH = "pflow.sub_workflow.path"
 ATTR_SUB_WORKFLOW_SHA256 = "pflow.sub_workflow.sha256"
+#: The instrumented span of a node whose params were read from files: ``param=path@sha256``
+#: for each (the path as the workflow wrote it; the file's text is never on a span).
+ATTR_NODE_FILES = "pflow.node.files"
 
 # -- batch span --------------------------------------------------------------------------------
 ATTR_BATCH_SIZE = "pflow.batch.size"
@@ -238,6 +241,7 @@ ALL_ATTRIBUTES = (
     ATTR_REUSED,
     ATTR_SUB_WORKFLOW_PATH,
     ATTR_SUB_WORKFLOW_SHA256,
+    ATTR_NODE_FILES,
     ATTR_NODE_ATTEMPTS,
     ATTR_BATCH_SIZE,
     ATTR_BATCH_PARALLEL,

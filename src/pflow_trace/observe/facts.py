@@ -147,6 +147,8 @@ class NodeExecution:
     caller_span_id: int = 0
     #: A ``workflow`` step: each workflow file it ran, ``{"path", "sha256"}``, once each.
     sub_workflows: list[dict[str, str]] = field(default_factory=list)
+    #: Each param read from a file, ``{"param", "path", "sha256", "bytes"}`` (path as written).
+    files: tuple[dict[str, Any], ...] = ()
 
     @property
     def duration_ms(self) -> float:

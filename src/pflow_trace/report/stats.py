@@ -137,6 +137,7 @@ def _summarize_node(
         batch=batch,
         call_path=list(node.call_path),
         loop=_loop_summary(node.loop) if node.loop is not None else None,
+        files=[dict(ref) for ref in node.files],
     )
 
 

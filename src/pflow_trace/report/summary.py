@@ -202,6 +202,8 @@ class NodeSummary:
     call_path: list[str] = field(default_factory=list)
     #: A ``loop`` node's passes; None for a node without a loop.
     loop: LoopSummary | None = None
+    #: Each param the node read from a file: ``{"param", "path", "sha256", "bytes"}``.
+    files: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(slots=True)

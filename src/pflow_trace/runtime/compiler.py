@@ -15,6 +15,7 @@ from pflow_trace.engine import BaseNode, Flow
 from pflow_trace.engine.core import DEFAULT_ACTION
 from pflow_trace.errors import UsageError
 from pflow_trace.ir.executor_choice import batch_executor
+from pflow_trace.ir.file_refs import file_refs_of
 from pflow_trace.ir.prompt_cache import CACHE_PARAM, cache_param
 from pflow_trace.ir.templates import compile_value, iter_references
 from pflow_trace.nodes.registry import NodeRegistry, default_registry
@@ -70,6 +71,7 @@ def build_chain(
         run,
         reads=referenced_names(node),
         routes_by_action=routes_by_action,
+        files=file_refs_of(node),
     )
     chain.set_params(dict(node.get("params") or {}))
     return chain

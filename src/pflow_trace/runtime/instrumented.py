@@ -22,6 +22,7 @@ from typing import Any
 
 from pflow_trace.engine.core import DEFAULT_ACTION
 from pflow_trace.errors import NodeExecutionError, NodeVisitLimitError
+from pflow_trace.ir.file_refs import span_values
 from pflow_trace.ir.templates import compile_value
 from pflow_trace.observe import conventions as conv
 from pflow_trace.observe.facts import NodeExecution
@@ -43,10 +44,15 @@ class InstrumentedNode(LayerWrapper):
         *args: Any,
         reads: frozenset[str] = frozenset(),
         routes_by_action: bool = False,
+        files: tuple[dict[str, Any], ...] = (),
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.reads = reads
+        #: The params this node's workflow read from files (:mod:`pflow_trace.ir.file_refs`).
+        self.files = files
+        if files:
+            self.span_attributes[conv.ATTR_NODE_FILES] = span_values(files)
         #: The workflow has edges: the action this node returns picks its successor.
         self.routes_by_action = routes_by_action
         #: A batch marks its own interruptible regions (each item's work, the wait for lanes).
@@ -116,6 +122,7 @@ class InstrumentedNode(LayerWrapper):
         run = self.run_context
         observer = run.observer
         execution = NodeExecution(self.node_id, self.node_type, self.reads)
+        execution.files = self.files
         caller = current_caller.get()
         if caller is not None:  # a node of a sub-workflow: its record names its caller
             execution.call_path, execution.caller_span_id = caller.path, caller.span_id

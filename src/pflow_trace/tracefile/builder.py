@@ -170,6 +170,8 @@ class TraceDocumentBuilder(RunObserver):
             event["caller_span_id"] = hex_span_id(execution.caller_span_id)
         if execution.sub_workflows:  # a ``workflow`` step: the files it ran
             event["sub_workflows"] = list(execution.sub_workflows)
+        if execution.files:  # params read from files: which, by path and hash
+            event["files"] = [dict(ref) for ref in execution.files]
         if execution.attempts:  # a node with a ``retry`` block
             event["attempts"] = execution.attempts
             event["retries"] = list(execution.retries)

@@ -153,6 +153,8 @@ class TraceNode:
     call_path: tuple[str, ...] = ()
     #: The span id of the calling step's record (``caller_span_id``); None at the top level.
     caller_span_id: str | None = None
+    #: Each param read from a file, ``{"param", "path", "sha256", "bytes"}`` (ours records it).
+    files: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def qualified_id(self) -> str:

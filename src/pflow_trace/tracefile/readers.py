@@ -284,7 +284,19 @@ def _node_from_document(raw: dict[str, Any]) -> TraceNode:
         llm_usage=llm_usage,
         call_path=tuple(str(part) for part in _list(raw.get("call_path"))),
         caller_span_id=as_str(raw.get("caller_span_id")),
+        files=[_file_ref(ref) for ref in _list(raw.get("files")) if isinstance(ref, dict)],
     )
+
+
+def _file_ref(raw: dict[str, Any]) -> dict[str, Any]:
+    """One ``files`` record, with only its known fields (a hand-edited trace may hold others)."""
+    size = raw.get("bytes")
+    return {
+        "param": str(raw.get("param", "?")),
+        "path": str(raw.get("path", "?")),
+        "sha256": str(raw.get("sha256", "")),
+        "bytes": size if isinstance(size, int) and not isinstance(size, bool) else None,
+    }
 
 
 # -- small helpers -----------------------------------------------------------------------------

@@ -405,6 +405,10 @@
       fields.push(["node", node.order + ". " + node.node_id + " (" + node.node_type + ")"],
         ["status", node.status], ["start", ms(node.start_ms)], ["duration", ms(node.duration_ms)],
         ["span id", node.span_id]);
+      const summary = run.nodes[node.order - 1]; // the same node in show's summary
+      for (const ref of (summary && summary.files) || []) {
+        fields.push(["file (" + ref.param + ")", ref.path + " sha256 " + ref.sha256]);
+      }
       return { title: "Node " + node.node_id, fields: fields, span: node.span_id, trace: run.trace_id };
     }
     const error = items.error[i] >= 0 ? items.errors[items.error[i]] : null;
