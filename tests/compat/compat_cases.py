@@ -34,6 +34,11 @@ CASE_INPUTS: dict[str, dict[str, Any]] = {
 MARKDOWN_ONLY: dict[str, str] = {
     "31-step-without-description": "a description is markdown prose; pflow's parser refuses it",
 }
+#: Cases run with ``workflows/`` as the working directory (case → why): both tools read an
+#: ``llm`` node's ``images`` path relative to where they run.
+RUN_IN_CASE_DIR: dict[str, str] = {
+    "56-llm-images": "its images name ./files/56-dot.png",
+}
 #: Keys whose values change from run to run; left out of every comparison.
 VOLATILE_KEYS = frozenset({"response_time", "response_headers", "timing", "duration_ms"})
 

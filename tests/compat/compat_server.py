@@ -7,13 +7,16 @@ byte-identical responses:
 - ``GET /text`` → ``text/plain``; ``GET /echo`` → the path, query and auth headers as JSON;
 - ``POST /items`` → 201 with the body it got and its content type;
 - ``POST /v1/chat/completions`` → an OpenAI-style chat completion whose answer is the request's
-  messages as JSON (``{"system": ..., "prompt": ...}``), standing in for a model offline: both
+  messages as JSON (``{"system": ..., "prompt": ..., "images": [...]}``), standing in for a
+  model offline: both
   tools reach it through ``OPENAI_BASE_URL``, so they see the same answer to the same prompt;
 - anything else → 404 with a JSON error.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import threading
 from collections.abc import Iterator
@@ -71,17 +74,33 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
+def image_seen(block: dict[str, Any]) -> str:
+    """An image content block as the answer names it: a URL as sent; inline data by its media
+    type, size and sha256 (so an answer shows which bytes arrived, not the bytes)."""
+    url = str((block.get("image_url") or {}).get("url", ""))
+    header, comma, data = url.partition(",")
+    if not (url.startswith("data:") and comma):
+        return url
+    raw = base64.b64decode(data) if header.endswith(";base64") else data.encode()
+    digest = hashlib.sha256(raw).hexdigest()
+    return f"{header.removeprefix('data:')} {len(raw)} bytes sha256={digest}"
+
+
 def echo_completion(request: dict[str, Any]) -> dict[str, Any]:
-    """The chat completion the offline model gives: the prompt it got, as JSON text."""
-    said: dict[str, str] = {}
+    """The chat completion the offline model gives: the prompt it got, as JSON text (with
+    ``images`` listing the image blocks in order, when there were any)."""
+    said: dict[str, Any] = {}
     for message in request.get("messages", []):
         content = message.get("content")
-        if isinstance(content, list):  # content blocks: keep their text
+        if isinstance(content, list):  # content blocks: keep their text, name their images
+            images = [image_seen(b) for b in content if b.get("type") == "image_url"]
+            if images:
+                said["images"] = [*said.get("images", []), *images]
             content = "".join(block.get("text", "") for block in content)
         key = "system" if message.get("role") == "system" else "prompt"
         said[key] = said.get(key, "") + str(content)
     answer = json.dumps(said, sort_keys=True)
-    words_in = sum(len(text.split()) for text in said.values())
+    words_in = sum(len(text.split()) for text in said.values() if isinstance(text, str))
     return {
         "id": "chatcmpl-offline",
         "object": "chat.completion",

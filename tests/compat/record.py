@@ -9,8 +9,9 @@ For every ``workflows/<case>.pflow.md`` this:
 1. writes ``workflows/<case>.json``: the same workflow as pflow's own JSON IR, produced by
    pflow's markdown parser (pflow 0.16 no longer runs JSON files, so the IR is taken from it);
 2. runs the markdown file through pflow (``--output-format json --no-cache``, stdin from
-   /dev/null, a temporary HOME), with the local server of ``compat_server.py`` running and a
-   scratch directory, exactly as the tests do;
+   /dev/null, a temporary HOME), with the local server of ``compat_server.py`` running (an
+   ``llm`` step reaches its offline model through ``OPENAI_BASE_URL``) and a scratch
+   directory, exactly as the tests do;
 3. reads pflow's JSON result and the trace pflow wrote (``~/.pflow/debug/workflow-trace-*``)
    and stores the facts in ``goldens/<case>.json`` (see ``compat_cases.py``).
 
@@ -39,6 +40,7 @@ from compat_cases import (
     GOLDENS,
     MARKDOWN_ONLY,
     PFLOW_VERSION,
+    RUN_IN_CASE_DIR,
     WORKFLOWS,
     batch_facts,
     case_inputs,
@@ -46,6 +48,7 @@ from compat_cases import (
     normalise,
 )
 from compat_server import local_server
+from repo_cases import offline_env
 
 CACHED_VENV = Path.home() / ".cache" / "pflow-trace" / f"pflow-cli-{PFLOW_VERSION}"
 IR_SCRIPT = """
@@ -78,10 +81,13 @@ def write_json_ir(pflow: Path, case: str) -> None:
     (WORKFLOWS / f"{case}.json").write_text(done.stdout)
 
 
-def run_pflow(pflow: Path, case: str, inputs: dict[str, Any], home: Path) -> dict[str, Any]:
-    """pflow's JSON result and the records of the trace it wrote."""
+def run_pflow(
+    pflow: Path, case: str, inputs: dict[str, Any], home: Path, base_url: str
+) -> dict[str, Any]:
+    """pflow's JSON result and the records of the trace it wrote (an ``llm`` step reaches the
+    local server's offline model)."""
     arguments = [f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in inputs.items()]
-    env = {**os.environ, "HOME": str(home)}
+    env = {**os.environ, "HOME": str(home), **offline_env(base_url)}
     with open(os.devnull) as devnull:
         done = subprocess.run(
             [
@@ -97,6 +103,7 @@ def run_pflow(pflow: Path, case: str, inputs: dict[str, Any], home: Path) -> dic
             text=True,
             env=env,
             timeout=120,
+            cwd=WORKFLOWS if case in RUN_IN_CASE_DIR else None,
         )
     result = json.loads(done.stdout)
     traces = sorted((home / ".pflow" / "debug").glob("workflow-trace-*.json"))
@@ -131,7 +138,7 @@ def record(pflow: Path, case: str, save_trace: bool) -> None:
         home.mkdir()
         workdir.mkdir()
         inputs = case_inputs(case, base_url, str(workdir))
-        run = run_pflow(pflow, case, inputs, home)
+        run = run_pflow(pflow, case, inputs, home, base_url)
         placeholders = {base_url: "<base_url>", str(workdir): "<workdir>"}
         golden = {
             "case": case,

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from compat_cases import (
     GOLDENS,
+    RUN_IN_CASE_DIR,
     WORKFLOWS,
     case_forms,
     case_inputs,
@@ -26,6 +27,7 @@ from compat_cases import (
 )
 from compat_run import our_facts
 from compat_server import local_server
+from repo_cases import offline_env
 
 CASES = case_names()
 ALLOWED = known_differences()
@@ -52,8 +54,14 @@ def _excused(case: str, path: str) -> bool:
 @pytest.mark.parametrize(
     ("case", "form"), [(case, form) for case in CASES for form in case_forms(case)]
 )
-def test_matches_pflow(case: str, form: str, base_url: str, tmp_path: Path) -> None:
+def test_matches_pflow(
+    case: str, form: str, base_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     golden = json.loads((GOLDENS / f"{case}.json").read_text())
+    for key, value in offline_env(base_url).items():  # an llm step: the offline model
+        monkeypatch.setenv(key, value)
+    if case in RUN_IN_CASE_DIR:
+        monkeypatch.chdir(WORKFLOWS)
     workdir = tmp_path / "work"
     workdir.mkdir()
     inputs = case_inputs(case, base_url, str(workdir))

@@ -188,7 +188,9 @@ def _client_key(
     model: Any, key: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> tuple[str, float | None] | None:
     """What tells one model's clients apart: the key it sends (as a digest: the plain key is
-    kept nowhere but in the client) and the timeout. ``None`` when the client must be built
+    kept nowhere but in the client), the ``OPENAI_BASE_URL`` a client without a base of its
+    own reads when it is built (a run after that variable changed reaches the new server), and
+    the timeout. ``None`` when the client must be built
     afresh: a logging client the library builds when asked to show responses, or arguments
     this wrapper does not know (an async client is kept per event loop, :func:`_lanes_client`)."""
     if args or kwargs.get("async_") or set(kwargs) - {"async_"}:
@@ -200,7 +202,8 @@ def _client_key(
     except Exception:  # no key: building the client fails with the library's own message
         return None
     digest = hashlib.sha256(str(sent).encode()).hexdigest()
-    return digest, _call_timeout_s.get()
+    base_url = os.environ.get("OPENAI_BASE_URL", "")
+    return f"{digest}@{base_url}", _call_timeout_s.get()
 
 
 class LlmTimeout(Exception):
