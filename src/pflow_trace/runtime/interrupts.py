@@ -74,6 +74,19 @@ def leave_interruptible() -> None:
     STATE.interruptible -= 1
 
 
+def wait_for(done: threading.Event) -> None:
+    """Wait until ``done`` is set; on the handler thread a signal ends the wait at once (the
+    lanes' owner then stops them), anywhere else the wait is plain."""
+    if not on_handler_thread():
+        done.wait()
+        return
+    enter_interruptible()
+    try:
+        done.wait()
+    finally:
+        leave_interruptible()
+
+
 def take_pending() -> int | None:
     """The signal that arrived after the last interruptible region, if any (cleared)."""
     pending, STATE.pending = STATE.pending, None

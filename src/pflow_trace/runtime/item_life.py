@@ -170,20 +170,11 @@ class ItemLife:
             otel_context.detach(token)
             span.end()
             raise
-        end_ns = time.time_ns()
         otel_context.detach(token)
-        if flights is not None and flights.entries.pop(index, None) is None:
-            return None, None, interrupt  # a stop gave up on it and recorded it
-        status: ItemStatus = (
-            "success" if error is None else "failed" if interrupt is None else "interrupted"
+        tried = (attempt, result, error, interrupt, usage, split)
+        outcome = self._settle(
+            span, flights, index, item, worker, start_ns, preview, started, tried
         )
-        if usage is not None and recording:
-            record_llm_call(span, usage, result, run.sanitizer, run.capture_llm_content)
-        provider_ns = provider_latency_ns(result, usage) if self.reports_latency else None
-        outcome = self._finish(
-            span, index, item, worker, start_ns, end_ns, attempt, status, error, usage, preview,
-            None, started, split, provider_ns,
-        )  # fmt: skip
         return outcome, result, interrupt
 
     def _attempts(
@@ -243,6 +234,36 @@ class ItemLife:
             return attempt, None, INTERRUPTED, exc, usage, None
         return attempt, result, error, None, usage, (attempts_ns, waits_ns)
 
+    def _settle(
+        self,
+        span: Span,
+        flights: Flights | None,
+        index: int,
+        item: Any,
+        worker: int,
+        start_ns: int,
+        preview: str | None,
+        started: int,
+        tried: tuple[int, Any, str | None, BaseException | None, Any, tuple[int, int] | None],
+    ) -> ItemOutcome | None:
+        """An item's attempts are over (on a thread or as a task): its status, its LLM call on
+        the span, its record. None when a stop took the item over and recorded it already."""
+        end_ns = time.time_ns()
+        attempt, result, error, interrupt, usage, split = tried
+        if flights is not None and flights.entries.pop(index, None) is None:
+            return None
+        status: ItemStatus = (
+            "success" if error is None else "failed" if interrupt is None else "interrupted"
+        )
+        run = self.run
+        if usage is not None and run.recording:
+            record_llm_call(span, usage, result, run.sanitizer, run.capture_llm_content)
+        provider_ns = provider_latency_ns(result, usage) if self.reports_latency else None
+        return self._finish(
+            span, index, item, worker, start_ns, end_ns, attempt, status, error, usage, preview,
+            None, started, split, provider_ns,
+        )  # fmt: skip
+
     # -- running an item as a task on async lanes -------------------------------------------------
 
     async def run_item_async(
@@ -269,21 +290,10 @@ class ItemLife:
             otel_context.detach(token)
             span.end()
             raise
-        end_ns = time.time_ns()
         otel_context.detach(token)
-        if flights.entries.pop(index, None) is None:
-            return None, None  # a stop gave up on it and recorded it
-        status: ItemStatus = (
-            "success" if error is None else "failed" if interrupt is None else "interrupted"
-        )
-        if usage is not None and recording:
-            record_llm_call(span, usage, result, run.sanitizer, run.capture_llm_content)
-        provider_ns = provider_latency_ns(result, usage) if self.reports_latency else None
-        outcome = self._finish(
-            span, index, item, worker, start_ns, end_ns, attempt, status, error, usage, preview,
-            None, 1, split, provider_ns,
-        )  # fmt: skip
-        return outcome, result
+        tried = (attempt, result, error, interrupt, usage, split)
+        outcome = self._settle(span, flights, index, item, worker, start_ns, preview, 1, tried)
+        return (None, None) if outcome is None else (outcome, result)
 
     async def _attempts_async(
         self,

@@ -78,14 +78,7 @@ class _Loop:
         )
         try:
             thread.start()
-            if interrupts.on_handler_thread():
-                interrupts.enter_interruptible()
-                try:
-                    self.all_done.wait()
-                finally:
-                    interrupts.leave_interruptible()
-            else:
-                self.all_done.wait()
+            interrupts.wait_for(self.all_done)
         except BaseException:
             self._stop()
             raise

@@ -93,14 +93,7 @@ class _Lanes:
         try:
             for thread in threads:
                 thread.start()
-            if interrupts.on_handler_thread():
-                interrupts.enter_interruptible()
-                try:
-                    self.all_done.wait()
-                finally:
-                    interrupts.leave_interruptible()
-            else:
-                self.all_done.wait()
+            interrupts.wait_for(self.all_done)
         except BaseException:
             self._stop()
             raise
