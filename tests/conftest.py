@@ -22,6 +22,7 @@ trace would otherwise add 20 s to a test). Every other part is checked in full.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -211,3 +212,19 @@ def _isolated_llm_user_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator
         os.environ.pop("LLM_USER_PATH", None)
     else:
         os.environ["LLM_USER_PATH"] = previous
+
+
+@pytest.fixture(autouse=True)
+def _garbage_collected_on_the_main_thread() -> Iterator[None]:
+    """Each test's garbage is collected on the main thread as the test ends.
+
+    In two of five full runs, one process running the whole suite died with a segmentation
+    fault inside a full garbage collection that a batch lane thread happened to start (in
+    ``tests/tracefile/test_trace_file.py``, near the end). By then the process held garbage
+    made by earlier tests on other threads: Playwright's greenlets, MCP sessions on their loop
+    thread, event loops of async lanes. With a collection on the main thread after every test
+    the whole suite passed. The object at fault is not identified yet; this keeps collections
+    where that garbage was made.
+    """
+    yield
+    gc.collect()
