@@ -141,18 +141,21 @@ _ENCODER = json.JSONEncoder(
 )
 
 
+def _plain_json_text(value: Any) -> str | None:
+    """``value``'s JSON text when it is plain JSON data already, checked in C (encode,
+    decode, compare: no tuple, no non-string key, nothing that looks tagged); else None."""
+    try:
+        text = _ENCODER.encode(value)
+    except (TypeError, ValueError):
+        return None
+    return text if '{"$' not in text and json.loads(text) == value else None
+
+
 def encoded_data(value: Any) -> Any:
     """``value`` as plain JSON data, like :func:`encode_value`, but the value itself when it
     already is (checked in C: encode, decode, compare), so a workflow with a long inline
     ``batch.items`` list is not walked in Python for the checkpoint's header."""
-    try:
-        text = _ENCODER.encode(value)
-    except (TypeError, ValueError):
-        pass
-    else:
-        if '{"$' not in text and json.loads(text) == value:
-            return value
-    return encode_value(value)
+    return value if _plain_json_text(value) is not None else encode_value(value)
 
 
 def encoded_json(value: Any) -> str:
@@ -161,13 +164,9 @@ def encoded_json(value: Any) -> str:
     The fast path is C all the way: encode, decode, compare. A value that comes back equal
     (no tuple, no non-string key, nothing that looks tagged) is plain JSON already; anything
     else takes the exact, tagging walk of :func:`encode_value`."""
-    try:
-        text = _ENCODER.encode(value)
-    except (TypeError, ValueError):
-        pass
-    else:
-        if '{"$' not in text and json.loads(text) == value:
-            return text
+    text = _plain_json_text(value)
+    if text is not None:
+        return text
     try:
         return _ENCODER.encode(encode_value(value))
     except ValueError:  # an int of more digits than Python will print
