@@ -2,30 +2,47 @@
 
 On async lanes a batch's items are tasks on one event loop, so a request waiting for its
 answer holds no thread: ``max_concurrent`` requests (up to 1,000) wait at once on one thread.
-The request and the answer are ``httpx``'s models (URL parsing, ``Host`` and
-``Content-Length``, header encoding), sent by :class:`KeptConnections`, an ``httpx``
-transport: a pool of at most ``max_concurrent`` keep-alive connections per batch
+:class:`KeptConnections` is a batch's pool: at most ``max_concurrent`` keep-alive connections
 (:class:`~pflow_trace.nodes.base.AsyncLanes`), made at its first request and closed, on the
-same loop, when the batch ends.
+same loop, when the batch ends. A request takes the last idle connection to its origin or
+opens one; a batch's lanes never have more requests out than that, so never more
+connections either.
 
-Neither httpx's client nor its default pool is used, for measured reasons: the pool examines
-every connection it holds for each request it assigns (with it an item cost 2.6 ms of CPU at
-20 in flight, most of it there, and more with more in flight), and the client's cookie jar
-would keep cookies a server sets and send them with the next item's request, which the
-threads' path never does.
+What is ours and what is ``httpx``'s, and why (each measured: with ``httpx``'s request and
+response models, and its stream readers, an item cost about twice the CPU of everything else
+the ``http`` node does):
+
+- The request line and headers are written here (:func:`_request_head`), as ``httpx``'s
+  ``Request`` writes them (``Host`` first, ``Content-Length`` as it adds it; checked against it
+  in the tests). ``httpx``'s URL parser is the better tool for a URL that needs work (a
+  non-ASCII host or path, characters to percent-encode, ``.`` segments, IPv6): such a URL
+  goes through ``httpx.URL`` whole. A plain one (printable ASCII that ``httpx`` would leave as
+  it is) is cut here, its ``scheme://host:port`` parsed by ``httpx`` once per batch.
+- The answer is read by an asyncio ``Protocol`` (:class:`_Connection`): bytes are gathered as
+  they arrive and parsed once the head, and then the body (a length, chunks, or up to the
+  close, as ``http.client`` reads them; an interim ``1xx`` answer skipped) are whole; the
+  task waits once per request. ``httpx``'s ``Response`` is not made: its only work here was
+  copying bytes through a stream.
+- Neither httpx's client nor its default pool is used: the pool examines every connection it
+  holds for each request it assigns (with it an item cost 2.6 ms of CPU at 20 in flight), and
+  the client's cookie jar would carry a cookie a server sets to the next item's request,
+  which the threads' path never does.
 
 What is sent and what comes back is the threads' path (:mod:`~pflow_trace.nodes.http`): the
 same headers (``Accept-Encoding: identity`` as ``http.client`` adds it), TLS with the system's
 default context, no redirect followed here, no proxy (a proxied request takes the threads'
-path), response headers as the server spelled them, and every transport problem as the same
-one-line failure. Headers are given per request, so a kept connection carries no credentials
-from one item to the next.
+path), the body as it came (no content decoding), response headers as the server spelled
+them, and every transport problem as the same one-line failure. A kept connection the server
+closed meanwhile is replaced and the request sent once more, as the threads' pool does.
+Headers are given per request, so a kept connection carries no credentials from one item to
+the next.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import re
 import ssl
 from email.message import Message
 
@@ -38,6 +55,13 @@ CLIENT_NAME = "http"
 
 Origin = tuple[str, str, int]
 _NO_BODY_STATUSES = frozenset({204, 304})
+#: A path and a query ``httpx`` sends as they are: printable ASCII outside its percent-encode
+#: sets (the path's adds ``? ` { }``), no ``.`` segment to remove.
+_PLAIN_PATH = re.compile(r"(?:/[!$-;=@-_a-z|~]*)?")
+_PLAIN_QUERY = re.compile(r"[!$-;=?-~]*")
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+# How an answer's body ends.
+_NONE, _LENGTH, _CHUNKED, _CLOSE = range(4)
 
 
 class _Stale(Exception):
@@ -45,97 +69,245 @@ class _Stale(Exception):
     not taken, and it goes once more on a fresh connection (as the threads' pool does)."""
 
 
-class _Connection:
-    __slots__ = ("reader", "writer")
+class _Unreachable(Exception):
+    """The connection could not be made (the ``OSError`` is its cause)."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
+
+class _Connection(asyncio.Protocol):
+    """One connection and the answer it is reading: bytes gathered as they arrive, the
+    waiting request woken once, when the answer is whole or the connection failed."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.lost = False
+        self.waiter: asyncio.Future[tuple[int, list[tuple[bytes, bytes]], bytes, bool]] | None
+        self.waiter = None
+        self.method = "GET"
+        self.head: tuple[int, list[tuple[bytes, bytes]], bool] | None = None
+        self.ending = _NONE
+        self.length = 0  # the body's, or the chunks' parse position
+        self.parts: list[bytes] = []
+        self.chunk = (0, 0)  # (where, size) of the chunk being waited for
+
+    # -- asyncio's calls ---------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if self.waiter is not None:
+            self._advance(ended=False)
+
+    def eof_received(self) -> bool:
+        self._end(None)
+        return False  # the transport closes itself
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._end(exc)
+
+    # -- one request -------------------------------------------------------------------------
+
+    def send(self, head: bytes, method: str) -> asyncio.Future[tuple]:  # type: ignore[type-arg]
+        """Write a request; the future is the whole answer: (status, raw headers, body,
+        whether the connection must close), or the reason there is none."""
+        assert self.transport is not None
+        self.waiter = waiter = asyncio.get_running_loop().create_future()
+        self.method, self.head, self.parts = method, None, []
+        if self.lost:  # closed between its making and this request
+            waiter.set_exception(ConnectionResetError("the server closed the connection"))
+        else:
+            self.transport.write(head)
+        return waiter
 
     def close(self) -> None:
-        self.writer.close()
+        self.lost = True
+        if self.transport is not None:
+            self.transport.close()
+
+    def _end(self, exc: Exception | None) -> None:
+        self.lost = True
+        waiter = self.waiter
+        if waiter is None or waiter.done():
+            return
+        if exc is None and (self.buffer or self.head is not None):
+            # What came is read as readline would read it: up to the end.
+            if self.head is None:
+                self.buffer += b"\r\n\r\n"
+            elif self.ending == _CHUNKED:
+                self.buffer += b"\r\n"
+            self._advance(ended=True)
+            if waiter.done():
+                return
+        if exc is None and self.head is None:
+            exc = ConnectionResetError("the server closed the connection")
+        elif exc is None and self.ending == _LENGTH:
+            exc = asyncio.IncompleteReadError(bytes(self.buffer), self.length)
+        elif exc is None:
+            where, size = self.chunk
+            exc = asyncio.IncompleteReadError(bytes(self.buffer[where : where + size]), size)
+        waiter.set_exception(exc)
+
+    def _advance(self, ended: bool) -> None:
+        """Parse what has come; wake the request when its answer is whole."""
+        assert self.waiter is not None
+        try:
+            if self.head is None and not self._read_head():
+                return
+            body = self._read_body(ended)
+        except ValueError as exc:
+            self.waiter.set_exception(exc)
+            return
+        if body is not None:
+            status, headers, will_close = self.head  # type: ignore[misc]
+            self.waiter.set_result((status, headers, body, will_close))
+            self.waiter = None
+
+    def _read_head(self) -> bool:
+        """The answer's head, once whole (interim ``1xx`` answers dropped): what the body is."""
+        buffer = self.buffer
+        while True:
+            crlf, lf = buffer.find(b"\n\r\n"), buffer.find(b"\n\n")
+            if crlf < 0 and lf < 0:
+                return False
+            end = lf + 2 if crlf < 0 or 0 <= lf < crlf else crlf + 3
+            lines = bytes(buffer[:end]).split(b"\n")
+            del buffer[:end]
+            version, _, rest = lines[0].partition(b" ")
+            status = int(rest[:3])
+            if not 100 <= status < 200:
+                break
+        headers = [_header(line) for line in lines[1:] if line not in (b"", b"\r")]
+        fields = {name.lower(): value.lower() for name, value in headers}
+        connection = fields.get(b"connection", b"")
+        will_close = b"close" in connection or (
+            version == b"HTTP/1.0" and b"keep-alive" not in connection
+        )
+        length = fields.get(b"content-length")
+        if self.method == "HEAD" or status in _NO_BODY_STATUSES:
+            self.ending = _NONE
+        elif b"chunked" in fields.get(b"transfer-encoding", b""):
+            self.ending, self.length = _CHUNKED, 0
+        elif length is not None:
+            self.ending, self.length = _LENGTH, int(length)
+        else:
+            self.ending, will_close = _CLOSE, True  # up to the close
+        self.head = (status, headers, will_close)
+        return True
+
+    def _read_body(self, ended: bool) -> bytes | None:
+        buffer, ending = self.buffer, self.ending
+        if ending == _NONE:
+            return b""
+        if ending == _LENGTH:
+            if len(buffer) < self.length:
+                return None
+            body = bytes(buffer[: self.length])
+            del buffer[: self.length]
+            return body
+        if ending == _CLOSE:
+            return bytes(buffer) if ended else None
+        return self._read_chunks()
+
+    def _read_chunks(self) -> bytes | None:
+        """Chunks from ``self.length`` on, kept as they complete; the body after the last."""
+        buffer = self.buffer
+        while True:
+            position = self.length
+            line_end = buffer.find(b"\n", position)
+            if line_end < 0:
+                return None
+            size = int(bytes(buffer[position:line_end]).split(b";", 1)[0].strip(), 16)
+            start = line_end + 1
+            if size == 0:
+                while (line_end := buffer.find(b"\n", start)) >= 0:  # trailers, up to a blank
+                    line, start = buffer[start:line_end], line_end + 1
+                    if line in (b"", b"\r"):
+                        del buffer[:start]
+                        return b"".join(self.parts)
+                return None
+            if len(buffer) < start + size + 2:
+                self.chunk = (start, size)
+                return None
+            self.parts.append(bytes(buffer[start : start + size]))
+            self.length = start + size + 2
 
 
-class KeptConnections(httpx.AsyncBaseTransport):
-    """HTTP/1.1 over kept asyncio connections: the ``httpx`` transport a batch's requests take.
+def _header(line: bytes) -> tuple[bytes, bytes]:
+    name, _, value = line.partition(b":")
+    return name.strip(), value.strip()
 
-    Here a request takes the last idle
-    connection to its origin, or opens one; a batch's lanes never have more requests out
-    than ``limit``, so never more connections either. The answer is read whole (a length,
-    chunks, or up to the close), as ``http.client`` reads it.
-    """
+
+class KeptConnections:
+    """HTTP/1.1 over kept asyncio connections: the pool a batch's requests take."""
 
     def __init__(self, limit: int, tls: ssl.SSLContext) -> None:
         self._idle: dict[Origin, list[_Connection]] = {}
         self._limit = limit
         self._tls = tls
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        url = request.url
-        scheme = url.scheme
-        origin = (scheme, url.host, url.port or (443 if scheme == "https" else 80))
-        timeouts = request.extensions.get("timeout") or {}
-        head = _request_head(request) + await request.aread()
+    async def exchange(
+        self, origin: Origin, head: bytes, method: str, timeout_s: float
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """Send one request and read its answer whole: (status, raw headers, body)."""
         idle = self._idle.get(origin)
         while idle:
             connection = idle.pop()
-            if connection.reader.at_eof():
+            if connection.lost or connection.buffer:
                 connection.close()
                 continue
             try:
-                return await self._exchange(origin, connection, head, request, timeouts, True)
+                return await self._exchange(origin, connection, head, method, timeout_s, True)
             except _Stale:
                 break
-        connection = await self._open(origin, timeouts.get("connect"))
-        return await self._exchange(origin, connection, head, request, timeouts, False)
+        connection = await self._open(origin, timeout_s)
+        return await self._exchange(origin, connection, head, method, timeout_s, False)
 
-    async def _open(self, origin: Origin, timeout_s: float | None) -> _Connection:
+    async def _open(self, origin: Origin, timeout_s: float) -> _Connection:
         scheme, host, port = origin
         tls = self._tls if scheme == "https" else None
+        loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(timeout_s):
-                reader, writer = await asyncio.open_connection(
-                    host, port, ssl=tls, server_hostname=host if tls else None
+                _, connection = await loop.create_connection(
+                    _Connection, host, port, ssl=tls, server_hostname=host if tls else None
                 )
         except TimeoutError:
-            raise httpx.ConnectTimeout("timed out") from None
+            raise
         except OSError as exc:
-            raise httpx.ConnectError(str(exc)) from exc
-        return _Connection(reader, writer)
+            raise _Unreachable() from exc
+        return connection
 
     async def _exchange(
         self,
         origin: Origin,
         connection: _Connection,
         head: bytes,
-        request: httpx.Request,
-        timeouts: dict[str, float | None],
+        method: str,
+        timeout_s: float,
         reused: bool,
-    ) -> httpx.Response:
-        answered = False
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        waiter = connection.send(head, method)
+        timer = asyncio.get_running_loop().call_later(timeout_s, _time_out, waiter)
         try:
-            async with asyncio.timeout(timeouts.get("read")):
-                connection.writer.write(head)
-                await connection.writer.drain()
-                status_line = await connection.reader.readline()
-                if not status_line:
-                    raise ConnectionResetError("the server closed the connection")
-                answered = True
-                answer = await _read_answer(connection.reader, status_line, request.method)
-        except TimeoutError:
-            connection.close()
-            raise httpx.ReadTimeout("timed out") from None
+            status, headers, body, will_close = await waiter
         except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
             connection.close()
-            if reused and not answered:
+            nothing_came = not connection.buffer and connection.head is None
+            if reused and nothing_came and not isinstance(exc, TimeoutError):
                 raise _Stale() from None
-            raise httpx.ReadError(str(exc) or type(exc).__name__) from exc
-        status, headers, body, will_close = answer
-        if will_close:
+            raise
+        except BaseException:  # cancelled mid-request: the connection is in no known state
+            connection.close()
+            raise
+        finally:
+            timer.cancel()
+        if will_close or connection.lost:
             connection.close()
         else:
             self._give_back(origin, connection)
-        return httpx.Response(status, headers=headers, stream=httpx.ByteStream(body))
+        return status, headers, body
 
     def _give_back(self, origin: Origin, connection: _Connection) -> None:
         idle = self._idle.setdefault(origin, [])
@@ -151,52 +323,63 @@ class KeptConnections(httpx.AsyncBaseTransport):
             connection.close()
 
 
-def _request_head(request: httpx.Request) -> bytes:
-    lines = [b"%s %s HTTP/1.1" % (request.method.encode("ascii"), request.url.raw_path)]
-    lines.extend(b"%s: %s" % (name, value) for name, value in request.headers.raw)
-    return b"\r\n".join(lines) + b"\r\n\r\n"
+def _time_out(waiter: asyncio.Future[tuple]) -> None:  # type: ignore[type-arg]
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
 
 
-async def _read_answer(
-    reader: asyncio.StreamReader, status_line: bytes, method: str
-) -> tuple[int, list[tuple[bytes, bytes]], bytes, bool]:
-    """(status, raw headers, body, whether the connection must close) of one answer; an
-    interim ``1xx`` answer is skipped."""
-    while True:
-        version, _, rest = status_line.partition(b" ")
-        status = int(rest[:3])
-        headers: list[tuple[bytes, bytes]] = []
-        while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
-            name, _, value = line.partition(b":")
-            headers.append((name.strip(), value.strip()))
-        if not 100 <= status < 200:
-            break
-        status_line = await reader.readline()
-    fields = {name.lower(): value.lower() for name, value in headers}
-    connection = fields.get(b"connection", b"")
-    will_close = b"close" in connection or (
-        version == b"HTTP/1.0" and b"keep-alive" not in connection
+def _request_head(
+    url: str, method: str, headers: dict[str, str], data: bytes | None
+) -> tuple[Origin, bytes]:
+    """The request's origin and the bytes of its head (and body): what ``httpx``'s
+    ``Request`` would send."""
+    origin, host, target = _target(url)
+    lines = [b"%s %s HTTP/1.1" % (method.encode("ascii"), target)]
+    names = {name.lower() for name in headers}
+    if "host" not in names:
+        lines.append(b"Host: " + host)
+    sized = "content-length" in names or "transfer-encoding" in names
+    if not data and not sized and method in _BODY_METHODS:
+        lines.append(b"Content-Length: 0")
+    lines.extend(
+        b"%s: %s" % (name.encode("ascii"), value.encode("ascii")) for name, value in headers.items()
     )
-    if method == "HEAD" or status in _NO_BODY_STATUSES:
-        return status, headers, b"", will_close
-    if b"chunked" in fields.get(b"transfer-encoding", b""):
-        return status, headers, await _read_chunks(reader), will_close
-    length = fields.get(b"content-length")
-    if length is not None:
-        return status, headers, await reader.readexactly(int(length)), will_close
-    return status, headers, await reader.read(), True  # up to the close
+    if data and "content-length" not in names:
+        lines.append(b"Content-Length: %d" % len(data))
+    return origin, b"\r\n".join(lines) + b"\r\n\r\n" + (data or b"")
 
 
-async def _read_chunks(reader: asyncio.StreamReader) -> bytes:
-    parts: list[bytes] = []
-    while True:
-        size = int((await reader.readline()).split(b";", 1)[0].strip(), 16)
-        if size == 0:
-            while (await reader.readline()) not in (b"\r\n", b"\n", b""):
-                pass  # trailers
-            return b"".join(parts)
-        parts.append(await reader.readexactly(size))
-        await reader.readexactly(2)
+def _target(url: str) -> tuple[Origin, bytes, bytes]:
+    """(origin, ``Host`` value, request target) of a URL, as ``httpx`` makes them."""
+    scheme, _, rest = url.partition("://")
+    cut = len(rest)
+    for mark in "/?#":
+        found = rest.find(mark, 0, cut)
+        if found >= 0:
+            cut = found
+    tail = rest[cut:].partition("#")[0]
+    path, question, query = tail.partition("?")
+    if _PLAIN_PATH.fullmatch(path) and "/." not in path and _PLAIN_QUERY.fullmatch(query):
+        origin, host = _authority(scheme.lower(), rest[:cut])
+        return origin, host, ((path or "/") + question + query).encode("ascii")
+    parsed = httpx.URL(url)
+    return _origin_of(parsed), parsed.netloc, parsed.raw_path
+
+
+@functools.lru_cache(maxsize=256)
+def _authority(scheme: str, netloc: str) -> tuple[Origin, bytes]:
+    """The origin and ``Host`` value of ``scheme://netloc`` (IDNA, default port left out):
+    parsed once per batch and host, not per request."""
+    parsed = httpx.URL(f"{scheme}://{netloc}/")
+    return _origin_of(parsed), parsed.netloc
+
+
+def _origin_of(url: httpx.URL) -> Origin:
+    scheme = url.scheme
+    port = url.port or (443 if scheme == "https" else 80)
+    if not 0 <= port <= 65535:
+        raise httpx.InvalidURL("Port out of range 0-65535")  # as urllib says it
+    return (scheme, url.host, port)
 
 
 def transport_for(lanes: AsyncLanes) -> KeptConnections:
@@ -221,36 +404,33 @@ async def request(
 ) -> tuple[int, Message, bytes]:
     """Send one request and read its whole answer: (status, headers, body). Outside async
     lanes (no batch to share connections with) the connection serves this request alone."""
-    lanes = current_async_lanes.get()
-    transport = transport_for(lanes) if lanes is not None else KeptConnections(1, _tls_context())
     if not any(name.lower() == "accept-encoding" for name in headers):
         headers = {**headers, "Accept-Encoding": "identity"}  # as http.client sends
-    timeouts = {"connect": timeout_s, "read": timeout_s, "write": timeout_s, "pool": timeout_s}
     try:
-        outgoing = httpx.Request(
-            method, url, headers=headers, content=data, extensions={"timeout": timeouts}
-        )
-        response = await transport.handle_async_request(outgoing)
-        body = await response.aread()
-    except httpx.TimeoutException:
-        raise NodeFailure(f"{method} {url} timed out after {timeout_s:g}s") from None
-    except httpx.ConnectError as exc:
-        raise NodeFailure(f"cannot reach {url}: {_detail(exc)}") from None
+        origin, head = _request_head(url, method, headers, data)
     except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
         raise NodeFailure(f"invalid URL '{url}': {exc}") from None
-    except httpx.HTTPError as exc:
+    lanes = current_async_lanes.get()
+    transport = transport_for(lanes) if lanes is not None else KeptConnections(1, _tls_context())
+    try:
+        status, raw, body = await transport.exchange(origin, head, method, timeout_s)
+    except TimeoutError:
+        raise NodeFailure(f"{method} {url} timed out after {timeout_s:g}s") from None
+    except _Unreachable as exc:
+        raise NodeFailure(f"cannot reach {url}: {_detail(exc.__cause__ or exc)}") from None
+    except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
         raise NodeFailure(f"{method} {url} failed: {_detail(exc)}") from None
     finally:
         if lanes is None:
             await transport.aclose()
-    return response.status_code, _message(response.headers.raw), body
+    return status, _message(raw), body
 
 
 def _message(raw: list[tuple[bytes, bytes]]) -> Message:
     """Response headers as the threads' path has them: an ordered ``Message``, names as sent."""
     message = Message()
     for name, value in raw:
-        message[name.decode("latin-1")] = value.decode("latin-1")
+        message.set_raw(name.decode("latin-1"), value.decode("latin-1"))
     return message
 
 
