@@ -18,6 +18,7 @@ import asyncio
 import base64
 import datetime
 import email.utils
+import functools
 import http.client
 import json
 import string
@@ -39,23 +40,42 @@ _USER_AGENT = f"Python-urllib/{urllib.request.__version__}"
 
 
 def _headers_dict(headers: Message | None) -> dict[str, str]:
-    """Response headers as the server spelled them; a repeated header is joined with ``, ``."""
+    """Response headers as the server spelled them; a repeated header is joined with ``, ``.
+    (Raw items: both paths' values are text decoded from latin-1, which ``items()`` would
+    hand back unchanged, at a cost per header.)"""
     result: dict[str, str] = {}
-    for name, value in (headers or Message()).items():
+    for name, value in (headers or Message()).raw_items():
         result[name] = f"{result[name]}, {value}" if name in result else value
     return result
 
 
-def _is_json(headers: Message | None) -> bool:
+def _content_kind(headers: Message | None) -> tuple[bool, str | None]:
+    """(whether the body is JSON, the charset it names) from the ``Content-Type`` header."""
     if headers is None:
-        return False
+        return False, None
+    value = headers.get("content-type")
+    if isinstance(value, str):  # a batch's answers mostly share one: read once
+        return _content_kind_of(value)
+    return _content_kind_read(headers)
+
+
+@functools.lru_cache(maxsize=64)
+def _content_kind_of(content_type: str) -> tuple[bool, str | None]:
+    message = Message()
+    message["Content-Type"] = content_type
+    return _content_kind_read(message)
+
+
+def _content_kind_read(headers: Message) -> tuple[bool, str | None]:
     content_type = headers.get_content_type()
-    return content_type == "application/json" or content_type.endswith("+json")
+    is_json = content_type == "application/json" or content_type.endswith("+json")
+    return is_json, headers.get_content_charset()
 
 
 def _response_value(raw: bytes, headers: Message | None) -> tuple[Any, bool]:
     """The body as pflow hands it on: parsed JSON, else text, else base64 (and True)."""
-    charset = (headers.get_content_charset() if headers is not None else None) or "utf-8"
+    is_json, charset = _content_kind(headers)
+    charset = charset or "utf-8"
     try:
         text = raw.decode(charset)
     except (LookupError, UnicodeDecodeError):
@@ -63,7 +83,7 @@ def _response_value(raw: bytes, headers: Message | None) -> tuple[Any, bool]:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
             return base64.b64encode(raw).decode("ascii"), True
-    if _is_json(headers) and text.strip():
+    if is_json and text.strip():
         try:
             return json.loads(text), False
         except ValueError:
