@@ -54,6 +54,8 @@ from pflow_trace.nodes.base import AsyncLanes, NodeFailure, current_async_lanes
 CLIENT_NAME = "http"
 
 Origin = tuple[str, str, int]
+#: Response headers as sent (latin-1 text, in order).
+Headers = list[tuple[str, str]]
 _NO_BODY_STATUSES = frozenset({204, 304})
 #: A path and a query ``httpx`` sends as they are: printable ASCII outside its percent-encode
 #: sets (the path's adds ``? ` { }``), no ``.`` segment to remove.
@@ -81,10 +83,13 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
         self.lost = False
-        self.waiter: asyncio.Future[tuple[int, list[tuple[bytes, bytes]], bytes, bool]] | None
+        self.waiter: asyncio.Future[tuple[int, Headers, bytes, bool]] | None
         self.waiter = None
+        self.deadline = 0.0  # the loop time the request out must be answered by
+        self.timer: asyncio.TimerHandle | None = None
+        self.timer_at = 0.0
         self.method = "GET"
-        self.head: tuple[int, list[tuple[bytes, bytes]], bool] | None = None
+        self.head: tuple[int, Headers, bool] | None = None
         self.ending = _NONE
         self.length = 0  # the body's, or the chunks' parse position
         self.parts: list[bytes] = []
@@ -109,12 +114,17 @@ class _Connection(asyncio.Protocol):
 
     # -- one request -------------------------------------------------------------------------
 
-    def send(self, head: bytes, method: str) -> asyncio.Future[tuple]:  # type: ignore[type-arg]
-        """Write a request; the future is the whole answer: (status, raw headers, body,
-        whether the connection must close), or the reason there is none."""
+    def send(self, head: bytes, method: str, timeout_s: float) -> asyncio.Future[tuple]:  # type: ignore[type-arg]
+        """Write a request; the future is the whole answer: (status, headers, body,
+        whether the connection must close), or the reason there is none (``TimeoutError``
+        after ``timeout_s``)."""
         assert self.transport is not None
-        self.waiter = waiter = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        self.waiter = waiter = loop.create_future()
         self.method, self.head, self.parts = method, None, []
+        self.deadline = loop.time() + timeout_s
+        if self.timer is None or self.timer_at > self.deadline:
+            self._arm(loop)
         if self.lost:  # closed between its making and this request
             waiter.set_exception(ConnectionResetError("the server closed the connection"))
         else:
@@ -123,8 +133,30 @@ class _Connection(asyncio.Protocol):
 
     def close(self) -> None:
         self.lost = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         if self.transport is not None:
             self.transport.close()
+
+    def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
+        """One timer per connection, not per request: when it fires, a request still out
+        past its deadline times out; one sent since, with a later deadline, moves the timer
+        there. On a busy connection it fires about once per timeout, not once per request."""
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer_at = self.deadline
+        self.timer = loop.call_at(self.deadline, self._check_deadline)
+
+    def _check_deadline(self) -> None:
+        self.timer = None
+        waiter = self.waiter
+        if waiter is None or waiter.done():
+            return  # idle: the next request arms a timer again
+        if self.deadline <= self.timer_at:
+            waiter.set_exception(TimeoutError())
+        else:
+            self._arm(asyncio.get_running_loop())
 
     def _end(self, exc: Exception | None) -> None:
         self.lost = True
@@ -172,25 +204,25 @@ class _Connection(asyncio.Protocol):
             if crlf < 0 and lf < 0:
                 return False
             end = lf + 2 if crlf < 0 or 0 <= lf < crlf else crlf + 3
-            lines = bytes(buffer[:end]).split(b"\n")
+            lines = buffer[:end].decode("latin-1").split("\n")
             del buffer[:end]
-            version, _, rest = lines[0].partition(b" ")
-            status = int(rest[:3])
+            version, _, rest = lines[0].partition(" ")
+            status = _whole_number(rest[:3])
             if not 100 <= status < 200:
                 break
-        headers = [_header(line) for line in lines[1:] if line not in (b"", b"\r")]
+        headers = [_header(line) for line in lines[1:] if line not in ("", "\r")]
         fields = {name.lower(): value.lower() for name, value in headers}
-        connection = fields.get(b"connection", b"")
-        will_close = b"close" in connection or (
-            version == b"HTTP/1.0" and b"keep-alive" not in connection
+        connection = fields.get("connection", "")
+        will_close = "close" in connection or (
+            version == "HTTP/1.0" and "keep-alive" not in connection
         )
-        length = fields.get(b"content-length")
+        length = fields.get("content-length")
         if self.method == "HEAD" or status in _NO_BODY_STATUSES:
             self.ending = _NONE
-        elif b"chunked" in fields.get(b"transfer-encoding", b""):
+        elif "chunked" in fields.get("transfer-encoding", ""):
             self.ending, self.length = _CHUNKED, 0
         elif length is not None:
-            self.ending, self.length = _LENGTH, int(length)
+            self.ending, self.length = _LENGTH, _whole_number(length)
         else:
             self.ending, will_close = _CLOSE, True  # up to the close
         self.head = (status, headers, will_close)
@@ -234,8 +266,16 @@ class _Connection(asyncio.Protocol):
             self.length = start + size + 2
 
 
-def _header(line: bytes) -> tuple[bytes, bytes]:
-    name, _, value = line.partition(b":")
+def _whole_number(text: str) -> int:
+    """``int(text)``; what it cannot read is reported as the bytes that came."""
+    try:
+        return int(text)
+    except ValueError:
+        return int(text.encode("latin-1"))
+
+
+def _header(line: str) -> tuple[str, str]:
+    name, _, value = line.partition(":")
     return name.strip(), value.strip()
 
 
@@ -249,7 +289,7 @@ class KeptConnections:
 
     async def exchange(
         self, origin: Origin, head: bytes, method: str, timeout_s: float
-    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    ) -> tuple[int, Headers, bytes]:
         """Send one request and read its answer whole: (status, raw headers, body)."""
         idle = self._idle.get(origin)
         while idle:
@@ -287,9 +327,8 @@ class KeptConnections:
         method: str,
         timeout_s: float,
         reused: bool,
-    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-        waiter = connection.send(head, method)
-        timer = asyncio.get_running_loop().call_later(timeout_s, _time_out, waiter)
+    ) -> tuple[int, Headers, bytes]:
+        waiter = connection.send(head, method, timeout_s)
         try:
             status, headers, body, will_close = await waiter
         except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
@@ -301,8 +340,6 @@ class KeptConnections:
         except BaseException:  # cancelled mid-request: the connection is in no known state
             connection.close()
             raise
-        finally:
-            timer.cancel()
         if will_close or connection.lost:
             connection.close()
         else:
@@ -321,11 +358,6 @@ class KeptConnections:
         self._idle.clear()
         for connection in idle:
             connection.close()
-
-
-def _time_out(waiter: asyncio.Future[tuple]) -> None:  # type: ignore[type-arg]
-    if not waiter.done():
-        waiter.set_exception(TimeoutError())
 
 
 def _request_head(
@@ -426,11 +458,11 @@ async def request(
     return status, _message(raw), body
 
 
-def _message(raw: list[tuple[bytes, bytes]]) -> Message:
+def _message(raw: Headers) -> Message:
     """Response headers as the threads' path has them: an ordered ``Message``, names as sent."""
     message = Message()
     for name, value in raw:
-        message.set_raw(name.decode("latin-1"), value.decode("latin-1"))
+        message.set_raw(name, value)
     return message
 
 
