@@ -234,3 +234,11 @@ def test_a_urls_origin_host_and_target_are_httpxs(url: str) -> None:
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
     expected = ((parsed.scheme, parsed.host, port), parsed.netloc, parsed.raw_path)
     assert http_async._target(url) == expected
+
+
+def test_a_header_value_outside_ascii_is_refused_as_httpx_refuses_it() -> None:
+    with pytest.raises(UnicodeEncodeError) as ours:
+        http_async._request_head("http://h/", "GET", {"X-Name": "Zoë"}, None)
+    with pytest.raises(UnicodeEncodeError) as theirs:
+        httpx.Request("GET", "http://h/", headers={"X-Name": "Zoë"})
+    assert str(ours.value) == str(theirs.value)

@@ -340,8 +340,10 @@ def _redirect_target(url: str, method: str, status: int, headers: Message) -> st
     followed = (status in (301, 302, 303, 307, 308) and method in ("GET", "HEAD")) or (
         status in (301, 302, 303) and method == "POST"
     )
+    if not followed:
+        return None
     location = headers.get("location") or headers.get("uri")
-    if not followed or not location:
+    if not location:
         return None
     parts = urllib.parse.urlparse(location)
     if parts.scheme not in ("http", "https", ""):

@@ -373,9 +373,15 @@ def _request_head(
     sized = "content-length" in names or "transfer-encoding" in names
     if not data and not sized and method in _BODY_METHODS:
         lines.append(b"Content-Length: 0")
-    lines.extend(
-        b"%s: %s" % (name.encode("ascii"), value.encode("ascii")) for name, value in headers.items()
-    )
+    if headers:
+        given = "\r\n".join([f"{name}: {value}" for name, value in headers.items()])
+        try:
+            lines.append(given.encode("ascii"))
+        except UnicodeEncodeError:
+            for name, value in headers.items():  # httpx's error: the one name or value
+                name.encode("ascii")
+                value.encode("ascii")
+            raise
     if data and "content-length" not in names:
         lines.append(b"Content-Length: %d" % len(data))
     return origin, b"\r\n".join(lines) + b"\r\n\r\n" + (data or b"")
