@@ -9,10 +9,14 @@ bytes its path names, so nothing about HTTP is taken on trust from a library on 
 from __future__ import annotations
 
 import asyncio
+import datetime
+import ipaddress
 import socket
 import socketserver
+import ssl
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -242,3 +246,94 @@ def test_a_header_value_outside_ascii_is_refused_as_httpx_refuses_it() -> None:
     with pytest.raises(UnicodeEncodeError) as theirs:
         httpx.Request("GET", "http://h/", headers={"X-Name": "Zoë"})
     assert str(ours.value) == str(theirs.value)
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, made here (``cryptography``)."""
+    x509 = pytest.importorskip("cryptography.x509", reason="pip install cryptography")
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+def test_https_is_read_through_tls_and_an_untrusted_certificate_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cert_path, key_path = self_signed(tmp_path)
+    recorder = Recorder()
+    serving_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    serving_tls.load_cert_chain(cert_path, key_path)
+    recorder.socket = serving_tls.wrap_socket(recorder.socket, server_side=True)
+    thread = threading.Thread(target=recorder.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    url = f"https://127.0.0.1:{recorder.server_address[1]}"
+    try:
+        calls: list[Call] = [
+            (url + "/chunked", "GET", {}, None),
+            (url + "/length", "GET", {}, None),
+        ]
+        [untrusted, _] = on_lanes(calls[:1] * 2)
+        assert untrusted.startswith(f"cannot reach {url}/chunked: [SSL: CERTIFICATE_VERIFY_FAILED]")
+        trusting = ssl.create_default_context(cafile=str(cert_path))
+        monkeypatch.setattr(http_async, "_tls_context", lambda: trusting)
+        chunked, length = on_lanes(calls)
+        # The refused handshakes never reached the handler: this is its first connection.
+        assert chunked[2] == b"ab1cde" and length[2] == b'{"n": 1}'
+    finally:
+        recorder.shutdown()
+        recorder.server_close()
+
+
+def test_a_request_on_a_kept_connection_gets_its_own_whole_timeout(
+    server: tuple[str, Recorder],
+) -> None:
+    """One timer serves a connection's requests: the second request's deadline is its own,
+    counted from when it was sent, not the first one's."""
+    url, recorder = server
+
+    async def session() -> tuple[str, float]:
+        lanes = AsyncLanes(1)
+        current_async_lanes.set(lanes)
+        await http_async.request(url + "/length", "GET", {}, None, 0.4)
+        await asyncio.sleep(0.3)  # the first request's deadline passes while idle
+        started = asyncio.get_running_loop().time()
+        try:
+            await http_async.request(url + "/silent", "GET", {}, None, 0.4)
+        except NodeFailure as failure:
+            return failure.message, asyncio.get_running_loop().time() - started
+        finally:
+            for close in lanes.closers:
+                await close()
+        return "answered", 0.0
+
+    message, waited_s = asyncio.run(session())
+    assert message == f"GET {url}/silent timed out after 0.4s"
+    assert 0.39 <= waited_s < 1.5
+    assert recorder.connections == 1
