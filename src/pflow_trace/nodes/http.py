@@ -159,7 +159,7 @@ class HttpNode(WorkflowNode):
 
     async def exec_async(self, params: dict[str, Any]) -> dict[str, Any]:
         """:meth:`exec` as a task on async lanes: the same request, outputs and errors, sent
-        through the batch's ``httpx`` pool (:mod:`~pflow_trace.nodes.http_async`). What urllib
+        through the batch's connection pool (:mod:`~pflow_trace.nodes.http_async`). What urllib
         would do differently (a proxy, a redirect it follows) takes the
         threads' path, in a worker thread, as :func:`_exchange` does."""
         from pflow_trace.nodes import http_async
