@@ -29,7 +29,13 @@ from pflow_trace.api import TracedRun, TraceOptions
 from pflow_trace.ir.validation import validate_workflow
 from pflow_trace.observe import conventions as conv
 from pflow_trace.observe.export_settings import resolve_export_settings
-from pflow_trace.observe.lean_tracer import LeanTracer, LeanTracerProvider, lean_tracing_allowed
+from pflow_trace.observe.lean_tracer import (
+    LeanSpan,
+    LeanTracer,
+    LeanTracerProvider,
+    lean_tracing_allowed,
+    moved_copy,
+)
 from pflow_trace.observe.otel import setup_tracing
 
 SECRET = "s3cr3t-VALUE-42"
@@ -328,3 +334,24 @@ def test_lean_span_status_attribute_and_event_rules() -> None:
     ((name, _, attributes),) = span.events or []
     assert name == "exception" and attributes["exception.type"] == "ValueError"
     assert attributes["exception.message"] == "nope"
+
+
+def test_a_moved_copy_keeps_every_field_but_its_trace_and_parent() -> None:
+    tracer = LeanTracer(sink=None)
+    parent = tracer.start_span("batch")
+    child = tracer.start_span("item", context=trace.set_span_in_context(parent))
+    assert isinstance(child, LeanSpan)
+    child.set_attribute("pflow.batch.index", 3)
+    child.add_event("retry", {"attempt": 1})
+    child.set_status(Status(StatusCode.ERROR, "boom"))
+    child.end()
+    moved = moved_copy(child, 0xABC, None)
+    changed = {"_context", "parent"}
+    for name in LeanSpan.__slots__:  # a slot added later must be copied too
+        if name not in changed:
+            assert getattr(moved, name) == getattr(child, name), name
+    assert moved.get_span_context().trace_id == 0xABC
+    assert moved.get_span_context().span_id == child.get_span_context().span_id
+    assert moved.parent is not None and moved.parent.trace_id == 0xABC
+    assert moved.parent.span_id == parent.get_span_context().span_id
+    assert child.get_span_context().trace_id == parent.get_span_context().trace_id

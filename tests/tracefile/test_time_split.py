@@ -136,7 +136,9 @@ def test_lane_wait_runs_from_batch_start_or_the_lanes_previous_end() -> None:
         outcome(2, 0, 6_000, 9_000),  # lane 0 was free at 5_000
         outcome(3, 1, 4_000, 8_000),  # lane 1 was free at 4_000: no wait
     ]
-    assert lane_waits_ns(outcomes, 1_000) == {0: 0, 1: 2_000, 2: 1_000, 3: 0}
+    assert lane_waits_ns(outcomes, 1_000) == [0, 2_000, 1_000, 0]
+    # By position in the sequence given, whatever order the items come in.
+    assert lane_waits_ns(outcomes[::-1], 1_000) == [0, 1_000, 2_000, 0]
 
 
 def test_overhead_is_the_rest_of_the_span_and_never_negative() -> None:

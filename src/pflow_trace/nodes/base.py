@@ -21,6 +21,7 @@ from opentelemetry.trace import Tracer
 from pflow_trace.engine import BaseNode
 from pflow_trace.engine.core import Shared
 from pflow_trace.errors import RunInterrupted
+from pflow_trace.nodes.params import params_problem
 from pflow_trace.observe.sanitize import Sanitizer
 
 #: The 1-based attempt of the batch item running on this thread. The batch runtime sets it; a
@@ -239,8 +240,6 @@ class WorkflowNode(BaseNode):
 
     def prep(self, shared: Shared) -> dict[str, Any]:
         if self.params_schema is not None:
-            from pflow_trace.nodes.params import params_problem
-
             problem = params_problem(self.type_name, self.params_schema, self.params)
             if problem is not None:
                 raise NodeFailure(problem, retriable=False)

@@ -6,14 +6,15 @@ full once per distinct *shape*: the keys, each value's type, whether numbers are
 or positive, whether strings are empty, and short strings verbatim (methods, modes, names).
 That shape decides every constraint our node schemas use (types, required, additional
 properties, minLength 1, minimum and exclusiveMinimum 0, short patterns and enums).
+
+``jsonschema`` is imported at the first full check, not with this module: the node base class
+imports this one, and commands that run no node (``show``, ``--version``) must not pay for it.
 """
 
 from __future__ import annotations
 
 import threading
 from typing import Any
-
-import jsonschema
 
 # Node schemas are class-level constants, so their id is a stable cache key.
 _VALIDATORS: dict[int, Any] = {}
@@ -37,12 +38,13 @@ def _value_shape(value: Any) -> Any:
     if isinstance(value, (int, float)):
         return (type(value), (value > 0) - (value < 0))
     if isinstance(value, dict):
-        return (dict, tuple((key, _value_shape(item)) for key, item in value.items()))
+        return (dict, tuple([(key, _value_shape(item)) for key, item in value.items()]))
     return type(value)
 
 
 def params_shape(params: dict[str, Any]) -> tuple[Any, ...]:
-    return tuple((key, _value_shape(value)) for key, value in params.items())
+    # A list, then a tuple: a generator costs a frame switch per param, on every item.
+    return tuple([(key, _value_shape(value)) for key, value in params.items()])
 
 
 def params_problem(type_name: str, schema: dict[str, Any], params: dict[str, Any]) -> str | None:
@@ -55,6 +57,8 @@ def params_problem(type_name: str, schema: dict[str, Any], params: dict[str, Any
     known = _VALID_SHAPES.get(key)
     if known is not None and shape in known:
         return None
+    import jsonschema  # once per new shape; see the module docstring
+
     validator = _VALIDATORS.get(key)
     if validator is None:
         validator = jsonschema.validators.validator_for(schema)(schema)

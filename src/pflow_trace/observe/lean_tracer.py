@@ -404,12 +404,24 @@ def moved_copy(span: LeanSpan, trace_id: int, parent: SpanContext | None) -> Lea
     """A copy of an ended span in trace ``trace_id``, its span id kept, under ``parent`` (or
     its own parent's span id in that trace): how the linked export shape moves a batch item's
     spans to a chunk trace (``observe/trace_shape.py``) without building SDK spans."""
-    copy = LeanSpan.__new__(LeanSpan)
-    for name in LeanSpan.__slots__:
-        setattr(copy, name, getattr(span, name))
+    # Field by field, not a loop over ``__slots__`` with getattr/setattr: every span of a
+    # batch item passes here when the linked shape is exported (a test checks every slot).
+    copy = _new_lean_span(LeanSpan)
     context = span._context
     copy._context = _new_span_context(trace_id, context[1], context[4])
     if parent is None and span.parent is not None:
         parent = _new_span_context(trace_id, span.parent[1], context[4])
     copy.parent = parent
+    copy._code = span._code
+    copy._owned = span._owned
+    copy._tracer = span._tracer
+    copy.attributes = span.attributes
+    copy.end_ns = span.end_ns
+    copy.events = span.events
+    copy.name = span.name
+    copy.start_ns = span.start_ns
+    copy.status_description = span.status_description
     return copy
+
+
+_new_lean_span = LeanSpan.__new__

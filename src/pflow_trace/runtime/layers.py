@@ -4,6 +4,12 @@ A layer forwards ``set_params`` down the chain, opens its span as the current sp
 started inside, on this thread or a worker that copies the context, is its child), marks the
 span ERROR when the inner chain raises, and shares the run's tracer, observer and sanitizer
 with its deep copies instead of copying them.
+
+Two layers need not make their span current: between the Namespaced and the TemplateAware
+spans and the node's span only the runtime's own code runs (a fresh namespace, template
+resolution), never a node's. Those hand their span to the layer below as its parent
+(:attr:`LayerWrapper.parent_context`) instead of attaching and detaching a context per item;
+the node's span is current as always, so whatever a node starts is its child.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from typing import Any, ClassVar
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.trace import Span, Status, StatusCode
 
 from pflow_trace.engine import BaseNode
@@ -47,6 +54,10 @@ class LayerWrapper(BaseNode):
     """Base for the runtime's wrappers; subclasses set ``layer`` and implement ``_run``."""
 
     layer: ClassVar[str] = ""
+    #: The context holding this layer's parent span, when the layer above handed it down
+    #: instead of making its own span current; None: the current context's span is the parent.
+    #: Each lane runs its own copy of the chain, so this is never shared between items.
+    parent_context: Context | None = None
 
     def __init__(self, inner: BaseNode, node_id: str, node_type: str, run: RunContext) -> None:
         super().__init__()
@@ -76,6 +87,7 @@ class LayerWrapper(BaseNode):
         clone.inner = copy.deepcopy(self.inner, memo)
         clone.params = copy.deepcopy(self.params, memo)
         clone.successors = {}
+        clone.parent_context = None  # the original's last item's, not the clone's
         return clone
 
     def start_span(
@@ -83,22 +95,27 @@ class LayerWrapper(BaseNode):
         attributes: dict[str, Any] | None = None,
         start_time: int | None = None,
         name: str | None = None,
-    ) -> tuple[Span, object]:
-        """Start this layer's span as the current one; returns it with the token to detach."""
+        parent: Context | None = None,
+        current: bool = True,
+    ) -> tuple[Span, object | None]:
+        """Start this layer's span, under ``parent`` (None: the current span), as the current
+        one unless ``current`` is false; returns it with the token to detach (None if not)."""
         span = self.run_context.tracer.start_span(
             name or self.span_name,
+            context=parent,
             attributes=attributes if attributes is not None else self.span_attributes,
             start_time=start_time,
             record_exception=False,
             set_status_on_exception=False,
         )
-        token = otel_context.attach(trace.set_span_in_context(span))
-        return span, token
+        if not current:
+            return span, None
+        return span, otel_context.attach(trace.set_span_in_context(span))
 
     def end_span(
         self,
         span: Span,
-        token: object,
+        token: object | None,
         error: BaseException | None = None,
         end_time: int | None = None,
         record_exception: bool = False,
@@ -114,19 +131,27 @@ class LayerWrapper(BaseNode):
                         "exception.message": message,
                     },
                 )
-        otel_context.detach(token)
+        if token is not None:
+            otel_context.detach(token)
         span.end(end_time=end_time)
 
     def run_inner_in_span(self, shared: Any, record_exception: bool = False) -> str | None:
-        """The common case: this layer's span around the inner chain."""
-        span, token = self.start_span()
+        """The common case: this layer's span around the inner chain, handed to the inner
+        layer as its parent rather than made current (see the module docstring)."""
+        span = self._start_parent_span()
         try:
             action = self.inner._run(shared)
         except BaseException as exc:
-            self.end_span(span, token, exc, record_exception=record_exception)
+            self.end_span(span, None, exc, record_exception=record_exception)
             raise
-        self.end_span(span, token)
+        self.end_span(span, None)
         return action
+
+    def _start_parent_span(self) -> Span:
+        """This layer's span, not made current: the inner layer gets it as its parent."""
+        span, _ = self.start_span(parent=self.parent_context, current=False)
+        self.inner.parent_context = trace.set_span_in_context(span)  # type: ignore[attr-defined]
+        return span
 
     async def _run_async(self, shared: Any) -> str | None:
         """:meth:`_run` as a task on async lanes; a layer that does more than open its span
@@ -137,12 +162,12 @@ class LayerWrapper(BaseNode):
         self, shared: Any, record_exception: bool = False
     ) -> str | None:
         """:meth:`run_inner_in_span` awaiting the inner chain's async path (each task has its
-        own context, so the span is current for this item alone)."""
-        span, token = self.start_span()
+        own copy of the chain, so the span handed down is this item's alone)."""
+        span = self._start_parent_span()
         try:
             action = await self.inner._run_async(shared)
         except BaseException as exc:
-            self.end_span(span, token, exc, record_exception=record_exception)
+            self.end_span(span, None, exc, record_exception=record_exception)
             raise
-        self.end_span(span, token)
+        self.end_span(span, None)
         return action

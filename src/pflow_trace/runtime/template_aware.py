@@ -1,7 +1,9 @@
 """The TemplateAware layer: resolves ``${...}`` params, then runs the node in its own span.
 
 Params are parsed once in ``set_params``; a node whose params hold no template skips
-resolution entirely. A node's ``inputs`` param is its own scope, on every node type as in
+resolution entirely. This layer's span is not made current (only the runtime's own code runs
+in it before the node's span starts); it is the node span's parent, handed over directly.
+A node's ``inputs`` param is its own scope, on every node type as in
 pflow-cli 0.16: ``inputs`` resolves first against the store, then the other params resolve
 against its keys laid over the store (``${who}`` reads ``inputs.who``; a key shadows a store
 name). A loop's ``carry`` reaches a ``shell`` or ``llm`` body this way, since it replaces
@@ -15,6 +17,8 @@ from __future__ import annotations
 from collections import ChainMap
 from collections.abc import Mapping
 from typing import Any
+
+from opentelemetry import trace
 
 from pflow_trace.ir.templates import compile_value, has_templates, resolve_param, scope_value
 from pflow_trace.nodes.base import CallTracing, current_call_tracing
@@ -81,16 +85,18 @@ class TemplateAwareNode(LayerWrapper):
         return ChainMap(view, store)
 
     def _run(self, shared: Any) -> str | None:
-        span, token = self.start_span()
+        span, _ = self.start_span(parent=self.parent_context, current=False)
         try:
             if self.templated:
                 self.inner.set_params(self.resolve(shared))
         except BaseException as exc:  # resolution failed: this span is the failing one
-            self.end_span(span, token, exc, record_exception=True)
+            self.end_span(span, None, exc, record_exception=True)
             raise
         try:
             node_span, node_token = self.start_span(
-                self.node_span_attributes, name=self.node_span_name
+                self.node_span_attributes,
+                name=self.node_span_name,
+                parent=trace.set_span_in_context(span),
             )
             tracing = current_call_tracing.set(self.call_tracing)
             try:
@@ -102,25 +108,27 @@ class TemplateAwareNode(LayerWrapper):
                 current_call_tracing.reset(tracing)
             self.end_span(node_span, node_token)
         except BaseException as exc:
-            self.end_span(span, token, exc)
+            self.end_span(span, None, exc)
             raise
-        self.end_span(span, token)
+        self.end_span(span, None)
         return action
 
     async def _run_async(self, shared: Any) -> str | None:
         """:meth:`_run` for an item on async lanes: the same spans, resolution and failures,
         awaiting the node's async path. Each lane has its own copy of the chain, so the
         resolved params set here stay this item's while it awaits."""
-        span, token = self.start_span()
+        span, _ = self.start_span(parent=self.parent_context, current=False)
         try:
             if self.templated:
                 self.inner.set_params(self.resolve(shared))
         except BaseException as exc:
-            self.end_span(span, token, exc, record_exception=True)
+            self.end_span(span, None, exc, record_exception=True)
             raise
         try:
             node_span, node_token = self.start_span(
-                self.node_span_attributes, name=self.node_span_name
+                self.node_span_attributes,
+                name=self.node_span_name,
+                parent=trace.set_span_in_context(span),
             )
             tracing = current_call_tracing.set(self.call_tracing)
             try:
@@ -132,7 +140,7 @@ class TemplateAwareNode(LayerWrapper):
                 current_call_tracing.reset(tracing)
             self.end_span(node_span, node_token)
         except BaseException as exc:
-            self.end_span(span, token, exc)
+            self.end_span(span, None, exc)
             raise
-        self.end_span(span, token)
+        self.end_span(span, None)
         return action

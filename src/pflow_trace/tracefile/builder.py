@@ -20,7 +20,6 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from operator import attrgetter
 from typing import Any
 
 from pflow_trace.observe.facts import ItemOutcome, NodeExecution, RunObserver, RunRecord
@@ -28,6 +27,7 @@ from pflow_trace.observe.llm_usage import UsageTotals, summarize_usages
 from pflow_trace.observe.redaction import REDACTED, Redactor
 from pflow_trace.observe.sanitize import Sanitizer
 from pflow_trace.text import hex_span_id, hex_trace_id
+from pflow_trace.tracefile.item_records import batch_items
 from pflow_trace.tracefile.spantable import SpanRecorder
 from pflow_trace.tracefile.spantable_format import (
     COL_ATTRIBUTES,
@@ -35,8 +35,7 @@ from pflow_trace.tracefile.spantable_format import (
     COL_STATUS_MESSAGE,
     COLUMNS,
 )
-from pflow_trace.tracefile.spool import Spool, TextBlocks, encode_elements
-from pflow_trace.tracefile.time_split import batch_time_us, item_time_us, lane_waits_ns
+from pflow_trace.tracefile.spool import Spool, TextBlocks
 from pflow_trace.version import __version__
 
 FORMAT_VERSION = "1.2.0"
@@ -245,34 +244,15 @@ class TraceDocumentBuilder(RunObserver):
         return resolutions
 
     def _batch_items(self, execution: NodeExecution) -> tuple[TextBlocks, dict[str, int] | None]:
-        """The ``batch_items`` records, in index order, encoded and spooled a block at a time
-        (a million-item batch never holds a million record dicts), and the batch's time split
-        (``batch_time_us``; None when no item reported one)."""
-        outcomes = sorted(execution.batch_items or (), key=attrgetter("index"))
-        records = TextBlocks(self.spool)
-        if not outcomes:
-            return records, None
-        batch_start = min(outcome.start_ns for outcome in outcomes)
-        with_place = any(map(attrgetter("place"), outcomes))
-        keys = execution.batch_item_keys
-        waits_ns = lane_waits_ns(outcomes, batch_start)
-        splits: list[list[int]] = []
-        providers: list[int] = []
-        for start in range(0, len(outcomes), _ITEMS_PER_BLOCK):
-            block = outcomes[start : start + _ITEMS_PER_BLOCK]
-            block_records = self._item_records(block, batch_start, with_place)
-            for record, outcome in zip(block_records, block, strict=True):
-                if keys is not None:  # the node's batch has a key: every record carries one
-                    record["key"] = keys[outcome.index] if outcome.index < len(keys) else None
-                if outcome.split_ns is not None:
-                    parts = item_time_us(outcome, outcome.split_ns, waits_ns[outcome.index])
-                    record["time_us"] = parts
-                    splits.append(parts)
-                if outcome.provider_ns is not None:
-                    record["provider_us"] = outcome.provider_ns // 1000
-                    providers.append(outcome.provider_ns // 1000)
-            records.append_block(encode_elements(block_records), len(block))
-        return records, (batch_time_us(splits, providers) if splits else None)
+        """The ``batch_items`` records and the batch's time split (``batch_time_us``)."""
+        sanitizer = self.sanitizer
+        return batch_items(
+            execution.batch_items or (),
+            execution.batch_item_keys,
+            sanitizer.preview,
+            sanitizer.value,
+            self.spool,
+        )
 
     def _count_resumed(self, outcomes: list[ItemOutcome]) -> None:
         """Tally a resumed run's items: reused, and re-run (ok or failed)."""
@@ -285,41 +265,6 @@ class TraceDocumentBuilder(RunObserver):
             ok = sum(1 for outcome in outcomes if outcome.status == "success")
             counts["ok"] += ok - reused
             counts["failed"] += sum(1 for outcome in outcomes if outcome.status == "failed")
-
-    def _item_records(
-        self, outcomes: list[ItemOutcome], batch_start: int, with_place: bool
-    ) -> list[dict[str, Any]]:
-        """One ``batch_items`` record per outcome; the item's preview is the one its span
-        carries when the batch layer made one."""
-        preview = self.sanitizer.preview
-        records = [
-            {
-                "index": outcome.index,
-                "item": outcome.preview if outcome.preview is not None else preview(outcome.item),
-                "status": outcome.status,
-                "attempts": outcome.attempts,
-                "duration_ms": round((outcome.end_ns - outcome.start_ns) / 1e6, 3),
-                "start_offset_ms": round((outcome.start_ns - batch_start) / 1e6, 3),
-                "worker": outcome.worker,
-                "error": outcome.error,
-                "span_id": hex_span_id(outcome.span_id),
-            }
-            for outcome in outcomes
-        ]
-        if with_place:
-            for record, outcome in zip(records, outcomes, strict=True):
-                place = outcome.place
-                record["host"] = place.host if place is not None else None
-                record["pid"] = place.pid if place is not None else None
-                record["worker_address"] = place.address if place is not None else None
-        value = self.sanitizer.value
-        for record, outcome in zip(records, outcomes, strict=True):
-            if outcome.reused_ms is not None:  # taken from the run this one resumes
-                record["reused"] = True
-                record["original_duration_ms"] = round(outcome.reused_ms, 3)
-            if outcome.llm_usage:  # an LLM call: only these items carry the key
-                record["llm_usage"] = value(outcome.llm_usage)
-        return records
 
     def run_finished(self, run: RunRecord, shared: Mapping[str, Any]) -> None:
         self.run = run
@@ -404,10 +349,6 @@ def plain_document(document: dict[str, Any]) -> dict[str, Any]:
         for event in document.get("nodes", [])
     ]
     return {**document, "otel": otel, "nodes": nodes}
-
-
-#: Records of ``batch_items`` encoded and spooled together.
-_ITEMS_PER_BLOCK = 1000
 
 
 #: The parts of a node event that hold run values (everything else is ids, times and counts).
