@@ -228,9 +228,9 @@ def _garbage_collected_on_the_main_thread() -> Iterator[None]:
 
     What survives the collection is then frozen (``gc.freeze``): no later collection, on any
     thread, examines it again, so each test's collection costs what that test made rather
-    than the whole heap the suite has built up (a full collection of that heap took most of a
-    quarter of a second; frozen cycles that become garbage later are not reclaimed, a few
-    megabytes over the suite).
+    than the whole heap the suite has built up (a full collection of that heap took about a
+    quarter of a second by the end). The price: a frozen cycle that becomes garbage later is
+    never reclaimed, which a process that lives for one suite can afford.
     """
     yield
     gc.collect()
