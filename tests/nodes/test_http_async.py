@@ -9,8 +9,6 @@ bytes its path names, so nothing about HTTP is taken on trust from a library on 
 from __future__ import annotations
 
 import asyncio
-import datetime
-import ipaddress
 import socket
 import socketserver
 import ssl
@@ -248,45 +246,20 @@ def test_a_header_value_outside_ascii_is_refused_as_httpx_refuses_it() -> None:
     assert str(ours.value) == str(theirs.value)
 
 
-def self_signed(directory: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 and its key, made here (``cryptography``)."""
-    x509 = pytest.importorskip("cryptography.x509", reason="pip install cryptography")
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
+#: A self-signed certificate for 127.0.0.1 (SAN IP) and its key, valid until 2126; made for
+#: these tests with ``openssl req -x509 -newkey ec -days 36500``; they protect nothing.
+TLS_FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "tls"
 
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
+
+def self_signed() -> tuple[Path, Path]:
+    """The loopback test certificate and its key."""
+    return TLS_FIXTURES / "loopback-cert.pem", TLS_FIXTURES / "loopback-key.pem"
 
 
 def test_https_is_read_through_tls_and_an_untrusted_certificate_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cert_path, key_path = self_signed(tmp_path)
+    cert_path, key_path = self_signed()
     recorder = Recorder()
     serving_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     serving_tls.load_cert_chain(cert_path, key_path)
