@@ -22,7 +22,9 @@ the ``http`` cases on a quiet machine: the server is not what limits them).
 
 Each case runs on async lanes and on threads (``TraceOptions(async_lanes=False)``), so the
 threads figure is the baseline of the same run (``llm`` on async lanes goes through the ``llm``
-library's async OpenAI model, one client per model kept for the batch's event loop).
+library's async OpenAI model, one client per model kept for the batch's event loop). The
+``llm`` case also measures ``openai_client_alone``: the same calls through the ``openai``
+package's async client with nothing around it, the floor every ``llm`` batch stands on.
 Targets: efficiency >= 0.85 for 2,000 x 10 ms at 100 in flight, >= 0.7 for 10,000 x 100 ms
 at 500 (``http`` only: threads and processes stay capped at 100 in validation, the
 threads figure at 500 is a comparison the Python API allows). Only this module's public
@@ -290,6 +292,49 @@ def measure(
     }
 
 
+def openai_client_alone(
+    base: str, items: int, lanes: int, delay_ms: int, rounds: int
+) -> dict[str, Any]:
+    """The floor under any ``llm`` batch here: the same chat completions sent by the ``openai``
+    package's async client alone (one client, its retries off, ``lanes`` calls in flight), with
+    no runtime, no ``llm`` library and no trace; best of ``rounds``. What the client costs per
+    call bounds the efficiency of everything built on it."""
+    import asyncio
+
+    import openai
+
+    async def batch() -> None:
+        client = openai.AsyncOpenAI(api_key="unused", base_url=base + "/v1", max_retries=0)
+        slots = asyncio.Semaphore(lanes)
+
+        async def call(index: int) -> None:
+            async with slots:
+                await client.chat.completions.create(
+                    model="gpt-4o-mini", messages=[{"role": "user", "content": f"item {index}"}]
+                )
+
+        try:
+            await asyncio.gather(*(call(index) for index in range(items)))
+        finally:
+            await client.close()
+
+    asyncio.run(batch())  # warm: imports and the first connections
+    best_ms, best_cpu_ms = math.inf, math.inf
+    for _ in range(rounds):
+        cpu, started = time.process_time(), time.perf_counter()
+        asyncio.run(batch())
+        wall_ms = (time.perf_counter() - started) * 1000
+        if wall_ms < best_ms:
+            best_ms, best_cpu_ms = wall_ms, (time.process_time() - cpu) * 1000
+    ideal_ms = math.ceil(items / lanes) * delay_ms
+    return {
+        "wall_ms": round(best_ms, 1),
+        "efficiency": round(ideal_ms / best_ms, 3),
+        "cpu_ms_per_item": round(best_cpu_ms / items, 3),
+        "cpu_bound_efficiency": round(ideal_ms / best_cpu_ms, 3),
+    }
+
+
 def run(
     quick: bool = False,
     nodes: tuple[str, ...] = ("http", "llm"),
@@ -315,6 +360,10 @@ def run(
                                     kind, base, (items, lanes, delay_ms), lanes_kind,
                                     Path(directory), rounds,
                                 )  # fmt: skip
+                                if kind == "llm" and lanes_kind == "async":
+                                    measured["openai_client_alone"] = openai_client_alone(
+                                        base, items, lanes, delay_ms, rounds
+                                    )
                                 print(json.dumps(measured), file=sys.stderr, flush=True)
                                 cases.append(measured)
                 finally:

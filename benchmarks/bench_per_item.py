@@ -8,8 +8,8 @@
    process that accepts and discards), the export flushed before the run returns;
 5. the bare OpenTelemetry SDK creating the same spans with the same attributes.
 
-Targets: the default path <= 2.5 x the untraced runtime; with the OTLP exporter <= 1.25 x
-(untraced runtime + bare SDK).
+Targets: the default path <= 2 x the untraced runtime (issue #28; 2.5 before it); with the OTLP
+exporter <= 1.25 x (untraced runtime + bare SDK).
 """
 
 from __future__ import annotations
@@ -162,7 +162,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         "traced_vs_untraced_plus_sdk": ratio(per_item_us["runtime_traced"], budget),
         "otlp_vs_untraced_plus_sdk": ratio(per_item_us["runtime_traced_otlp"], budget),
     }
-    target = {"traced_vs_untraced": 2.5, "otlp_vs_untraced_plus_sdk": 1.25}
+    target = {"traced_vs_untraced": 2.0, "otlp_vs_untraced_plus_sdk": 1.25}
     return {
         "benchmark": "per_item",
         "items": count,

@@ -41,6 +41,9 @@ ANSWERS: dict[str, bytes] = {
     "/retry": b"HTTP/1.1 503 Busy\r\nRetry-After: 7\r\nContent-Length: 0\r\n\r\n",
     "/then-close": b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nn={n}",
     "/silent": b"",
+    # A head sent a byte at a time (every CR and LF of its end in a packet of its own).
+    "/trickle": b"HTTP/1.1 200 OK\r\nX-Slow: yes\r\nContent-Length: 4\r\n\r\nslow",
+    "/huge-head": b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 70_000 + b"\r\nContent-Length: 0\r\n\r\n",
 }
 
 
@@ -85,8 +88,12 @@ class Handler(socketserver.StreamRequestHandler):
             if path == "/silent":
                 threading.Event().wait(2)
                 return
-            self.wfile.write(answer.replace(b"{n}", str(number).encode()))
-            self.wfile.flush()
+            answer = answer.replace(b"{n}", str(number).encode())
+            for part in (
+                [answer[i : i + 1] for i in range(len(answer))] if path == "/trickle" else [answer]
+            ):
+                self.wfile.write(part)
+                self.wfile.flush()
             if path in ("/close", "/short", "/bad-chunk", "/then-close"):
                 return  # closes the connection
 
@@ -176,6 +183,17 @@ def test_every_shape_of_answer_is_read_whole(server: tuple[str, Recorder]) -> No
     head = on_lanes([(url + "/head", "HEAD", {}, None), (url + "/bare-lf", "GET", {}, None)])
     assert head[0] == (200, [("Content-Type", "application/json"), ("Content-Length", "8")], b"")
     assert head[1] == (200, [("Content-Length", "3"), ("Server", "lf")], b"3ab")
+
+
+def test_a_head_that_trickles_in_is_read_and_an_endless_one_refused(
+    server: tuple[str, Recorder],
+) -> None:
+    url, _ = server
+    trickled, huge = on_lanes(
+        [(url + "/trickle", "GET", {}, None), (url + "/huge-head", "GET", {}, None)]
+    )
+    assert trickled == (200, [("X-Slow", "yes"), ("Content-Length", "4")], b"slow")
+    assert huge == f"GET {url}/huge-head failed: the answer's head is over 65,536 bytes"
 
 
 def test_a_kept_connection_the_server_closed_is_replaced(server: tuple[str, Recorder]) -> None:

@@ -144,8 +144,12 @@ def test_the_peer_benchmark_compares_two_tools_side_by_side(tmp_path: Path) -> N
     assert report["pflow_cli_problem"] is None
     assert set(report["tools"]) == {"pflow-trace", "pflow-cli"}
     for tool in report["tools"].values():
-        assert set(tool["wall_s"]) == set(tool["peak_rss_mib"]) == {"50", "250"}
+        assert (
+            set(tool["wall_s"]) == set(tool["peak_rss_mib"]) == set(tool["cpu_s"]) == {"50", "250"}
+        )
         assert all(rss > 0 for rss in tool["peak_rss_mib"].values())
+        assert all(is_positive_figure(cpu) for cpu in tool["cpu_s"].values())
+    assert report["target"] == {"marginal_cpu_per_item": 10}
     ratios = report["pflow_cli_over_pflow_trace"]
     assert set(ratios) >= {"marginal_per_item", "wall_250", "peak_memory_250"}
     assert is_positive_figure(ratios["wall_250"])

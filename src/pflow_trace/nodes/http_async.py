@@ -65,6 +65,9 @@ _NO_BODY_STATUSES = frozenset({204, 304})
 _PLAIN_PATH = re.compile(r"(?:/[!$-;=@-_a-z|~]*)?")
 _PLAIN_QUERY = re.compile(r"[!$-;=?-~]*")
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+#: The most an answer's status line and headers may take (``http.client`` allows 64 KiB a
+#: line); a server sending more is refused rather than buffered without end.
+MAX_HEAD_BYTES = 65_536
 # How an answer's body ends.
 _NONE, _LENGTH, _CHUNKED, _CLOSE = range(4)
 
@@ -93,6 +96,7 @@ class _Connection(asyncio.Protocol):
         self.timer_at = 0.0
         self.method = "GET"
         self.head: tuple[int, Headers, bool] | None = None
+        self.scanned = 0  # how much of the buffer the search for the head's end has seen
         self.ending = _NONE
         self.length = 0  # the body's, or the chunks' parse position
         self.parts: list[bytes] = []
@@ -125,7 +129,7 @@ class _Connection(asyncio.Protocol):
         assert self.transport is not None
         loop = asyncio.get_running_loop()
         self.waiter = waiter = loop.create_future()
-        self.method, self.head, self.parts = method, None, []
+        self.method, self.head, self.parts, self.scanned = method, None, [], 0
         self.deadline = loop.time() + timeout_s
         if self.timer is None or self.timer_at > self.deadline:
             self._arm(loop)
@@ -201,13 +205,22 @@ class _Connection(asyncio.Protocol):
             self.waiter = None
 
     def _read_head(self) -> bool:
-        """The answer's head, once whole (interim ``1xx`` answers dropped): what the body is."""
+        """The answer's head, once whole (interim ``1xx`` answers dropped): what the body is.
+
+        The search for the head's end starts where the last one stopped, so a head that
+        trickles in is scanned once; a head over :data:`MAX_HEAD_BYTES` is refused, as
+        ``http.client`` refuses an over-long header line."""
         buffer = self.buffer
         while True:
-            crlf, lf = buffer.find(b"\n\r\n"), buffer.find(b"\n\n")
+            start = max(self.scanned - 2, 0)
+            crlf, lf = buffer.find(b"\n\r\n", start), buffer.find(b"\n\n", start)
             if crlf < 0 and lf < 0:
+                _check_head_size(len(buffer))
+                self.scanned = len(buffer)
                 return False
+            self.scanned = 0
             end = lf + 2 if crlf < 0 or 0 <= lf < crlf else crlf + 3
+            _check_head_size(end)
             lines = buffer[:end].decode("latin-1").split("\n")
             del buffer[:end]
             version, _, rest = lines[0].partition(" ")
@@ -268,6 +281,11 @@ class _Connection(asyncio.Protocol):
                 return None
             self.parts.append(bytes(buffer[start : start + size]))
             self.length = start + size + 2
+
+
+def _check_head_size(size: int) -> None:
+    if size > MAX_HEAD_BYTES:
+        raise ValueError(f"the answer's head is over {MAX_HEAD_BYTES:,} bytes")
 
 
 def _whole_number(text: str) -> int:
