@@ -33,6 +33,8 @@ def as_list(raw: tuple[Any, ...]) -> list[Any]:
 
 ROWS = [
     (0, 0xFFFFFFFFFFFFFFFF, 0, ORIGIN, ORIGIN + 5, 0, None, None, None),
+    (4, 0x1234, 0xFFFFFFFFFFFFFFFF, ORIGIN + 3, ORIGIN + 8, 1, None, None, None),  # the common row
+    (5, 1, 2, ORIGIN - 7, ORIGIN + 8, 0, None, None, []),
     (3, 1, 0x00F067AA0BA902B7, ORIGIN + 10, ORIGIN + 99, 2, 'bad: "quoted" ünïcode\n', None, None),
     (
         1,

@@ -13,6 +13,7 @@ spans from it with their original ids and timestamps
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Mapping
 from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any
@@ -71,7 +72,8 @@ class SpanRecorder(SpanProcessor):
         #: Kinds in index order; appended under the lock, read by :meth:`table`.
         self.kinds: list[dict[str, Any]] = []
         #: Rows not yet encoded: a block's worth at most once the run's start is known.
-        self._rows: list[RawRow] = []
+        #: A deque: lanes append and a flush pops, both atomic, so neither takes a lock.
+        self._rows: deque[RawRow] = deque()
         #: Rows in their trace-file form (JSON text), in the spool as blocks fill up.
         self.rows = TextBlocks(spool)
         #: The run's start: rows store times relative to it (None until the run starts).
@@ -178,9 +180,8 @@ class SpanRecorder(SpanProcessor):
             varying,
             events,
         )
-        with self._lock:  # _flush swaps the list; an append must not land in the old one
-            rows = self._rows
-            rows.append(row)
+        rows = self._rows
+        rows.append(row)
         if len(rows) >= ROWS_PER_BLOCK and self._origin_ns is not None:
             self._flush()
 
@@ -194,8 +195,8 @@ class SpanRecorder(SpanProcessor):
         if origin_ns is None:
             return
         with self._flush_lock:
-            with self._lock:
-                pending, self._rows = self._rows, []
+            rows = self._rows
+            pending = [rows.popleft() for _ in range(len(rows))]  # in the order they ended
             if pending:
                 text = ", ".join([encode_row(raw, origin_ns) for raw in pending])
                 self.rows.append_block(text, len(pending))
@@ -276,11 +277,18 @@ def _json(value: Any) -> str:
     return encode_json(value)
 
 
+#: A row with a parent and nothing but ids, times and a status code.
+_PLAIN_ROW = '[%d, "%016x", "%016x", %d, %d, %d, null, null, null]'
+
+
 def encode_row(raw: RawRow, origin_ns: int) -> str:
     """One row as JSON text, in :data:`~pflow_trace.tracefile.spantable_format.COLUMNS` order,
     times made relative to ``origin_ns`` and ids made hex; exactly the text ``json.dumps``
     gives for the row as a list (a test compares them)."""
     kind, span_id, parent, start, end, code, description, varying, events = raw
+    if parent and description is None and varying is None and not events:
+        # Three of an item's four spans: one C-level format (about 0.3 µs less than below).
+        return _PLAIN_ROW % (kind, span_id, parent, start - origin_ns, end - start, code)
     parent_text = f'"{parent:016x}"' if parent else "null"
     if description is None and not events:  # most spans: at most the varying attributes
         tail = "null, null, null" if varying is None else f"null, {_json(varying)}, null"
