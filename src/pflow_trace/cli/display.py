@@ -290,12 +290,16 @@ class NodeStatusDisplay:
         """Take the bar down (and a timer not yet fired) while a question is asked on the
         terminal (``run --pilot``); the batch's counts are kept."""
         with self._lock:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-            if self._progress is not None:
-                self._progress.stop()
-                self._progress = None
+            self._take_down()
+
+    def _take_down(self) -> None:
+        """Cancel a timer not yet fired and stop the bar (the lock held)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
 
     def resume(self) -> None:
         """After the question: the bar comes back if the batch runs on long enough."""
@@ -310,12 +314,7 @@ class NodeStatusDisplay:
         """Remove the bar (and a timer not yet fired) before a status line is printed."""
         with self._lock:
             self._batch = None
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-            if self._progress is not None:
-                self._progress.stop()
-                self._progress = None
+            self._take_down()
 
     def node_finished(self, execution: NodeExecution, shared: Mapping[str, Any]) -> None:
         """The node's status line, marked and coloured by its status, then its item errors."""

@@ -218,6 +218,20 @@ class NodeFailure(Exception):
         self.retry_after_s = retry_after_s
 
 
+def _as_failure(exc: BaseException, shared: Shared) -> BaseException:
+    """What a node's run raises for ``exc`` (see :meth:`WorkflowNode._run`): a
+    :class:`NodeFailure`, after writing its partial outputs into the namespace; any other
+    ``Exception`` or the runtime's own stop as it is; any other ``BaseException`` as a new
+    one-line :class:`NodeFailure`."""
+    if isinstance(exc, NodeFailure):
+        for key, value in exc.outputs.items():
+            shared[key] = value
+        return exc
+    if isinstance(exc, Exception) or is_runtime_stop(exc):
+        return exc
+    return NodeFailure(exception_line(exc))
+
+
 class WorkflowNode(BaseNode):
     """Base class for node types: subclasses set ``type_name`` and implement :meth:`exec`."""
 
@@ -260,16 +274,11 @@ class WorkflowNode(BaseNode):
         """
         try:
             return super()._run(shared)
-        except NodeFailure as failure:
-            for key, value in failure.outputs.items():
-                shared[key] = value
-            raise
-        except Exception:
-            raise
         except BaseException as exc:
-            if is_runtime_stop(exc):
+            failure = _as_failure(exc, shared)
+            if failure is exc:
                 raise
-            raise NodeFailure(exception_line(exc)) from None
+            raise failure from None
 
     async def _run_async(self, shared: Shared) -> str | None:
         """:meth:`_run` for a type with ``exec_async``, as a task on async lanes: the same
@@ -279,21 +288,16 @@ class WorkflowNode(BaseNode):
             prep_result = self.prep(shared)
             exec_result = await self.exec_async(prep_result)  # type: ignore[attr-defined]
             return self.post(shared, prep_result, exec_result)
-        except NodeFailure as failure:
-            for key, value in failure.outputs.items():
-                shared[key] = value
-            raise
-        except Exception:
-            raise
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if task is not None and task.cancelling():
                 raise WorkCancelled() from None
             raise NodeFailure("CancelledError") from None
         except BaseException as exc:
-            if is_runtime_stop(exc):
+            failure = _as_failure(exc, shared)
+            if failure is exc:
                 raise
-            raise NodeFailure(exception_line(exc)) from None
+            raise failure from None
 
     def post(self, shared: Shared, prep_result: Any, exec_result: Any) -> str | None:
         outputs: Mapping[str, Any] = exec_result or {}

@@ -148,34 +148,75 @@ class ItemLife:
         Only the node's work and the waits are interruptible (``on_signal_thread``), so a
         signal never lands between an item's span and its record.
         """
-        run = self.run
-        recording = run.recording
         start_ns = first_start_ns or time.time_ns()
-        # A preview costs a JSON dump: only when a real tracer keeps it (span and record).
-        preview = run.sanitizer.preview(item) if recording else None
         started = len(lost) + 1
+        span, preview, flight, token = self._begin(
+            index, item, worker, start_ns, flights, started, lost
+        )
+        try:
+            tried = self._attempts(
+                chain, shared, index, item, span, flight, flights, on_signal_thread, len(lost)
+            )
+        except BaseException as exc:  # a runtime bug: the span says so, and it propagates
+            self._abandon(span, token, flights, index, exc)
+            raise
+        otel_context.detach(token)
+        outcome = self._settle(
+            span, flights, index, item, worker, start_ns, preview, started, tried
+        )
+        return outcome, tried[1], tried[3]
+
+    def _begin(
+        self,
+        index: int,
+        item: Any,
+        worker: int,
+        start_ns: int,
+        flights: Flights | None,
+        started: int = 1,
+        lost: Sequence[LostAttempt] = (),
+    ) -> tuple[Span, str | None, InFlight | None, object]:
+        """An item starts, on a thread or as a task: (its span, made current; its preview; its
+        entry among the batch's flights, when the lanes keep them; the token to detach)."""
+        # A preview costs a JSON dump: only when a real tracer keeps it (span and record).
+        preview = self.run.sanitizer.preview(item) if self.run.recording else None
         span = self._start_span(index, worker, start_ns, preview, started, lost)
         flight = None
         if flights is not None:
             flight = flights.entries[index] = InFlight(index, item, worker, start_ns, span, preview)
-        token = otel_context.attach(trace.set_span_in_context(span))
-        try:
-            attempt, result, error, interrupt, usage, split = self._attempts(
-                chain, shared, index, item, span, flight, flights, on_signal_thread, len(lost)
-            )
-        except BaseException as exc:  # a runtime bug: the span says so, and it propagates
-            if flights is not None:
-                flights.entries.pop(index, None)
-            span.set_status(Status(StatusCode.ERROR, describe_error(exc)))
-            otel_context.detach(token)
-            span.end()
-            raise
+        return span, preview, flight, otel_context.attach(trace.set_span_in_context(span))
+
+    @staticmethod
+    def _abandon(
+        span: Span, token: object, flights: Flights | None, index: int, exc: BaseException
+    ) -> None:
+        """A runtime bug ended the item's attempts: its span says so, and no record is made."""
+        if flights is not None:
+            flights.entries.pop(index, None)
+        span.set_status(Status(StatusCode.ERROR, describe_error(exc)))
         otel_context.detach(token)
-        tried = (attempt, result, error, interrupt, usage, split)
-        outcome = self._settle(
-            span, flights, index, item, worker, start_ns, preview, started, tried
-        )
-        return outcome, result, interrupt
+        span.end()
+
+    def _attempt_store(self, shared: Any, item: Any, index: int) -> dict[str, Any]:
+        """The store one attempt runs on: a fresh shallow copy, so a failed attempt leaves
+        nothing behind, with the item under the batch's alias and its index."""
+        item_shared = dict(shared)
+        item_shared[self.alias] = item
+        item_shared[INDEX_KEY] = index
+        return item_shared
+
+    def _failed_attempt(
+        self, attempt: int, exc: Exception, span: Span, flights: Flights | None
+    ) -> tuple[str, dict[str, Any] | None, float | None]:
+        """An attempt failed: (its error, redacted; its LLM usage; how long to wait before the
+        next attempt, None when there is none). A retry is noted on the item's span."""
+        error = self.run.sanitizer.text(describe_error(exc))
+        usage = usage_of_failure(exc)
+        pause_s = self.retry_pause_s(attempt, exc)
+        if pause_s is None or (flights is not None and flights.interrupted):
+            return error, usage, None
+        self._note_retry(span, attempt, error)
+        return error, usage, pause_s
 
     def _attempts(
         self,
@@ -194,7 +235,6 @@ class ItemLife:
         attempts and in waits between them). Attempt numbers continue after the ``spent``
         ones a dead worker used, so ``current_attempt`` is true. Each attempt is timed with
         one ``time_ns`` pair: all the attribution costs on the per-item path."""
-        alias = self.alias
         result: Any = None
         error: str | None = None
         usage: dict[str, Any] | None = None
@@ -203,10 +243,7 @@ class ItemLife:
         try:
             while True:
                 attempt += 1
-                # Each attempt runs on a fresh shallow copy, so a failed one leaves nothing behind.
-                item_shared = dict(shared)
-                item_shared[alias] = item
-                item_shared[INDEX_KEY] = index
+                item_shared = self._attempt_store(shared, item, index)
                 attempt_token = current_attempt.set(attempt)
                 if flight is not None:
                     flight.attempt = attempt
@@ -221,12 +258,9 @@ class ItemLife:
                     return attempt, result, None, None, usage_of(result), (attempts_ns, waits_ns)
                 except Exception as exc:
                     attempts_ns += time.time_ns() - began_ns
-                    error = self.run.sanitizer.text(describe_error(exc))
-                    usage = usage_of_failure(exc)
-                    pause_s = self.retry_pause_s(attempt, exc)
-                    if pause_s is None or (flights is not None and flights.interrupted):
+                    error, usage, pause_s = self._failed_attempt(attempt, exc, span, flights)
+                    if pause_s is None:
                         break
-                    self._note_retry(span, attempt, error)
                     waits_ns += _pause(pause_s, on_signal_thread)
                 finally:
                     current_attempt.reset(attempt_token)
@@ -273,27 +307,17 @@ class ItemLife:
         the same span, attempts, waits and record. The task's own context holds the item's
         span, so items interleaving on one thread never see each other's. A stop cancels the
         task: the attempt or wait it was in ends, and the item is recorded ``interrupted``."""
-        run = self.run
-        recording = run.recording
         start_ns = time.time_ns()
-        preview = run.sanitizer.preview(item) if recording else None
-        span = self._start_span(index, worker, start_ns, preview)
-        flight = flights.entries[index] = InFlight(index, item, worker, start_ns, span, preview)
-        token = otel_context.attach(trace.set_span_in_context(span))
+        span, preview, flight, token = self._begin(index, item, worker, start_ns, flights)
+        assert flight is not None  # async lanes always keep their flights
         try:
-            attempt, result, error, interrupt, usage, split = await self._attempts_async(
-                chain, shared, index, item, span, flight, flights
-            )
+            tried = await self._attempts_async(chain, shared, index, item, span, flight, flights)
         except BaseException as exc:  # a runtime bug: the span says so, and it propagates
-            flights.entries.pop(index, None)
-            span.set_status(Status(StatusCode.ERROR, describe_error(exc)))
-            otel_context.detach(token)
-            span.end()
+            self._abandon(span, token, flights, index, exc)
             raise
         otel_context.detach(token)
-        tried = (attempt, result, error, interrupt, usage, split)
         outcome = self._settle(span, flights, index, item, worker, start_ns, preview, 1, tried)
-        return (None, None) if outcome is None else (outcome, result)
+        return (None, None) if outcome is None else (outcome, tried[1])
 
     async def _attempts_async(
         self,
@@ -307,7 +331,6 @@ class ItemLife:
     ) -> tuple[int, Any, str | None, BaseException | None, dict[str, Any] | None, Split]:
         """:meth:`_attempts` awaiting the chain's async path; a retry wait is an
         ``asyncio.sleep``, so it holds no thread either."""
-        alias = self.alias
         result: Any = None
         error: str | None = None
         usage: dict[str, Any] | None = None
@@ -316,9 +339,7 @@ class ItemLife:
         try:
             while True:
                 attempt += 1
-                item_shared = dict(shared)
-                item_shared[alias] = item
-                item_shared[INDEX_KEY] = index
+                item_shared = self._attempt_store(shared, item, index)
                 attempt_token = current_attempt.set(attempt)
                 flight.attempt = attempt
                 try:
@@ -329,12 +350,9 @@ class ItemLife:
                     return attempt, result, None, None, usage_of(result), (attempts_ns, waits_ns)
                 except Exception as exc:
                     attempts_ns += time.time_ns() - began_ns
-                    error = self.run.sanitizer.text(describe_error(exc))
-                    usage = usage_of_failure(exc)
-                    pause_s = self.retry_pause_s(attempt, exc)
-                    if pause_s is None or flights.interrupted:
+                    error, usage, pause_s = self._failed_attempt(attempt, exc, span, flights)
+                    if pause_s is None:
                         break
-                    self._note_retry(span, attempt, error)
                     began_ns = time.time_ns()
                     if pause_s > 0:
                         await asyncio.sleep(pause_s)

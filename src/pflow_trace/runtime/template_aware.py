@@ -16,15 +16,21 @@ from __future__ import annotations
 
 from collections import ChainMap
 from collections.abc import Mapping
+from contextvars import Token
 from typing import Any
 
 from opentelemetry import trace
+from opentelemetry.trace import Span
 
 from pflow_trace.ir.templates import compile_value, has_templates, resolve_param, scope_value
 from pflow_trace.nodes.base import CallTracing, current_call_tracing
 from pflow_trace.observe import conventions as conv
 from pflow_trace.runtime.context import current_execution
 from pflow_trace.runtime.layers import LayerWrapper
+
+#: What :meth:`TemplateAwareNode._open` hands :meth:`~TemplateAwareNode._close`: this layer's
+#: span, the node's span and its context token, and the call-tracing token.
+_Opened = tuple[Span, Span, object, Token[Any]]
 
 #: The param every node type may have: named values its other params read as ``${key}``.
 INPUTS_PARAM = "inputs"
@@ -85,6 +91,31 @@ class TemplateAwareNode(LayerWrapper):
         return ChainMap(view, store)
 
     def _run(self, shared: Any) -> str | None:
+        opened = self._open(shared)
+        try:
+            action = self.inner._run(shared)
+        except BaseException as exc:
+            self._close(opened, exc)
+            raise
+        self._close(opened, None)
+        return action
+
+    async def _run_async(self, shared: Any) -> str | None:
+        """:meth:`_run` for an item on async lanes: the same spans, resolution and failures,
+        awaiting the node's async path. Each lane has its own copy of the chain, so the
+        resolved params set here stay this item's while it awaits."""
+        opened = self._open(shared)
+        try:
+            action = await self.inner._run_async(shared)
+        except BaseException as exc:
+            self._close(opened, exc)
+            raise
+        self._close(opened, None)
+        return action
+
+    def _open(self, shared: Any) -> _Opened:
+        """This layer's span, the params resolved in it (a failure there is this span's), then
+        the node's span, made current, and the node's call tracing set."""
         span, _ = self.start_span(parent=self.parent_context, current=False)
         try:
             if self.templated:
@@ -92,55 +123,17 @@ class TemplateAwareNode(LayerWrapper):
         except BaseException as exc:  # resolution failed: this span is the failing one
             self.end_span(span, None, exc, record_exception=True)
             raise
-        try:
-            node_span, node_token = self.start_span(
-                self.node_span_attributes,
-                name=self.node_span_name,
-                parent=trace.set_span_in_context(span),
-            )
-            tracing = current_call_tracing.set(self.call_tracing)
-            try:
-                action = self.inner._run(shared)
-            except BaseException as exc:
-                self.end_span(node_span, node_token, exc, record_exception=True)
-                raise
-            finally:
-                current_call_tracing.reset(tracing)
-            self.end_span(node_span, node_token)
-        except BaseException as exc:
-            self.end_span(span, None, exc)
-            raise
-        self.end_span(span, None)
-        return action
+        node_span, node_token = self.start_span(
+            self.node_span_attributes,
+            name=self.node_span_name,
+            parent=trace.set_span_in_context(span),
+        )
+        return span, node_span, node_token, current_call_tracing.set(self.call_tracing)
 
-    async def _run_async(self, shared: Any) -> str | None:
-        """:meth:`_run` for an item on async lanes: the same spans, resolution and failures,
-        awaiting the node's async path. Each lane has its own copy of the chain, so the
-        resolved params set here stay this item's while it awaits."""
-        span, _ = self.start_span(parent=self.parent_context, current=False)
-        try:
-            if self.templated:
-                self.inner.set_params(self.resolve(shared))
-        except BaseException as exc:
-            self.end_span(span, None, exc, record_exception=True)
-            raise
-        try:
-            node_span, node_token = self.start_span(
-                self.node_span_attributes,
-                name=self.node_span_name,
-                parent=trace.set_span_in_context(span),
-            )
-            tracing = current_call_tracing.set(self.call_tracing)
-            try:
-                action = await self.inner._run_async(shared)
-            except BaseException as exc:
-                self.end_span(node_span, node_token, exc, record_exception=True)
-                raise
-            finally:
-                current_call_tracing.reset(tracing)
-            self.end_span(node_span, node_token)
-        except BaseException as exc:
-            self.end_span(span, None, exc)
-            raise
-        self.end_span(span, None)
-        return action
+    def _close(self, opened: _Opened, error: BaseException | None) -> None:
+        """The node ran: its span ends (with the exception event when it failed), then this
+        layer's (ERROR too, without a second event)."""
+        span, node_span, node_token, tracing = opened
+        current_call_tracing.reset(tracing)
+        self.end_span(node_span, node_token, error, record_exception=error is not None)
+        self.end_span(span, None, error)

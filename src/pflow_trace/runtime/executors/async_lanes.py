@@ -35,7 +35,7 @@ from opentelemetry import trace
 
 from pflow_trace.nodes.base import AsyncLanes, cancel_running_work, current_async_lanes
 from pflow_trace.observe import conventions as conv
-from pflow_trace.runtime import interrupts
+from pflow_trace.runtime.executors.threads import lane_thread, run_lane_threads
 from pflow_trace.runtime.item_life import BatchWork, Flights
 
 #: After Ctrl-C, how long in-flight items get to finish once their tasks have been cancelled.
@@ -69,21 +69,10 @@ class _Loop:
     def run(self) -> None:
         """Run the loop on its own thread and wait; lanes record their own outcomes, so this
         thread only waits, or stops them."""
-        parent_context = contextvars.copy_context()
-        thread = threading.Thread(
-            target=parent_context.run,
-            args=(self._thread,),
-            name=f"pflow-{self.work.life.node_id}-async",
-            daemon=True,  # an interrupted run must not wait for a stuck item to exit
+        thread = lane_thread(
+            contextvars.copy_context(), self._thread, (), f"{self.work.life.node_id}-async"
         )
-        try:
-            thread.start()
-            interrupts.wait_for(self.all_done)
-        except BaseException:
-            self._stop()
-            raise
-        if self.errors:
-            raise self.errors[0]
+        run_lane_threads([thread], self.all_done, self._stop, self.errors)
 
     def _thread(self) -> None:
         loop = asyncio.new_event_loop()

@@ -19,6 +19,8 @@ import copy
 import itertools
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 from opentelemetry import trace
 
@@ -63,6 +65,39 @@ def _run_sequential(work: BatchWork) -> None:
             break
 
 
+def lane_thread(
+    parent_context: contextvars.Context,
+    target: Callable[..., None],
+    args: tuple[Any, ...],
+    name: str,
+) -> threading.Thread:
+    """A thread for a batch's lanes, in its own copy of the batch's context (so its spans are
+    the batch span's children), a daemon: an interrupted run must not wait for a stuck item."""
+    return threading.Thread(
+        target=parent_context.copy().run, args=(target, *args), name=f"pflow-{name}", daemon=True
+    )
+
+
+def run_lane_threads(
+    threads: list[threading.Thread],
+    all_done: threading.Event,
+    stop: Callable[[], None],
+    errors: list[BaseException],
+) -> None:
+    """Start the lanes' threads and wait until ``all_done``: a signal meanwhile calls ``stop``
+    (which records the items in flight) and goes on up; a lane's runtime bug, kept in
+    ``errors``, is raised here, on the calling thread."""
+    try:
+        for thread in threads:
+            thread.start()
+        interrupts.wait_for(all_done)
+    except BaseException:
+        stop()
+        raise
+    if errors:
+        raise errors[0]
+
+
 class _Lanes:
     """One parallel batch's lanes and what they share; every member is safe from any lane."""
 
@@ -82,23 +117,10 @@ class _Lanes:
         record their own outcomes, so this thread only waits, or stops them."""
         parent_context = contextvars.copy_context()
         threads = [
-            threading.Thread(
-                target=parent_context.copy().run,
-                args=(self._lane, number),
-                name=f"pflow-{self.work.life.node_id}-{number}",
-                daemon=True,  # an interrupted run must not wait for a stuck item to exit
-            )
+            lane_thread(parent_context, self._lane, (number,), f"{self.work.life.node_id}-{number}")
             for number in range(self.running)
         ]
-        try:
-            for thread in threads:
-                thread.start()
-            interrupts.wait_for(self.all_done)
-        except BaseException:
-            self._stop()
-            raise
-        if self.errors:
-            raise self.errors[0]
+        run_lane_threads(threads, self.all_done, self._stop, self.errors)
 
     def _lane(self, number: int) -> None:
         """One lane's loop: take the next index, run that item, record it; until none is left."""
